@@ -1,0 +1,377 @@
+"""Read article files into immutable :class:`Article` values.
+
+``parse_article`` is pure (bytes and facts in, an article and problems out) so every odd input
+can be tested without a file system; ``load_articles`` is the thin edge that walks the folder.
+A bad file never stops the others: it is left out or repaired, and reported by name.
+"""
+
+from __future__ import annotations
+
+import difflib
+import logging
+import mimetypes
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time
+from pathlib import Path, PurePosixPath
+from typing import Any
+from urllib.parse import quote, urljoin, urlsplit
+from zoneinfo import ZoneInfo
+
+from .config import SiteConfig
+from .errors import Problem, Severity
+from .markup import clean_text, html_to_text, markdown_to_html, plain_to_html, sanitize, shorten
+from .slugs import slug
+from .yamlfile import YAMLProblem, line_of, load_yaml
+
+log = logging.getLogger(__name__)
+
+SUFFIXES = (".md", ".markdown", ".txt")
+KEYS = ("id", "title", "date", "updated", "topics", "tags", "author", "summary", "language",
+        "draft", "image", "link", "sources")
+_FENCE = re.compile(r"^(---|\.\.\.)[ \t]*$")
+_ID_SEGMENT = re.compile(r"^[^\s/\\?#%<>\"]+$")
+_LANGUAGE = re.compile(r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{1,8})*$")
+
+
+@dataclass(frozen=True)
+class Author:
+    name: str
+    email: str | None = None
+    uri: str | None = None
+
+
+@dataclass(frozen=True)
+class Topic:
+    slug: str
+    name: str
+
+
+@dataclass(frozen=True)
+class Article:
+    """A published-or-not article, fully normalised.
+
+    All datetimes are timezone-aware UTC; ``updated >= published``. ``html`` is sanitized
+    with absolute URLs; ``summary`` is plain text. ``url`` is where entries link to.
+    """
+
+    id: str
+    path: str
+    title: str
+    published: datetime
+    updated: datetime
+    html: str
+    summary: str
+    url: str
+    permalink: str
+    topics: tuple[Topic, ...] = ()
+    tags: tuple[Topic, ...] = ()
+    authors: tuple[Author, ...] = ()
+    language: str | None = None
+    draft: bool = False
+    image: str | None = None
+    image_type: str | None = None
+    image_length: int = 0
+    sources: tuple[str, ...] = ()
+
+    @property
+    def topic_slugs(self) -> frozenset[str]:
+        return frozenset(t.slug for t in self.topics)
+
+    @property
+    def tag_slugs(self) -> frozenset[str]:
+        return frozenset(t.slug for t in self.tags)
+
+    def is_published(self, now: datetime) -> bool:
+        return not self.draft and self.published <= now
+
+
+@dataclass(frozen=True)
+class SourceFile:
+    """What the edge read from disk: everything ``parse_article`` needs, nothing more."""
+
+    path: str  # relative to the articles folder, POSIX separators
+    data: bytes
+    mtime: float
+    image_sizes: Mapping[str, int] | None = None
+
+
+def article_id_for(path: str) -> str:
+    return str(PurePosixPath(path).with_suffix(""))
+
+
+def permalink(site: SiteConfig, article_id: str) -> str:
+    return urljoin(site.url, "articles/" + quote(article_id, safe="/~.-_"))
+
+
+def parse_article(source: SourceFile, site: SiteConfig) -> tuple[Article | None, list[Problem]]:
+    """Parse one file; ``None`` means it is left out, and the problems say why."""
+    problems: list[Problem] = []
+
+    def report(message: str, line: int | None = None, severity: Severity = Severity.ERROR) -> None:
+        problems.append(Problem(source.path, line, message, severity))
+
+    if not source.data.strip():
+        report("empty file, left out")
+        return None, problems
+    if b"\x00" in source.data:
+        report("binary file (contains NUL bytes), left out; articles must be UTF-8 text")
+        return None, problems
+    try:
+        text = source.data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = source.data[: exc.start].count(b"\n") + 1
+        report(f"not valid UTF-8 (byte {exc.start}); bad bytes replaced with U+FFFD", line)
+        text = source.data.decode("utf-8-sig", errors="replace")
+    text = clean_text(text.replace("\r\n", "\n").replace("\r", "\n"))
+
+    meta: Any = {}
+    body = text
+    lines = text.split("\n")
+    if lines and _FENCE.match(lines[0]) and lines[0].startswith("---"):
+        end = next((i for i in range(1, len(lines)) if _FENCE.match(lines[i])), None)
+        if end is None:
+            report("front matter opened with '---' on line 1 is never closed; left out", 1)
+            return None, problems
+        try:
+            meta = load_yaml("\n".join(lines[1:end]), first_line=2) or {}
+        except YAMLProblem as exc:
+            report(f"front matter: {exc.message}; left out", exc.line)
+            return None, problems
+        if not isinstance(meta, Mapping):
+            report("front matter must be a mapping of keys (title: ..., date: ...); left out", 2)
+            return None, problems
+        body = "\n".join(lines[end + 1 :])
+
+    for key in meta:
+        if key not in KEYS:
+            close = difflib.get_close_matches(str(key), KEYS, n=1)
+            hint = f"; did you mean '{close[0]}'?" if close else ""
+            report(f"unknown front matter key {key!r} ignored{hint}", line_of(meta, key), Severity.WARNING)
+
+    def field(key: str, kind: type | tuple[type, ...], expected: str) -> Any:
+        value = meta.get(key)
+        if value is None:
+            return None
+        if isinstance(value, bool) and bool not in (kind if isinstance(kind, tuple) else (kind,)):
+            value = None
+        if value is None or not isinstance(value, kind):
+            report(f"{key}: expected {expected}, got {value!r}; ignored", line_of(meta, key), Severity.WARNING)
+            return None
+        return value
+
+    is_plain = source.path.endswith(".txt")
+    title = _one_line(field("title", (str, int, float, date), "a string"))
+    if not title:
+        first, _, rest = body.lstrip("\n").partition("\n")
+        title = _one_line(first.lstrip("#").strip() if not is_plain else first)
+        body = rest
+    if not title:
+        report("no title: neither a 'title' in front matter nor a first line; left out")
+        return None, problems
+
+    tz = site.tz
+    published = _when(field("date", (str, datetime, date), "a date such as 2025-04-28T09:30:00+02:00"), tz)
+    if published is None:
+        if "date" in meta and meta["date"] is not None:
+            report(f"date: cannot read {meta['date']!r} as a date; using the file time", line_of(meta, "date"))
+        else:
+            report("no date: using the file's modification time (add 'date:' so the date survives a copy)",
+                   None, Severity.WARNING)
+        published = datetime.fromtimestamp(int(source.mtime), UTC)
+    updated = _when(field("updated", (str, datetime, date), "a date"), tz)
+    if updated is None and meta.get("updated") is not None:
+        report(f"updated: cannot read {meta['updated']!r} as a date; ignored", line_of(meta, "updated"))
+    updated = max(updated or published, published)
+
+    article_id = article_id_for(source.path)
+    given_id = field("id", (str, int), "a string")
+    if given_id is not None:
+        if _valid_id(str(given_id)):
+            article_id = str(given_id).strip()
+        else:
+            report(f"id: {given_id!r} is not usable in a URL (no spaces, '..', '?', '#' or '%'); "
+                   "using the file path", line_of(meta, "id"))
+
+    html = sanitize(markdown_to_html(body) if not is_plain else plain_to_html(body), site.url)
+    summary_source = field("summary", str, "a string")
+    summary = shorten(html_to_text(sanitize(summary_source, site.url)) if summary_source else html_to_text(html), 600 if summary_source else 280)
+
+    topics = _topics(field("topics", (str, list), "a list of topic names"))
+    if not topics:
+        parts = PurePosixPath(source.path).parts
+        topics = _topics([parts[0]]) if len(parts) > 1 else ()
+    tags = _topics(field("tags", (str, list), "a list of tags"))
+
+    authors = _authors(meta.get("author"))
+    if authors is None:
+        report("author: expected a name, {name, email, uri}, or a list of those; ignored",
+               line_of(meta, "author"), Severity.WARNING)
+        authors = ()
+    if not authors and site.author:
+        authors = (Author(site.author),)
+
+    language = field("language", str, "a language tag such as de")
+    if language is not None and not _LANGUAGE.match(language):
+        report(f"language: {language!r} is not a language tag such as de or en-US; ignored",
+               line_of(meta, "language"), Severity.WARNING)
+        language = None
+
+    link = field("link", str, "an absolute URL")
+    if link is not None and urlsplit(link).scheme not in ("http", "https"):
+        report(f"link: {link!r} is not an absolute http(s) URL; ignored", line_of(meta, "link"), Severity.WARNING)
+        link = None
+
+    image = field("image", str, "an image path or URL")
+    image_url = urljoin(site.url, image.strip()) if image else None
+    sizes = source.image_sizes or {}
+
+    draft = meta.get("draft", False)
+    if not isinstance(draft, bool):
+        report(f"draft: expected true or false, got {draft!r}; treated as a draft", line_of(meta, "draft"))
+        draft = True
+
+    sources_field = field("sources", (str, list), "a list of sources")
+    sources = tuple(_one_line(s) for s in _as_list(sources_field) if _one_line(s))
+
+    page = permalink(site, article_id)
+    article = Article(
+        id=article_id,
+        path=source.path,
+        title=title,
+        published=published,
+        updated=updated,
+        html=html,
+        summary=summary,
+        url=link or page,
+        permalink=page,
+        topics=topics,
+        tags=tags,
+        authors=authors,
+        language=language,
+        draft=draft,
+        image=image_url,
+        image_type=(mimetypes.guess_type(image_url)[0] or "application/octet-stream") if image_url else None,
+        image_length=sizes.get(image.strip(), 0) if image else 0,
+        sources=sources,
+    )
+    return article, problems
+
+
+def _one_line(value: Any) -> str:
+    if value is None:
+        return ""
+    return re.sub(r"\s+", " ", str(value)).strip()
+
+
+def _as_list(value: Any) -> list[Any]:
+    if value is None:
+        return []
+    return value if isinstance(value, list) else [value]
+
+
+def _topics(value: Any) -> tuple[Topic, ...]:
+    seen: dict[str, Topic] = {}
+    for item in _as_list(value):
+        name = _one_line(item)
+        if name:
+            seen.setdefault(slug(name), Topic(slug(name), name))
+    return tuple(seen.values())
+
+
+def _authors(value: Any) -> tuple[Author, ...] | None:
+    result = []
+    for item in _as_list(value):
+        if isinstance(item, str) and item.strip():
+            result.append(Author(_one_line(item)))
+        elif isinstance(item, Mapping) and isinstance(item.get("name"), str) and item["name"].strip():
+            email, uri = item.get("email"), item.get("uri")
+            result.append(Author(
+                _one_line(item["name"]),
+                email.strip() if isinstance(email, str) and "@" in email else None,
+                uri.strip() if isinstance(uri, str) and urlsplit(uri.strip()).scheme in ("http", "https") else None,
+            ))
+        else:
+            return None
+    return tuple(result)
+
+
+def _when(value: Any, tz: ZoneInfo) -> datetime | None:
+    """Naive times are in the site's zone; plain dates are midnight there."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value.strip())
+        except ValueError:
+            try:
+                value = date.fromisoformat(value.strip())
+            except ValueError:
+                return None
+    if isinstance(value, datetime):
+        moment = value if value.tzinfo else value.replace(tzinfo=tz)
+    elif isinstance(value, date):
+        moment = datetime.combine(value, time(0, 0), tzinfo=tz)
+    else:
+        return None
+    return moment.astimezone(UTC).replace(microsecond=0)
+
+
+def _valid_id(value: str) -> bool:
+    parts = value.strip().split("/")
+    return bool(value.strip()) and all(p not in ("", ".", "..") and _ID_SEGMENT.match(p) for p in parts)
+
+
+def iter_sources(root: Path) -> Iterator[Path]:
+    """Article files under ``root``, sorted, skipping names that start with '.' or '_'."""
+    for path in sorted(root.rglob("*")):
+        rel = path.relative_to(root)
+        if any(part.startswith((".", "_")) for part in rel.parts):
+            continue
+        if path.suffix.lower() in SUFFIXES and path.is_file():
+            yield path
+
+
+def read_source(root: Path, path: Path) -> SourceFile:
+    rel = path.relative_to(root).as_posix()
+    stat = path.stat()
+    data = path.read_bytes()
+    sizes: dict[str, int] = {}
+    image = re.search(rb"^image:[ \t]*['\"]?([^'\"\n#]+?)['\"]?[ \t]*$", data[:4096], re.MULTILINE)
+    if image:
+        name = image.group(1).decode("utf-8", "replace").strip()
+        candidate = (root / name).resolve()
+        if candidate.is_relative_to(root.resolve()) and candidate.is_file():
+            sizes[name] = candidate.stat().st_size
+    return SourceFile(rel, data, stat.st_mtime, sizes)
+
+
+def load_articles(site: SiteConfig) -> tuple[list[Article], list[Problem]]:
+    """Every readable article under the site's folder (drafts included), and every problem.
+
+    Two files claiming one id would show one story twice; the second (by path) is left out.
+    """
+    root = site.articles_dir
+    articles: list[Article] = []
+    problems: list[Problem] = []
+    by_id: dict[str, str] = {}
+    for path in iter_sources(root):
+        rel = path.relative_to(root).as_posix()
+        try:
+            source = read_source(root, path)
+        except OSError as exc:
+            problems.append(Problem(rel, None, f"cannot read file: {exc.strerror or exc}; left out"))
+            continue
+        article, found = parse_article(source, site)
+        problems.extend(found)
+        if article is None:
+            continue
+        if article.id in by_id:
+            problems.append(Problem(rel, None, f"id {article.id!r} is already used by {by_id[article.id]}; left out"))
+            continue
+        by_id[article.id] = rel
+        articles.append(article)
+    for problem in problems:
+        log.warning("article problem: %s", problem)
+    return articles, problems

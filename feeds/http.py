@@ -1,0 +1,119 @@
+"""The web edge: routes, caching headers and conditional GETs over cached documents.
+
+Views only look a :class:`~feeds.site.Document` up and answer with its bytes; the decision
+between 200 and 304 is Werkzeug's ``is_resource_modified`` (If-None-Match wins over
+If-Modified-Since, weak comparison, ``*``, lists, unparsable dates ignored).
+"""
+
+from __future__ import annotations
+
+import re
+
+from flask import Blueprint, Flask, Response, current_app, jsonify, request
+from werkzeug.datastructures import Headers
+from werkzeug.exceptions import HTTPException
+from werkzeug.http import http_date, is_resource_modified, parse_etags
+
+from .errors import NotFound
+from .site import Document, Site, Store
+
+bp = Blueprint("feeds", __name__)
+_FEED_FILE = re.compile(r"^(?P<name>[a-z0-9][a-z0-9_-]*)\.(?P<fmt>rss|atom)$")
+
+
+class DocumentResponse(Response):
+    """Keeps Last-Modified on 304s, which Werkzeug drops as an entity header.
+
+    The contract promises a 304 carries the same validators as the 200 it stands for.
+    """
+
+    def get_wsgi_headers(self, environ: dict[str, object]) -> Headers:  # type: ignore[override]
+        headers = super().get_wsgi_headers(environ)  # type: ignore[arg-type]
+        if self.status_code == 304 and "Last-Modified" in self.headers:
+            headers["Last-Modified"] = self.headers["Last-Modified"]
+        return headers
+
+
+def get_store() -> Store:
+    store: Store = current_app.extensions["feeds"]
+    return store
+
+
+def current_site() -> Site:
+    return get_store().current()
+
+
+def serve(doc: Document) -> DocumentResponse:
+    """Answer with ``doc``: 304 when the client's validators match, else 200 (gzip if accepted)."""
+    gzip_ok = request.accept_encodings["gzip"] > 0
+    body, tag = (doc.gzipped, f"{doc.etag}-gzip") if gzip_ok else (doc.body, doc.etag)
+    environ = request.environ
+    # Either representation's tag proves the client holds current bytes; checking both also
+    # accepts a "-gzip" suffix that a compressing proxy appended to our identity tag.
+    unmodified = not is_resource_modified(
+        environ, etag=doc.etag, last_modified=doc.last_modified
+    ) or not is_resource_modified(environ, etag=f"{doc.etag}-gzip", last_modified=doc.last_modified)
+    if unmodified and parse_etags(environ.get("HTTP_IF_MATCH")):
+        # Werkzeug reports a failed If-Match as "unmodified"; RFC 9110 13.1.1 wants 412.
+        return DocumentResponse(b"", status=412)
+    response = DocumentResponse(
+        b"" if unmodified else body, status=304 if unmodified else 200, content_type=doc.mimetype
+    )
+    headers = response.headers
+    headers["ETag"] = f'"{tag}"'
+    headers["Last-Modified"] = http_date(doc.last_modified)
+    headers["Cache-Control"] = f"public, max-age={doc.max_age}"
+    headers["Vary"] = "Accept-Encoding"
+    if not unmodified:
+        headers["Content-Length"] = str(len(body))
+        if gzip_ok:
+            headers["Content-Encoding"] = "gzip"
+    return response
+
+
+@bp.get("/feeds/<filename>")
+def feed(filename: str) -> DocumentResponse:
+    match = _FEED_FILE.match(filename)
+    if match is None:
+        raise NotFound(filename)
+    return serve(current_site().feed(match["name"], match["fmt"]))
+
+
+@bp.get("/")
+def index() -> DocumentResponse:
+    return serve(current_site().index())
+
+
+@bp.get("/articles/<path:article_id>")
+def article(article_id: str) -> DocumentResponse:
+    return serve(current_site().page(article_id))
+
+
+@bp.get("/healthz")
+def healthz() -> Response:
+    site = current_site()
+    response = jsonify(
+        status="ok",
+        articles=len(site.visible),
+        feeds=len(site.specs),
+        problems=len(site.problems),
+    )
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def _not_found(_: Exception) -> Response:
+    return Response("Not found.\n", status=404, content_type="text/plain; charset=utf-8")
+
+
+def _http_error(exc: HTTPException) -> Response | HTTPException:
+    if exc.code == 404:
+        return _not_found(exc)
+    return exc
+
+
+def init_app(app: Flask) -> None:
+    app.register_blueprint(bp)
+    app.register_error_handler(NotFound, _not_found)
+    app.register_error_handler(HTTPException, _http_error)
+

@@ -1,0 +1,123 @@
+"""Turn article bodies into safe, self-contained HTML and plain text.
+
+Feed readers show entry HTML outside our site, so everything that leaves here is sanitized,
+has absolute URLs and contains only characters XML 1.0 allows.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+from functools import lru_cache
+
+import lxml.html
+import nh3
+from markdown_it import MarkdownIt
+
+# XML 1.0 forbids C0 controls except tab/LF/CR, and U+FFFE/U+FFFF; C1 controls are legal
+# but never meaningful in UTF-8 text and some validators reject them.
+_ILLEGAL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x84\x86-\x9f\ufffe\uffff\ud800-\udfff]")
+_SPACE = re.compile(r"\s+")
+_CLOSING = tuple(".!?:;…\"“”»«'’)")
+_TABLE_SEPARATOR = re.compile(r"^\s*\|?\s*:?-{2,}:?\s*(\|\s*(:?-{2,}:?\s*)?)*\|?\s*$")
+_SUBHEADING_MAX = 80
+
+
+def clean_text(text: str) -> str:
+    """Drop characters that would make feedgen (and XML) refuse the document."""
+    return _ILLEGAL.sub("", text)
+
+
+@lru_cache(maxsize=1)
+def _markdown() -> MarkdownIt:
+    return MarkdownIt("commonmark").enable("table")
+
+
+def markdown_to_html(source: str) -> str:
+    return _markdown().render(source)
+
+
+def plain_to_html(source: str) -> str:
+    """Render the newsroom's plain export: one paragraph a line, subheadings, pipe tables."""
+    lines = [line.strip() for line in source.split("\n")]
+    lines = [line for line in lines if line]
+    out: list[str] = []
+    i = 0
+    while i < len(lines):
+        line = lines[i]
+        if "|" in line and i + 1 < len(lines) and _TABLE_SEPARATOR.match(lines[i + 1]):
+            j = i + 2
+            while j < len(lines) and "|" in lines[j] and not _TABLE_SEPARATOR.match(lines[j]):
+                j += 1
+            out.append(_table(lines[i], lines[i + 2 : j]))
+            i = j
+            continue
+        if _is_subheading(line) and i + 1 < len(lines):
+            out.append(f"<h2>{html.escape(line, quote=False)}</h2>")
+        else:
+            out.append(f"<p>{html.escape(line, quote=False)}</p>")
+        i += 1
+    return "\n".join(out) + ("\n" if out else "")
+
+
+def _is_subheading(line: str) -> bool:
+    return len(line) <= _SUBHEADING_MAX and not line.endswith(_CLOSING) and "|" not in line
+
+
+def _cells(row: str) -> list[str]:
+    row = row.strip()
+    if row.startswith("|"):
+        row = row[1:]
+    if row.endswith("|"):
+        row = row[:-1]
+    return [cell.strip() for cell in row.split("|")]
+
+
+def _table(header: str, rows: list[str]) -> str:
+    head = _cells(header)
+    width = len(head)
+    body = [(_cells(r) + [""] * width)[:width] for r in rows]
+
+    def tr(cells: list[str], tag: str) -> str:
+        return "<tr>" + "".join(f"<{tag}>{html.escape(c, quote=False)}</{tag}>" for c in cells) + "</tr>"
+
+    parts = ["<table>", "<thead>", tr(head, "th"), "</thead>"]
+    if body:
+        parts += ["<tbody>", *(tr(r, "td") for r in body), "</tbody>"]
+    parts.append("</table>")
+    return "\n".join(parts)
+
+
+@lru_cache(maxsize=8)
+def _cleaner(base_url: str) -> nh3.Cleaner:
+    return nh3.Cleaner(
+        url_schemes={"http", "https", "mailto"},
+        url_relative=("rewrite_with_base", base_url),
+        clean_content_tags={"script", "style"},
+        link_rel="noopener noreferrer",
+    )
+
+
+def sanitize(fragment: str, base_url: str) -> str:
+    """Remove scripts, handlers and unsafe URLs; resolve relative links against the site."""
+    return clean_text(_cleaner(base_url).clean(fragment))
+
+
+def html_to_text(fragment: str) -> str:
+    """Plain text of an HTML fragment, whitespace collapsed (for summaries and titles)."""
+    if not fragment.strip():
+        return ""
+    try:
+        text = lxml.html.fragment_fromstring(fragment, create_parent="div").text_content()
+    except Exception:  # lxml raises several types on odd input; plain text is good enough
+        text = re.sub(r"<[^>]*>", " ", fragment)
+    return _SPACE.sub(" ", text).strip()
+
+
+def shorten(text: str, limit: int = 280) -> str:
+    """Cut at a word boundary so a derived summary never ends mid-word."""
+    text = _SPACE.sub(" ", text).strip()
+    if len(text) <= limit:
+        return text
+    cut = text[:limit].rsplit(" ", 1)[0].rstrip(" ,;:-–—")
+    return cut + " …"

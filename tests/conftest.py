@@ -1,0 +1,145 @@
+"""Shared fixtures: small sites built in tmp_path, a pinned clock, app/client/runner."""
+
+from __future__ import annotations
+
+import textwrap
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+import yaml
+from click.testing import CliRunner
+from flask import Flask
+from flask.testing import FlaskClient
+
+from feeds import create_app
+
+REPO = Path(__file__).resolve().parent.parent
+DEMO_CONFIG = REPO / "config.yaml"
+SHARED = REPO.parent / "shared"
+NOW = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
+
+BASE_CONFIG: dict = {
+    "site": {
+        "title": "Testseite",
+        "url": "https://news.example.org",
+        "description": "Eine kleine Testseite",
+        "language": "de",
+        "timezone": "Europe/Berlin",
+        "author": "Redaktion",
+    },
+    "articles": "articles",
+    "defaults": {"limit": 50, "max_age": 300, "content": "full"},
+    "topic_feeds": True,
+    "feeds": {
+        "alle": {"title": "Alle Meldungen", "description": "Alles"},
+        "kurz": {"title": "Kurz", "content": "summary", "limit": 2, "max_age": 600},
+    },
+}
+
+SMALL_ARTICLES = {
+    "politik/erster.md": """\
+        ---
+        id: erster
+        title: Erster Artikel
+        date: 2025-04-28T09:30:00+02:00
+        topics: [Politik]
+        tags: [wahl]
+        summary: Kurzfassung des ersten Artikels.
+        ---
+        Ein **Absatz** mit [Link](/archiv/1) und ![Bild](images/a.png).
+        """,
+    "politik/zweiter.md": """\
+        ---
+        id: zweiter
+        title: Zweiter Artikel
+        date: 2025-05-01T08:00:00
+        updated: 2025-05-02T10:00:00+02:00
+        ---
+        Text des zweiten Artikels.
+        """,
+    "klima/dritter.txt": """\
+        ---
+        date: 2025-05-03
+        ---
+        Dritter Artikel im Exportformat
+        Erster Absatz des Exports.
+        Zwischentitel
+        Zweiter Absatz des Exports.
+        """,
+    "klima/entwurf.md": """\
+        ---
+        title: DRAFT-SECRET Entwurf
+        date: 2025-05-04T08:00:00+02:00
+        draft: true
+        ---
+        DRAFT-SECRET
+        """,
+    "klima/sperrfrist.md": """\
+        ---
+        title: EMBARGO-SECRET Sperrfrist
+        date: 2030-01-01T08:00:00+01:00
+        ---
+        EMBARGO-SECRET
+        """,
+}
+
+
+def _merge(base: dict, override: dict) -> dict:
+    result = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(result.get(key), dict):
+            result[key] = _merge(result[key], value)
+        else:
+            result[key] = value
+    return result
+
+
+MakeSite = Callable[..., Path]
+
+
+@pytest.fixture
+def make_site(tmp_path: Path) -> MakeSite:
+    """Write a site under tmp_path and return its config path.
+
+    ``articles`` maps relative paths to text (dedented) or bytes; ``config`` is merged into
+    BASE_CONFIG (pass ``raw_config`` to write config.yaml text verbatim).
+    """
+
+    def make(articles: dict[str, str | bytes] | None = None, config: dict | None = None,
+             raw_config: str | None = None, name: str = "site") -> Path:
+        root = tmp_path / name
+        folder = root / "articles"
+        folder.mkdir(parents=True, exist_ok=True)
+        for rel, content in (SMALL_ARTICLES if articles is None else articles).items():
+            target = folder / rel
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if isinstance(content, bytes):
+                target.write_bytes(content)
+            else:
+                target.write_text(textwrap.dedent(content), encoding="utf-8")
+        path = root / "config.yaml"
+        if raw_config is not None:
+            path.write_text(textwrap.dedent(raw_config), encoding="utf-8")
+        else:
+            data = _merge(BASE_CONFIG, config or {})
+            path.write_text(yaml.safe_dump(data, allow_unicode=True, sort_keys=False), encoding="utf-8")
+        return path
+
+    return make
+
+
+@pytest.fixture
+def app(make_site: MakeSite) -> Flask:
+    return create_app(make_site(), clock=lambda: NOW)
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    return app.test_client()
+
+
+@pytest.fixture
+def runner() -> CliRunner:
+    return CliRunner()
