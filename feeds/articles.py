@@ -12,7 +12,7 @@ import logging
 import mimetypes
 import re
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import UTC, date, datetime, time
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -48,12 +48,14 @@ class Topic:
     name: str
 
 
-@dataclass(frozen=True)
-class Article:
-    """A published-or-not article, fully normalised.
+@dataclass(frozen=True, slots=True)
+class Meta:
+    """What selection needs to know of an article, without its rendered body.
 
-    All datetimes are timezone-aware UTC; ``updated >= published``. ``html`` is sanitized
-    with absolute URLs; ``summary`` is plain text. ``url`` is where entries link to.
+    All datetimes are timezone-aware UTC; ``updated >= published``. ``url`` is where entries
+    link to, ``permalink`` the article's own page. ``version`` (size, mtime) tells whether the
+    file changed since this was read. The index keeps only these, so 100,000 articles fit in
+    memory; bodies are rendered for the entries a document actually shows.
     """
 
     id: str
@@ -61,8 +63,6 @@ class Article:
     title: str
     published: datetime
     updated: datetime
-    html: str
-    summary: str
     url: str
     permalink: str
     topics: tuple[Topic, ...] = ()
@@ -74,6 +74,8 @@ class Article:
     image_type: str | None = None
     image_length: int = 0
     sources: tuple[str, ...] = ()
+    given_summary: str | None = None
+    version: tuple[int, float] = (0, 0.0)
 
     @property
     def topic_slugs(self) -> frozenset[str]:
@@ -85,6 +87,14 @@ class Article:
 
     def is_published(self, now: datetime) -> bool:
         return not self.draft and self.published <= now
+
+
+@dataclass(frozen=True, slots=True)
+class Article(Meta):
+    """A :class:`Meta` with its body: ``html`` sanitized with absolute URLs, ``summary`` plain text."""
+
+    html: str = ""
+    summary: str = ""
 
 
 @dataclass(frozen=True)
@@ -107,6 +117,24 @@ def permalink(site: SiteConfig, article_id: str) -> str:
 
 def parse_article(source: SourceFile, site: SiteConfig) -> tuple[Article | None, list[Problem]]:
     """Parse one file; ``None`` means it is left out, and the problems say why."""
+    meta, body, problems = parse_meta(source, site)
+    return (complete(meta, body, site) if meta is not None else None), problems
+
+
+def complete(meta: Meta, body: str, site: SiteConfig) -> Article:
+    """Render the body of an article whose metadata is known (the costly half of parsing)."""
+    is_plain = meta.path.endswith(".txt")
+    html = sanitize(markdown_to_html(body) if not is_plain else plain_to_html(body), site.url)
+    if meta.given_summary:
+        summary = shorten(html_to_text(sanitize(meta.given_summary, site.url)), 600)
+    else:
+        summary = shorten(html_to_text(html), 280)
+    values = {f.name: getattr(meta, f.name) for f in fields(Meta)}
+    return Article(**values, html=html, summary=summary)
+
+
+def parse_meta(source: SourceFile, site: SiteConfig) -> tuple[Meta | None, str, list[Problem]]:
+    """Everything but the body's HTML: cheap enough to run over a whole archive."""
     problems: list[Problem] = []
 
     def report(message: str, line: int | None = None, severity: Severity = Severity.ERROR) -> None:
@@ -114,10 +142,10 @@ def parse_article(source: SourceFile, site: SiteConfig) -> tuple[Article | None,
 
     if not source.data.strip():
         report("empty file, left out")
-        return None, problems
+        return None, "", problems
     if b"\x00" in source.data:
         report("binary file (contains NUL bytes), left out; articles must be UTF-8 text")
-        return None, problems
+        return None, "", problems
     try:
         text = source.data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -133,15 +161,16 @@ def parse_article(source: SourceFile, site: SiteConfig) -> tuple[Article | None,
         end = next((i for i in range(1, len(lines)) if _FENCE.match(lines[i])), None)
         if end is None:
             report("front matter opened with '---' on line 1 is never closed; left out", 1)
-            return None, problems
+            return None, "", problems
         try:
             meta = load_yaml("\n".join(lines[1:end]), first_line=2) or {}
         except YAMLProblem as exc:
             report(f"front matter: {exc.message}; left out", exc.line)
-            return None, problems
+            return None, "", problems
         if not isinstance(meta, Mapping):
             report("front matter must be a mapping of keys (title: ..., date: ...); left out", 2)
-            return None, problems
+            return None, "", problems
+        _clean_strings(meta)  # YAML escapes such as "\x07" bring back what clean_text removed
         body = "\n".join(lines[end + 1 :])
 
     for key in meta:
@@ -154,9 +183,8 @@ def parse_article(source: SourceFile, site: SiteConfig) -> tuple[Article | None,
         value = meta.get(key)
         if value is None:
             return None
-        if isinstance(value, bool) and bool not in (kind if isinstance(kind, tuple) else (kind,)):
-            value = None
-        if value is None or not isinstance(value, kind):
+        is_bool = isinstance(value, bool) and bool not in (kind if isinstance(kind, tuple) else (kind,))
+        if is_bool or not isinstance(value, kind):
             report(f"{key}: expected {expected}, got {value!r}; ignored", line_of(meta, key), Severity.WARNING)
             return None
         return value
@@ -169,10 +197,10 @@ def parse_article(source: SourceFile, site: SiteConfig) -> tuple[Article | None,
         body = rest
     if not title:
         report("no title: neither a 'title' in front matter nor a first line; left out")
-        return None, problems
+        return None, "", problems
 
     tz = site.tz
-    published = _when(field("date", (str, datetime, date), "a date such as 2025-04-28T09:30:00+02:00"), tz)
+    published = _when(meta.get("date"), tz)
     if published is None:
         if "date" in meta and meta["date"] is not None:
             report(f"date: cannot read {meta['date']!r} as a date; using the file time", line_of(meta, "date"))
@@ -180,7 +208,7 @@ def parse_article(source: SourceFile, site: SiteConfig) -> tuple[Article | None,
             report("no date: using the file's modification time (add 'date:' so the date survives a copy)",
                    None, Severity.WARNING)
         published = datetime.fromtimestamp(int(source.mtime), UTC)
-    updated = _when(field("updated", (str, datetime, date), "a date"), tz)
+    updated = _when(meta.get("updated"), tz)
     if updated is None and meta.get("updated") is not None:
         report(f"updated: cannot read {meta['updated']!r} as a date; ignored", line_of(meta, "updated"))
     updated = max(updated or published, published)
@@ -194,9 +222,7 @@ def parse_article(source: SourceFile, site: SiteConfig) -> tuple[Article | None,
             report(f"id: {given_id!r} is not usable in a URL (no spaces, '..', '?', '#' or '%'); "
                    "using the file path", line_of(meta, "id"))
 
-    html = sanitize(markdown_to_html(body) if not is_plain else plain_to_html(body), site.url)
-    summary_source = field("summary", str, "a string")
-    summary = shorten(html_to_text(sanitize(summary_source, site.url)) if summary_source else html_to_text(html), 600 if summary_source else 280)
+    given_summary = field("summary", str, "a string")
 
     topics = _topics(field("topics", (str, list), "a list of topic names"))
     if not topics:
@@ -236,14 +262,12 @@ def parse_article(source: SourceFile, site: SiteConfig) -> tuple[Article | None,
     sources = tuple(_one_line(s) for s in _as_list(sources_field) if _one_line(s))
 
     page = permalink(site, article_id)
-    article = Article(
+    meta = Meta(
         id=article_id,
         path=source.path,
         title=title,
         published=published,
         updated=updated,
-        html=html,
-        summary=summary,
         url=link or page,
         permalink=page,
         topics=topics,
@@ -255,8 +279,21 @@ def parse_article(source: SourceFile, site: SiteConfig) -> tuple[Article | None,
         image_type=(mimetypes.guess_type(image_url)[0] or "application/octet-stream") if image_url else None,
         image_length=sizes.get(image.strip(), 0) if image else 0,
         sources=sources,
+        given_summary=given_summary.strip() if given_summary and given_summary.strip() else None,
+        version=(len(source.data), source.mtime),
     )
-    return article, problems
+    return meta, body, problems
+
+
+def _clean_strings(value: Any) -> Any:
+    if isinstance(value, str):
+        return clean_text(value)
+    if isinstance(value, dict):
+        for key, item in value.items():
+            value[key] = _clean_strings(item)
+    elif isinstance(value, list):
+        value[:] = [_clean_strings(item) for item in value]
+    return value
 
 
 def _one_line(value: Any) -> str:
@@ -299,7 +336,7 @@ def _authors(value: Any) -> tuple[Author, ...] | None:
 
 def _when(value: Any, tz: ZoneInfo) -> datetime | None:
     """Naive times are in the site's zone; plain dates are midnight there."""
-    if value is None:
+    if value is None or isinstance(value, bool):
         return None
     if isinstance(value, str):
         try:

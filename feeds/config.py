@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from .errors import ConfigError, Problem
+from .markup import clean_text
 from .slugs import slug
 from .yamlfile import LineDict, YAMLProblem, line_of, load_yaml
 
@@ -241,15 +242,15 @@ def _show(value: Any) -> str:
 
 
 def _text(value: Any) -> str:
-    if not isinstance(value, str) or not value.strip():
+    if not isinstance(value, str) or not clean_text(value).strip():
         raise TypeError()
-    return value.strip()
+    return clean_text(value).strip()
 
 
 def _any_text(value: Any) -> str:
     if not isinstance(value, str):
         raise TypeError()
-    return value.strip()
+    return clean_text(value).strip()
 
 
 def _base_url(value: Any) -> str:

@@ -12,7 +12,8 @@ import re
 from flask import Blueprint, Flask, Response, current_app, jsonify, request
 from werkzeug.datastructures import Headers
 from werkzeug.exceptions import HTTPException
-from werkzeug.http import http_date, is_resource_modified, parse_etags
+from werkzeug.http import http_date, parse_etags
+from werkzeug.sansio.http import is_resource_modified
 
 from .errors import NotFound
 from .site import Document, Site, Store
@@ -48,14 +49,20 @@ def serve(doc: Document) -> DocumentResponse:
     gzip_ok = request.accept_encodings["gzip"] > 0
     body, tag = (doc.gzipped, f"{doc.etag}-gzip") if gzip_ok else (doc.body, doc.etag)
     environ = request.environ
+    if_match = parse_etags(environ.get("HTTP_IF_MATCH"))
+    if if_match and not (if_match.contains(doc.etag) or if_match.contains(f"{doc.etag}-gzip")):
+        return DocumentResponse(b"", status=412)  # RFC 9110 13.1.1
     # Either representation's tag proves the client holds current bytes; checking both also
     # accepts a "-gzip" suffix that a compressing proxy appended to our identity tag.
-    unmodified = not is_resource_modified(
-        environ, etag=doc.etag, last_modified=doc.last_modified
-    ) or not is_resource_modified(environ, etag=f"{doc.etag}-gzip", last_modified=doc.last_modified)
-    if unmodified and parse_etags(environ.get("HTTP_IF_MATCH")):
-        # Werkzeug reports a failed If-Match as "unmodified"; RFC 9110 13.1.1 wants 412.
-        return DocumentResponse(b"", status=412)
+    unmodified = any(
+        not is_resource_modified(
+            http_if_modified_since=environ.get("HTTP_IF_MODIFIED_SINCE"),
+            http_if_none_match=environ.get("HTTP_IF_NONE_MATCH"),
+            etag=candidate,
+            last_modified=doc.last_modified,
+        )
+        for candidate in (doc.etag, f"{doc.etag}-gzip")
+    )
     response = DocumentResponse(
         b"" if unmodified else body, status=304 if unmodified else 200, content_type=doc.mimetype
     )

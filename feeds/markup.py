@@ -21,6 +21,9 @@ _SPACE = re.compile(r"\s+")
 _CLOSING = tuple(".!?:;…\"“”»«'’)")
 _TABLE_SEPARATOR = re.compile(r"^\s*\|?\s*:?-{2,}:?\s*(\|\s*(:?-{2,}:?\s*)?)*\|?\s*$")
 _SUBHEADING_MAX = 80
+_BLOCKS = frozenset("address article aside blockquote br dd div dl dt figcaption figure footer h1 h2 h3 "
+                    "h4 h5 h6 header hr li main nav ol p pre section table tbody td tfoot th thead "
+                    "tr ul".split())
 
 
 def clean_text(text: str) -> str:
@@ -108,7 +111,12 @@ def html_to_text(fragment: str) -> str:
     if not fragment.strip():
         return ""
     try:
-        text = lxml.html.fragment_fromstring(fragment, create_parent="div").text_content()
+        root = lxml.html.fragment_fromstring(fragment, create_parent="div")
+        for element in root.iter():
+            if element.tag in _BLOCKS:  # text_content() would glue "<p>a</p><p>b</p>" to "ab"
+                element.text = " " + (element.text or "")
+                element.tail = " " + (element.tail or "")
+        text = root.text_content()
     except Exception:  # lxml raises several types on odd input; plain text is good enough
         text = re.sub(r"<[^>]*>", " ", fragment)
     return _SPACE.sub(" ", text).strip()

@@ -17,11 +17,17 @@ from importlib.metadata import PackageNotFoundError, version
 from urllib.parse import quote, urljoin
 
 from feedgen.feed import FeedGenerator
+from lxml import etree
+from lxml import etree
 
 from .articles import Article
 from .config import FeedSpec, SiteConfig
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+ATOM = "http://www.w3.org/2005/Atom"
+_PARSER = etree.XMLParser(resolve_entities=False, no_network=True, huge_tree=True)
+ATOM = "http://www.w3.org/2005/Atom"
+_PARSER = etree.XMLParser(resolve_entities=False, no_network=True, huge_tree=True)
 MEDIA_TYPES = {
     "rss": "application/rss+xml; charset=utf-8",
     "atom": "application/atom+xml; charset=utf-8",
@@ -54,7 +60,8 @@ def _generator_version() -> str:
 def _build(spec: FeedSpec, site: SiteConfig, entries: Sequence[Article], fmt: str,
            updated: datetime) -> FeedGenerator:
     fg = FeedGenerator()
-    fg.load_extension("dc")
+    # dc:creator is for RSS only: in Atom, <author> already names everyone.
+    fg.load_extension("dc", atom=False, rss=True)
     self_url = feed_url(site, spec.name, fmt)
     fg.id(self_url)
     fg.title(spec.title)
@@ -111,7 +118,27 @@ def render_atom(spec: FeedSpec, site: SiteConfig, entries: Sequence[Article],
     """Atom 1.0 bytes; ``entries`` newest first, already selected and limited."""
     stamp = updated or last_modified(entries)
     with _LOCALE_LOCK:
-        return bytes(_build(spec, site, entries, "atom", stamp).atom_str(pretty=True))
+        raw = bytes(_build(spec, site, entries, "atom", stamp).atom_str(pretty=True))
+    return _restore_entry_links(raw, entries)
+
+
+def _restore_entry_links(raw: bytes, entries: Sequence[Article]) -> bytes:
+    """Put back the rel/type/length that feedgen 1.0 drops from Atom entry links.
+
+    Its ``atom_entry`` rebinds the loop variable to the new element before copying the
+    attributes, so every entry link comes out bare; an image would then read as a second
+    alternate link instead of an enclosure.
+    """
+    root = etree.fromstring(raw, parser=_PARSER)
+    for element, article in zip(root.iterfind(f"{{{ATOM}}}entry"), entries, strict=True):
+        links = element.findall(f"{{{ATOM}}}link")
+        links[0].set("rel", "alternate")
+        links[0].set("type", "text/html")
+        if article.image and article.image_type and len(links) > 1:
+            links[1].set("rel", "enclosure")
+            links[1].set("type", article.image_type)
+            links[1].set("length", str(article.image_length))
+    return etree.tostring(root, pretty_print=True, xml_declaration=True, encoding="UTF-8")
 
 
 RENDERERS = {"rss": render_rss, "atom": render_atom}

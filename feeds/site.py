@@ -122,7 +122,7 @@ class Site:
 def build_site(config: SiteConfig, articles: list[Article] | tuple[Article, ...],
                problems: list[Problem] | tuple[Problem, ...], now: datetime) -> Site:
     visible = tuple(published_at(articles, now))
-    specs = feed_specs(config, articles)
+    specs = feed_specs(config, visible)  # a draft's topic must not show up as a feed
     return Site(
         config=config,
         articles=tuple(articles),

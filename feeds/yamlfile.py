@@ -20,8 +20,10 @@ except AttributeError:  # pragma: no cover - only without libyaml
 class LineDict(dict[Any, Any]):
     """A dict that knows the 1-based line of itself and of each of its keys."""
 
-    line: int = 0
-    key_lines: dict[Any, int]
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.line = 0
+        self.key_lines: dict[Any, int] = {}
 
 
 class YAMLProblem(Exception):

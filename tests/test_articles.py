@@ -1,0 +1,435 @@
+"""Article files: front matter and plain export, dates, topics, safe HTML, and bad inputs."""
+
+from __future__ import annotations
+
+import os
+import textwrap
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import lxml.html
+import pytest
+from conftest import NOW, SHARED
+
+from feeds.articles import Author, SourceFile, load_articles, parse_article
+from feeds.config import load_config
+from feeds.errors import Severity
+
+MTIME = 1_700_000_000.0  # 2023-11-14T22:13:20Z
+HEADINGS = ("h1", "h2", "h3", "h4", "h5", "h6")
+SAMPLE = SHARED / "samples" / "000_04400df533381831.txt"
+
+
+@pytest.fixture
+def site(make_site):
+    return load_config(make_site(articles={}))
+
+
+def parse(site, text: str | bytes, path: str = "politik/artikel.md", mtime: float = MTIME):
+    data = text if isinstance(text, bytes) else textwrap.dedent(text).encode("utf-8")
+    return parse_article(SourceFile(path, data, mtime), site)
+
+
+def ok(site, text, path="politik/artikel.md", **kw):
+    article, problems = parse(site, text, path, **kw)
+    assert article is not None, problems
+    assert [p for p in problems if p.severity is Severity.ERROR] == [], problems
+    return article
+
+
+def tree(html: str) -> lxml.html.HtmlElement:
+    return lxml.html.fragment_fromstring(html, create_parent="div")
+
+
+def utc(*args) -> datetime:
+    return datetime(*args, tzinfo=UTC)
+
+
+# --- the two forms -----------------------------------------------------------------------------
+
+FULL = """\
+    ---
+    id: nordkorea-kursk-2025
+    title: Nordkorea schickt Soldaten nach Russland
+    date: 2025-04-28T09:30:00+02:00
+    updated: 2025-04-28T12:00:00+02:00
+    topics: [Ukraine-Krieg, nordkorea]
+    tags: [Kursk]
+    author: {name: Anna Muster, email: anna@example.org, uri: https://example.org/anna}
+    summary: Nordkorea bestätigt erstmals den Einsatz.
+    language: en
+    draft: false
+    image: images/kursk.jpg
+    link: https://example.org/story
+    sources: [KCNA, Yonhap]
+    ---
+    Ein **fetter** Absatz.
+    """
+
+
+def test_front_matter_keys_are_all_used(site):
+    a = ok(site, FULL)
+    assert a.id == "nordkorea-kursk-2025"
+    assert a.title == "Nordkorea schickt Soldaten nach Russland"
+    assert a.published == utc(2025, 4, 28, 7, 30)
+    assert a.updated == utc(2025, 4, 28, 10, 0)
+    assert a.topic_slugs == {"ukraine-krieg", "nordkorea"}
+    assert a.tag_slugs == {"kursk"}
+    assert a.authors == (Author("Anna Muster", "anna@example.org", "https://example.org/anna"),)
+    assert a.summary == "Nordkorea bestätigt erstmals den Einsatz."
+    assert a.language == "en"
+    assert a.draft is False
+    assert a.image == "https://news.example.org/images/kursk.jpg"
+    assert a.image_type == "image/jpeg"
+    assert a.url == "https://example.org/story"
+    assert a.permalink.startswith("https://news.example.org/")
+    assert "nordkorea-kursk-2025" in a.permalink
+    assert a.sources == ("KCNA", "Yonhap")
+    assert tree(a.html).find(".//strong").text == "fetter"
+
+
+@pytest.mark.parametrize("value, expected", [
+    ("Redaktion Ost", (Author("Redaktion Ost"),)),
+    ("{name: Ben, email: ben@example.org}", (Author("Ben", "ben@example.org"),)),
+    ("[Anna, {name: Ben}]", (Author("Anna"), Author("Ben"))),
+    (None, (Author("Redaktion"),)),  # the site's author
+])
+def test_author_forms(site, value, expected):
+    line = f"author: {value}\n" if value else ""
+    a = ok(site, f"---\ntitle: T\ndate: 2025-01-01\n{line}---\nText.\n")
+    assert a.authors == expected
+
+
+def test_derived_summary_is_plain_text_of_body(site):
+    a = ok(site, "---\ntitle: T\ndate: 2025-01-01\n---\nEin **fetter** [Link](/x).\n")
+    assert a.summary == "Ein fetter Link."
+
+
+def test_plain_txt_form(site):
+    a = ok(site, "Titel der Meldung\nErster Absatz.\nZwischentitel\nZweiter Absatz.\n",
+           path="klima/meldung.txt")
+    assert a.title == "Titel der Meldung"
+    root = tree(a.html)
+    assert [("h" if el.tag in HEADINGS else el.tag, el.text_content()) for el in root] == [
+        ("p", "Erster Absatz."), ("h", "Zwischentitel"), ("p", "Zweiter Absatz.")]
+
+
+def test_md_without_front_matter_takes_first_line_as_title(site):
+    a = ok(site, "# Überschrift\n\nDer Text.\n")
+    assert a.title == "Überschrift"
+    assert [el.tag for el in tree(a.html)] == ["p"]
+
+
+def test_real_newsroom_sample(site):
+    text = SAMPLE.read_text(encoding="utf-8")
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    a, problems = parse(site, SAMPLE.read_bytes(), path=f"Ukraine-Krieg/{SAMPLE.name}")
+    assert a is not None, problems
+    assert a.title == lines[0] == "Nordkorea schickt Soldaten nach Russland: Erfolg im Kampf um Kursk!"
+    assert a.topic_slugs == {"ukraine-krieg"}
+    assert a.id == f"Ukraine-Krieg/{SAMPLE.stem}"
+    root = tree(a.html)
+    kinds = ["h" if el.tag in HEADINGS else el.tag for el in root]
+    assert kinds == ["p", "p", "h", "p", "p", "p", "table"]
+    texts = [el.text_content().strip() for el in root]
+    assert texts[:6] == lines[1:7]
+    assert texts[2] == "Verluste und Unterstützung"
+    table = root[6]
+    assert [c.text_content().strip() for c in table.iter("th")][0] == "Details"
+    assert [c.text_content().strip() for c in table.iter("td")][0] == "Quellen"
+    assert "|" not in table.text_content() and "---" not in table.text_content()
+    # It has no date: the file time is used, with a warning naming the file.
+    assert a.published == utc(2023, 11, 14, 22, 13, 20)
+    assert [p.severity for p in problems] == [Severity.WARNING]
+    assert problems[0].path == f"Ukraine-Krieg/{SAMPLE.name}"
+
+
+# --- topics and ids ----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("topics", ["Ukraine-Krieg", "ukraine krieg", "ukraine-krieg", "[UKRAINE KRIEG]"])
+def test_topic_names_compare_by_slug(site, topics):
+    a = ok(site, f"---\ntitle: T\ndate: 2025-01-01\ntopics: {topics}\n---\nText.\n")
+    assert a.topic_slugs == {"ukraine-krieg"}
+
+
+def test_duplicate_topic_spellings_are_one_topic(site):
+    a = ok(site, "---\ntitle: T\ndate: 2025-01-01\ntopics: [Ukraine-Krieg, ukraine krieg]\n---\nx\n")
+    assert len(a.topics) == 1
+
+
+@pytest.mark.parametrize("path, front, topics", [
+    ("politik/2025/x.md", "", {"politik"}),
+    ("Wirtschaft/x.md", "", {"wirtschaft"}),
+    ("x.md", "", set()),
+    ("politik/x.md", "topics: klima\n", {"klima"}),  # explicit topics replace the folder
+])
+def test_topic_from_first_folder(site, path, front, topics):
+    a = ok(site, f"---\ntitle: T\ndate: 2025-01-01\n{front}---\nx\n", path=path)
+    assert a.topic_slugs == topics
+
+
+@pytest.mark.parametrize("path, expected", [
+    ("politik/2025/kursk.md", "politik/2025/kursk"),
+    ("klima/bericht.txt", "klima/bericht"),
+    ("notiz.markdown", "notiz"),
+])
+def test_default_id_is_path_without_extension(site, path, expected):
+    assert ok(site, "---\ntitle: T\ndate: 2025-01-01\n---\nx\n", path=path).id == expected
+
+
+# --- dates -------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("value, expected", [
+    ("2025-07-01T12:00:00", utc(2025, 7, 1, 10)),  # naive, Berlin summer time +02:00
+    ("2025-01-15T12:00:00", utc(2025, 1, 15, 11)),  # naive, Berlin winter time +01:00
+    ("'2025-07-01 12:00'", utc(2025, 7, 1, 10)),  # quoted string, naive
+    ("2025-07-01", utc(2025, 6, 30, 22)),  # plain date: midnight in Berlin
+    ("2025-01-15", utc(2025, 1, 14, 23)),
+    ("2025-04-28T09:30:00+02:00", utc(2025, 4, 28, 7, 30)),  # aware: kept
+    ("2025-04-28T09:30:00-05:00", utc(2025, 4, 28, 14, 30)),
+    ("2025-04-28T09:30:00Z", utc(2025, 4, 28, 9, 30)),
+])
+def test_dates_become_aware_utc(site, value, expected):
+    a = ok(site, f"---\ntitle: T\ndate: {value}\n---\nx\n")
+    assert a.published == expected
+    assert a.published.utcoffset() == timedelta(0)
+    assert a.updated.utcoffset() == timedelta(0)
+
+
+@pytest.mark.parametrize("updated, expected", [
+    (None, utc(2025, 5, 1, 6)),  # defaults to published
+    ("2025-05-02T10:00:00+02:00", utc(2025, 5, 2, 8)),
+    ("2025-04-01T10:00:00+02:00", utc(2025, 5, 1, 6)),  # never earlier than published
+])
+def test_updated(site, updated, expected):
+    extra = f"updated: {updated}\n" if updated else ""
+    a = ok(site, f"---\ntitle: T\ndate: 2025-05-01T08:00:00\n{extra}---\nx\n")
+    assert a.published == utc(2025, 5, 1, 6)
+    assert a.updated == expected
+
+
+def test_no_date_uses_file_time_with_warning(site):
+    a, problems = parse(site, "---\ntitle: T\n---\nx\n", path="politik/ohne-datum.md")
+    assert a.published == datetime.fromtimestamp(MTIME, UTC)
+    (problem,) = problems
+    assert problem.severity is Severity.WARNING
+    assert problem.path == "politik/ohne-datum.md"
+    assert "date" in problem.message
+
+
+@pytest.mark.parametrize("value", ["gestern", "2025-13-45", "28.04.2025"])
+def test_unreadable_date_is_reported_with_line(site, value):
+    a, problems = parse(site, f"---\ntitle: T\ndate: {value}\n---\nx\n", path="p/x.md")
+    assert a is not None and a.published == datetime.fromtimestamp(MTIME, UTC)
+    assert any(p.line == 3 and "date" in p.message and p.path == "p/x.md" for p in problems), problems
+
+
+@pytest.mark.parametrize("front, published_at_now", [
+    ("date: 2025-05-01\n", True),
+    ("date: 2025-05-01\ndraft: true\n", False),
+    ("date: 2030-01-01T08:00:00+01:00\n", False),
+    ("date: 2025-05-01\ndraft: 'maybe'\n", False),  # unclear: err on the side of not publishing
+])
+def test_drafts_and_future_dates_are_not_published(site, front, published_at_now):
+    a, _ = parse(site, f"---\ntitle: T\n{front}---\nx\n")
+    assert a.is_published(NOW) is published_at_now
+
+
+def test_embargoed_article_appears_when_its_time_comes(site):
+    a = ok(site, "---\ntitle: T\ndate: 2030-01-01T08:00:00+01:00\n---\nx\n")
+    assert not a.is_published(utc(2030, 1, 1, 6, 59, 59))
+    assert a.is_published(utc(2030, 1, 1, 7, 0, 0))
+
+
+# --- body: Markdown, sanitizing, absolute URLs, clean text ------------------------------------
+
+def test_markdown_commonmark_with_tables(site):
+    body = "Text mit *kursiv*.\n\n- eins\n- zwei\n\n| Land | Zahl |\n|---|---|\n| Nordkorea | 11000 |\n"
+    root = tree(ok(site, f"---\ntitle: T\ndate: 2025-01-01\n---\n{body}").html)
+    assert root.find(".//em").text == "kursiv"
+    assert [li.text for li in root.iter("li")] == ["eins", "zwei"]
+    assert [th.text for th in root.iter("th")] == ["Land", "Zahl"]
+    assert [td.text for td in root.iter("td")] == ["Nordkorea", "11000"]
+
+
+def test_body_is_sanitized(site):
+    body = textwrap.dedent("""\
+        <script>alert('x')</script>
+
+        <p onclick="steal()">Klick</p>
+
+        <img src="a.png" onerror="steal()">
+
+        <a href="javascript:alert(1)">Link</a> [md](javascript:alert(2))
+
+        <iframe src="https://evil.example/"></iframe>
+        """)
+    a = ok(site, f"---\ntitle: T\ndate: 2025-01-01\n---\n{body}")
+    root = tree(a.html)
+    assert root.find(".//script") is None and root.find(".//iframe") is None
+    for el in root.iter():
+        assert not any(k.startswith("on") for k in el.attrib)
+        assert "javascript" not in " ".join(el.attrib.values()).lower()
+    assert "alert('x')" not in root.text_content()  # script content is gone, not shown
+    assert "Klick" in root.text_content()
+
+
+@pytest.mark.parametrize("url, link, image", [
+    ("https://news.example.org", "https://news.example.org/archiv/1",
+     "https://news.example.org/images/a.png"),
+    ("https://example.org/news", "https://example.org/news/archiv/1",
+     "https://example.org/news/images/a.png"),
+])
+def test_relative_links_and_images_become_absolute(make_site, url, link, image):
+    site = load_config(make_site(articles={}, config={"site": {"url": url}}))
+    a = ok(site, "---\ntitle: T\ndate: 2025-01-01\n---\n[Link](archiv/1) ![Bild](images/a.png)\n")
+    root = tree(a.html)
+    assert root.find(".//a").get("href") == link
+    assert root.find(".//img").get("src") == image
+    assert a.permalink.startswith(url + "/articles/")
+
+
+@pytest.mark.parametrize("bad", ["\x0b", "\x1f", "\ufffe", "\x08"])
+def test_xml_illegal_characters_are_removed(site, bad):
+    a = ok(site, f"---\ntitle: Ti{bad}tel\ndate: 2025-01-01\n---\nTe{bad}xt mit{bad} Zeichen.\n")
+    assert a.title == "Titel"
+    assert bad not in a.html and bad not in a.summary
+    assert tree(a.html).text_content().strip() == "Text mit Zeichen."
+
+
+@pytest.mark.parametrize("escape", ["\\x07", "\\x01", "\\uFFFE"])
+def test_xml_illegal_characters_written_as_yaml_escapes_are_removed(site, escape):
+    a = ok(site, f'---\ntitle: "Alarm{escape}Glocke"\ntopics: ["Ticker{escape}"]\n'
+                 f'author: "Red{escape}aktion"\ndate: 2025-01-01\n---\nx\n')
+    text = a.title + a.topics[0].name + a.authors[0].name
+    assert not any(c in text for c in "\x07\x01\ufffe"), repr(text)
+
+
+# --- bad inputs --------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("data, line, words", [
+    (b"---\ntitle: T\ndate: 2025-01-01\nfoo: a: b\n---\nx\n", 4, "YAML"),
+    (b"---\ntitle: T\ntitle: U\n---\nx\n", 3, "duplicate"),
+    (b"---\ntitle: T\ndate: 2025-01-01\nText ohne Ende\n", 1, "never closed"),
+    (b"---\n- eins\n- zwei\n---\nx\n", 2, "mapping"),
+    (b"", None, "empty"),
+    (b"  \n\t\r\n\n", None, "empty"),
+    (b"Titel\nText\x00\x01\x02\xff", None, "binary"),
+], ids=["bad-yaml", "duplicate-key", "unclosed", "list", "empty", "whitespace", "binary"])
+def test_unusable_file_is_left_out_and_reported(site, data, line, words):
+    a, problems = parse(site, data, path="politik/kaputt.md")
+    assert a is None
+    assert len(problems) == 1
+    (problem,) = problems
+    assert problem.path == "politik/kaputt.md"
+    assert problem.severity is Severity.ERROR
+    assert problem.line == line
+    assert words.lower() in problem.message.lower()
+
+
+def test_invalid_utf8_is_repaired_and_reported(site):
+    a, problems = parse(site, b"Titel\nErster Absatz.\nGr\xfc\xdfe aus Berlin.\n", path="k/x.txt")
+    assert a is not None and a.title == "Titel"
+    assert "Gr\ufffd" in tree(a.html).text_content()
+    assert any(p.line == 3 and "UTF-8" in p.message and p.path == "k/x.txt" for p in problems)
+
+
+def test_bom_and_crlf_are_accepted(site):
+    data = b"\xef\xbb\xbf---\r\ntitle: Mit BOM\r\ndate: 2025-01-01\r\n---\r\nErste Zeile.\r\nZweite Zeile.\r\n"
+    a = ok(site, data, path="k/x.txt")
+    assert a.title == "Mit BOM"
+    assert [p.text for p in tree(a.html).iter("p")] == ["Erste Zeile.", "Zweite Zeile."]
+    assert "\r" not in a.html and "\ufeff" not in a.html + a.title
+
+
+def test_unknown_front_matter_key_warns_with_suggestion(site):
+    a, problems = parse(site, "---\ntitle: T\ndate: 2025-01-01\ntpoics: [x]\n---\nx\n")
+    assert a is not None
+    (problem,) = problems
+    assert problem.severity is Severity.WARNING
+    assert problem.line == 4
+    assert "tpoics" in problem.message and "did you mean 'topics'" in problem.message
+
+
+# --- the folder --------------------------------------------------------------------------------
+
+GOOD = "---\ntitle: Gut\ndate: 2025-01-01\n---\nText.\n"
+
+
+def test_small_site_loads(make_site):
+    articles, problems = load_articles(load_config(make_site()))
+    assert not [p for p in problems if p.severity is Severity.ERROR], problems
+    by_id = {a.id: a for a in articles}
+    assert len(by_id) == 5
+    assert {i for i, a in by_id.items() if a.is_published(NOW)} == {"erster", "zweiter", "klima/dritter"}
+    assert by_id["klima/dritter"].title == "Dritter Artikel im Exportformat"
+    assert by_id["klima/dritter"].topic_slugs == {"klima"}
+
+
+@pytest.mark.parametrize("bad", [
+    b"---\ntitle: [unclosed\n---\nx\n", b"---\ntitle: T\n", b"---\n- a\n---\n", b"",
+    b"\x00\x01binary", b"T\n\xff\xfe kaputt\n",
+], ids=["yaml", "unclosed", "list", "empty", "binary", "utf8"])
+def test_bad_file_does_not_break_the_others(make_site, bad):
+    path = make_site(articles={"a/gut.md": GOOD, "a/kaputt.md": bad, "b/auch-gut.txt": "Titel\nText."})
+    articles, problems = load_articles(load_config(path))
+    assert {"a/gut", "b/auch-gut"} <= {a.id for a in articles}
+    assert any(p.path == "a/kaputt.md" for p in problems)
+
+
+def test_duplicate_ids_keep_one_and_report_the_other(make_site):
+    text = "---\nid: gleich\ntitle: {}\ndate: 2025-01-01\n---\nx\n"
+    path = make_site(articles={"a/eins.md": text.format("Eins"), "b/zwei.md": text.format("Zwei")})
+    articles, problems = load_articles(load_config(path))
+    assert [a.id for a in articles] == ["gleich"]
+    (problem,) = problems
+    other = {"a/eins.md", "b/zwei.md"} - {articles[0].path}
+    assert problem.path in other
+    assert "gleich" in problem.message and articles[0].path in problem.message
+
+
+def test_only_article_files_outside_hidden_and_underscore_names_are_read(make_site):
+    path = make_site(articles={
+        "a/eins.md": GOOD, "a/zwei.markdown": GOOD, "a/drei.txt": GOOD,
+        ".versteckt.md": GOOD, "_entwurf.md": GOOD, "_intern/x.md": GOOD, ".git/y.md": GOOD,
+        "a/.z.md": GOOD, "a/notiz.rst": GOOD, "a/seite.html": GOOD, "a/README": GOOD,
+    })
+    articles, problems = load_articles(load_config(path))
+    assert sorted(a.id for a in articles) == ["a/drei", "a/eins", "a/zwei"]
+    assert problems == []
+
+
+def test_directory_named_like_an_article_is_not_a_problem(make_site):
+    path = make_site(articles={"a/gut.md": GOOD, "a/ordner.md/innen.md": GOOD})
+    articles, problems = load_articles(load_config(path))
+    assert sorted(a.id for a in articles) == ["a/gut", "a/ordner.md/innen"]
+    assert problems == []
+
+
+def test_unreadable_file_is_reported_and_skipped(make_site, monkeypatch):
+    path = make_site(articles={"a/gut.md": GOOD, "a/gesperrt.md": GOOD})
+    real = Path.read_bytes
+
+    def read_bytes(self):
+        if self.name == "gesperrt.md":
+            raise PermissionError(13, "Permission denied", str(self))
+        return real(self)
+
+    monkeypatch.setattr(Path, "read_bytes", read_bytes)
+    articles, problems = load_articles(load_config(path))
+    assert [a.id for a in articles] == ["a/gut"]
+    (problem,) = problems
+    assert problem.path == "a/gesperrt.md" and "Permission denied" in problem.message
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root can read a chmod 000 file")
+def test_chmod_000_file_is_reported_and_skipped(make_site):
+    path = make_site(articles={"a/gut.md": GOOD, "a/gesperrt.md": GOOD})
+    locked = path.parent / "articles" / "a" / "gesperrt.md"
+    locked.chmod(0)
+    try:
+        articles, problems = load_articles(load_config(path))
+    finally:
+        locked.chmod(0o644)
+    assert [a.id for a in articles] == ["a/gut"]
+    assert [p.path for p in problems] == ["a/gesperrt.md"]

@@ -1,0 +1,191 @@
+"""Text and HTML helpers: XML-safe text, the plain export, sanitizing, summaries."""
+
+from __future__ import annotations
+
+import lxml.html
+import pytest
+
+from feeds.markup import clean_text, html_to_text, plain_to_html, sanitize, shorten
+
+BASE = "https://news.example.org/"
+HEADINGS = ("h1", "h2", "h3", "h4", "h5", "h6")
+
+
+def tree(fragment: str) -> lxml.html.HtmlElement:
+    return lxml.html.fragment_fromstring(fragment, create_parent="div")
+
+
+def blocks(fragment: str) -> list[tuple[str, str]]:
+    """(tag, text) of each top-level element, headings folded into 'h'."""
+    return [("h" if el.tag in HEADINGS else el.tag, el.text_content().strip()) for el in tree(fragment)]
+
+
+# --- clean_text --------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("bad", ["\x00", "\x08", "\x0b", "\x0c", "\x1f", "\x7f", "\ufffe", "\uffff"])
+def test_clean_text_removes_xml_illegal_characters(bad):
+    assert clean_text(f"Vor{bad}her") == "Vorher"
+
+
+def test_clean_text_keeps_legal_text_unchanged():
+    text = "Tab\tund\nZeile\r„Zitat“ – Größe 😀 €"
+    assert clean_text(text) == text
+
+
+# --- plain_to_html -----------------------------------------------------------------------------
+
+def test_plain_every_line_is_a_paragraph():
+    html = plain_to_html("Erster Absatz.\nZweiter Absatz.\n\n\nDritter Absatz!\n")
+    assert blocks(html) == [("p", "Erster Absatz."), ("p", "Zweiter Absatz."), ("p", "Dritter Absatz!")]
+
+
+def test_plain_short_line_without_punctuation_before_text_is_subheading():
+    html = plain_to_html("Einleitung des Textes.\nVerluste und Unterstützung\nDer Absatz danach.")
+    assert blocks(html) == [
+        ("p", "Einleitung des Textes."),
+        ("h", "Verluste und Unterstützung"),
+        ("p", "Der Absatz danach."),
+    ]
+
+
+def test_plain_short_last_line_is_not_a_subheading():
+    html = plain_to_html("Ein Absatz.\nMit freundlichen Grüßen")
+    assert blocks(html) == [("p", "Ein Absatz."), ("p", "Mit freundlichen Grüßen")]
+
+
+@pytest.mark.parametrize("line", [
+    "Das ist ein Satz.",
+    "Was nun?",
+    "Er sagte:",
+    "Wie „immer“",
+    "Ende (siehe oben)",
+    "Ein sehr langer Satz ohne Punkt am Ende " * 5,
+], ids=["period", "question", "colon", "quote", "paren", "long"])
+def test_plain_line_with_closing_punctuation_or_long_is_a_paragraph(line):
+    html = plain_to_html(f"{line}\nDanach folgt Text.")
+    assert [tag for tag, _ in blocks(html)] == ["p", "p"]
+
+
+def test_plain_pipe_table_becomes_table():
+    html = plain_to_html("Vorher.\nLand | Soldaten\n---|---\nNordkorea | 11.000\nRussland |\nNachher.")
+    root = tree(html)
+    assert [el.tag for el in root] == ["p", "table", "p"]
+    table = root[1]
+    assert [c.text_content().strip() for c in table.iter("th")] == ["Land", "Soldaten"]
+    rows = [[c.text_content().strip() for c in tr.iter("td")] for tr in table.iter("tr") if tr.find("td") is not None]
+    assert rows == [["Nordkorea", "11.000"], ["Russland", ""]]
+
+
+def test_plain_pipe_line_without_separator_is_text():
+    html = plain_to_html("A | B ist kein Tabellenkopf.\nText.")
+    assert tree(html).find(".//table") is None
+    assert blocks(html)[0] == ("p", "A | B ist kein Tabellenkopf.")
+
+
+def test_plain_text_is_escaped_not_interpreted():
+    html = plain_to_html("Ein <script>alert(1)</script> & <b>fett</b>.")
+    root = tree(html)
+    assert root.find(".//script") is None and root.find(".//b") is None
+    assert root.text_content().strip() == "Ein <script>alert(1)</script> & <b>fett</b>."
+
+
+def test_plain_empty_body_gives_no_html():
+    assert tree(plain_to_html("\n  \n")).text_content().strip() == ""
+
+
+# --- sanitize ----------------------------------------------------------------------------------
+
+def test_sanitize_removes_scripts_with_their_content():
+    root = tree(sanitize("<p>Text<script>alert('x')</script></p>", BASE))
+    assert root.find(".//script") is None
+    assert "alert" not in root.text_content()
+    assert root.text_content() == "Text"
+
+
+@pytest.mark.parametrize("tag, fragment", [
+    ("p", '<p onclick="steal()">Klick</p>'),
+    ("img", '<img src="a.png" onerror="steal()">'),
+    ("a", '<a href="https://ok.example/" onmouseover="steal()">Link</a>'),
+])
+def test_sanitize_removes_event_handlers(tag, fragment):
+    root = tree(sanitize(fragment, BASE))
+    assert root.find(f".//{tag}") is not None  # the element itself is harmless and stays
+    for el in root.iter():
+        assert not any(name.lower().startswith("on") for name in el.attrib), lxml.html.tostring(el)
+
+
+@pytest.mark.parametrize("href", ["javascript:alert(1)", "JaVaScRiPt:alert(1)", " javascript:alert(1)"])
+def test_sanitize_removes_javascript_urls(href):
+    root = tree(sanitize(f'<a href="{href}">Link</a>', BASE))
+    assert root.text_content() == "Link"
+    for el in root.iter():
+        assert "javascript" not in " ".join(el.attrib.values()).lower()
+
+
+def test_sanitize_removes_iframes():
+    root = tree(sanitize('<p>Vor</p><iframe src="https://evil.example/"></iframe><p>Nach</p>', BASE))
+    assert root.find(".//iframe") is None
+    assert "evil" not in lxml.html.tostring(root, encoding="unicode")
+
+
+def test_sanitize_keeps_harmless_markup():
+    root = tree(sanitize('<p><strong>fett</strong> und <a href="https://other.example/x">Link</a></p>', BASE))
+    assert root.find(".//strong").text == "fett"
+    assert root.find(".//a").get("href") == "https://other.example/x"
+
+
+@pytest.mark.parametrize("base, src, expected", [
+    (BASE, "images/a.png", "https://news.example.org/images/a.png"),
+    (BASE, "/archiv/1", "https://news.example.org/archiv/1"),
+    ("https://example.org/news/", "images/a.png", "https://example.org/news/images/a.png"),
+    ("https://example.org/news/", "https://cdn.example/b.png", "https://cdn.example/b.png"),
+])
+def test_sanitize_makes_relative_urls_absolute(base, src, expected):
+    root = tree(sanitize(f'<p><a href="{src}">L</a><img src="{src}"></p>', base))
+    assert root.find(".//a").get("href") == expected
+    assert root.find(".//img").get("src") == expected
+
+
+def test_sanitize_output_is_xml_clean():
+    assert sanitize("<p>a\x0bb\x1fc\ufffe</p>", BASE) == "<p>abc</p>"
+
+
+# --- html_to_text ------------------------------------------------------------------------------
+
+def test_html_to_text_strips_tags_and_decodes_entities():
+    assert html_to_text("<p>Preis: <b>5 &euro;</b> &amp; &lt;mehr&gt;</p>") == "Preis: 5 € & <mehr>"
+
+
+def test_html_to_text_collapses_whitespace():
+    assert html_to_text("<p>  Eins\n\n   zwei\t drei </p>\n") == "Eins zwei drei"
+
+
+def test_html_to_text_keeps_words_of_adjacent_blocks_apart():
+    # A summary must not glue "Ende." and "Anfang" of two paragraphs into one word.
+    assert html_to_text("<p>Ende.</p><p>Anfang</p>") == "Ende. Anfang"
+
+
+def test_html_to_text_of_empty_fragment():
+    assert html_to_text("  ") == ""
+
+
+# --- shorten -----------------------------------------------------------------------------------
+
+def test_shorten_leaves_short_text_alone():
+    assert shorten("Kurzer   Text\n hier", 280) == "Kurzer Text hier"
+
+
+def test_shorten_cuts_at_word_boundary_with_ellipsis():
+    text = "Nordkorea schickt Soldaten nach Russland und bestätigt den Einsatz erstmals offiziell"
+    result = shorten(text, 30)
+    assert result.endswith("…")
+    kept = result.removesuffix("…").rstrip()
+    assert len(kept) <= 30
+    assert text.startswith(kept)
+    assert text[len(kept)] == " "  # ends on a whole word
+    assert kept == "Nordkorea schickt Soldaten"
+
+
+def test_shorten_does_not_leave_dangling_punctuation():
+    result = shorten("Eins, zwei, drei, vier, fünf, sechs, sieben", 12)
+    assert result.removesuffix("…").rstrip() == "Eins, zwei"

@@ -1,0 +1,349 @@
+"""render.py: RSS and Atom built from the same inputs, with feedgen's traps hidden."""
+
+from __future__ import annotations
+
+import email.utils
+import math
+import re
+from dataclasses import replace
+from datetime import UTC, datetime
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import feedgen.entry
+import feedgen.feed
+import feedparser
+import pytest
+from lxml import etree
+
+from feeds.articles import Article, Author, Topic
+from feeds.config import FeedSpec, SiteConfig
+from feeds.render import render_atom, render_rss
+
+from conftest import SHARED
+
+NS = {
+    "a": "http://www.w3.org/2005/Atom",
+    "content": "http://purl.org/rss/1.0/modules/content/",
+    "dc": "http://purl.org/dc/elements/1.1/",
+}
+XML_LANG = "{http://www.w3.org/XML/1998/namespace}lang"
+RENDER = {"rss": render_rss, "atom": render_atom}
+FORMATS = ("rss", "atom")
+BASE = "https://news.example.org/"
+
+SITE = SiteConfig(
+    title="Testseite", url=BASE, description="Beschreibung", language="de",
+    timezone="Europe/Berlin", author="Redaktion", articles_dir=Path("."),
+)
+
+
+def spec(**kw) -> FeedSpec:
+    values = {"name": "alle", "title": "Alle", "description": "Alles", "language": "de"}
+    return FeedSpec(**(values | kw))
+
+
+def art(id: str, day: int, hour: int = 10, **kw) -> Article:
+    published = datetime(2025, 5, day, hour, 0, tzinfo=UTC)
+    values = {
+        "id": id, "path": f"x/{id}.md", "title": f"Titel {id}", "published": published,
+        "updated": published, "html": f"<p>Text {id}</p>", "summary": f"Kurz {id}",
+        "url": f"{BASE}articles/{id}", "permalink": f"{BASE}articles/{id}",
+        "authors": (Author("Redaktion"),),
+    }
+    return Article(**(values | kw))
+
+
+A3, A2, A1 = art("a3", 3), art("a2", 2), art("a1", 1)
+
+
+def parse(body: bytes):
+    return etree.fromstring(body)
+
+
+def xp(root, path: str) -> list:
+    return root.xpath(path, namespaces=NS)
+
+
+def items(root, fmt: str) -> list:
+    return xp(root, "/rss/channel/item" if fmt == "rss" else "/a:feed/a:entry")
+
+
+def entry_ids(body: bytes, fmt: str) -> list[str]:
+    path = "/rss/channel/item/guid/text()" if fmt == "rss" else "/a:feed/a:entry/a:id/text()"
+    return [str(t) for t in xp(parse(body), path)]
+
+
+# --- order and ids -------------------------------------------------------------------------
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_entries_keep_the_given_newest_first_order(fmt: str) -> None:
+    body = RENDER[fmt](spec(), SITE, [A3, A2, A1])
+    parsed = feedparser.parse(body)
+    assert [e.title for e in parsed.entries] == ["Titel a3", "Titel a2", "Titel a1"]
+    assert [i.rsplit(":", 1)[1] for i in entry_ids(body, fmt)] == ["a3", "a2", "a1"]
+
+
+def test_entry_ids_are_tag_uris_shared_by_rss_guid_and_atom_id() -> None:
+    entries = [A3, A2, art("pfad/mit~punkt.x", 1)]
+    rss, atom = render_rss(spec(), SITE, entries), render_atom(spec(), SITE, entries)
+    guids = xp(parse(rss), "/rss/channel/item/guid")
+    assert [g.get("isPermaLink") for g in guids] == ["false"] * 3
+    assert [g.text for g in guids] == entry_ids(atom, "atom") == [
+        "tag:news.example.org,2025-05-03:a3",
+        "tag:news.example.org,2025-05-02:a2",
+        "tag:news.example.org,2025-05-01:pfad/mit~punkt.x",
+    ]
+    assert [e.id for e in feedparser.parse(rss).entries] == [g.text for g in guids]
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_entry_id_survives_edits(fmt: str) -> None:
+    edited = art("a1", 1, title="Neuer Titel", updated=datetime(2025, 6, 1, tzinfo=UTC),
+                 summary="anders", html="<p>anders</p>")
+    assert entry_ids(RENDER[fmt](spec(), SITE, [edited]), fmt) == entry_ids(
+        RENDER[fmt](spec(), SITE, [A1]), fmt)
+
+
+# --- feed-level metadata -------------------------------------------------------------------
+
+def feed_updated(body: bytes, fmt: str) -> datetime:
+    root = parse(body)
+    if fmt == "rss":
+        return email.utils.parsedate_to_datetime(xp(root, "/rss/channel/lastBuildDate/text()")[0])
+    return datetime.fromisoformat(xp(root, "/a:feed/a:updated/text()")[0])
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_feed_updated_is_the_newest_entry_change(fmt: str) -> None:
+    late_edit = datetime(2025, 5, 20, 7, 15, tzinfo=UTC)
+    entries = [A3, A2, art("a1", 1, updated=late_edit)]
+    body = RENDER[fmt](spec(), SITE, entries)
+    assert feed_updated(body, fmt) == late_edit
+    assert feedparser.parse(body).feed.updated_parsed[:6] == late_edit.timetuple()[:6]
+
+
+class _Anydatetime(type):
+    """Keeps feedgen's isinstance(x, datetime) checks true for real datetimes."""
+
+    def __instancecheck__(cls, obj: object) -> bool:
+        return isinstance(obj, datetime)
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+@pytest.mark.parametrize("entries", [[A3, A2, A1], []], ids=["entries", "empty"])
+def test_wall_clock_never_reaches_the_bytes(fmt: str, entries: list, monkeypatch) -> None:
+    """feedgen stamps now() into feeds and entries; fake two very different "now"s."""
+
+    def render_at(moment: datetime) -> bytes:
+        class Frozen(datetime, metaclass=_Anydatetime):
+            @classmethod
+            def now(cls, tz=None):
+                return moment.astimezone(tz)
+
+        monkeypatch.setattr(feedgen.feed, "datetime", Frozen)
+        monkeypatch.setattr(feedgen.entry, "datetime", Frozen)
+        return RENDER[fmt](spec(), SITE, entries)
+
+    early = render_at(datetime(2001, 1, 1, tzinfo=UTC))
+    late = render_at(datetime(2099, 12, 31, 23, 59, tzinfo=UTC))
+    assert early == late
+    assert feed_updated(early, fmt).year not in (2001, 2099)
+
+
+def test_rss_channel_link_is_the_site_not_the_feed() -> None:
+    root = parse(render_rss(spec(), SITE, [A1]))
+    assert xp(root, "/rss/channel/link/text()") == [BASE]
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_exactly_one_self_link_pointing_at_the_feed(fmt: str) -> None:
+    root = parse(RENDER[fmt](spec(name="ukraine"), SITE, [A2, A1]))
+    path = "/rss/channel/a:link[@rel='self']" if fmt == "rss" else "//a:link[@rel='self']"
+    links = xp(root, path)
+    assert [link.get("href") for link in links] == [f"{BASE}feeds/ukraine.{fmt}"]
+    assert links[0].get("type") == f"application/{fmt}+xml"
+
+
+def test_language_comes_from_the_feed_spec() -> None:
+    english = spec(language="en-GB")
+    rss = parse(render_rss(english, SITE, [A1]))
+    atom = parse(render_atom(english, SITE, [A1]))
+    assert xp(rss, "/rss/channel/language/text()") == ["en-GB"]
+    assert atom.get(XML_LANG) == "en-GB"
+    assert feedparser.parse(render_atom(english, SITE, [A1])).feed.language == "en-GB"
+
+
+@pytest.mark.parametrize("max_age, ttl", [(600, 10), (90, 2), (61, 2), (60, 1), (300, 5)])
+def test_rss_ttl_is_max_age_in_whole_minutes_rounded_up(max_age: int, ttl: int) -> None:
+    root = parse(render_rss(spec(max_age=max_age), SITE, [A1]))
+    assert xp(root, "/rss/channel/ttl/text()") == [str(ttl)] == [str(math.ceil(max_age / 60))]
+
+
+# --- entry contents ------------------------------------------------------------------------
+
+AUTHORED = art("a1", 1, authors=(
+    Author("Anna Beispiel", "anna@example.org", "https://anna.example.org/"),
+    Author("Bernd Ohne-Mail"),
+))
+
+
+def test_rss_author_only_with_email_and_dc_creator_for_the_rest() -> None:
+    root = parse(render_rss(spec(), SITE, [AUTHORED]))
+    item = items(root, "rss")[0]
+    authors = xp(item, "author/text()")
+    assert len(authors) == 1
+    assert "anna@example.org" in authors[0] and "Anna Beispiel" in authors[0]
+    assert xp(item, "dc:creator/text()") == ["Bernd Ohne-Mail"]
+
+    no_email = parse(render_rss(spec(), SITE, [A1]))
+    assert xp(no_email, "//item/author") == []
+    assert xp(no_email, "//item/dc:creator/text()") == ["Redaktion"]
+
+
+def test_atom_authors_carry_name_email_and_uri() -> None:
+    body = render_atom(spec(), SITE, [AUTHORED])
+    people = [
+        {child.tag.split("}")[1]: child.text for child in author}
+        for author in xp(parse(body), "/a:feed/a:entry/a:author")
+    ]
+    assert people == [
+        {"name": "Anna Beispiel", "email": "anna@example.org", "uri": "https://anna.example.org/"},
+        {"name": "Bernd Ohne-Mail"},
+    ]
+
+
+def test_atom_names_each_author_once() -> None:
+    """A reader's author line must not say "Bernd Ohne-Mail, Bernd Ohne-Mail"."""
+    entry = feedparser.parse(render_atom(spec(), SITE, [AUTHORED])).entries[0]
+    assert [a.name for a in entry.authors] == ["Anna Beispiel", "Bernd Ohne-Mail"]
+
+
+def test_topics_and_tags_become_categories_in_both_formats() -> None:
+    tagged = art("a1", 1, topics=(Topic("ukraine-krieg", "Ukraine-Krieg"),), tags=(Topic("kursk", "Kursk"),))
+    rss = parse(render_rss(spec(), SITE, [tagged]))
+    atom = parse(render_atom(spec(), SITE, [tagged]))
+    assert {c.lower() for c in xp(rss, "//item/category/text()")} == {"ukraine-krieg", "kursk"}
+    categories = xp(atom, "//a:entry/a:category")
+    assert [(c.get("term"), c.get("label")) for c in categories] == [
+        ("ukraine-krieg", "Ukraine-Krieg"), ("kursk", "Kursk")]
+    assert {t.term for t in feedparser.parse(render_atom(spec(), SITE, [tagged])).entries[0].tags} == {
+        "ukraine-krieg", "kursk"}
+
+
+@pytest.mark.parametrize("content", ["full", "summary"])
+def test_full_content_only_for_full_feeds(content: str) -> None:
+    entry = art("a1", 1, html="<p>Voller <b>Text</b></p>", summary="Nur kurz")
+    rss = parse(render_rss(spec(content=content), SITE, [entry]))
+    atom = parse(render_atom(spec(content=content), SITE, [entry]))
+    assert xp(rss, "//item/description/text()") == ["Nur kurz"]
+    assert xp(atom, "//a:entry/a:summary/text()") == ["Nur kurz"]
+    full = ["<p>Voller <b>Text</b></p>"] if content == "full" else []
+    assert xp(rss, "//item/content:encoded/text()") == full
+    assert xp(atom, "//a:entry/a:content/text()") == full
+    if content == "full":
+        assert xp(atom, "//a:entry/a:content/@type") == ["html"]
+        parsed = feedparser.parse(render_atom(spec(content=content), SITE, [entry]))
+        assert "Voller" in parsed.entries[0].content[0].value
+
+
+IMAGED = art("a1", 1, image=f"{BASE}images/kursk.jpg", image_type="image/jpeg", image_length=2048)
+
+
+def test_rss_enclosure_for_an_article_image() -> None:
+    body = render_rss(spec(), SITE, [IMAGED])
+    enclosures = xp(parse(body), "//item/enclosure")
+    assert [(e.get("url"), e.get("type"), e.get("length")) for e in enclosures] == [
+        (f"{BASE}images/kursk.jpg", "image/jpeg", "2048")]
+    assert feedparser.parse(body).entries[0].enclosures[0].href == f"{BASE}images/kursk.jpg"
+
+
+def test_atom_enclosure_link_for_an_article_image() -> None:
+    body = render_atom(spec(), SITE, [IMAGED])
+    links = xp(parse(body), "//a:entry/a:link")
+    enclosures = [link for link in links if link.get("rel") == "enclosure"]
+    assert [(e.get("href"), e.get("type")) for e in enclosures] == [(f"{BASE}images/kursk.jpg", "image/jpeg")]
+    alternates = [link for link in links if link.get("rel", "alternate") == "alternate"]
+    assert [a.get("href") for a in alternates] == [f"{BASE}articles/a1"]
+    parsed = feedparser.parse(body).entries[0]
+    assert parsed.link == f"{BASE}articles/a1"
+    assert [e.href for e in parsed.enclosures] == [f"{BASE}images/kursk.jpg"]
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_entries_link_to_the_article_url(fmt: str) -> None:
+    external = art("a2", 2, url="https://elsewhere.example.com/story")
+    parsed = feedparser.parse(RENDER[fmt](spec(), SITE, [external, A1]))
+    assert [e.link for e in parsed.entries] == ["https://elsewhere.example.com/story", f"{BASE}articles/a1"]
+
+
+# --- dates ---------------------------------------------------------------------------------
+
+RFC822 = re.compile(r"^(Mon|Tue|Wed|Thu|Fri|Sat|Sun), \d{2} [A-Z][a-z]{2} \d{4} \d{2}:\d{2}:\d{2} \+0000$")
+RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})$")
+
+
+def test_rss_dates_are_rfc822_with_four_digit_year_in_utc() -> None:
+    entry = art("a1", 1, hour=7, updated=datetime(2025, 5, 2, 9, 5, tzinfo=UTC))
+    root = parse(render_rss(spec(), SITE, [entry]))
+    pub = xp(root, "//item/pubDate/text()")[0]
+    built = xp(root, "/rss/channel/lastBuildDate/text()")[0]
+    assert RFC822.match(pub) and RFC822.match(built)
+    assert email.utils.parsedate_to_datetime(pub) == entry.published
+    assert email.utils.parsedate_to_datetime(built) == entry.updated
+
+
+def test_atom_dates_are_rfc3339() -> None:
+    entry = art("a1", 1, hour=7, updated=datetime(2025, 5, 2, 9, 5, tzinfo=UTC))
+    root = parse(render_atom(spec(), SITE, [entry]))
+    stamps = {
+        "feed": xp(root, "/a:feed/a:updated/text()")[0],
+        "updated": xp(root, "//a:entry/a:updated/text()")[0],
+        "published": xp(root, "//a:entry/a:published/text()")[0],
+    }
+    assert all(RFC3339.match(s) for s in stamps.values()), stamps
+    parsed = {k: datetime.fromisoformat(v.replace("Z", "+00:00")) for k, v in stamps.items()}
+    assert parsed == {"feed": entry.updated, "updated": entry.updated, "published": entry.published}
+
+
+# --- validity ------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def atom_schema() -> etree.RelaxNG:
+    return etree.RelaxNG(etree.parse(str(SHARED / "schemas" / "atom.rng")))
+
+
+@pytest.mark.parametrize("entries", [[], [AUTHORED, replace(IMAGED, id="b")]],
+                         ids=["empty", "entries"])
+def test_atom_validates_against_rfc4287_schema(entries: list, atom_schema: etree.RelaxNG) -> None:
+    for content in ("full", "summary"):
+        doc = parse(render_atom(spec(content=content), SITE, entries))
+        assert atom_schema.validate(doc), atom_schema.error_log
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_empty_feed_is_a_well_formed_document(fmt: str) -> None:
+    body = RENDER[fmt](spec(), SITE, [])
+    parsed = feedparser.parse(body)
+    assert not parsed.bozo, parsed.get("bozo_exception")
+    assert parsed.entries == []
+    assert parsed.feed.title == "Alle"
+    assert parsed.version == ("rss20" if fmt == "rss" else "atom10")
+    if fmt == "rss":
+        root = parse(body)
+        assert xp(root, "/rss/@version") == ["2.0"]
+        for required in ("title", "link", "description"):
+            assert xp(root, f"string(/rss/channel/{required})")
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_every_link_is_absolute(fmt: str) -> None:
+    entries = [IMAGED, replace(AUTHORED, id="a0")]
+    root = parse(RENDER[fmt](spec(), SITE, entries))
+    urls = [str(u) for u in xp(root, "//@href | //@url | //a:uri/text()")]
+    if fmt == "rss":
+        urls += [str(u) for u in xp(root, "//link/text() | //guid[@isPermaLink='true']/text()")]
+    assert len(urls) >= 4
+    for url in urls:
+        parts = urlsplit(url)
+        assert parts.scheme in ("http", "https") and parts.netloc, url

@@ -1,0 +1,171 @@
+"""selection.py: which articles each feed shows, as pure functions of articles, config, time."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from feeds.articles import Article, Topic
+from feeds.config import FeedSpec, SiteConfig
+from feeds.selection import (
+    feed_specs,
+    newest_first,
+    next_release,
+    published_at,
+    select,
+    topic_names,
+)
+from feeds.slugs import slug
+
+NOW = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
+BASE = "https://news.example.org/"
+
+SITE = SiteConfig(
+    title="Testseite", url=BASE, description="Beschreibung", language="de",
+    timezone="Europe/Berlin", author="Redaktion", articles_dir=Path("."),
+    limit=30, max_age=120, content="summary",
+)
+
+
+def topics(*names: str) -> tuple[Topic, ...]:
+    return tuple(Topic(slug(n), n) for n in names)
+
+
+def art(id: str, published: datetime = NOW - timedelta(days=1), *, path: str | None = None,
+        topic: tuple[str, ...] = (), tag: tuple[str, ...] = (), draft: bool = False) -> Article:
+    return Article(
+        id=id, path=path or f"x/{id}.md", title=id, published=published, updated=published,
+        html="", summary="", url=f"{BASE}articles/{id}", permalink=f"{BASE}articles/{id}",
+        topics=topics(*topic), tags=topics(*tag), draft=draft,
+    )
+
+
+def ids(articles) -> list[str]:
+    return [a.id for a in articles]
+
+
+def feed(name: str = "f", **kw) -> FeedSpec:
+    return FeedSpec(name=name, title=name.title(), description="", **kw)
+
+
+# --- time ----------------------------------------------------------------------------------
+
+def test_newest_first_orders_by_date_then_id() -> None:
+    t = NOW - timedelta(days=3)
+    shuffled = [art("b", t), art("z", t - timedelta(hours=1)), art("c", t), art("a", t),
+                art("n", t + timedelta(minutes=1))]
+    assert ids(newest_first(shuffled)) == ["n", "a", "b", "c", "z"]
+    assert ids(newest_first(reversed(shuffled))) == ["n", "a", "b", "c", "z"]
+
+
+def test_newest_first_compares_instants_not_wall_times() -> None:
+    berlin = datetime(2025, 5, 1, 13, 0, tzinfo=ZoneInfo("Europe/Berlin"))  # 11:00 UTC
+    assert ids(newest_first([art("local", berlin), art("utc", datetime(2025, 5, 1, 12, 0, tzinfo=UTC))])) == [
+        "utc", "local"]
+
+
+def test_published_at_hides_drafts_and_the_future() -> None:
+    articles = [
+        art("old", NOW - timedelta(days=2)),
+        art("draft", NOW - timedelta(days=1), draft=True),
+        art("future", NOW + timedelta(seconds=1)),
+        art("exactly-now", NOW),
+        art("future-draft", NOW + timedelta(days=1), draft=True),
+    ]
+    assert ids(published_at(articles, NOW)) == ["exactly-now", "old"]
+    assert ids(published_at(articles, NOW + timedelta(seconds=1))) == ["future", "exactly-now", "old"]
+
+
+def test_next_release_is_the_earliest_embargo_ignoring_drafts() -> None:
+    articles = [
+        art("past", NOW - timedelta(days=1)),
+        art("later", NOW + timedelta(days=5)),
+        art("draft-sooner", NOW + timedelta(hours=1), draft=True),
+        art("sooner", NOW + timedelta(days=2)),
+    ]
+    assert next_release(articles, NOW) == NOW + timedelta(days=2)
+    assert next_release(articles, NOW + timedelta(days=2)) == NOW + timedelta(days=5)
+    assert next_release(articles, NOW + timedelta(days=5)) is None
+    assert next_release([art("past")], NOW) is None
+    assert next_release([], NOW) is None
+
+
+# --- topics and feed specs -----------------------------------------------------------------
+
+def test_topic_names_take_the_spelling_of_the_first_article_by_path() -> None:
+    articles = [
+        art("b", path="z/b.md", topic=("ukraine krieg", "Klima")),
+        art("a", path="a/a.md", topic=("Ukraine-Krieg",)),
+        art("c", path="m/c.md", topic=("KLIMA",)),
+    ]
+    assert topic_names(articles) == {"ukraine-krieg": "Ukraine-Krieg", "klima": "KLIMA"}
+    assert topic_names(reversed(articles)) == topic_names(articles)
+
+
+def test_feed_specs_list_operator_feeds_then_topic_feeds_by_slug() -> None:
+    site = replace(SITE, feeds=(feed("zeta"), feed("alpha")))
+    articles = [art("1", topic=("Wirtschaft",)), art("2", topic=("Klima", "Sport")),
+                art("3", topic=("Ärger",))]
+    specs = feed_specs(site, articles)
+    assert [s.name for s in specs] == ["zeta", "alpha", "aerger", "klima", "sport", "wirtschaft"]
+    assert [s.is_topic_feed for s in specs] == [False, False, True, True, True, True]
+    klima = specs[3]
+    assert klima.topics == ("klima",)
+    assert "Klima" in klima.title
+    assert (klima.limit, klima.max_age, klima.content, klima.language) == (30, 120, "summary", "de")
+
+
+def test_an_operator_feed_named_like_a_topic_wins() -> None:
+    mine = feed("klima", topics=("klima", "umwelt"), limit=3)
+    site = replace(SITE, feeds=(mine,))
+    specs = feed_specs(site, [art("1", topic=("Klima",)), art("2", topic=("Sport",))])
+    assert [s.name for s in specs] == ["klima", "sport"]
+    assert specs[0] is mine
+
+
+def test_topic_feeds_false_gives_only_operator_feeds() -> None:
+    site = replace(SITE, topic_feeds=False, feeds=(feed("alle"),))
+    assert [s.name for s in feed_specs(site, [art("1", topic=("Klima",))])] == ["alle"]
+    assert feed_specs(replace(site, feeds=()), [art("1", topic=("Klima",))]) == ()
+
+
+# --- select --------------------------------------------------------------------------------
+
+def _day(n: int) -> datetime:
+    return NOW - timedelta(days=n)
+
+
+VISIBLE = newest_first([
+    art("ukr", _day(1), topic=("Ukraine-Krieg",), tag=("Kursk",)),
+    art("nk", _day(2), topic=("Nordkorea", "Technik")),
+    art("klima", _day(3), topic=("Klima",), tag=("Hitze",)),
+    art("tech", _day(4), topic=("Technik",), tag=("kursk",)),
+    art("none", _day(5)),
+])
+
+
+@pytest.mark.parametrize("spec, expected", [
+    (feed(), ["ukr", "nk", "klima", "tech", "none"]),
+    (feed(topics=("ukraine-krieg", "nordkorea")), ["ukr", "nk"]),
+    (feed(exclude_topics=("technik",)), ["ukr", "klima", "none"]),
+    (feed(topics=("nordkorea", "technik"), exclude_topics=("nordkorea",)), ["tech"]),
+    (feed(tags=("kursk",)), ["ukr", "tech"]),
+    (feed(topics=("technik",), tags=("kursk",)), ["tech"]),
+    (feed(topics=("gibt-es-nicht",)), []),
+], ids=["all", "topics-any-of", "exclude", "topics-and-exclude", "tags", "topics-and-tags", "none"])
+def test_select_filters(spec: FeedSpec, expected: list[str]) -> None:
+    assert ids(select(spec, VISIBLE)) == expected
+
+
+@pytest.mark.parametrize("limit, expected", [(1, ["ukr"]), (2, ["ukr", "nk"]), (50, ["ukr", "nk", "klima", "tech", "none"])])
+def test_select_keeps_the_newest_up_to_the_limit(limit: int, expected: list[str]) -> None:
+    assert ids(select(feed(limit=limit), VISIBLE)) == expected
+
+
+def test_limit_counts_matching_articles_only() -> None:
+    assert ids(select(feed(tags=("kursk",), limit=1), VISIBLE)) == ["ukr"]
+    assert ids(select(feed(exclude_topics=("ukraine-krieg",), limit=2), VISIBLE)) == ["nk", "klima"]

@@ -1,0 +1,232 @@
+"""site.py: snapshots of every document, deterministic bytes, embargoes, drafts, Store."""
+
+from __future__ import annotations
+
+import gzip
+from datetime import UTC, datetime, timedelta
+from email.utils import parsedate_to_datetime
+
+import feedparser
+import lxml.html
+import pytest
+from lxml import etree
+
+from conftest import DEMO_CONFIG, NOW, MakeSite
+from feeds import create_app
+from feeds.errors import NotFound
+from feeds.site import FORMATS, Site, Store, load_site
+
+SECRETS = ("DRAFT-SECRET", "EMBARGO-SECRET")
+EMBARGO_LIFTS = datetime(2030, 1, 1, 7, 0, tzinfo=UTC)  # SMALL_ARTICLES' sperrfrist.md
+
+
+def load(path) -> Site:
+    return load_site(str(path), clock=lambda: NOW)
+
+
+def every_document(site: Site) -> dict[str, object]:
+    docs: dict[str, object] = {"index": site.index()}
+    for name in site.specs:
+        for fmt in FORMATS:
+            docs[f"feed {name}.{fmt}"] = site.feed(name, fmt)
+    for article in site.visible:
+        docs[f"page {article.id}"] = site.page(article.id)
+    return docs
+
+
+def feed_text(body: bytes) -> str:
+    """Every text and attribute value, via lxml and via feedparser (which unescapes HTML)."""
+    root = etree.fromstring(body)
+    parts = [t for t in root.itertext()] + [v for el in root.iter() for v in el.attrib.values()]
+    parsed = feedparser.parse(body)
+    assert not parsed.bozo, parsed.get("bozo_exception")
+    parts += [parsed.feed.get("title", ""), parsed.feed.get("subtitle", "")]
+    for entry in parsed.entries:
+        parts += [entry.get("title", ""), entry.get("summary", ""), entry.get("id", "")]
+        parts += [c.value for c in entry.get("content", [])]
+        parts += [t.term for t in entry.get("tags", [])]
+    return "\n".join(parts)
+
+
+def html_text(body: bytes) -> str:
+    root = lxml.html.fromstring(body)
+    return "\n".join([root.text_content()] + [v for el in root.iter() for v in el.attrib.values()])
+
+
+def entry_titles(body: bytes) -> list[str]:
+    return [e.title for e in feedparser.parse(body).entries]
+
+
+# --- determinism ---------------------------------------------------------------------------
+
+def test_two_loads_of_the_same_files_give_identical_documents(make_site: MakeSite) -> None:
+    path = make_site()
+    first, second = every_document(load(path)), every_document(load(path))
+    assert first.keys() == second.keys()
+    assert len(first) > 5
+    for key, doc in first.items():
+        other = second[key]
+        assert (doc.body, doc.gzipped, doc.etag, doc.last_modified) == (
+            other.body, other.gzipped, other.etag, other.last_modified), key
+
+
+def test_copies_in_different_folders_give_identical_documents(make_site: MakeSite) -> None:
+    one, two = load(make_site(name="eins")), load(make_site(name="zwei"))
+    docs_one, docs_two = every_document(one), every_document(two)
+    assert {k: (d.body, d.etag) for k, d in docs_one.items()} == {
+        k: (d.body, d.etag) for k, d in docs_two.items()}
+
+
+def test_two_app_instances_serve_identical_bytes_and_validators(make_site: MakeSite) -> None:
+    path = make_site()
+    clients = [create_app(path, clock=lambda: NOW).test_client() for _ in range(2)]
+    urls = ["/", "/articles/erster", "/feeds/alle.rss", "/feeds/alle.atom", "/feeds/kurz.atom",
+            "/feeds/politik.rss"]
+    for url in urls:
+        a, b = (c.get(url) for c in clients)
+        assert a.status_code == b.status_code == 200, url
+        assert a.data == b.data, url
+        assert a.headers["ETag"] == b.headers["ETag"], url
+        assert a.headers["Last-Modified"] == b.headers["Last-Modified"], url
+
+
+def test_gzip_twin_decompresses_to_the_body_and_is_stable(make_site: MakeSite) -> None:
+    path = make_site()
+    first, second = every_document(load(path)), every_document(load(path))
+    for key, doc in first.items():
+        assert gzip.decompress(doc.gzipped) == doc.body, key
+        assert doc.gzipped == second[key].gzipped, key
+
+
+def test_etag_differs_between_documents(make_site: MakeSite) -> None:
+    docs = every_document(load(make_site()))
+    assert len({d.etag for d in docs.values()}) == len(docs)
+
+
+# --- nothing unpublished leaks -------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def demo() -> Site:
+    return load(DEMO_CONFIG)
+
+
+def test_demo_really_holds_a_draft_and_an_embargoed_article(demo: Site) -> None:
+    hidden = [a for a in demo.articles if not a.is_published(NOW)]
+    assert {a.draft for a in hidden} == {True, False}
+    assert all(any(s in a.title for s in SECRETS) for a in hidden)
+
+
+def test_demo_feeds_never_show_drafts_or_embargoed(demo: Site) -> None:
+    checked = 0
+    for name in demo.specs:
+        for fmt in FORMATS:
+            text = feed_text(demo.feed(name, fmt).body)
+            for secret in SECRETS:
+                assert secret not in text, f"{secret} in {name}.{fmt}"
+            checked += 1
+    assert checked == 2 * len(demo.specs) >= 8
+    assert "Redaktion" in feed_text(demo.feed("alle", "atom").body)  # the probe does see text
+
+
+def test_demo_pages_and_index_never_show_drafts_or_embargoed(demo: Site) -> None:
+    texts = {"index": html_text(demo.index().body)}
+    texts |= {a.id: html_text(demo.page(a.id).body) for a in demo.visible}
+    for where, text in texts.items():
+        for secret in SECRETS:
+            assert secret not in text, f"{secret} on {where}"
+    for article in demo.articles:
+        if not article.is_published(NOW):
+            with pytest.raises(NotFound):
+                demo.page(article.id)
+
+
+def test_a_topic_used_only_by_a_draft_is_not_revealed(make_site: MakeSite) -> None:
+    site = load(make_site({
+        "a/sichtbar.md": "---\ntitle: Sichtbar\ndate: 2025-01-01\n---\nText\n",
+        "b/geheim.md": "---\ntitle: Geheim\ndate: 2025-01-02\ndraft: true\n"
+                       "topics: [DRAFT-SECRET Fusion]\n---\nText\n",
+        "c/spaeter.md": "---\ntitle: Spaeter\ndate: 2031-01-01\n"
+                        "topics: [EMBARGO-SECRET Uebernahme]\n---\nText\n",
+    }))
+    text = html_text(site.index().body) + "".join(
+        feed_text(site.feed(n, f).body) for n in site.specs for f in FORMATS)
+    for secret in SECRETS:
+        assert secret.lower() not in text.lower()
+
+
+# --- time moves on -------------------------------------------------------------------------
+
+def test_store_publishes_an_embargoed_article_when_its_time_comes(make_site: MakeSite) -> None:
+    path = make_site()
+    now = [NOW]
+    store = Store(load(path), clock=lambda: now[0])
+    before = store.current()
+    assert before.next_release == EMBARGO_LIFTS
+    old_feed, old_index = before.feed("alle", "atom"), before.index()
+    embargoed = next(a for a in before.articles if "EMBARGO-SECRET" in a.title)
+    assert not any("EMBARGO-SECRET" in t for t in entry_titles(old_feed.body))
+
+    now[0] = EMBARGO_LIFTS - timedelta(seconds=1)
+    assert store.current() is before
+    with pytest.raises(NotFound):
+        store.current().page(embargoed.id)
+
+    for file in (path.parent / "articles").rglob("*"):  # nothing may be re-read from disk
+        if file.is_file():
+            file.unlink()
+    now[0] = EMBARGO_LIFTS
+    after = store.current()
+    for fmt in FORMATS:
+        assert entry_titles(after.feed("alle", fmt).body)[0] == embargoed.title
+    assert "EMBARGO-SECRET" in html_text(after.page(embargoed.id).body)
+    assert "EMBARGO-SECRET" in html_text(after.index().body)
+    new_feed = after.feed("alle", "atom")
+    assert new_feed.last_modified > old_feed.last_modified
+    assert new_feed.etag != old_feed.etag
+    assert after.index().last_modified > old_index.last_modified
+    assert after.next_release is None
+    assert "DRAFT-SECRET" not in feed_text(after.feed("alle", "rss").body)
+
+
+def test_served_last_modified_increases_when_the_embargo_lifts(make_site: MakeSite) -> None:
+    now = [NOW]
+    client = create_app(make_site(), clock=lambda: now[0]).test_client()
+    before = client.get("/feeds/alle.rss")
+    now[0] = EMBARGO_LIFTS + timedelta(minutes=5)
+    after = client.get("/feeds/alle.rss")
+    assert parsedate_to_datetime(after.headers["Last-Modified"]) > parsedate_to_datetime(
+        before.headers["Last-Modified"])
+    assert after.headers["ETag"] != before.headers["ETag"]
+
+
+# --- lookups and empty feeds ---------------------------------------------------------------
+
+@pytest.mark.parametrize("name, fmt", [("nope", "rss"), ("alle", "json"), ("alle", ""), ("", "atom")])
+def test_unknown_feed_raises_not_found(make_site: MakeSite, name: str, fmt: str) -> None:
+    with pytest.raises(NotFound):
+        load(make_site()).feed(name, fmt)
+
+
+@pytest.mark.parametrize("article_id", ["nope", "", "erster.html", "politik/erster"])
+def test_unknown_page_raises_not_found(make_site: MakeSite, article_id: str) -> None:
+    with pytest.raises(NotFound):
+        load(make_site()).page(article_id)
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_an_empty_feed_still_renders_with_the_sites_latest_date(make_site: MakeSite, fmt: str) -> None:
+    site = load(make_site(config={"feeds": {"leer": {"title": "Leer", "topics": ["gibt-es-nicht"]}}}))
+    doc = site.feed("leer", fmt)
+    parsed = feedparser.parse(doc.body)
+    assert not parsed.bozo and parsed.entries == []
+    newest = max(a.updated for a in site.visible)
+    assert doc.last_modified == newest
+    assert datetime(*parsed.feed.updated_parsed[:6], tzinfo=UTC) == newest
+
+
+def test_feed_documents_carry_media_type_and_cache_lifetime(make_site: MakeSite) -> None:
+    site = load(make_site())
+    assert site.feed("kurz", "rss").mimetype.startswith("application/rss+xml")
+    assert site.feed("kurz", "atom").mimetype.startswith("application/atom+xml")
+    assert site.feed("kurz", "rss").max_age == 600
+    assert len(feedparser.parse(site.feed("kurz", "atom").body).entries) == 2
