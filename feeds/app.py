@@ -2,31 +2,59 @@
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
+from pathlib import Path
 
 from flask import Flask
 
 from . import http
 from .config import config_path_from_env
-from .site import Clock, Store, load_site, utc_now
+from .metrics import Metrics
+from .site import Clock, Site, utc_now
 
 log = logging.getLogger(__name__)
 
 
-def create_app(config_path: str | os.PathLike[str] | None = None, *, clock: Clock = utc_now) -> Flask:
+def state_dir_for(config_path: Path) -> Path:
+    """Where the index cache and the validator ledger live (``$FEEDS_STATE_DIR`` wins)."""
+    explicit = os.environ.get("FEEDS_STATE_DIR")
+    return Path(explicit) if explicit else config_path.resolve().parent / ".feeds"
+
+
+def create_app(config_path: str | os.PathLike[str] | None = None, *, clock: Clock = utc_now,
+               watch: bool | None = None, state_dir: Path | None = None) -> Flask:
     """Build the Flask app for one site.
 
     ``config_path`` defaults to ``$FEEDS_CONFIG`` or ``./config.yaml``. A broken config raises
     :class:`~feeds.errors.ConfigError` here, so a server never starts on a bad file.
-    ``clock`` lets tests pin "now" (embargoes depend on it).
+    ``clock`` lets tests pin "now" (embargoes depend on it). ``watch`` (default: on unless
+    ``FEEDS_WATCH=0``) reloads articles and config as they change, in every worker.
     """
     path = config_path_from_env(config_path)
-    site = load_site(str(path), clock)
+    site = Site(path, clock, state_dir or state_dir_for(path))
     log.info("loaded %s: %d articles, %d feeds, %d problems",
-             path, len(site.articles), len(site.specs), len(site.problems))
+             path, site.catalog.count(), len(site.specs), len(site.catalog.problems()))
     app = Flask(__name__)
     app.json.sort_keys = False  # type: ignore[attr-defined]
-    app.extensions["feeds"] = Store(site, clock)
+    app.extensions["feeds"] = site
+    app.extensions["feeds.metrics"] = Metrics(site)
+    if watch if watch is not None else os.environ.get("FEEDS_WATCH", "1") != "0":
+        _watch(app, site)
     http.init_app(app)
     return app
+
+
+def _watch(app: Flask, site: Site) -> None:
+    from .watch import Watcher
+
+    def start() -> None:
+        watcher = Watcher(site)
+        watcher.start()
+        app.extensions["feeds.watcher"] = watcher
+
+    start()
+    # Threads do not survive fork: a worker forked from a preloaded app starts its own.
+    os.register_at_fork(after_in_child=start)
+    atexit.register(site.save_cache)

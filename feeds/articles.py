@@ -245,12 +245,19 @@ def parse_meta(source: SourceFile, site: SiteConfig) -> tuple[Meta | None, str, 
         language = None
 
     link = field("link", str, "an absolute URL")
-    if link is not None and urlsplit(link).scheme not in ("http", "https"):
-        report(f"link: {link!r} is not an absolute http(s) URL; ignored", line_of(meta, "link"), Severity.WARNING)
-        link = None
+    if link is not None:
+        given, link = link, _web_url(site, link)
+        if link is None or urlsplit(given.strip()).scheme not in ("http", "https"):
+            report(f"link: {given!r} is not an absolute http(s) URL; ignored", line_of(meta, "link"),
+                   Severity.WARNING)
+            link = None
 
     image = field("image", str, "an image path or URL")
-    image_url = urljoin(site.url, image.strip()) if image else None
+    image_url = _web_url(site, image) if image else None
+    if image and image_url is None:
+        report(f"image: {image!r} is neither a path nor an http(s) URL; ignored", line_of(meta, "image"),
+               Severity.WARNING)
+        image = None
     sizes = source.image_sizes or {}
 
     draft = meta.get("draft", False)
@@ -294,6 +301,15 @@ def _clean_strings(value: Any) -> Any:
     elif isinstance(value, list):
         value[:] = [_clean_strings(item) for item in value]
     return value
+
+
+_URL_SAFE = ":/?#[]@!$&'()*+,;=%~-._"
+
+
+def _web_url(site: SiteConfig, value: str) -> str | None:
+    """An absolute http(s) URL with spaces and other unsafe characters percent-encoded."""
+    url = urljoin(site.url, quote(clean_text(value).strip(), safe=_URL_SAFE))
+    return url if urlsplit(url).scheme in ("http", "https") and urlsplit(url).netloc else None
 
 
 def _one_line(value: Any) -> str:

@@ -16,7 +16,7 @@ from werkzeug.http import http_date, parse_etags
 from werkzeug.sansio.http import is_resource_modified
 
 from .errors import NotFound
-from .site import Document, Site, Store
+from .site import Document, Site
 
 bp = Blueprint("feeds", __name__)
 _FEED_FILE = re.compile(r"^(?P<name>[a-z0-9][a-z0-9_-]*)\.(?P<fmt>rss|atom)$")
@@ -35,13 +35,9 @@ class DocumentResponse(Response):
         return headers
 
 
-def get_store() -> Store:
-    store: Store = current_app.extensions["feeds"]
-    return store
-
-
 def current_site() -> Site:
-    return get_store().current()
+    site: Site = current_app.extensions["feeds"]
+    return site
 
 
 def serve(doc: Document) -> DocumentResponse:
@@ -78,35 +74,42 @@ def serve(doc: Document) -> DocumentResponse:
     return response
 
 
+def _count(kind: str, feed: str, response: Response) -> Response:
+    current_app.extensions["feeds.metrics"].requests.labels(kind, feed, str(response.status_code)).inc()
+    return response
+
+
 @bp.get("/feeds/<filename>")
-def feed(filename: str) -> DocumentResponse:
+def feed(filename: str) -> Response:
     match = _FEED_FILE.match(filename)
     if match is None:
         raise NotFound(filename)
-    return serve(current_site().feed(match["name"], match["fmt"]))
+    response = serve(current_site().feed(match["name"], match["fmt"]))
+    return _count("feed", filename, response)
 
 
 @bp.get("/")
-def index() -> DocumentResponse:
-    return serve(current_site().index())
+def index() -> Response:
+    return _count("index", "", serve(current_site().index()))
 
 
 @bp.get("/articles/<path:article_id>")
-def article(article_id: str) -> DocumentResponse:
-    return serve(current_site().page(article_id))
+def article(article_id: str) -> Response:
+    return _count("page", "", serve(current_site().page(article_id)))
 
 
 @bp.get("/healthz")
 def healthz() -> Response:
-    site = current_site()
-    response = jsonify(
-        status="ok",
-        articles=len(site.visible),
-        feeds=len(site.specs),
-        problems=len(site.problems),
-    )
+    response = jsonify(current_site().health())
     response.headers["Cache-Control"] = "no-store"
     return response
+
+
+@bp.get("/metrics")
+def metrics() -> Response:
+    body = current_app.extensions["feeds.metrics"].exposition()
+    return Response(body, content_type="text/plain; version=0.0.4; charset=utf-8",
+                    headers={"Cache-Control": "no-store"})
 
 
 def _not_found(_: Exception) -> Response:

@@ -1,29 +1,38 @@
-"""A published site at one moment: every document it serves, rendered once and cached.
+"""The live site of one process: documents rendered once per change of their inputs.
 
-A :class:`Site` is an immutable snapshot of config, articles and the time it was taken for;
-its documents (feeds, pages, index) are rendered on first use with their validators, so a
-request only looks bytes up. The :class:`Store` swaps in a new snapshot when an embargo lifts.
+A request asks for a document; if nothing it depends on changed since it was rendered (the
+index generation, the config, the time of the next embargo), the cached bytes come back at the
+cost of a dict lookup. Otherwise its entries are selected again and, only if they differ, it is
+re-rendered, with its ETag computed from the bytes and its Last-Modified from the ledger.
 """
 
 from __future__ import annotations
 
 import gzip
 import hashlib
+import logging
+import os
 import threading
-from collections.abc import Callable
-from dataclasses import dataclass, field
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Hashable, Iterable
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 
 from . import pages
-from .articles import Article, load_articles
+from .articles import Article, Meta, complete, parse_meta, read_source
 from .config import FeedSpec, SiteConfig, load_config
-from .errors import NotFound, Problem
-from .render import EPOCH, MEDIA_TYPES, RENDERERS, last_modified
-from .selection import feed_specs, next_release, published_at, select
+from .errors import ConfigError, NotFound, Problem
+from .index import Index
+from .ledger import Ledger
+from .render import EPOCH, MEDIA_TYPES, RENDERERS
+from .selection import specs_for_topics
 
 Clock = Callable[[], datetime]
 HTML = "text/html; charset=utf-8"
 FORMATS = ("rss", "atom")
+log = logging.getLogger(__name__)
 
 
 def utc_now() -> datetime:
@@ -32,7 +41,7 @@ def utc_now() -> datetime:
 
 @dataclass(frozen=True)
 class Document:
-    """Bytes ready to send, in both encodings, with validators computed from the bytes.
+    """Bytes ready to send, in both encodings, with their validators.
 
     ``etag`` is the unquoted strong tag of the identity bytes; the gzip bytes are served as
     ``<etag>-gzip`` so the two representations never share a strong tag (RFC 9110 8.8.3).
@@ -58,104 +67,278 @@ def make_document(body: bytes, mimetype: str, modified: datetime, max_age: int) 
     )
 
 
-@dataclass
-class Site:
-    """Everything readers can see at ``now``; build with :func:`build_site`."""
+@dataclass(frozen=True)
+class View:
+    """What every document depends on besides its own entries; replaced on any change."""
 
-    config: SiteConfig
-    articles: tuple[Article, ...]
-    problems: tuple[Problem, ...]
-    now: datetime
-    visible: tuple[Article, ...] = ()
-    specs: dict[str, FeedSpec] = field(default_factory=dict)
-    next_release: datetime | None = None
-    _by_id: dict[str, Article] = field(default_factory=dict)
-    _cache: dict[tuple[str, str], Document] = field(default_factory=dict)
-    _lock: threading.Lock = field(default_factory=threading.Lock)
+    generation: int
+    valid_until: datetime | None  # the next embargo: selections change then
+    specs: dict[str, FeedSpec]
+    newest: datetime
+
+
+@dataclass
+class _Cached:
+    view: View
+    inputs: Hashable
+    doc: Document
+
+
+class Site:
+    """Config, article index and document cache of one process. Thread-safe."""
+
+    def __init__(self, config_path: str | os.PathLike[str], clock: Clock = utc_now,
+                 state_dir: Path | None = None, page_cache: int = 4096) -> None:
+        self.config_path = Path(config_path)
+        self.clock = clock
+        self.config: SiteConfig = load_config(self.config_path)  # a broken start fails here
+        self.config_error: ConfigError | None = None
+        self.state_dir = state_dir
+        self.catalog = Index(self.config)
+        self.catalog.load(self._cache_file())
+        self.ledger = Ledger(state_dir / "validators.sqlite" if state_dir else None)
+        self.renders = 0
+        self.render_seconds = 0.0
+        self.on_render: Callable[[str, float], None] | None = None
+        self.on_reload: Callable[[bool], None] | None = None
+        self._config_generation = 0
+        self._view: View | None = None
+        self._docs: dict[tuple[str, str], _Cached] = {}
+        self._pages: OrderedDict[tuple[str, str], None] = OrderedDict()  # LRU of page keys
+        self._page_cache = page_cache
+        self._articles: OrderedDict[tuple[str, tuple[int, float]], Article] = OrderedDict()
+        self._lock = threading.RLock()
+
+    # -- what readers can see now -------------------------------------------------------------
+
+    def view(self) -> View:
+        view, now = self._view, self.clock()
+        generation = self.catalog.generation + self._config_generation
+        if view is None or view.generation != generation or (
+                view.valid_until is not None and now >= view.valid_until):
+            with self._lock, self.catalog.lock:
+                topics = self.catalog.topics(now) if self.config.topic_feeds else {}
+                specs = specs_for_topics(self.config, topics)
+                view = self._view = View(
+                    generation=generation,
+                    valid_until=self.catalog.next_release(now),
+                    specs={s.name: s for s in specs},
+                    newest=self.catalog.newest(now) or EPOCH,
+                )
+        return view
 
     @property
-    def newest(self) -> datetime:
-        return last_modified(self.visible, EPOCH)
+    def specs(self) -> dict[str, FeedSpec]:
+        return self.view().specs
 
-    def feed_entries(self, spec: FeedSpec) -> list[Article]:
-        return select(spec, self.visible)
+    @property
+    def next_release(self) -> datetime | None:
+        return self.view().valid_until
+
+    @property
+    def visible(self) -> list[Meta]:
+        with self.catalog.lock:
+            return list(self.catalog.published(self.clock()))
+
+    @property
+    def articles(self) -> list[Meta]:
+        """Every indexed article, drafts and embargoed ones included, by path."""
+        with self.catalog.lock:
+            return sorted((r.meta for r in self.catalog.records.values() if r.meta), key=lambda m: m.path)
+
+    @property
+    def problems(self) -> list[Problem]:
+        found = self.catalog.problems()
+        if self.config_error is not None:
+            found = list(self.config_error.problems) + found
+        return found
+
+    def feed_entries(self, spec: FeedSpec) -> list[Meta]:
+        with self.catalog.lock:
+            return self.catalog.select(spec, self.clock())
+
+    # -- documents ----------------------------------------------------------------------------
 
     def feed(self, name: str, fmt: str) -> Document:
-        spec = self.specs.get(name)
+        view = self.view()
+        spec = view.specs.get(name)
         if spec is None or fmt not in FORMATS:
             raise NotFound(f"no feed {name}.{fmt}")
-        return self._cached(("feed", f"{name}.{fmt}"), lambda: self._render_feed(spec, fmt))
+
+        def inputs() -> tuple[Hashable, Callable[[], Document]]:
+            entries = self.feed_entries(spec)
+            natural = max((m.updated for m in entries), default=view.newest)
+            key = (self.config, spec, fmt, natural, tuple((m.id, m.path, m.version) for m in entries))
+            return key, lambda: self._render_feed(spec, fmt, entries, natural)
+
+        return self._document(("feed", f"{name}.{fmt}"), view, inputs)
 
     def page(self, article_id: str) -> Document:
-        article = self._by_id.get(article_id)
-        if article is None:
+        view = self.view()
+        with self.catalog.lock:
+            meta = self.catalog.article(article_id, self.clock())
+        if meta is None:
             raise NotFound(f"no article {article_id}")
-        return self._cached(("page", article_id), lambda: make_document(
-            pages.render_article(self.config, article, self._feeds_of(article)),
-            HTML, article.updated, self.config.max_age))
+        feeds = [s for s in view.specs.values() if s.is_topic_feed and s.topics[0] in meta.topic_slugs]
 
-    def index(self) -> Document:
-        return self._cached(("index", ""), lambda: make_document(
-            pages.render_index(self.config, list(self.specs.values()), self.visible),
-            HTML, self.newest, self.config.max_age))
+        def inputs() -> tuple[Hashable, Callable[[], Document]]:
+            key = (self.config, meta.id, meta.path, meta.version, tuple(s.name for s in feeds))
+            return key, lambda: self._stamp(f"page:{meta.id}", pages.render_article(
+                self.config, self._article(meta), feeds), HTML, meta.updated, self.config.max_age)
 
-    def _render_feed(self, spec: FeedSpec, fmt: str) -> Document:
-        entries = self.feed_entries(spec)
-        # An empty feed still needs a date: the site's newest change is the honest one.
-        updated = last_modified(entries, self.newest)
-        body = RENDERERS[fmt](spec, self.config, entries, updated)
-        return make_document(body, MEDIA_TYPES[fmt], updated, spec.max_age)
+        return self._document(("page", article_id), view, inputs)
 
-    def _feeds_of(self, article: Article) -> list[FeedSpec]:
-        return [s for s in self.specs.values() if s.is_topic_feed and s.topics[0] in article.topic_slugs]
+    def index_page(self) -> Document:
+        view = self.view()
 
-    def _cached(self, key: tuple[str, str], make: Callable[[], Document]) -> Document:
-        doc = self._cache.get(key)
-        if doc is None:
-            with self._lock:
-                doc = self._cache.get(key)
-                if doc is None:
-                    doc = self._cache[key] = make()
+        def inputs() -> tuple[Hashable, Callable[[], Document]]:
+            with self.catalog.lock:
+                shown = []
+                for meta in self.catalog.published(self.clock()):
+                    if len(shown) >= self.config.limit:
+                        break
+                    shown.append(meta)
+            key = (self.config, tuple(view.specs.values()), view.newest,
+                   tuple((m.id, m.path, m.version) for m in shown))
+            return key, lambda: self._stamp("index", pages.render_index(
+                self.config, list(view.specs.values()), shown), HTML, view.newest, self.config.max_age)
+
+        return self._document(("index", ""), view, inputs)
+
+    index = index_page  # ``site.index()`` reads naturally in callers and templates
+
+    def _document(self, key: tuple[str, str], view: View,
+                  inputs: Callable[[], tuple[Hashable, Callable[[], Document]]]) -> Document:
+        cached = self._docs.get(key)
+        if cached is not None and cached.view is view:
+            return cached.doc
+        with self._lock:
+            cached = self._docs.get(key)
+            if cached is not None and cached.view is view:
+                return cached.doc
+            fingerprint, render = inputs()
+            if cached is None or cached.inputs != fingerprint:
+                started = time.perf_counter()
+                cached = _Cached(view, fingerprint, render())
+                elapsed = time.perf_counter() - started
+                self.renders += 1
+                self.render_seconds += elapsed
+                if self.on_render is not None:
+                    self.on_render(key[0], elapsed)
+            else:
+                cached = _Cached(view, fingerprint, cached.doc)
+            self._docs[key] = cached
+            if key[0] == "page":
+                self._pages[key] = None
+                self._pages.move_to_end(key)
+                if len(self._pages) > self._page_cache:
+                    self._docs.pop(self._pages.popitem(last=False)[0], None)
+            return cached.doc
+
+    def _render_feed(self, spec: FeedSpec, fmt: str, entries: list[Meta], natural: datetime) -> Document:
+        articles = [self._article(m) for m in entries]
+        body = RENDERERS[fmt](spec, self.config, articles, natural)
+        return self._stamp(f"feed:{spec.name}.{fmt}", body, MEDIA_TYPES[fmt], natural, spec.max_age)
+
+    def _stamp(self, key: str, body: bytes, mimetype: str, natural: datetime, max_age: int) -> Document:
+        doc = make_document(body, mimetype, natural, max_age)
+        modified = self.ledger.stamp(key, doc.etag, doc.last_modified, self.clock())
+        if modified != doc.last_modified:
+            doc = Document(doc.body, doc.gzipped, doc.etag, modified, doc.mimetype, doc.max_age)
         return doc
 
+    def _article(self, meta: Meta) -> Article:
+        """The full article for ``meta``; bodies are read and rendered only when shown."""
+        key = (meta.path, meta.version)
+        article = self._articles.get(key)
+        if article is not None:
+            self._articles.move_to_end(key)
+            return article
+        body = ""
+        try:
+            source = read_source(self.config.articles_dir, self.config.articles_dir / meta.path)
+            fresh, body, _ = parse_meta(source, self.config)
+            if fresh is None or fresh.id != meta.id:
+                body = ""  # mid-write or replaced: the watcher will bring the new version
+        except OSError as exc:
+            log.warning("article body unavailable: %s: %s", meta.path, exc)
+        article = complete(meta, body, self.config)
+        self._articles[key] = article
+        if len(self._articles) > 2048:
+            self._articles.popitem(last=False)
+        return article
 
-def build_site(config: SiteConfig, articles: list[Article] | tuple[Article, ...],
-               problems: list[Problem] | tuple[Problem, ...], now: datetime) -> Site:
-    visible = tuple(published_at(articles, now))
-    specs = feed_specs(config, visible)  # a draft's topic must not show up as a feed
-    return Site(
-        config=config,
-        articles=tuple(articles),
-        problems=tuple(problems),
-        now=now,
-        visible=visible,
-        specs={s.name: s for s in specs},
-        next_release=next_release(articles, now),
-        _by_id={a.id: a for a in visible},
-    )
+    # -- change -------------------------------------------------------------------------------
+
+    def apply(self, paths: Iterable[str] = (), config_changed: bool = False) -> bool:
+        """Take in changed article paths (relative) and/or a changed config; True if reloaded."""
+        changed = False
+        if config_changed:
+            changed = self.reload_config()
+        paths = list(paths)
+        if paths:
+            started = time.perf_counter()
+            if self.catalog.refresh(paths):
+                changed = True
+                log.info("reloaded %d article file(s) in %.1f ms", len(paths),
+                         (time.perf_counter() - started) * 1000)
+        if changed and self.on_reload is not None:
+            self.on_reload(True)
+        return changed
+
+    def reload_config(self) -> bool:
+        """Use a changed config if it is valid; otherwise keep the last good one and say why."""
+        try:
+            config = load_config(self.config_path)
+        except ConfigError as exc:
+            self.config_error = exc
+            for problem in exc.problems:
+                log.error("config error, still serving the last good config: %s", problem)
+            if self.on_reload is not None:
+                self.on_reload(False)
+            return False
+        self.config_error = None
+        if config == self.config:
+            return False
+        reindex = (config.articles_dir, config.url, config.timezone, config.author) != (
+            self.config.articles_dir, self.config.url, self.config.timezone, self.config.author)
+        if reindex:
+            index = Index(config)
+            index.load(self._cache_file(config))
+            self.catalog = index
+        else:
+            self.catalog.config = config
+        with self._lock:
+            self.config = config
+            self._config_generation += 1
+        log.info("config reloaded from %s%s", self.config_path, " (articles re-read)" if reindex else "")
+        return True
+
+    def health(self) -> dict[str, object]:
+        status: dict[str, object] = {"status": "ok"}
+        if self.config_error is not None:
+            status = {"status": "degraded",
+                      "reason": "config.yaml is broken; serving the last good config",
+                      "errors": [str(p) for p in self.config_error.problems]}
+        view = self.view()
+        status.update(articles=self.catalog.count(), feeds=len(view.specs),
+                      problems=len(self.catalog.problems()))
+        return status
+
+    def save_cache(self) -> None:
+        cache = self._cache_file()
+        if cache is not None:
+            self.catalog.save(cache)
+
+    def _cache_file(self, config: SiteConfig | None = None) -> Path | None:
+        if self.state_dir is None:
+            return None
+        config = config or self.config
+        digest = hashlib.sha256(str(config.articles_dir).encode()).hexdigest()[:12]
+        return self.state_dir / f"index-{digest}.pickle"
 
 
-def load_site(config_path: str, clock: Clock = utc_now) -> Site:
-    """Read config and articles from disk; raises ConfigError when the config is unusable."""
-    config = load_config(config_path)
-    articles, problems = load_articles(config)
-    return build_site(config, articles, problems, clock())
-
-
-class Store:
-    """Hands out the current snapshot; re-selects when an embargoed article's time comes."""
-
-    def __init__(self, site: Site, clock: Clock = utc_now) -> None:
-        self._site = site
-        self._clock = clock
-        self._lock = threading.Lock()
-
-    def current(self) -> Site:
-        site = self._site
-        if site.next_release is not None and self._clock() >= site.next_release:
-            with self._lock:
-                site = self._site
-                now = self._clock()
-                if site.next_release is not None and now >= site.next_release:
-                    site = self._site = build_site(site.config, site.articles, site.problems, now)
-        return site
+def load_site(config_path: str | os.PathLike[str], clock: Clock = utc_now,
+              state_dir: Path | None = None) -> Site:
+    """Read config and articles; raises ConfigError when the config is unusable."""
+    return Site(config_path, clock, state_dir)

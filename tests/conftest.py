@@ -99,6 +99,12 @@ def _merge(base: dict, override: dict) -> dict:
 MakeSite = Callable[..., Path]
 
 
+@pytest.fixture(autouse=True)
+def _no_file_watching(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Apps in tests do not watch files unless a test asks (watch=True or FEEDS_WATCH=1)."""
+    monkeypatch.setenv("FEEDS_WATCH", "0")
+
+
 @pytest.fixture
 def make_site(tmp_path: Path) -> MakeSite:
     """Write a site under tmp_path and return its config path.

@@ -1,0 +1,327 @@
+"""The article index: every file's metadata, built once and then kept current file by file.
+
+A change to one file costs work proportional to that file: it is re-read, its metadata
+replaces the old one in the id table and in the newest-first lists (overall and per topic) by
+binary search. Bodies are not kept; documents render the few entries they show.
+
+A file that stops parsing (half-written, vanished, unreadable) keeps its last good version
+until a complete one is read, so readers never see a truncated or missing entry.
+"""
+
+from __future__ import annotations
+
+import bisect
+import hashlib
+import heapq
+import logging
+import os
+import pickle
+import threading
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+from .articles import Meta, iter_sources, parse_meta, read_source
+from .config import FeedSpec, SiteConfig
+from .errors import Problem
+from .selection import matches
+
+log = logging.getLogger(__name__)
+_CACHE_FORMAT = 3
+
+
+def _key(meta: Meta) -> tuple[float, str]:
+    return (-meta.published.timestamp(), meta.id)
+
+
+class NewestFirst:
+    """Metas sorted newest first (ties by id), with O(log n) search and memmove updates."""
+
+    __slots__ = ("keys", "metas")
+
+    def __init__(self) -> None:
+        self.keys: list[tuple[float, str]] = []
+        self.metas: list[Meta] = []
+
+    def add(self, meta: Meta) -> None:
+        i = bisect.bisect_left(self.keys, _key(meta))
+        self.keys.insert(i, _key(meta))
+        self.metas.insert(i, meta)
+
+    def remove(self, meta: Meta) -> None:
+        i = bisect.bisect_left(self.keys, _key(meta))
+        if i < len(self.keys) and self.keys[i] == _key(meta):
+            del self.keys[i]
+            del self.metas[i]
+
+    def published(self, now: datetime) -> Iterator[Meta]:
+        """Entries visible at ``now``: skip the embargoed ones, which sort first."""
+        start = bisect.bisect_left(self.keys, (-now.timestamp(), ""))
+        return iter(self.metas[start:]) if start else iter(self.metas)
+
+    def has_published(self, now: datetime) -> bool:
+        return bool(self.metas) and self.metas[-1].published <= now
+
+    def __len__(self) -> int:
+        return len(self.metas)
+
+
+@dataclass
+class Record:
+    """One file as last read: its good metadata (if any) and what was wrong with it."""
+
+    meta: Meta | None
+    stamp: tuple[int, int]  # size, mtime_ns of the bytes ``meta`` came from
+    problems: tuple[Problem, ...] = ()
+
+
+@dataclass
+class Index:
+    """Mutated only through :meth:`load` / :meth:`refresh`; read under ``lock``."""
+
+    config: SiteConfig
+    records: dict[str, Record] = field(default_factory=dict)
+    lock: threading.RLock = field(default_factory=threading.RLock)
+    generation: int = 0
+    _claims: dict[str, list[str]] = field(default_factory=dict)  # id -> paths, sorted
+    _by_id: dict[str, Meta] = field(default_factory=dict)
+    _all: NewestFirst = field(default_factory=NewestFirst)
+    _topics: dict[str, NewestFirst] = field(default_factory=dict)
+    _names: dict[str, dict[str, str]] = field(default_factory=dict)  # slug -> path -> spelling
+
+    # -- building ---------------------------------------------------------------------------
+
+    def load(self, cache: Path | None = None) -> int:
+        """Read every file (reusing a cache entry when size and mtime match); returns parses."""
+        cached = _read_cache(cache, self.config) if cache else {}
+        parsed = 0
+        root = self.config.articles_dir
+        with self.lock:
+            for path in iter_sources(root):
+                rel = path.relative_to(root).as_posix()
+                try:
+                    st = path.stat()
+                except OSError:
+                    continue
+                hit = cached.get(rel)
+                if hit is not None and hit.stamp == (st.st_size, st.st_mtime_ns):
+                    self._put(rel, hit)
+                else:
+                    self._read(rel)
+                    parsed += 1
+            self.generation += 1
+        if cache and (parsed or len(cached) != len(self.records)):
+            self.save(cache)
+        return parsed
+
+    def refresh(self, rel_paths: Iterable[str]) -> bool:
+        """Re-read these files (new, changed or deleted); True if anything visible changed."""
+        changed = False
+        with self.lock:
+            for rel in rel_paths:
+                changed |= self._read(rel)
+            if changed:
+                self.generation += 1
+        return changed
+
+    def forget_tree(self, rel_dir: str) -> list[str]:
+        """Paths known under a folder (for a folder that was moved or deleted)."""
+        prefix = rel_dir.rstrip("/") + "/"
+        with self.lock:
+            return [p for p in self.records if p.startswith(prefix) or not rel_dir]
+
+    def _read(self, rel: str) -> bool:
+        root = self.config.articles_dir
+        path = root / rel
+        old = self.records.get(rel)
+        if not path.is_file():
+            if old is None:
+                return False
+            self._drop(rel)
+            return True
+        try:
+            st = path.stat()
+            source = read_source(root, path)
+        except FileNotFoundError:
+            if old is not None:
+                self._drop(rel)
+            return old is not None
+        except OSError as exc:
+            problem = Problem(rel, None, f"cannot read file: {exc.strerror or exc}; "
+                              + ("keeping the last good version" if old and old.meta else "left out"))
+            self._put(rel, Record(old.meta if old else None, old.stamp if old else (0, 0), (problem,)))
+            log.warning("article problem: %s", problem)
+            return False
+        meta, _, problems = parse_meta(source, self.config)
+        for problem in problems:
+            log.warning("article problem: %s", problem)
+        if meta is None and old is not None and old.meta is not None:
+            note = Problem(rel, None, "keeping the last good version until the file reads again")
+            self._put(rel, Record(old.meta, old.stamp, (*problems, note)))
+            return False
+        self._put(rel, Record(meta, (st.st_size, st.st_mtime_ns), tuple(problems)))
+        return old is None or old.meta != meta
+
+    # -- bookkeeping --------------------------------------------------------------------------
+
+    def _put(self, rel: str, record: Record) -> None:
+        if rel in self.records:
+            self._unlink(rel)
+        self.records[rel] = record
+        meta = record.meta
+        if meta is None:
+            return
+        paths = self._claims.setdefault(meta.id, [])
+        bisect.insort(paths, rel)
+        if paths[0] == rel:
+            displaced = self._by_id.get(meta.id)
+            if displaced is not None:
+                self._unpublish(displaced)
+            self._publish(meta)
+
+    def _drop(self, rel: str) -> None:
+        self._unlink(rel)
+        del self.records[rel]
+
+    def _unlink(self, rel: str) -> None:
+        record = self.records.get(rel)
+        if record is None or record.meta is None:
+            return
+        meta = record.meta
+        paths = self._claims.get(meta.id, [])
+        was_winner = bool(paths) and paths[0] == rel
+        if rel in paths:
+            paths.remove(rel)
+        if was_winner:
+            self._unpublish(meta)
+            if paths:
+                heir = self.records[paths[0]].meta
+                if heir is not None:
+                    self._publish(heir)
+        if not paths:
+            self._claims.pop(meta.id, None)
+
+    def _publish(self, meta: Meta) -> None:
+        self._by_id[meta.id] = meta
+        if meta.draft:
+            return
+        self._all.add(meta)
+        for topic in meta.topics:
+            self._topics.setdefault(topic.slug, NewestFirst()).add(meta)
+            self._names.setdefault(topic.slug, {})[meta.path] = topic.name
+
+    def _unpublish(self, meta: Meta) -> None:
+        self._by_id.pop(meta.id, None)
+        if meta.draft:
+            return
+        self._all.remove(meta)
+        for topic in meta.topics:
+            bucket = self._topics.get(topic.slug)
+            if bucket is not None:
+                bucket.remove(meta)
+                if not bucket:
+                    del self._topics[topic.slug]
+            names = self._names.get(topic.slug, {})
+            names.pop(meta.path, None)
+            if not names:
+                self._names.pop(topic.slug, None)
+
+    # -- queries (call with ``lock`` held when consistency across calls matters) -------------
+
+    def problems(self) -> list[Problem]:
+        with self.lock:
+            found = [p for r in self.records.values() for p in r.problems]
+            for article_id, paths in self._claims.items():
+                for rel in paths[1:]:
+                    found.append(Problem(rel, None, f"id {article_id!r} is already used by {paths[0]}; left out"))
+        return sorted(found, key=lambda p: (p.path, p.line or 0))
+
+    def article(self, article_id: str, now: datetime) -> Meta | None:
+        meta = self._by_id.get(article_id)
+        return meta if meta is not None and meta.is_published(now) else None
+
+    def published(self, now: datetime) -> Iterator[Meta]:
+        return self._all.published(now)
+
+    def count(self) -> int:
+        return len(self._by_id)
+
+    def topics(self, now: datetime) -> dict[str, str]:
+        """Visible topics: slug -> the spelling of the first article (by path) that uses it."""
+        return {
+            slug: self._names[slug][min(self._names[slug])]
+            for slug, bucket in sorted(self._topics.items())
+            if bucket.has_published(now)
+        }
+
+    def select(self, spec: FeedSpec, now: datetime) -> list[Meta]:
+        """A feed's entries, newest first; walks only the topics the feed names."""
+        if spec.topics:
+            buckets = [self._topics[t].published(now) for t in spec.topics if t in self._topics]
+            stream: Iterable[Meta] = heapq.merge(*buckets, key=_key) if len(buckets) > 1 else (
+                buckets[0] if buckets else iter(()))
+        else:
+            stream = self.published(now)
+        chosen: list[Meta] = []
+        seen: set[str] = set()
+        for meta in stream:
+            if meta.id in seen or not matches(spec, meta):
+                continue
+            seen.add(meta.id)
+            chosen.append(meta)
+            if len(chosen) >= spec.limit:
+                break
+        return chosen
+
+    def newest(self, now: datetime) -> datetime | None:
+        """The newest ``updated`` among visible articles (not only the newest published)."""
+        return max((m.updated for m in self.published(now)), default=None)
+
+    def next_release(self, now: datetime) -> datetime | None:
+        future = [m.published for m in self._all.metas[: bisect.bisect_left(self._all.keys, (-now.timestamp(), ""))]]
+        return min(future) if future else None
+
+    # -- persistence ----------------------------------------------------------------------------
+
+    def save(self, cache: Path) -> None:
+        """Write the records for a fast restart; atomic, and harmless if it fails."""
+        with self.lock:
+            payload = {"format": _CACHE_FORMAT, "config": _config_key(self.config),
+                       "records": dict(self.records)}
+        try:
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            tmp = cache.with_name(f"{cache.name}.{os.getpid()}.tmp")
+            with open(tmp, "wb") as fh:
+                pickle.dump(payload, fh, protocol=pickle.HIGHEST_PROTOCOL)
+            os.replace(tmp, cache)
+        except OSError as exc:
+            log.warning("could not write index cache %s: %s", cache, exc)
+
+
+def _config_key(config: SiteConfig) -> str:
+    """What article metadata depends on: a cache made under another config is not reused."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        package = version("feeds")
+    except PackageNotFoundError:  # pragma: no cover
+        package = "0"
+    text = repr((package, config.url, config.timezone, config.author, str(config.articles_dir)))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _read_cache(cache: Path, config: SiteConfig) -> dict[str, Record]:
+    try:
+        with open(cache, "rb") as fh:
+            payload = pickle.load(fh)  # noqa: S301 - our own file in our state folder
+    except FileNotFoundError:
+        return {}
+    except Exception as exc:  # a corrupt or foreign cache only costs a full read
+        log.warning("ignoring unreadable index cache %s: %s", cache, exc)
+        return {}
+    if not isinstance(payload, dict) or payload.get("format") != _CACHE_FORMAT \
+            or payload.get("config") != _config_key(config):
+        return {}
+    records = payload.get("records")
+    return records if isinstance(records, dict) else {}

@@ -1,0 +1,144 @@
+"""Live reload: file-system events feed changed paths to the site, in every worker process.
+
+Events come from inotify (watchdog), so nothing polls the folder and a request never touches
+the disk. A modified file is read only once its writer has closed it (or renamed it into
+place), so an editor or rsync caught mid-write is never published half-done. Events are
+gathered for a short moment so a burst (a git pull, an rsync of a folder) is one reload.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import threading
+import time
+from pathlib import Path
+
+from watchdog.events import (
+    DirDeletedEvent,
+    DirMovedEvent,
+    FileClosedEvent,
+    FileCreatedEvent,
+    FileDeletedEvent,
+    FileModifiedEvent,
+    FileMovedEvent,
+    FileSystemEvent,
+    FileSystemEventHandler,
+)
+from watchdog.observers import Observer
+from watchdog.observers.polling import PollingObserver
+
+from .articles import SUFFIXES
+from .site import Site
+
+log = logging.getLogger(__name__)
+QUIET = 0.05  # seconds without events before a batch is applied
+MAX_WAIT = 0.5  # a steady stream of events still gets applied this often
+
+
+class _Handler(FileSystemEventHandler):
+    def __init__(self, events: queue.SimpleQueue[tuple[str, str]], closes_reported: bool) -> None:
+        self.events = events
+        self.closes_reported = closes_reported
+
+    def on_any_event(self, event: FileSystemEvent) -> None:
+        src = os.fsdecode(event.src_path)
+        if isinstance(event, FileMovedEvent | DirMovedEvent):
+            self.events.put(("gone", src))
+            self.events.put(("dir" if event.is_directory else "file", os.fsdecode(event.dest_path)))
+        elif isinstance(event, FileDeletedEvent | DirDeletedEvent):
+            self.events.put(("gone", src))
+        elif isinstance(event, FileClosedEvent):
+            self.events.put(("file", src))
+        elif isinstance(event, FileCreatedEvent | FileModifiedEvent) and not self.closes_reported:
+            self.events.put(("file", src))  # polling fallback: no close events to wait for
+
+
+class Watcher:
+    """Watches the articles folder and the config file of one :class:`Site`."""
+
+    def __init__(self, site: Site) -> None:
+        self.site = site
+        self.events: queue.SimpleQueue[tuple[str, str]] = queue.SimpleQueue()
+        self.observer = None
+        self.pid = os.getpid()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="feeds-watch", daemon=True)
+        self._watched_articles: Path | None = None
+
+    def start(self) -> None:
+        try:
+            self.observer = self._observe(Observer(), closes_reported=True)
+        except OSError as exc:  # e.g. the inotify watch limit; slower but still live
+            log.warning("inotify unavailable (%s); polling for changes every second", exc)
+            self.observer = self._observe(PollingObserver(timeout=1), closes_reported=False)
+        self._thread.start()
+        log.info("watching %s and %s for changes", self.site.config.articles_dir, self.site.config_path)
+
+    def _observe(self, observer: Observer, closes_reported: bool) -> Observer:
+        handler = _Handler(self.events, closes_reported)
+        self._watched_articles = self.site.config.articles_dir
+        observer.schedule(handler, str(self._watched_articles), recursive=True)
+        observer.schedule(handler, str(self.site.config_path.resolve().parent), recursive=False)
+        observer.daemon = True
+        observer.start()
+        return observer
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self.observer is not None:
+            self.observer.stop()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                first = self.events.get(timeout=0.5)
+            except queue.Empty:
+                continue
+            batch = [first]
+            started = time.monotonic()
+            while time.monotonic() - started < MAX_WAIT:
+                try:
+                    batch.append(self.events.get(timeout=QUIET))
+                except queue.Empty:
+                    break
+            try:
+                self._apply(batch)
+            except Exception:  # a reload must never kill the watcher
+                log.exception("reload failed; keeping what was served before")
+
+    def _apply(self, batch: list[tuple[str, str]]) -> None:
+        site = self.site
+        config_file = site.config_path.resolve()
+        root = site.config.articles_dir
+        paths: set[str] = set()
+        config_changed = False
+        for kind, raw in batch:
+            path = Path(raw)
+            if path == config_file:
+                config_changed = True
+                continue
+            try:
+                rel = path.relative_to(root).as_posix()
+            except ValueError:
+                continue
+            if kind == "dir" or (kind == "gone" and path.suffix.lower() not in SUFFIXES):
+                # A folder moved in, out or away: everything known or found under it.
+                paths.update(site.catalog.forget_tree(rel))
+                if path.is_dir():
+                    paths.update(p.relative_to(root).as_posix() for p in path.rglob("*")
+                                 if p.suffix.lower() in SUFFIXES)
+            elif path.suffix.lower() in SUFFIXES:
+                paths.add(rel)
+        paths = {p for p in paths if not any(part.startswith((".", "_")) for part in p.split("/"))}
+        if config_changed or paths:
+            before = site.config.articles_dir
+            site.apply(sorted(paths), config_changed)
+            if site.config.articles_dir != before:
+                self._rewatch()
+
+    def _rewatch(self) -> None:
+        if self.observer is not None:
+            self.observer.stop()
+        self.observer = self._observe(Observer(), closes_reported=True)
