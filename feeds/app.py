@@ -32,6 +32,8 @@ def create_app(config_path: str | os.PathLike[str] | None = None, *, clock: Cloc
     ``clock`` lets tests pin "now" (embargoes depend on it). ``watch`` (default: on unless
     ``FEEDS_WATCH=0``) reloads articles and config as they change, in every worker.
     """
+    if not logging.getLogger().handlers:  # under gunicorn or granian: one line per event
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     path = config_path_from_env(config_path)
     site = Site(path, clock, state_dir or state_dir_for(path))
     log.info("loaded %s: %d articles, %d feeds, %d problems",
@@ -39,10 +41,10 @@ def create_app(config_path: str | os.PathLike[str] | None = None, *, clock: Cloc
     app = Flask(__name__)
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.extensions["feeds"] = site
-    app.extensions["feeds.metrics"] = Metrics(site)
+    metrics = app.extensions["feeds.metrics"] = Metrics(site)
     if watch if watch is not None else os.environ.get("FEEDS_WATCH", "1") != "0":
         _watch(app, site)
-    http.init_app(app)
+    http.init_app(app, site, metrics)
     return app
 
 

@@ -8,6 +8,8 @@ A bad file never stops the others: it is left out or repaired, and reported by n
 from __future__ import annotations
 
 import difflib
+import errno
+import os
 import logging
 import mimetypes
 import re
@@ -15,6 +17,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, fields
 from datetime import UTC, date, datetime, time
 from pathlib import Path, PurePosixPath
+from stat import S_ISREG
 from typing import Any
 from urllib.parse import quote, urljoin, urlsplit
 from zoneinfo import ZoneInfo
@@ -76,6 +79,7 @@ class Meta:
     sources: tuple[str, ...] = ()
     given_summary: str | None = None
     version: tuple[int, float] = (0, 0.0)
+    body_start: int = 0  # where the body begins in the decoded text, to skip re-parsing
 
     @property
     def topic_slugs(self) -> frozenset[str]:
@@ -105,6 +109,7 @@ class SourceFile:
     data: bytes
     mtime: float
     image_sizes: Mapping[str, int] | None = None
+    mtime_ns: int = 0
 
 
 def article_id_for(path: str) -> str:
@@ -112,7 +117,7 @@ def article_id_for(path: str) -> str:
 
 
 def permalink(site: SiteConfig, article_id: str) -> str:
-    return urljoin(site.url, "articles/" + quote(article_id, safe="/~.-_"))
+    return f"{site.url}articles/{quote(article_id, safe='/~.-_')}"  # site.url ends with "/"
 
 
 def parse_article(source: SourceFile, site: SiteConfig) -> tuple[Article | None, list[Problem]]:
@@ -128,9 +133,25 @@ def complete(meta: Meta, body: str, site: SiteConfig) -> Article:
     if meta.given_summary:
         summary = shorten(html_to_text(sanitize(meta.given_summary, site.url)), 600)
     else:
-        summary = shorten(html_to_text(html), 280)
+        text = html_to_text(html[:2400])  # the start is enough for 280 characters, mostly
+        if len(text) < 300 and len(html) > 2400:
+            text = html_to_text(html)
+        summary = shorten(text, 280)
     values = {f.name: getattr(meta, f.name) for f in fields(Meta)}
     return Article(**values, html=html, summary=summary)
+
+
+def decode(data: bytes, strict: bool = False) -> str:
+    """The article text as every later step sees it: UTF-8, LF line ends, XML-legal."""
+    text = data.decode("utf-8-sig", errors="strict" if strict else "replace")
+    return clean_text(text.replace("\r\n", "\n").replace("\r", "\n"))
+
+
+def read_body(source: SourceFile, meta: Meta) -> str | None:
+    """The body of ``meta`` from a fresh read of its file, or None if the file has changed."""
+    if (len(source.data), source.mtime) != meta.version:
+        return None
+    return decode(source.data)[meta.body_start:]
 
 
 def parse_meta(source: SourceFile, site: SiteConfig) -> tuple[Meta | None, str, list[Problem]]:
@@ -147,12 +168,11 @@ def parse_meta(source: SourceFile, site: SiteConfig) -> tuple[Meta | None, str, 
         report("binary file (contains NUL bytes), left out; articles must be UTF-8 text")
         return None, "", problems
     try:
-        text = source.data.decode("utf-8-sig")
+        text = decode(source.data, strict=True)
     except UnicodeDecodeError as exc:
         line = source.data[: exc.start].count(b"\n") + 1
         report(f"not valid UTF-8 (byte {exc.start}); bad bytes replaced with U+FFFD", line)
-        text = source.data.decode("utf-8-sig", errors="replace")
-    text = clean_text(text.replace("\r\n", "\n").replace("\r", "\n"))
+        text = decode(source.data)
 
     meta: Any = {}
     body = text
@@ -247,7 +267,7 @@ def parse_meta(source: SourceFile, site: SiteConfig) -> tuple[Meta | None, str, 
     link = field("link", str, "an absolute URL")
     if link is not None:
         given, link = link, _web_url(site, link)
-        if link is None or urlsplit(given.strip()).scheme not in ("http", "https"):
+        if link is None or not given.strip().lower().startswith(("http://", "https://")):
             report(f"link: {given!r} is not an absolute http(s) URL; ignored", line_of(meta, "link"),
                    Severity.WARNING)
             link = None
@@ -288,6 +308,7 @@ def parse_meta(source: SourceFile, site: SiteConfig) -> tuple[Meta | None, str, 
         sources=sources,
         given_summary=given_summary.strip() if given_summary and given_summary.strip() else None,
         version=(len(source.data), source.mtime),
+        body_start=len(text) - len(body),
     )
     return meta, body, problems
 
@@ -308,8 +329,23 @@ _URL_SAFE = ":/?#[]@!$&'()*+,;=%~-._"
 
 def _web_url(site: SiteConfig, value: str) -> str | None:
     """An absolute http(s) URL with spaces and other unsafe characters percent-encoded."""
-    url = urljoin(site.url, quote(clean_text(value).strip(), safe=_URL_SAFE))
-    return url if urlsplit(url).scheme in ("http", "https") and urlsplit(url).netloc else None
+    try:
+        url = urljoin(site.url, quote(clean_text(value).strip(), safe=_URL_SAFE))
+        parts = urlsplit(url)
+    except ValueError:  # "https://[x" is no URL at all
+        return None
+    return url if parts.scheme in ("http", "https") and parts.netloc else None
+
+
+def _web_url_or_none(value: Any) -> str | None:
+    """An author's absolute http(s) URI, percent-encoded; relative ones have no base here."""
+    if not isinstance(value, str) or not value.strip().lower().startswith(("http://", "https://")):
+        return None
+    url = quote(clean_text(value).strip(), safe=_URL_SAFE)
+    try:
+        return url if urlsplit(url).netloc else None
+    except ValueError:
+        return None
 
 
 def _one_line(value: Any) -> str:
@@ -343,7 +379,7 @@ def _authors(value: Any) -> tuple[Author, ...] | None:
             result.append(Author(
                 _one_line(item["name"]),
                 email.strip() if isinstance(email, str) and "@" in email else None,
-                uri.strip() if isinstance(uri, str) and urlsplit(uri.strip()).scheme in ("http", "https") else None,
+                _web_url_or_none(uri),
             ))
         else:
             return None
@@ -378,26 +414,31 @@ def _valid_id(value: str) -> bool:
 
 def iter_sources(root: Path) -> Iterator[Path]:
     """Article files under ``root``, sorted, skipping names that start with '.' or '_'."""
-    for path in sorted(root.rglob("*")):
-        rel = path.relative_to(root)
-        if any(part.startswith((".", "_")) for part in rel.parts):
-            continue
-        if path.suffix.lower() in SUFFIXES and path.is_file():
-            yield path
+    for folder, dirs, files in os.walk(root):
+        dirs[:] = sorted(d for d in dirs if not d.startswith((".", "_")))
+        for name in sorted(files):
+            if not name.startswith((".", "_")) and name.lower().endswith(SUFFIXES):
+                yield Path(folder, name)
+
+
+_IMAGE = re.compile(rb"^image:[ \t]*['\"]?([^'\"\n#]+?)['\"]?[ \t]*$", re.MULTILINE)
 
 
 def read_source(root: Path, path: Path) -> SourceFile:
     rel = path.relative_to(root).as_posix()
-    stat = path.stat()
-    data = path.read_bytes()
+    with open(path, "rb") as fh:
+        stat = os.fstat(fh.fileno())
+        if not S_ISREG(stat.st_mode):
+            raise IsADirectoryError(errno.EISDIR, "not a regular file", str(path))
+        data = fh.read()
     sizes: dict[str, int] = {}
-    image = re.search(rb"^image:[ \t]*['\"]?([^'\"\n#]+?)['\"]?[ \t]*$", data[:4096], re.MULTILINE)
+    image = _IMAGE.search(data, 0, 4096)
     if image:
         name = image.group(1).decode("utf-8", "replace").strip()
         candidate = (root / name).resolve()
         if candidate.is_relative_to(root.resolve()) and candidate.is_file():
             sizes[name] = candidate.stat().st_size
-    return SourceFile(rel, data, stat.st_mtime, sizes)
+    return SourceFile(rel, data, stat.st_mtime, sizes, stat.st_mtime_ns)
 
 
 def load_articles(site: SiteConfig) -> tuple[list[Article], list[Problem]]:

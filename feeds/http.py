@@ -1,101 +1,197 @@
-"""The web edge: routes, caching headers and conditional GETs over cached documents.
+"""The web edge: documents answered straight from WSGI, everything else through Flask.
 
-Views only look a :class:`~feeds.site.Document` up and answer with its bytes; the decision
-between 200 and 304 is Werkzeug's ``is_resource_modified`` (If-None-Match wins over
-If-Modified-Since, weak comparison, ``*``, lists, unparsable dates ignored).
+Feeds, pages and the index are nearly all of the traffic, and almost all of it is polling.
+:class:`DocumentApp` answers those from the cached :class:`~feeds.site.Document` with header
+lists built once per document, so a 304 or a cached 200 costs a dict lookup and a comparison.
+When the validators are anything but an exact copy of ours, the decision is Werkzeug's
+``is_resource_modified`` (If-None-Match wins over If-Modified-Since, weak comparison, ``*``,
+lists, unparsable dates ignored). Health, metrics and 404s go through Flask.
 """
 
 from __future__ import annotations
 
+import logging
+import os
 import re
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
 
-from flask import Blueprint, Flask, Response, current_app, jsonify, request
-from werkzeug.datastructures import Headers
+from flask import Blueprint, Flask, Response, current_app, jsonify
 from werkzeug.exceptions import HTTPException
-from werkzeug.http import http_date, parse_etags
+from werkzeug.http import http_date, parse_accept_header, parse_etags
 from werkzeug.sansio.http import is_resource_modified
 
 from .errors import NotFound
+from .metrics import Metrics
 from .site import Document, Site
 
 bp = Blueprint("feeds", __name__)
-_FEED_FILE = re.compile(r"^(?P<name>[a-z0-9][a-z0-9_-]*)\.(?P<fmt>rss|atom)$")
+_FEED_FILE = re.compile(r"^/feeds/(?P<name>[a-z0-9][a-z0-9_-]*)\.(?P<fmt>rss|atom)$")
+StartResponse = Callable[..., Any]
+Headers = list[tuple[str, str]]
 
 
-class DocumentResponse(Response):
-    """Keeps Last-Modified on 304s, which Werkzeug drops as an entity header.
+@dataclass(frozen=True)
+class Answers:
+    """Everything a request for one document can get back, computed once per document."""
 
-    The contract promises a 304 carries the same validators as the 200 it stands for.
-    """
+    tags: frozenset[str]  # If-None-Match values that are exactly ours
+    last_modified: str
+    ok: Headers
+    ok_gzip: Headers
+    not_modified: Headers
+    not_modified_gzip: Headers
 
-    def get_wsgi_headers(self, environ: dict[str, object]) -> Headers:  # type: ignore[override]
-        headers = super().get_wsgi_headers(environ)  # type: ignore[arg-type]
-        if self.status_code == 304 and "Last-Modified" in self.headers:
-            headers["Last-Modified"] = self.headers["Last-Modified"]
-        return headers
+    @classmethod
+    def of(cls, doc: Document) -> Answers:
+        tag, tag_gz = f'"{doc.etag}"', f'"{doc.etag}-gzip"'
+        last_modified = http_date(doc.last_modified)
+        common = [("Last-Modified", last_modified), ("Cache-Control", f"public, max-age={doc.max_age}"),
+                  ("Vary", "Accept-Encoding")]
+        return cls(
+            tags=frozenset({tag, tag_gz, f"W/{tag}", f"W/{tag_gz}", "*"}),
+            last_modified=last_modified,
+            ok=[("Content-Type", doc.mimetype), ("Content-Length", str(len(doc.body))),
+                ("ETag", tag), *common],
+            ok_gzip=[("Content-Type", doc.mimetype), ("Content-Length", str(len(doc.gzipped))),
+                     ("Content-Encoding", "gzip"), ("ETag", tag_gz), *common],
+            # RFC 9110 15.4.5: a 304 carries the validators and cache headers of the 200.
+            not_modified=[("ETag", tag), *common],
+            not_modified_gzip=[("ETag", tag_gz), *common],
+        )
 
 
-def current_site() -> Site:
-    site: Site = current_app.extensions["feeds"]
-    return site
-
-
-def serve(doc: Document) -> DocumentResponse:
-    """Answer with ``doc``: 304 when the client's validators match, else 200 (gzip if accepted)."""
-    gzip_ok = request.accept_encodings["gzip"] > 0
-    body, tag = (doc.gzipped, f"{doc.etag}-gzip") if gzip_ok else (doc.body, doc.etag)
-    environ = request.environ
-    if_match = parse_etags(environ.get("HTTP_IF_MATCH"))
-    if if_match and not (if_match.contains(doc.etag) or if_match.contains(f"{doc.etag}-gzip")):
-        return DocumentResponse(b"", status=412)  # RFC 9110 13.1.1
+def is_unmodified(environ: dict[str, Any], doc: Document, answers: Answers) -> bool:
+    if_none_match = environ.get("HTTP_IF_NONE_MATCH")
+    if if_none_match is not None and if_none_match in answers.tags:
+        return True
+    if if_none_match is None:
+        since = environ.get("HTTP_IF_MODIFIED_SINCE")
+        if since is None:
+            return False
+        if since == answers.last_modified:
+            return True
     # Either representation's tag proves the client holds current bytes; checking both also
     # accepts a "-gzip" suffix that a compressing proxy appended to our identity tag.
-    unmodified = any(
+    return any(
         not is_resource_modified(
             http_if_modified_since=environ.get("HTTP_IF_MODIFIED_SINCE"),
-            http_if_none_match=environ.get("HTTP_IF_NONE_MATCH"),
+            http_if_none_match=if_none_match,
             etag=candidate,
             last_modified=doc.last_modified,
         )
         for candidate in (doc.etag, f"{doc.etag}-gzip")
     )
-    response = DocumentResponse(
-        b"" if unmodified else body, status=304 if unmodified else 200, content_type=doc.mimetype
-    )
-    headers = response.headers
-    headers["ETag"] = f'"{tag}"'
-    headers["Last-Modified"] = http_date(doc.last_modified)
-    headers["Cache-Control"] = f"public, max-age={doc.max_age}"
-    headers["Vary"] = "Accept-Encoding"
-    if not unmodified:
-        headers["Content-Length"] = str(len(body))
-        if gzip_ok:
-            headers["Content-Encoding"] = "gzip"
-    return response
 
 
-def _count(kind: str, feed: str, response: Response) -> Response:
-    current_app.extensions["feeds.metrics"].requests.labels(kind, feed, str(response.status_code)).inc()
-    return response
+class AccessLog:
+    """One line per request (method, path, status, bytes, milliseconds) on ``feeds.access``.
+
+    For servers whose own access log lacks bytes or time (granian); gunicorn's can do both.
+    """
+
+    def __init__(self, app: Callable[..., Iterable[bytes]]) -> None:
+        self.app = app
+        self.log = logging.getLogger("feeds.access")
+
+    def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        started = time.perf_counter()
+        status = ["-"]
+
+        def recording(code: str, headers: Headers, *args: Any) -> Any:
+            status[0] = code.split(" ", 1)[0]
+            return start_response(code, headers, *args)
+
+        chunks = list(self.app(environ, recording))
+        self.log.info('%s "%s %s" %s %d %.2fms', environ.get("REMOTE_ADDR", "-"),
+                      environ.get("REQUEST_METHOD"), environ.get("PATH_INFO"), status[0],
+                      sum(len(c) for c in chunks), (time.perf_counter() - started) * 1000)
+        return chunks
 
 
-@bp.get("/feeds/<filename>")
-def feed(filename: str) -> Response:
-    match = _FEED_FILE.match(filename)
-    if match is None:
-        raise NotFound(filename)
-    response = serve(current_site().feed(match["name"], match["fmt"]))
-    return _count("feed", filename, response)
+class DocumentApp:
+    """WSGI middleware serving feeds, pages and the index; other requests go to ``fallback``."""
+
+    def __init__(self, site: Site, metrics: Metrics, fallback: Callable[..., Iterable[bytes]]) -> None:
+        self.site = site
+        self.metrics = metrics
+        self.fallback = fallback
+        self._answers: dict[int, tuple[Document, Answers]] = {}
+        self._gzip: dict[str, bool] = {}
+        self._counters: dict[tuple[str, str, int], Any] = {}
+
+    def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        method = environ.get("REQUEST_METHOD")
+        if method == "GET" or method == "HEAD":
+            found = self._lookup(environ.get("PATH_INFO", ""))
+            if found is not None:
+                kind, name, doc = found
+                return self._answer(environ, start_response, kind, name, doc, method == "HEAD")
+        return self.fallback(environ, start_response)
+
+    def _lookup(self, path: str) -> tuple[str, str, Document] | None:
+        try:
+            if path.startswith("/feeds/"):
+                match = _FEED_FILE.match(path)
+                if match is None:
+                    return None
+                return "feed", path[7:], self.site.feed(match["name"], match["fmt"])
+            if path.startswith("/articles/"):
+                if not path.isascii():  # WSGI hands the path over as Latin-1 decoded bytes
+                    path = path.encode("latin-1").decode("utf-8", "replace")
+                return "page", "", self.site.page(path[10:])
+            if path == "/":
+                return "index", "", self.site.index()
+        except NotFound:
+            return None
+        return None
+
+    def _answer(self, environ: dict[str, Any], start_response: StartResponse, kind: str, name: str,
+                doc: Document, head: bool) -> Iterable[bytes]:
+        cached = self._answers.get(id(doc))
+        if cached is None or cached[0] is not doc:
+            if len(self._answers) > 8192:
+                self._answers.clear()
+            cached = self._answers[id(doc)] = (doc, Answers.of(doc))
+        answers = cached[1]
+        gzip = self._accepts_gzip(environ.get("HTTP_ACCEPT_ENCODING"))
+        if environ.get("HTTP_IF_MATCH") is not None:
+            if_match = parse_etags(environ["HTTP_IF_MATCH"])
+            if not (if_match.contains(doc.etag) or if_match.contains(f"{doc.etag}-gzip")):
+                self._count(kind, name, 412)  # RFC 9110 13.1.1
+                start_response("412 Precondition Failed", [("Content-Length", "0")])
+                return [b""]
+        if is_unmodified(environ, doc, answers):
+            self._count(kind, name, 304)
+            start_response("304 Not Modified", answers.not_modified_gzip if gzip else answers.not_modified)
+            return [b""]
+        self._count(kind, name, 200)
+        start_response("200 OK", answers.ok_gzip if gzip else answers.ok)
+        return [b""] if head else [doc.gzipped if gzip else doc.body]
+
+    def _accepts_gzip(self, header: str | None) -> bool:
+        if not header or "gzip" not in header:
+            return False
+        known = self._gzip.get(header)
+        if known is None:
+            if len(self._gzip) > 1024:
+                self._gzip.clear()
+            known = self._gzip[header] = parse_accept_header(header)["gzip"] > 0
+        return known
+
+    def _count(self, kind: str, name: str, status: int) -> None:
+        key = (kind, name, status)
+        counter = self._counters.get(key)
+        if counter is None:
+            counter = self._counters[key] = self.metrics.requests.labels(kind, name, str(status))
+        counter.inc()
 
 
-@bp.get("/")
-def index() -> Response:
-    return _count("index", "", serve(current_site().index()))
-
-
-@bp.get("/articles/<path:article_id>")
-def article(article_id: str) -> Response:
-    return _count("page", "", serve(current_site().page(article_id)))
+def current_site() -> Site:
+    site: Site = current_app.extensions["feeds"]
+    return site
 
 
 @bp.get("/healthz")
@@ -117,13 +213,14 @@ def _not_found(_: Exception) -> Response:
 
 
 def _http_error(exc: HTTPException) -> Response | HTTPException:
-    if exc.code == 404:
-        return _not_found(exc)
-    return exc
+    return _not_found(exc) if exc.code == 404 else exc
 
 
-def init_app(app: Flask) -> None:
+def init_app(app: Flask, site: Site, metrics: Metrics) -> None:
     app.register_blueprint(bp)
     app.register_error_handler(NotFound, _not_found)
     app.register_error_handler(HTTPException, _http_error)
-
+    wsgi: Callable[..., Iterable[bytes]] = DocumentApp(site, metrics, app.wsgi_app)
+    if os.environ.get("FEEDS_ACCESS_LOG", "0") != "0":
+        wsgi = AccessLog(wsgi)
+    app.wsgi_app = wsgi  # type: ignore[method-assign]

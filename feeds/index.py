@@ -18,7 +18,7 @@ import os
 import pickle
 import threading
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime
 from pathlib import Path
 
@@ -97,19 +97,21 @@ class Index:
         cached = _read_cache(cache, self.config) if cache else {}
         parsed = 0
         root = self.config.articles_dir
+        prefix = len(str(root)) + 1
         with self.lock:
             for path in iter_sources(root):
-                rel = path.relative_to(root).as_posix()
-                try:
-                    st = path.stat()
-                except OSError:
-                    continue
+                rel = str(path)[prefix:].replace(os.sep, "/")
                 hit = cached.get(rel)
-                if hit is not None and hit.stamp == (st.st_size, st.st_mtime_ns):
-                    self._put(rel, hit)
-                else:
-                    self._read(rel)
-                    parsed += 1
+                if hit is not None:
+                    try:
+                        st = os.stat(path)
+                    except OSError:
+                        continue
+                    if hit.stamp == (st.st_size, st.st_mtime_ns):
+                        self._put(rel, hit)
+                        continue
+                self._read(rel)
+                parsed += 1
             self.generation += 1
         if cache and (parsed or len(cached) != len(self.records)):
             self.save(cache)
@@ -133,20 +135,14 @@ class Index:
 
     def _read(self, rel: str) -> bool:
         root = self.config.articles_dir
-        path = root / rel
         old = self.records.get(rel)
-        if not path.is_file():
+        try:
+            source = read_source(root, root / rel)
+        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
             if old is None:
                 return False
             self._drop(rel)
             return True
-        try:
-            st = path.stat()
-            source = read_source(root, path)
-        except FileNotFoundError:
-            if old is not None:
-                self._drop(rel)
-            return old is not None
         except OSError as exc:
             problem = Problem(rel, None, f"cannot read file: {exc.strerror or exc}; "
                               + ("keeping the last good version" if old and old.meta else "left out"))
@@ -160,7 +156,7 @@ class Index:
             note = Problem(rel, None, "keeping the last good version until the file reads again")
             self._put(rel, Record(old.meta, old.stamp, (*problems, note)))
             return False
-        self._put(rel, Record(meta, (st.st_size, st.st_mtime_ns), tuple(problems)))
+        self._put(rel, Record(meta, (len(source.data), source.mtime_ns), tuple(problems)))
         return old is None or old.meta != meta
 
     # -- bookkeeping --------------------------------------------------------------------------
@@ -307,7 +303,8 @@ def _config_key(config: SiteConfig) -> str:
         package = version("feeds")
     except PackageNotFoundError:  # pragma: no cover
         package = "0"
-    text = repr((package, config.url, config.timezone, config.author, str(config.articles_dir)))
+    layout = tuple(f.name for f in fields(Meta))  # a cache of another Meta shape is useless
+    text = repr((package, layout, config.url, config.timezone, config.author, str(config.articles_dir)))
     return hashlib.sha256(text.encode()).hexdigest()
 
 

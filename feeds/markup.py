@@ -10,20 +10,20 @@ import html
 import re
 from functools import lru_cache
 
-import lxml.html
 import nh3
-from markdown_it import MarkdownIt
+from cmarkgfm.cmark import Options, markdown_to_html_with_extensions
 
 # XML 1.0 forbids C0 controls except tab/LF/CR, and U+FFFE/U+FFFF; C1 controls are legal
 # but never meaningful in UTF-8 text and some validators reject them.
 _ILLEGAL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x84\x86-\x9f\ufffe\uffff\ud800-\udfff]")
 _SPACE = re.compile(r"\s+")
+_CHAR_REFERENCE = re.compile(r"&#(x[0-9a-fA-F]{1,8}|X[0-9a-fA-F]{1,8}|[0-9]{1,10});")
 _CLOSING = tuple(".!?:;…\"“”»«'’)")
 _TABLE_SEPARATOR = re.compile(r"^\s*\|?\s*:?-{2,}:?\s*(\|\s*(:?-{2,}:?\s*)?)*\|?\s*$")
 _SUBHEADING_MAX = 80
-_BLOCKS = frozenset("address article aside blockquote br dd div dl dt figcaption figure footer h1 h2 h3 "
-                    "h4 h5 h6 header hr li main nav ol p pre section table tbody td tfoot th thead "
-                    "tr ul".split())
+_BLOCK_EDGE = re.compile(
+    r"</?(?:address|article|aside|blockquote|br|dd|div|dl|dt|figcaption|figure|footer|h[1-6]|header"
+    r"|hr|li|main|nav|ol|p|pre|section|table|tbody|td|tfoot|th|thead|tr|ul)\b[^>]*>", re.IGNORECASE)
 
 
 def clean_text(text: str) -> str:
@@ -31,13 +31,19 @@ def clean_text(text: str) -> str:
     return _ILLEGAL.sub("", text)
 
 
-@lru_cache(maxsize=1)
-def _markdown() -> MarkdownIt:
-    return MarkdownIt("commonmark").enable("table")
+def _safe_reference(match: re.Match[str]) -> str:
+    code = int(match[1][1:], 16) if match[1][0] in "xX" else int(match[1])
+    legal = code in (0x9, 0xA, 0xD) or 0x20 <= code <= 0xD7FF or 0xE000 <= code <= 0xFFFD \
+        or 0x10000 <= code <= 0x10FFFF
+    return match[0] if legal and not 0x7F <= code <= 0x9F else "&#xFFFD;"
 
 
 def markdown_to_html(source: str) -> str:
-    return _markdown().render(source)
+    """CommonMark with tables (GitHub's cmark); raw HTML is kept here and sanitized later."""
+    # cmark turns "&#xFFFE;" into bytes that are not UTF-8 (and "&#1;" into a control
+    # character): references to characters XML forbids become U+FFFD first.
+    source = _CHAR_REFERENCE.sub(_safe_reference, source)
+    return markdown_to_html_with_extensions(source, options=Options.CMARK_OPT_UNSAFE, extensions=["table"])
 
 
 def plain_to_html(source: str) -> str:
@@ -108,17 +114,9 @@ def sanitize(fragment: str, base_url: str) -> str:
 
 def html_to_text(fragment: str) -> str:
     """Plain text of an HTML fragment, whitespace collapsed (for summaries and titles)."""
-    if not fragment.strip():
-        return ""
-    try:
-        root = lxml.html.fragment_fromstring(fragment, create_parent="div")
-        for element in root.iter():
-            if element.tag in _BLOCKS:  # text_content() would glue "<p>a</p><p>b</p>" to "ab"
-                element.text = " " + (element.text or "")
-                element.tail = " " + (element.tail or "")
-        text = root.text_content()
-    except Exception:  # lxml raises several types on odd input; plain text is good enough
-        text = re.sub(r"<[^>]*>", " ", fragment)
+    # Stripping tags would glue "<p>a</p><p>b</p>" into "ab": space the blocks apart first.
+    spaced = _BLOCK_EDGE.sub(" ", fragment)
+    text = html.unescape(nh3.clean(spaced, tags=set(), clean_content_tags={"script", "style"}))
     return _SPACE.sub(" ", text).strip()
 
 

@@ -76,11 +76,11 @@ def _build(spec: FeedSpec, site: SiteConfig, entries: Sequence[Article], fmt: st
     fg.lastBuildDate(updated)
     fg.ttl(max(1, math.ceil(spec.max_age / 60)))
     for article in entries:
-        _add_entry(fg, spec, site, article)
+        _add_entry(fg, spec, site, article, fmt)
     return fg
 
 
-def _add_entry(fg: FeedGenerator, spec: FeedSpec, site: SiteConfig, article: Article) -> None:
+def _add_entry(fg: FeedGenerator, spec: FeedSpec, site: SiteConfig, article: Article, fmt: str) -> None:
     fe = fg.add_entry(order="append")  # feedgen's default prepends
     fe.id(entry_id(site, article))
     fe.title(article.title)
@@ -92,12 +92,18 @@ def _add_entry(fg: FeedGenerator, spec: FeedSpec, site: SiteConfig, article: Art
     fe.summary(html.escape(article.summary or article.title, quote=False), type="html")
     if spec.content == "full" and article.html.strip():
         fe.content(article.html, type="html")
-    for author in article.authors:
-        fe.author({k: v for k, v in (("name", author.name), ("email", author.email),
-                                      ("uri", author.uri)) if v})
-    without_email = [a.name for a in article.authors if not a.email]
-    if without_email:
-        fe.dc.dc_creator(without_email)
+    if fmt == "atom":
+        for author in article.authors:
+            fe.author({k: v for k, v in (("name", author.name), ("email", author.email),
+                                          ("uri", author.uri)) if v})
+    else:
+        # RSS allows one <author>, and only as an email address; everyone else is dc:creator.
+        lead = next((a for a in article.authors if a.email), None)
+        if lead is not None:
+            fe.author({"name": lead.name, "email": lead.email})
+        others = [a.name for a in article.authors if a is not lead]
+        if others:
+            fe.dc.dc_creator(others)
     categories = [{"term": t.slug, "label": t.name} for t in article.topics + article.tags]
     if categories:
         fe.category(categories)

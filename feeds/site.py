@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from . import pages
-from .articles import Article, Meta, complete, parse_meta, read_source
+from .articles import Article, Meta, complete, parse_meta, read_body, read_source
 from .config import FeedSpec, SiteConfig, load_config
 from .errors import ConfigError, NotFound, Problem
 from .index import Index
@@ -257,9 +257,13 @@ class Site:
         body = ""
         try:
             source = read_source(self.config.articles_dir, self.config.articles_dir / meta.path)
-            fresh, body, _ = parse_meta(source, self.config)
-            if fresh is None or fresh.id != meta.id:
-                body = ""  # mid-write or replaced: the watcher will bring the new version
+            known = read_body(source, meta)
+            if known is not None:
+                body = known
+            else:
+                fresh, body, _ = parse_meta(source, self.config)
+                if fresh is None or fresh.id != meta.id:
+                    body = ""  # mid-write or replaced: the watcher will bring the new version
         except OSError as exc:
             log.warning("article body unavailable: %s: %s", meta.path, exc)
         article = complete(meta, body, self.config)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from functools import lru_cache
 
 from slugify import slugify
 
@@ -10,6 +11,7 @@ from slugify import slugify
 _REPLACEMENTS = [["Ä", "Ae"], ["Ö", "Oe"], ["Ü", "Ue"], ["ä", "ae"], ["ö", "oe"], ["ü", "ue"]]
 
 
+@lru_cache(maxsize=65536)
 def slug(name: str) -> str:
     """A URL-safe, lowercase ASCII slug; never empty, so every topic can have a feed URL.
 

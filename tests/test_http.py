@@ -1,0 +1,282 @@
+"""The HTTP contract as a cache, an aggregator or a browser sees it, over the Flask test client."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from calendar import timegm
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime, parsedate_to_datetime
+
+import feedparser
+import pytest
+from flask.testing import FlaskClient
+
+from feeds import create_app
+
+from conftest import NOW, MakeSite
+
+FEED_NAMES = ("alle", "kurz", "klima", "politik")  # operator feeds + topic feeds of SMALL_ARTICLES
+FEED_PATHS = [f"/feeds/{name}.{fmt}" for name in FEED_NAMES for fmt in ("rss", "atom")]
+# One of each kind of document: feeds of both formats (one with its own max_age), index, page.
+DOCS = ["/feeds/alle.rss", "/feeds/kurz.atom", "/", "/articles/erster"]
+GZIP = {"Accept-Encoding": "gzip"}
+
+
+def strong_tag(response) -> str:
+    """The unquoted opaque tag, after checking it is a quoted strong tag."""
+    value = response.headers["ETag"]
+    assert value.startswith('"') and value.endswith('"'), value
+    return value[1:-1]
+
+
+def http_time(value: str) -> datetime:
+    return parsedate_to_datetime(value)
+
+
+# --- content types and cache headers --------------------------------------------------------
+
+@pytest.mark.parametrize(("path", "content_type"), [
+    ("/feeds/alle.rss", "application/rss+xml; charset=utf-8"),
+    ("/feeds/politik.rss", "application/rss+xml; charset=utf-8"),
+    ("/feeds/alle.atom", "application/atom+xml; charset=utf-8"),
+    ("/feeds/klima.atom", "application/atom+xml; charset=utf-8"),
+    ("/", "text/html; charset=utf-8"),
+    ("/articles/erster", "text/html; charset=utf-8"),
+])
+def test_content_type(client: FlaskClient, path: str, content_type: str) -> None:
+    response = client.get(path)
+    assert response.status_code == 200
+    assert response.headers["Content-Type"] == content_type
+
+
+@pytest.mark.parametrize(("path", "max_age"), [
+    ("/feeds/alle.rss", 300), ("/feeds/alle.atom", 300),
+    ("/feeds/kurz.rss", 600), ("/feeds/kurz.atom", 600),
+    ("/feeds/klima.rss", 300), ("/", 300), ("/articles/zweiter", 300),
+])
+def test_cache_headers(client: FlaskClient, path: str, max_age: int) -> None:
+    response = client.get(path)
+    assert response.headers["Cache-Control"] == f"public, max-age={max_age}"
+    assert response.headers["Vary"] == "Accept-Encoding"
+    assert strong_tag(response)
+
+
+@pytest.mark.parametrize("name", FEED_NAMES)
+def test_last_modified_is_newest_entry_update(client: FlaskClient, name: str) -> None:
+    # Atom carries each entry's <updated>; RSS cannot, so the Atom twin is the reference.
+    atom = feedparser.parse(client.get(f"/feeds/{name}.atom").data)
+    assert atom.entries
+    newest = max(timegm(entry.updated_parsed) for entry in atom.entries)
+    expected = datetime.fromtimestamp(newest, UTC)
+    for fmt in ("rss", "atom"):
+        assert http_time(client.get(f"/feeds/{name}.{fmt}").headers["Last-Modified"]) == expected
+
+
+def test_last_modified_of_page_is_article_update(client: FlaskClient) -> None:
+    # zweiter: updated 2025-05-02T10:00:00+02:00
+    response = client.get("/articles/zweiter")
+    assert http_time(response.headers["Last-Modified"]) == datetime(2025, 5, 2, 8, 0, tzinfo=UTC)
+
+
+# --- gzip -----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("path", DOCS)
+def test_gzip_when_accepted(client: FlaskClient, path: str) -> None:
+    identity = client.get(path)
+    zipped = client.get(path, headers=GZIP)
+    assert "Content-Encoding" not in identity.headers
+    assert zipped.headers["Content-Encoding"] == "gzip"
+    assert int(zipped.headers["Content-Length"]) == len(zipped.data)
+    assert gzip.decompress(zipped.data) == identity.data
+    # RFC 9110 8.8.3: a strong tag names one representation's bytes.
+    tag = strong_tag(identity)
+    assert strong_tag(zipped) == f"{tag}-gzip"
+    for header in ("Last-Modified", "Cache-Control", "Vary", "Content-Type"):
+        assert zipped.headers[header] == identity.headers[header]
+
+
+def test_gzip_refused_with_q_zero(client: FlaskClient) -> None:
+    response = client.get("/feeds/alle.rss", headers={"Accept-Encoding": "gzip;q=0"})
+    assert "Content-Encoding" not in response.headers
+    assert feedparser.parse(response.data).feed.title == "Alle Meldungen"
+
+
+# --- conditional requests -------------------------------------------------------------------
+
+INM_CASES = [
+    # (id, If-None-Match built from the identity tag H, client accepts gzip, expected status)
+    ("same tag", '"{H}"', False, 304),
+    ("other tag", '"0123456789abcdef"', False, 200),
+    ("weak", 'W/"{H}"', False, 304),
+    ("star", "*", False, 304),
+    ("list", '"x", "{H}"', False, 304),
+    ("gzip tag to identity request", '"{H}-gzip"', False, 304),
+    ("identity tag to gzip request", '"{H}"', True, 304),
+    ("gzip tag to gzip request", '"{H}-gzip"', True, 304),
+    ("proxy-appended weak gzip tag", 'W/"{H}-gzip"', False, 304),
+    ("prefix of the tag", '"{H_prefix}"', False, 200),
+    ("other tag, gzip request", '"x"', True, 200),
+]
+
+
+@pytest.mark.parametrize("path", DOCS)
+@pytest.mark.parametrize(("inm", "gz", "status"), [c[1:] for c in INM_CASES],
+                         ids=[c[0] for c in INM_CASES])
+def test_if_none_match(client: FlaskClient, path: str, inm: str, gz: bool, status: int) -> None:
+    plain = client.get(path, headers=GZIP if gz else {})
+    tag = strong_tag(client.get(path))
+    header = inm.format(H=tag, H_prefix=tag[:-1])
+    response = client.get(path, headers={"If-None-Match": header, **(GZIP if gz else {})})
+    assert response.status_code == status
+    if status == 304:
+        assert response.data == b""
+        assert "Content-Encoding" not in response.headers
+    else:
+        assert response.data == plain.data
+    # A 304 carries exactly the validators and cache headers of the 200 it stands for.
+    for name in ("ETag", "Last-Modified", "Cache-Control", "Vary"):
+        assert response.headers[name] == plain.headers[name], name
+
+
+def _ims(client: FlaskClient, path: str, delta: timedelta | None, **extra: str):
+    last_modified = client.get(path).headers["Last-Modified"]
+    value = (format_datetime(http_time(last_modified) + delta, usegmt=True)
+             if delta is not None else "yesterday-ish, not a date")
+    return client.get(path, headers={"If-Modified-Since": value, **extra})
+
+
+@pytest.mark.parametrize("path", DOCS)
+@pytest.mark.parametrize(("delta", "status"), [
+    (timedelta(0), 304), (timedelta(seconds=-1), 200), (timedelta(days=-400), 200),
+    (timedelta(days=1), 304), (None, 200),
+], ids=["equal", "one second older", "much older", "newer", "garbage"])
+def test_if_modified_since(client: FlaskClient, path: str, delta: timedelta | None,
+                           status: int) -> None:
+    plain = client.get(path)
+    response = _ims(client, path, delta)
+    assert response.status_code == status
+    assert response.data == (b"" if status == 304 else plain.data)
+    for name in ("ETag", "Last-Modified", "Cache-Control", "Vary"):
+        assert response.headers[name] == plain.headers[name], name
+
+
+@pytest.mark.parametrize("path", DOCS)
+def test_if_none_match_wins_over_if_modified_since(client: FlaskClient, path: str) -> None:
+    # RFC 9110 13.1.3: If-Modified-Since is ignored when If-None-Match is present.
+    response = _ims(client, path, timedelta(0), **{"If-None-Match": '"stale"'})
+    assert response.status_code == 200
+    assert response.data == client.get(path).data
+
+
+@pytest.mark.parametrize("path", DOCS)
+def test_matching_tag_with_old_date_is_304(client: FlaskClient, path: str) -> None:
+    tag = client.get(path).headers["ETag"]
+    response = _ims(client, path, timedelta(days=-400), **{"If-None-Match": tag})
+    assert response.status_code == 304
+
+
+# --- HEAD -----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("gz", [False, True], ids=["identity", "gzip"])
+@pytest.mark.parametrize("path", DOCS)
+def test_head_has_get_headers_without_body(client: FlaskClient, path: str, gz: bool) -> None:
+    headers = GZIP if gz else {}
+    get = client.get(path, headers=headers)
+    head = client.head(path, headers=headers)
+    assert head.status_code == 200
+    assert head.data == b""
+    assert dict(head.headers) == dict(get.headers)
+    assert int(head.headers["Content-Length"]) == len(get.data)
+
+
+@pytest.mark.parametrize("path", DOCS)
+def test_head_conditional(client: FlaskClient, path: str) -> None:
+    get = client.get(path)
+    by_tag = client.head(path, headers={"If-None-Match": get.headers["ETag"]})
+    by_date = client.head(path, headers={"If-Modified-Since": get.headers["Last-Modified"]})
+    for response in (by_tag, by_date):
+        assert response.status_code == 304
+        assert response.data == b""
+        assert response.headers["ETag"] == get.headers["ETag"]
+        assert response.headers["Last-Modified"] == get.headers["Last-Modified"]
+
+
+# --- errors and health ----------------------------------------------------------------------
+
+@pytest.mark.parametrize("path", [
+    "/feeds/nope.rss", "/feeds/alle.json", "/feeds/x.json", "/feeds/../config.yaml",
+    "/feeds/UPPER.rss", "/feeds/alle", "/feeds/", "/articles/nope", "/articles/klima/entwurf",
+    "/articles/klima/sperrfrist", "/random/path", "/articles/../../etc/passwd",
+    "/articles/%2e%2e/%2e%2e/config.yaml", "/feeds/alle.rss/extra",
+])
+def test_not_found_is_short_plain_text(client: FlaskClient, path: str) -> None:
+    response = client.get(path)
+    assert response.status_code == 404
+    assert response.mimetype == "text/plain"
+    assert 0 < len(response.data) < 200
+    body = response.get_data(as_text=True)
+    assert "Traceback" not in body and "SECRET" not in body and "site:" not in body
+
+
+def test_healthz(client: FlaskClient) -> None:
+    response = client.get("/healthz")
+    assert response.status_code == 200
+    assert response.is_json
+    assert json.loads(response.data)["status"] == "ok"
+
+
+# --- determinism and change -----------------------------------------------------------------
+
+def test_same_files_give_identical_documents(make_site: MakeSite) -> None:
+    """Two processes, or two machines with the same files elsewhere, behind one cache."""
+    first_path = make_site(name="one")
+    other_path = make_site(name="two")  # same articles and config, another folder
+    clients = [create_app(first_path, clock=lambda: NOW).test_client(),
+               create_app(first_path, clock=lambda: NOW).test_client(),
+               create_app(other_path, clock=lambda: NOW).test_client()]
+    for path in [*FEED_PATHS, "/", "/articles/erster", "/articles/klima/dritter"]:
+        for headers in ({}, GZIP):
+            answers = [c.get(path, headers=headers) for c in clients]
+            assert answers[0].status_code == 200
+            for other in answers[1:]:
+                assert other.data == answers[0].data, path
+                for name in ("ETag", "Last-Modified"):
+                    assert other.headers[name] == answers[0].headers[name], (path, name)
+
+
+def test_embargo_lifts_without_restart_and_tags_follow_content(make_site: MakeSite) -> None:
+    now = [NOW]
+    client = create_app(make_site(), clock=lambda: now[0]).test_client()
+    before = {path: client.get(path) for path in ("/", "/feeds/klima.atom", "/feeds/politik.atom")}
+    assert client.get("/articles/klima/sperrfrist").status_code == 404
+
+    now[0] = datetime(2030, 1, 1, 7, 0, 1, tzinfo=UTC)  # after 08:00+01:00
+    page = client.get("/articles/klima/sperrfrist")
+    assert page.status_code == 200
+    klima = client.get("/feeds/klima.atom")
+    assert "EMBARGO-SECRET Sperrfrist" in [e.title for e in feedparser.parse(klima.data).entries]
+    for path in ("/", "/feeds/klima.atom"):
+        after = client.get(path)
+        assert after.headers["ETag"] != before[path].headers["ETag"]
+        assert http_time(after.headers["Last-Modified"]) > http_time(before[path].headers["Last-Modified"])
+        stale = client.get(path, headers={"If-None-Match": before[path].headers["ETag"]})
+        assert stale.status_code == 200
+    # A feed the article is not in did not change, so neither did its validators.
+    politik = client.get("/feeds/politik.atom")
+    assert politik.data == before["/feeds/politik.atom"].data
+    assert politik.headers["ETag"] == before["/feeds/politik.atom"].headers["ETag"]
+
+
+@pytest.mark.parametrize("gz", [False, True], ids=["identity", "gzip"])
+def test_if_match(client: FlaskClient, gz: bool) -> None:
+    # RFC 9110 13.1.1: a GET whose If-Match holds the current tag (or "*") proceeds normally;
+    # only a tag that does not match is answered 412.
+    accept = GZIP if gz else {}
+    current = client.get("/feeds/alle.rss", headers=accept)
+    for header in (current.headers["ETag"], "*"):
+        response = client.get("/feeds/alle.rss", headers={"If-Match": header, **accept})
+        assert response.status_code == 200, header
+        assert response.data == current.data
+    stale = client.get("/feeds/alle.rss", headers={"If-Match": '"stale"', **accept})
+    assert stale.status_code == 412

@@ -1,0 +1,144 @@
+"""A real aggregator against a real server: the ``reader`` library polling gunicorn on loopback.
+
+What a subscriber sees over time: every entry on the first poll, a 304 (counted in the
+server's access log, not by the client) when nothing changed, exactly one new entry for a new
+article, and the same entry updated in place, never duplicated, when an article is edited.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import feedparser
+import pytest
+from reader import Entry, Reader, make_reader
+
+from test_processes import Server, StartServer, copy_demo_site, fetch, start_gunicorn  # noqa: F401
+
+FEED = "alle"  # every published article of the demo site, full content
+RELOAD_TIMEOUT = 5.0
+EDITED = "articles/klima/2025-11-05-klimakonferenz.md"
+EDITED_ID = "klimakonferenz-2025"
+ACCESS_LINE = re.compile(r'"(?P<method>[A-Z]+) (?P<path>\S+) HTTP/[\d.]+" (?P<status>\d{3}) .*python-reader')
+
+
+@dataclass
+class Subscription:
+    server: Server
+    site: Path
+    url: str
+    reader: Reader
+
+    def update(self) -> list[Entry]:
+        self.reader.update_feeds(feed=self.url, scheduled=False)
+        feed = self.reader.get_feed(self.url)
+        assert feed.last_exception is None, feed.last_exception
+        return list(self.reader.get_entries(feed=self.url))
+
+    def reader_requests(self, at_least: int = 0) -> list[tuple[str, int]]:
+        """(path, status) of every request the reader made, from the server's access log."""
+        assert self.server.access_log is not None
+        deadline = time.monotonic() + 2.0
+        while True:  # gunicorn writes the line just after the response; give it a moment
+            text = self.server.access_log.read_text() if self.server.access_log.exists() else ""
+            found = [(m["path"], int(m["status"])) for m in map(ACCESS_LINE.search, text.splitlines()) if m]
+            if len(found) >= at_least or time.monotonic() > deadline:
+                return found
+            time.sleep(0.05)
+
+    def served_ids(self) -> list[str]:
+        return [e.id for e in feedparser.parse(fetch(self.url).body).entries]
+
+    def wait_for_new_bytes(self, etag: str) -> None:
+        """Poll until the server serves changed bytes (live reload picked the files up)."""
+        deadline = time.monotonic() + RELOAD_TIMEOUT
+        while time.monotonic() < deadline:
+            if fetch(self.url).headers.get("ETag") != etag:
+                return
+            time.sleep(0.1)
+        pytest.fail(f"the server still serves ETag {etag} {RELOAD_TIMEOUT} s after the articles changed")
+
+
+@pytest.fixture(params=["rss", "atom"])
+def subscription(request: pytest.FixtureRequest, tmp_path: Path,
+                 start_gunicorn: StartServer) -> Iterator[Subscription]:  # noqa: F811
+    config = copy_demo_site(tmp_path / "site")
+    server = start_gunicorn(config, "reader", access_log=tmp_path / "access.log")
+    reader = make_reader(str(tmp_path / "db.sqlite"))
+    url = server.url(f"/feeds/{FEED}.{request.param}")
+    reader.add_feed(url)
+    yield Subscription(server, config.parent, url, reader)
+    reader.close()
+
+
+def ids_of(entries: list[Entry]) -> list[str]:
+    return [e.id for e in entries]
+
+
+def no_duplicates(entries: list[Entry]) -> None:
+    duplicates = [i for i, n in Counter(ids_of(entries)).items() if n > 1]
+    assert not duplicates, duplicates
+
+
+def test_first_update_gets_every_entry_and_an_unchanged_feed_is_a_304(subscription: Subscription) -> None:
+    expected = subscription.served_ids()
+    assert len(expected) >= 10
+    entries = subscription.update()
+    no_duplicates(entries)
+    assert sorted(ids_of(entries)) == sorted(expected)
+    assert all(e.title and e.link and (e.published or e.updated) for e in entries)
+
+    again = subscription.update()
+    path = "/feeds/" + subscription.url.rsplit("/feeds/", 1)[1]
+    requests = subscription.reader_requests(at_least=2)
+    assert [r for r in requests if r[0] == path] == [(path, 200), (path, 304)], requests
+    assert sorted(ids_of(again)) == sorted(expected)
+
+
+def test_a_new_article_is_exactly_one_new_entry(subscription: Subscription) -> None:
+    before = subscription.update()
+    etag = fetch(subscription.url).headers["ETag"]
+    published = (datetime.now(UTC) - timedelta(hours=1)).replace(microsecond=0).isoformat()
+    new = subscription.site / "articles" / "klima" / "reader-neu.md"
+    new.write_text(f"---\nid: reader-neu\ntitle: Neu für den Reader\ndate: {published}\n"
+                   "topics: [Klima]\n---\nEin neuer Artikel, während der Reader abonniert ist.\n",
+                   encoding="utf-8")
+    subscription.wait_for_new_bytes(etag)
+
+    after = subscription.update()
+    no_duplicates(after)
+    assert len(after) == len(before) + 1
+    added = set(ids_of(after)) - set(ids_of(before))
+    assert len(added) == 1
+    entry = next(e for e in after if e.id in added)
+    assert entry.id.endswith(":reader-neu") and entry.title == "Neu für den Reader"
+
+
+def test_an_edited_article_changes_the_same_entry(subscription: Subscription) -> None:
+    before = subscription.update()
+    entry_id = next(i for i in ids_of(before) if i.endswith(f":{EDITED_ID}"))
+    etag = fetch(subscription.url).headers["ETag"]
+    path = subscription.site / EDITED
+    text = path.read_text(encoding="utf-8")
+    edited = text.replace("date: 2025-11-05T11:30:00+01:00\n",
+                          "date: 2025-11-05T11:30:00+01:00\nupdated: 2025-11-06T09:00:00+01:00\n")
+    assert edited != text
+    path.write_text(edited + "\nKORREKTUR: Die Redaktion hat diesen Artikel ergänzt.\n", encoding="utf-8")
+    subscription.wait_for_new_bytes(etag)
+
+    after = subscription.update()
+    no_duplicates(after)
+    assert sorted(ids_of(after)) == sorted(ids_of(before))
+    entry = next(e for e in after if e.id == entry_id)
+    old = next(e for e in before if e.id == entry_id)
+    contents = " ".join(c.value for c in entry.content) + (entry.summary or "")
+    assert "KORREKTUR" in contents
+    assert "KORREKTUR" not in " ".join(c.value for c in old.content)
+    if subscription.url.endswith(".atom"):  # RSS has no element for the update time
+        assert entry.updated == datetime(2025, 11, 6, 8, 0, tzinfo=UTC)
