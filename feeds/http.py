@@ -172,13 +172,14 @@ class DocumentApp:
         return [b""] if head else [doc.gzipped if gzip else doc.body]
 
     def _accepts_gzip(self, header: str | None) -> bool:
-        if not header or "gzip" not in header:
+        if not header:
             return False
         known = self._gzip.get(header)
-        if known is None:
+        if known is None:  # clients send few distinct headers: parse each once
             if len(self._gzip) > 1024:
                 self._gzip.clear()
-            known = self._gzip[header] = parse_accept_header(header)["gzip"] > 0
+            # Coding names are case-insensitive (RFC 9110 8.4.1); Werkzeug honours q=0.
+            known = self._gzip[header] = parse_accept_header(header.lower())["gzip"] > 0
         return known
 
     def _count(self, kind: str, name: str, status: int) -> None:

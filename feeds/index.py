@@ -304,7 +304,12 @@ def _config_key(config: SiteConfig) -> str:
     except PackageNotFoundError:  # pragma: no cover
         package = "0"
     layout = tuple(f.name for f in fields(Meta))  # a cache of another Meta shape is useless
-    text = repr((package, layout, config.url, config.timezone, config.author, str(config.articles_dir)))
+    # Metadata is whatever this code makes of a file: a cache made by other code is stale.
+    here = Path(__file__).parent
+    code = hashlib.sha256(b"".join((here / name).read_bytes()
+                                   for name in ("articles.py", "markup.py", "slugs.py", "yamlfile.py")))
+    text = repr((package, layout, code.hexdigest(), config.url, config.timezone, config.author,
+                 str(config.articles_dir)))
     return hashlib.sha256(text.encode()).hexdigest()
 
 

@@ -289,7 +289,8 @@ def rss_problems(name: str, rss: etree._Element) -> list[str]:
             problems.append(f"{where}: channel needs exactly one non-empty <{tag}>, has {len(found)}")
     urls = [(f"{where} channel <link>", channel.findtext("link"))]
     urls += [(f"{where} <docs>", d.text) for d in channel.findall("docs")]
-    urls += [(f"{where} <image><{t}>", i.findtext(t)) for i in channel.findall("image") for t in ("url", "link")]
+    urls += [(f"{where} <image><{t}>", image.findtext(t))
+             for image in channel.findall("image") for t in ("url", "link")]
     languages = channel.findall("language")
     if len(languages) != 1:
         problems.append(f"{where}: {len(languages)} <language> elements, expected one")
@@ -319,7 +320,8 @@ def rss_problems(name: str, rss: etree._Element) -> list[str]:
         for enclosure in item.findall("enclosure"):
             urls.append((f"{at} <enclosure url>", enclosure.get("url")))
             if not (enclosure.get("length") or "").isdigit() or not enclosure.get("type"):
-                problems.append(f"{at}: <enclosure> needs url, a numeric length and a type: {dict(enclosure.attrib)}")
+                problems.append(f"{at}: <enclosure> needs url, a numeric length and a type: "
+                                f"{dict(enclosure.attrib)}")
         guid = item.find("guid")
         if guid is not None:
             guids[guid.text] += 1
@@ -451,8 +453,8 @@ def test_empty_feed_is_valid_and_dated(published: Published, atom_schema: etree.
 def test_hostile_corpus_is_reproducible(tmp_path: Path) -> None:
     def snapshot(root: Path) -> dict[str, bytes]:
         corpus = hostile.generate(root, hostile.SEED)
-        return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()} \
-            | {"#feed": load_site(str(corpus.config), lambda: NOW).feed("alle", "atom").body}
+        files = {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+        return files | {"#feed": load_site(str(corpus.config), lambda: NOW).feed("alle", "atom").body}
 
     assert snapshot(tmp_path / "a") == snapshot(tmp_path / "b")
 
@@ -524,3 +526,23 @@ def test_unparsable_urls_in_front_matter_never_break_the_site(tmp_path: Path, li
         problems = atom_problems("alle", etree.fromstring(answer.data)) if fmt == "atom" else \
             rss_problems("alle", etree.fromstring(answer.data))
         assert not problems, report(problems)
+
+
+@pytest.mark.parametrize("folder", ["\x08", "Steuer\x1bzeichen", "tab\there", "\ufffe"])
+def test_control_characters_in_folder_names_never_break_a_feed(tmp_path: Path, folder: str) -> None:
+    """A folder name is a topic name (and part of the default id): it reaches feed titles."""
+    article = tmp_path / "articles" / folder / "a.md"
+    article.parent.mkdir(parents=True)
+    article.write_text("---\ntitle: A\ndate: 2025-01-01\n---\nText\n", encoding="utf-8")
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump({"site": {"title": "T", "url": SITE_URL}, "feeds": {"alle": {}}}),
+                      encoding="utf-8")
+    client = quiet_app(config, tmp_path / "state").test_client()
+    index = client.get("/")
+    assert index.status_code == 200
+    feeds = sorted(set(re.findall(r'href="(/feeds/[^"]+)"', index.data.decode())))
+    assert len(feeds) == 4  # alle and the folder's topic, both formats
+    for path in feeds:
+        answer = client.get(path)
+        assert answer.status_code == 200, (path, answer.status_code)
+        assert not feedparser.parse(answer.data).bozo

@@ -1,4 +1,4 @@
-"""The HTML index and article pages, parsed as a browser would (lxml.html, and one real Chromium)."""
+"""The HTML index and article pages, parsed as a browser would (lxml.html, one real Chromium)."""
 
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ from conftest import DEMO_CONFIG, NOW, MakeSite
 from feeds import create_app
 
 CHROMIUM = "/usr/bin/chromium"
+CANONICAL = "https://news.example.org/articles/erster"
 SMALL_FEEDS = {"alle", "kurz", "klima", "politik"}
 FEED_TYPES = {"rss": "application/rss+xml", "atom": "application/atom+xml"}
 SECRETS = ("DRAFT-SECRET", "EMBARGO-SECRET")
@@ -59,7 +60,8 @@ def test_index_lists_every_feed_in_both_formats(client: FlaskClient) -> None:
 
 def test_index_autodiscovery_once_per_feed_and_format(client: FlaskClient) -> None:
     found = autodiscovery(parse(client.get("/")))
-    expected = {(FEED_TYPES[fmt], f"/feeds/{name}.{fmt}") for name in SMALL_FEEDS for fmt in FEED_TYPES}
+    expected = {(FEED_TYPES[fmt], f"/feeds/{name}.{fmt}")
+                for name in SMALL_FEEDS for fmt in FEED_TYPES}
     assert set(found) == expected
     assert all(count == 1 for count in found.values())
     for _, href in found:
@@ -155,7 +157,7 @@ def test_article_page(client: FlaskClient) -> None:
     assert [m.get("charset").lower() for m in doc.xpath("//head/meta[@charset]")] == ["utf-8"]
     assert [h.text_content() for h in doc.xpath("//h1")] == ["Erster Artikel"]
     assert "Erster Artikel" in doc.findtext(".//title")
-    assert doc.xpath("//link[@rel='canonical']/@href") == ["https://news.example.org/articles/erster"]
+    assert doc.xpath("//link[@rel='canonical']/@href") == [CANONICAL]
     body = doc.xpath("//article")[0]
     assert [s.text_content() for s in body.xpath(".//strong")] == ["Absatz"]
     # Relative links and images are made absolute against the site URL.
@@ -257,6 +259,6 @@ def test_real_browser_renders_index_and_article(live_server: str, tmp_path: Path
     page = dump_dom(f"{live_server}/articles/erster", tmp_path / "profile")
     assert page.get("lang") == "de"
     assert page.xpath("//h1")[0].text_content() == "Erster Artikel"
-    assert page.xpath("//link[@rel='canonical']/@href") == ["https://news.example.org/articles/erster"]
+    assert page.xpath("//link[@rel='canonical']/@href") == [CANONICAL]
     assert "Absatz" in page.xpath("//article")[0].text_content()
 

@@ -78,7 +78,8 @@ def _wait_healthy(server: Server) -> None:
     deadline = time.monotonic() + HEALTH_TIMEOUT
     while time.monotonic() < deadline:
         if server.process.poll() is not None:
-            pytest.fail(f"gunicorn exited with {server.process.returncode}:\n{server.log.read_text()[-3000:]}")
+            pytest.fail(f"gunicorn exited with {server.process.returncode}:\n"
+                        f"{server.log.read_text()[-3000:]}")
         try:
             if fetch(server.url("/healthz"), timeout=1.0).status == 200:
                 return
@@ -111,8 +112,9 @@ def start_gunicorn(tmp_path: Path) -> Iterator[StartServer]:
         port = free_port()
         log = tmp_path / f"{name}.log"
         env = {**os.environ, "FEEDS_CONFIG": str(config),
-               "FEEDS_STATE_DIR": str(tmp_path / f"{name}-state"), **(extra_env or {})}
-        env.pop("FEEDS_WATCH", None)  # conftest turns watching off for in-process apps; production default here
+               "FEEDS_STATE_DIR": str(tmp_path / f"{name}-state")}
+        # conftest turns file watching off for in-process apps; a server runs as in production.
+        env.pop("FEEDS_WATCH", None)
         env.update(extra_env or {})
         command = [sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}",
                    "--workers", "1", "--graceful-timeout", "2", *CONTROL_SOCKET]
@@ -153,16 +155,17 @@ def test_two_processes_serve_identical_documents_and_validators(
     differences = []
     for path in paths:
         for encoding in ("identity", "gzip"):
+            where = f"{path} ({encoding})"
             headers = {"Accept-Encoding": encoding}
             a, b = fetch(one.url(path), headers), fetch(two.url(path), headers)
             if a.status != 200 or b.status != 200:
-                differences.append(f"{path} ({encoding}): status {a.status} / {b.status}")
+                differences.append(f"{where}: status {a.status} / {b.status}")
                 continue
             if (a.headers.get("Content-Encoding") == "gzip") != (encoding == "gzip"):
-                differences.append(f"{path} ({encoding}): Content-Encoding {a.headers.get('Content-Encoding')}")
+                differences.append(f"{where}: Content-Encoding {a.headers.get('Content-Encoding')}")
             for name in ("ETag", "Last-Modified", "Content-Type", "Cache-Control", "Content-Encoding"):
                 if a.headers.get(name) != b.headers.get(name):
-                    differences.append(f"{path} ({encoding}): {name} {a.headers.get(name)} != {b.headers.get(name)}")
+                    differences.append(f"{where}: {name} {a.headers.get(name)} != {b.headers.get(name)}")
             if a.body != b.body:
-                differences.append(f"{path} ({encoding}): bodies differ ({len(a.body)} / {len(b.body)} bytes)")
+                differences.append(f"{where}: bodies differ ({len(a.body)} / {len(b.body)} bytes)")
     assert not differences, "\n".join(differences)
