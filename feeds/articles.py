@@ -233,7 +233,7 @@ def parse_meta(source: SourceFile, site: SiteConfig) -> tuple[Meta | None, str, 
         report(f"updated: cannot read {meta['updated']!r} as a date; ignored", line_of(meta, "updated"))
     updated = max(updated or published, published)
 
-    article_id = article_id_for(source.path)
+    article_id = clean_text(article_id_for(source.path))  # folder names may hold anything
     given_id = field("id", (str, int), "a string")
     if given_id is not None:
         if _valid_id(str(given_id)):
@@ -351,7 +351,7 @@ def _web_url_or_none(value: Any) -> str | None:
 def _one_line(value: Any) -> str:
     if value is None:
         return ""
-    return re.sub(r"\s+", " ", str(value)).strip()
+    return re.sub(r"\s+", " ", clean_text(str(value))).strip()
 
 
 def _as_list(value: Any) -> list[Any]:
@@ -363,7 +363,9 @@ def _as_list(value: Any) -> list[Any]:
 def _topics(value: Any) -> tuple[Topic, ...]:
     seen: dict[str, Topic] = {}
     for item in _as_list(value):
-        name = _one_line(item)
+        # A name made only of forbidden characters (a folder called "\x08") still names a
+        # topic: shown as U+FFFD, with a stable hashed slug.
+        name = _one_line(item) or _one_line(clean_text(str(item or ""), "\ufffd"))
         if name:
             seen.setdefault(slug(name), Topic(slug(name), name))
     return tuple(seen.values())

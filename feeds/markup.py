@@ -26,9 +26,9 @@ _BLOCK_EDGE = re.compile(
     r"|hr|li|main|nav|ol|p|pre|section|table|tbody|td|tfoot|th|thead|tr|ul)\b[^>]*>", re.IGNORECASE)
 
 
-def clean_text(text: str) -> str:
-    """Drop characters that would make feedgen (and XML) refuse the document."""
-    return _ILLEGAL.sub("", text)
+def clean_text(text: str, replacement: str = "") -> str:
+    """Drop (or replace) characters that would make feedgen (and XML) refuse the document."""
+    return _ILLEGAL.sub(replacement, text)
 
 
 def _safe_reference(match: re.Match[str]) -> str:
