@@ -223,7 +223,8 @@ def parse_meta(source: SourceFile, site: SiteConfig) -> tuple[Meta | None, str, 
     published = _when(meta.get("date"), tz)
     if published is None:
         if "date" in meta and meta["date"] is not None:
-            report(f"date: cannot read {meta['date']!r} as a date; using the file time", line_of(meta, "date"))
+            report(f"date: cannot read {meta['date']!r} as a date between the years 1001 and 9998; "
+                   "using the file time", line_of(meta, "date"))
         else:
             report("no date: using the file's modification time (add 'date:' so the date survives a copy)",
                    None, Severity.WARNING)
@@ -406,7 +407,12 @@ def _when(value: Any, tz: ZoneInfo) -> datetime | None:
         moment = datetime.combine(value, time(0, 0), tzinfo=tz)
     else:
         return None
-    return moment.astimezone(UTC).replace(microsecond=0)
+    try:
+        moment = moment.astimezone(UTC).replace(microsecond=0)
+    except (OverflowError, ValueError):  # 0001-01-01 in a zone east of UTC
+        return None
+    # RSS wants four-digit years (RFC 822 as amended); nothing a newsroom publishes is older.
+    return moment if 1000 < moment.year < 9999 else None
 
 
 def _valid_id(value: str) -> bool:
