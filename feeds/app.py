@@ -23,8 +23,13 @@ def state_dir_for(config_path: Path) -> Path:
     return Path(explicit) if explicit else config_path.resolve().parent / ".feeds"
 
 
-def create_app(config_path: str | os.PathLike[str] | None = None, *, clock: Clock = utc_now,
-               watch: bool | None = None, state_dir: Path | None = None) -> Flask:
+def create_app(
+    config_path: str | os.PathLike[str] | None = None,
+    *,
+    clock: Clock = utc_now,
+    watch: bool | None = None,
+    state_dir: Path | None = None,
+) -> Flask:
     """Build the Flask app for one site.
 
     ``config_path`` defaults to ``$FEEDS_CONFIG`` or ``./config.yaml``. A broken config raises
@@ -36,8 +41,13 @@ def create_app(config_path: str | os.PathLike[str] | None = None, *, clock: Cloc
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     path = config_path_from_env(config_path)
     site = Site(path, clock, state_dir or state_dir_for(path))
-    log.info("loaded %s: %d articles, %d feeds, %d problems",
-             path, site.catalog.count(), len(site.specs), len(site.catalog.problems()))
+    log.info(
+        "loaded %s: %d articles, %d feeds, %d problems",
+        path,
+        site.catalog.count(),
+        len(site.specs),
+        len(site.catalog.problems()),
+    )
     app = Flask(__name__)
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.extensions["feeds"] = site

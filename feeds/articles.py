@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import difflib
 import errno
-import os
 import logging
 import mimetypes
+import os
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, fields
@@ -31,8 +31,21 @@ from .yamlfile import YAMLProblem, line_of, load_yaml
 log = logging.getLogger(__name__)
 
 SUFFIXES = (".md", ".markdown", ".txt")
-KEYS = ("id", "title", "date", "updated", "topics", "tags", "author", "summary", "language",
-        "draft", "image", "link", "sources")
+KEYS = (
+    "id",
+    "title",
+    "date",
+    "updated",
+    "topics",
+    "tags",
+    "author",
+    "summary",
+    "language",
+    "draft",
+    "image",
+    "link",
+    "sources",
+)
 _FENCE = re.compile(r"^(---|\.\.\.)[ \t]*$")
 _ID_SEGMENT = re.compile(r"^[^\s/\\?#%<>\"]+$")
 _LANGUAGE = re.compile(r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{1,8})*$")
@@ -151,7 +164,7 @@ def read_body(source: SourceFile, meta: Meta) -> str | None:
     """The body of ``meta`` from a fresh read of its file, or None if the file has changed."""
     if (len(source.data), source.mtime) != meta.version:
         return None
-    return decode(source.data)[meta.body_start:]
+    return decode(source.data)[meta.body_start :]
 
 
 def parse_meta(source: SourceFile, site: SiteConfig) -> tuple[Meta | None, str, list[Problem]]:
@@ -205,7 +218,9 @@ def parse_meta(source: SourceFile, site: SiteConfig) -> tuple[Meta | None, str, 
             return None
         is_bool = isinstance(value, bool) and bool not in (kind if isinstance(kind, tuple) else (kind,))
         if is_bool or not isinstance(value, kind):
-            report(f"{key}: expected {expected}, got {value!r}; ignored", line_of(meta, key), Severity.WARNING)
+            report(
+                f"{key}: expected {expected}, got {value!r}; ignored", line_of(meta, key), Severity.WARNING
+            )
             return None
         return value
 
@@ -223,11 +238,17 @@ def parse_meta(source: SourceFile, site: SiteConfig) -> tuple[Meta | None, str, 
     published = _when(meta.get("date"), tz)
     if published is None:
         if "date" in meta and meta["date"] is not None:
-            report(f"date: cannot read {meta['date']!r} as a date between the years 1001 and 9998; "
-                   "using the file time", line_of(meta, "date"))
+            report(
+                f"date: cannot read {meta['date']!r} as a date between the years 1001 and 9998; "
+                "using the file time",
+                line_of(meta, "date"),
+            )
         else:
-            report("no date: using the file's modification time (add 'date:' so the date survives a copy)",
-                   None, Severity.WARNING)
+            report(
+                "no date: using the file's modification time (add 'date:' so the date survives a copy)",
+                None,
+                Severity.WARNING,
+            )
         published = datetime.fromtimestamp(int(source.mtime), UTC)
     updated = _when(meta.get("updated"), tz)
     if updated is None and meta.get("updated") is not None:
@@ -240,8 +261,11 @@ def parse_meta(source: SourceFile, site: SiteConfig) -> tuple[Meta | None, str, 
         if _valid_id(str(given_id)):
             article_id = str(given_id).strip()
         else:
-            report(f"id: {given_id!r} is not usable in a URL (no spaces, '..', '?', '#' or '%'); "
-                   "using the file path", line_of(meta, "id"))
+            report(
+                f"id: {given_id!r} is not usable in a URL (no spaces, '..', '?', '#' or '%'); "
+                "using the file path",
+                line_of(meta, "id"),
+            )
 
     given_summary = field("summary", str, "a string")
 
@@ -253,31 +277,43 @@ def parse_meta(source: SourceFile, site: SiteConfig) -> tuple[Meta | None, str, 
 
     authors = _authors(meta.get("author"))
     if authors is None:
-        report("author: expected a name, {name, email, uri}, or a list of those; ignored",
-               line_of(meta, "author"), Severity.WARNING)
+        report(
+            "author: expected a name, {name, email, uri}, or a list of those; ignored",
+            line_of(meta, "author"),
+            Severity.WARNING,
+        )
         authors = ()
     if not authors and site.author:
         authors = (Author(site.author),)
 
     language = field("language", str, "a language tag such as de")
     if language is not None and not _LANGUAGE.match(language):
-        report(f"language: {language!r} is not a language tag such as de or en-US; ignored",
-               line_of(meta, "language"), Severity.WARNING)
+        report(
+            f"language: {language!r} is not a language tag such as de or en-US; ignored",
+            line_of(meta, "language"),
+            Severity.WARNING,
+        )
         language = None
 
     link = field("link", str, "an absolute URL")
     if link is not None:
         given, link = link, _web_url(site, link)
         if link is None or not given.strip().lower().startswith(("http://", "https://")):
-            report(f"link: {given!r} is not an absolute http(s) URL; ignored", line_of(meta, "link"),
-                   Severity.WARNING)
+            report(
+                f"link: {given!r} is not an absolute http(s) URL; ignored",
+                line_of(meta, "link"),
+                Severity.WARNING,
+            )
             link = None
 
     image = field("image", str, "an image path or URL")
     image_url = _web_url(site, image) if image else None
     if image and image_url is None:
-        report(f"image: {image!r} is neither a path nor an http(s) URL; ignored", line_of(meta, "image"),
-               Severity.WARNING)
+        report(
+            f"image: {image!r} is neither a path nor an http(s) URL; ignored",
+            line_of(meta, "image"),
+            Severity.WARNING,
+        )
         image = None
     sizes = source.image_sizes or {}
 
@@ -379,11 +415,13 @@ def _authors(value: Any) -> tuple[Author, ...] | None:
             result.append(Author(_one_line(item)))
         elif isinstance(item, Mapping) and isinstance(item.get("name"), str) and item["name"].strip():
             email, uri = item.get("email"), item.get("uri")
-            result.append(Author(
-                _one_line(item["name"]),
-                email.strip() if isinstance(email, str) and "@" in email else None,
-                _web_url_or_none(uri),
-            ))
+            result.append(
+                Author(
+                    _one_line(item["name"]),
+                    email.strip() if isinstance(email, str) and "@" in email else None,
+                    _web_url_or_none(uri),
+                )
+            )
         else:
             return None
     return tuple(result)
@@ -470,7 +508,9 @@ def load_articles(site: SiteConfig) -> tuple[list[Article], list[Problem]]:
         if article is None:
             continue
         if article.id in by_id:
-            problems.append(Problem(rel, None, f"id {article.id!r} is already used by {by_id[article.id]}; left out"))
+            problems.append(
+                Problem(rel, None, f"id {article.id!r} is already used by {by_id[article.id]}; left out")
+            )
             continue
         by_id[article.id] = rel
         articles.append(article)

@@ -24,14 +24,20 @@ def _load(ctx: click.Context) -> Site:
 
 
 @click.group()
-@click.option("--config", "config_path", type=click.Path(dir_okay=False),
-              help="config.yaml to use (default: $FEEDS_CONFIG or ./config.yaml).")
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False),
+    help="config.yaml to use (default: $FEEDS_CONFIG or ./config.yaml).",
+)
 @click.option("-v", "--verbose", is_flag=True, help="Log every event, not only warnings.")
 @click.pass_context
 def cli(ctx: click.Context, config_path: str | None, verbose: bool) -> None:
     """Publish per-topic RSS and Atom feeds from stored articles."""
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
     ctx.obj = config_path_from_env(config_path)
 
 
@@ -53,8 +59,14 @@ def serve(ctx: click.Context, host: str, port: int) -> None:
 
 
 @cli.command()
-@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
-              show_default=True, help="json: one object for CI pipelines.")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="json: one object for CI pipelines.",
+)
 @click.pass_context
 def check(ctx: click.Context, fmt: str) -> None:
     """Validate the config and every article; exit 1 if anything is an error."""
@@ -68,11 +80,22 @@ def check(ctx: click.Context, fmt: str) -> None:
     errors = sum(p.severity is Severity.ERROR for p in problems)
     warnings = len(problems) - errors
     if fmt == "json":
-        click.echo(json.dumps({
-            "ok": errors == 0, "errors": errors, "warnings": warnings, **counts,
-            "problems": [{"file": p.path, "line": p.line, "severity": p.severity.value,
-                          "message": p.message} for p in problems],
-        }, ensure_ascii=False, indent=2))
+        click.echo(
+            json.dumps(
+                {
+                    "ok": errors == 0,
+                    "errors": errors,
+                    "warnings": warnings,
+                    **counts,
+                    "problems": [
+                        {"file": p.path, "line": p.line, "severity": p.severity.value, "message": p.message}
+                        for p in problems
+                    ],
+                },
+                ensure_ascii=False,
+                indent=2,
+            )
+        )
     else:
         for problem in problems:
             click.echo(str(problem), err=problem.severity is Severity.ERROR)
@@ -89,9 +112,12 @@ def _shadowed_topics(site: Site) -> list[Problem]:
         return []
     operator = {spec.name for spec in site.config.feeds}
     return [
-        Problem(str(site.config.path), None,
-                f"feed '{name}' has the name of topic '{name}', so the topic has no feed of its own",
-                Severity.WARNING)
+        Problem(
+            str(site.config.path),
+            None,
+            f"feed '{name}' has the name of topic '{name}', so the topic has no feed of its own",
+            Severity.WARNING,
+        )
         for name in sorted(set(topic_names(site.articles)) & operator)
     ]
 

@@ -165,50 +165,109 @@ class _Validator:
             )
             return None
         self.unknown_keys(data, "", ("site", "articles", "defaults", "topic_feeds", "feeds"))
-        site = self.mapping(data, "site", "site", ("title", "url", "description", "language", "timezone", "author"))
+        site = self.mapping(
+            data, "site", "site", ("title", "url", "description", "language", "timezone", "author")
+        )
         if "site" not in data:
-            self.problems.append(Problem(self.path, 1, "site: required, expected a mapping with title and url"))
+            self.problems.append(
+                Problem(self.path, 1, "site: required, expected a mapping with title and url")
+            )
         title = self.get(site, "title", "site.title", _text, "a non-empty string", "", required=True)
-        url = self.get(site, "url", "site.url", _base_url, "an absolute http(s) URL such as https://news.example.org", "http://localhost/", required=True)
+        url = self.get(
+            site,
+            "url",
+            "site.url",
+            _base_url,
+            "an absolute http(s) URL such as https://news.example.org",
+            "http://localhost/",
+            required=True,
+        )
         description = self.get(site, "description", "site.description", _any_text, "a string", "")
-        language = self.get(site, "language", "site.language", _language, "a language tag such as de or en-US (quote 'no')", "en")
-        timezone = self.get(site, "timezone", "site.timezone", _timezone, "an IANA time zone such as Europe/Berlin", "UTC")
+        language = self.get(
+            site,
+            "language",
+            "site.language",
+            _language,
+            "a language tag such as de or en-US (quote 'no')",
+            "en",
+        )
+        timezone = self.get(
+            site, "timezone", "site.timezone", _timezone, "an IANA time zone such as Europe/Berlin", "UTC"
+        )
         author = self.get(site, "author", "site.author", _text, "a non-empty string")
 
-        folder = self.get(data, "articles", "articles", _text, "a folder path relative to the config file", "articles")
+        folder = self.get(
+            data, "articles", "articles", _text, "a folder path relative to the config file", "articles"
+        )
         articles_dir = (path.parent / folder).resolve()
         if not articles_dir.is_dir():
             self.error(data, "articles", "articles", f"folder {str(articles_dir)!r} does not exist")
 
         defaults = self.mapping(data, "defaults", "defaults", ("limit", "max_age", "content"))
         limit = self.get(defaults, "limit", "defaults.limit", _positive, "a whole number >= 1", 50)
-        max_age = self.get(defaults, "max_age", "defaults.max_age", _non_negative, "a whole number of seconds >= 0", 300)
+        max_age = self.get(
+            defaults, "max_age", "defaults.max_age", _non_negative, "a whole number of seconds >= 0", 300
+        )
         content = self.get(defaults, "content", "defaults.content", _content, "full or summary", "full")
         topic_feeds = self.get(data, "topic_feeds", "topic_feeds", _bool, "true or false", True)
 
         feeds: list[FeedSpec] = []
         raw_feeds = data.get("feeds")
         if raw_feeds is not None and not isinstance(raw_feeds, Mapping):
-            self.error(data, "feeds", "feeds", f"expected a mapping of feed names to feeds, got {_show(raw_feeds)}")
+            self.error(
+                data, "feeds", "feeds", f"expected a mapping of feed names to feeds, got {_show(raw_feeds)}"
+            )
         elif raw_feeds:
             for name, raw in raw_feeds.items():
                 spec = self.feed(raw_feeds, name, raw, limit, max_age, content, language)
                 if spec is not None:
                     feeds.append(spec)
         return SiteConfig(
-            title=title, url=url, description=description, language=language,
-            timezone=timezone, author=author, articles_dir=articles_dir, limit=limit,
-            max_age=max_age, content=content, topic_feeds=topic_feeds,
-            feeds=tuple(feeds), path=path,
+            title=title,
+            url=url,
+            description=description,
+            language=language,
+            timezone=timezone,
+            author=author,
+            articles_dir=articles_dir,
+            limit=limit,
+            max_age=max_age,
+            content=content,
+            topic_feeds=topic_feeds,
+            feeds=tuple(feeds),
+            path=path,
         )
 
-    def feed(self, parent: Mapping[str, Any], name: Any, raw: Any, limit: int, max_age: int,
-             content: str, language: str) -> FeedSpec | None:
+    def feed(
+        self,
+        parent: Mapping[str, Any],
+        name: Any,
+        raw: Any,
+        limit: int,
+        max_age: int,
+        content: str,
+        language: str,
+    ) -> FeedSpec | None:
         dotted = f"feeds.{name}"
         if not isinstance(name, str) or not FEED_NAME.match(name):
-            self.error(parent, name, dotted, "a feed name is its URL: lowercase letters, digits, '-' or '_' (e.g. ukraine-krieg)")
+            self.error(
+                parent,
+                name,
+                dotted,
+                "a feed name is its URL: lowercase letters, digits, '-' or '_' (e.g. ukraine-krieg)",
+            )
             return None
-        keys = ("title", "description", "topics", "exclude_topics", "tags", "limit", "max_age", "content", "language")
+        keys = (
+            "title",
+            "description",
+            "topics",
+            "exclude_topics",
+            "tags",
+            "limit",
+            "max_age",
+            "content",
+            "language",
+        )
         if raw is None:
             raw = LineDict()
         if not isinstance(raw, Mapping):
@@ -220,12 +279,23 @@ class _Validator:
             title=self.get(raw, "title", f"{dotted}.title", _text, "a non-empty string", name),
             description=self.get(raw, "description", f"{dotted}.description", _any_text, "a string", ""),
             topics=self.get(raw, "topics", f"{dotted}.topics", _slugs, "a list of topic names", ()),
-            exclude_topics=self.get(raw, "exclude_topics", f"{dotted}.exclude_topics", _slugs, "a list of topic names", ()),
+            exclude_topics=self.get(
+                raw, "exclude_topics", f"{dotted}.exclude_topics", _slugs, "a list of topic names", ()
+            ),
             tags=self.get(raw, "tags", f"{dotted}.tags", _slugs, "a list of tags", ()),
             limit=self.get(raw, "limit", f"{dotted}.limit", _positive, "a whole number >= 1", limit),
-            max_age=self.get(raw, "max_age", f"{dotted}.max_age", _non_negative, "a whole number of seconds >= 0", max_age),
+            max_age=self.get(
+                raw, "max_age", f"{dotted}.max_age", _non_negative, "a whole number of seconds >= 0", max_age
+            ),
             content=self.get(raw, "content", f"{dotted}.content", _content, "full or summary", content),
-            language=self.get(raw, "language", f"{dotted}.language", _language, "a language tag such as de or en-US", language),
+            language=self.get(
+                raw,
+                "language",
+                f"{dotted}.language",
+                _language,
+                "a language tag such as de or en-US",
+                language,
+            ),
         )
 
 

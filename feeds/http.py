@@ -48,15 +48,27 @@ class Answers:
     def of(cls, doc: Document) -> Answers:
         tag, tag_gz = f'"{doc.etag}"', f'"{doc.etag}-gzip"'
         last_modified = http_date(doc.last_modified)
-        common = [("Last-Modified", last_modified), ("Cache-Control", f"public, max-age={doc.max_age}"),
-                  ("Vary", "Accept-Encoding")]
+        common = [
+            ("Last-Modified", last_modified),
+            ("Cache-Control", f"public, max-age={doc.max_age}"),
+            ("Vary", "Accept-Encoding"),
+        ]
         return cls(
             tags=frozenset({tag, tag_gz, f"W/{tag}", f"W/{tag_gz}", "*"}),
             last_modified=last_modified,
-            ok=[("Content-Type", doc.mimetype), ("Content-Length", str(len(doc.body))),
-                ("ETag", tag), *common],
-            ok_gzip=[("Content-Type", doc.mimetype), ("Content-Length", str(len(doc.gzipped))),
-                     ("Content-Encoding", "gzip"), ("ETag", tag_gz), *common],
+            ok=[
+                ("Content-Type", doc.mimetype),
+                ("Content-Length", str(len(doc.body))),
+                ("ETag", tag),
+                *common,
+            ],
+            ok_gzip=[
+                ("Content-Type", doc.mimetype),
+                ("Content-Length", str(len(doc.gzipped))),
+                ("Content-Encoding", "gzip"),
+                ("ETag", tag_gz),
+                *common,
+            ],
             # RFC 9110 15.4.5: a 304 carries the validators and cache headers of the 200.
             not_modified=[("ETag", tag), *common],
             not_modified_gzip=[("ETag", tag_gz), *common],
@@ -105,9 +117,15 @@ class AccessLog:
             return start_response(code, headers, *args)
 
         chunks = list(self.app(environ, recording))
-        self.log.info('%s "%s %s" %s %d %.2fms', environ.get("REMOTE_ADDR", "-"),
-                      environ.get("REQUEST_METHOD"), environ.get("PATH_INFO"), status[0],
-                      sum(len(c) for c in chunks), (time.perf_counter() - started) * 1000)
+        self.log.info(
+            '%s "%s %s" %s %d %.2fms',
+            environ.get("REMOTE_ADDR", "-"),
+            environ.get("REQUEST_METHOD"),
+            environ.get("PATH_INFO"),
+            status[0],
+            sum(len(c) for c in chunks),
+            (time.perf_counter() - started) * 1000,
+        )
         return chunks
 
 
@@ -148,8 +166,15 @@ class DocumentApp:
             return None
         return None
 
-    def _answer(self, environ: dict[str, Any], start_response: StartResponse, kind: str, name: str,
-                doc: Document, head: bool) -> Iterable[bytes]:
+    def _answer(
+        self,
+        environ: dict[str, Any],
+        start_response: StartResponse,
+        kind: str,
+        name: str,
+        doc: Document,
+        head: bool,
+    ) -> Iterable[bytes]:
         cached = self._answers.get(id(doc))
         if cached is None or cached[0] is not doc:
             if len(self._answers) > 8192:
@@ -205,8 +230,9 @@ def healthz() -> Response:
 @bp.get("/metrics")
 def metrics() -> Response:
     body = current_app.extensions["feeds.metrics"].exposition()
-    return Response(body, content_type="text/plain; version=0.0.4; charset=utf-8",
-                    headers={"Cache-Control": "no-store"})
+    return Response(
+        body, content_type="text/plain; version=0.0.4; charset=utf-8", headers={"Cache-Control": "no-store"}
+    )
 
 
 def _not_found(_: Exception) -> Response:

@@ -144,8 +144,12 @@ class Index:
             self._drop(rel)
             return True
         except OSError as exc:
-            problem = Problem(rel, None, f"cannot read file: {exc.strerror or exc}; "
-                              + ("keeping the last good version" if old and old.meta else "left out"))
+            problem = Problem(
+                rel,
+                None,
+                f"cannot read file: {exc.strerror or exc}; "
+                + ("keeping the last good version" if old and old.meta else "left out"),
+            )
             self._put(rel, Record(old.meta if old else None, old.stamp if old else (0, 0), (problem,)))
             log.warning("article problem: %s", problem)
             return False
@@ -230,7 +234,9 @@ class Index:
             found = [p for r in self.records.values() for p in r.problems]
             for article_id, paths in self._claims.items():
                 for rel in paths[1:]:
-                    found.append(Problem(rel, None, f"id {article_id!r} is already used by {paths[0]}; left out"))
+                    found.append(
+                        Problem(rel, None, f"id {article_id!r} is already used by {paths[0]}; left out")
+                    )
         return sorted(found, key=lambda p: (p.path, p.line or 0))
 
     def article(self, article_id: str, now: datetime) -> Meta | None:
@@ -255,8 +261,9 @@ class Index:
         """A feed's entries, newest first; walks only the topics the feed names."""
         if spec.topics:
             buckets = [self._topics[t].published(now) for t in spec.topics if t in self._topics]
-            stream: Iterable[Meta] = heapq.merge(*buckets, key=_key) if len(buckets) > 1 else (
-                buckets[0] if buckets else iter(()))
+            stream: Iterable[Meta] = (
+                heapq.merge(*buckets, key=_key) if len(buckets) > 1 else (buckets[0] if buckets else iter(()))
+            )
         else:
             stream = self.published(now)
         chosen: list[Meta] = []
@@ -275,7 +282,9 @@ class Index:
         return max((m.updated for m in self.published(now)), default=None)
 
     def next_release(self, now: datetime) -> datetime | None:
-        future = [m.published for m in self._all.metas[: bisect.bisect_left(self._all.keys, (-now.timestamp(), ""))]]
+        future = [
+            m.published for m in self._all.metas[: bisect.bisect_left(self._all.keys, (-now.timestamp(), ""))]
+        ]
         return min(future) if future else None
 
     # -- persistence ----------------------------------------------------------------------------
@@ -283,8 +292,11 @@ class Index:
     def save(self, cache: Path) -> None:
         """Write the records for a fast restart; atomic, and harmless if it fails."""
         with self.lock:
-            payload = {"format": _CACHE_FORMAT, "config": _config_key(self.config),
-                       "records": dict(self.records)}
+            payload = {
+                "format": _CACHE_FORMAT,
+                "config": _config_key(self.config),
+                "records": dict(self.records),
+            }
         try:
             cache.parent.mkdir(parents=True, exist_ok=True)
             tmp = cache.with_name(f"{cache.name}.{os.getpid()}.tmp")
@@ -306,10 +318,22 @@ def _config_key(config: SiteConfig) -> str:
     layout = tuple(f.name for f in fields(Meta))  # a cache of another Meta shape is useless
     # Metadata is whatever this code makes of a file: a cache made by other code is stale.
     here = Path(__file__).parent
-    code = hashlib.sha256(b"".join((here / name).read_bytes()
-                                   for name in ("articles.py", "markup.py", "slugs.py", "yamlfile.py")))
-    text = repr((package, layout, code.hexdigest(), config.url, config.timezone, config.author,
-                 str(config.articles_dir)))
+    code = hashlib.sha256(
+        b"".join(
+            (here / name).read_bytes() for name in ("articles.py", "markup.py", "slugs.py", "yamlfile.py")
+        )
+    )
+    text = repr(
+        (
+            package,
+            layout,
+            code.hexdigest(),
+            config.url,
+            config.timezone,
+            config.author,
+            str(config.articles_dir),
+        )
+    )
     return hashlib.sha256(text.encode()).hexdigest()
 
 
@@ -322,8 +346,11 @@ def _read_cache(cache: Path, config: SiteConfig) -> dict[str, Record]:
     except Exception as exc:  # a corrupt or foreign cache only costs a full read
         log.warning("ignoring unreadable index cache %s: %s", cache, exc)
         return {}
-    if not isinstance(payload, dict) or payload.get("format") != _CACHE_FORMAT \
-            or payload.get("config") != _config_key(config):
+    if (
+        not isinstance(payload, dict)
+        or payload.get("format") != _CACHE_FORMAT
+        or payload.get("config") != _config_key(config)
+    ):
         return {}
     records = payload.get("records")
     return records if isinstance(records, dict) else {}

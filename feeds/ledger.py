@@ -18,7 +18,9 @@ from pathlib import Path
 
 log = logging.getLogger(__name__)
 
-_SCHEMA = "CREATE TABLE IF NOT EXISTS validators (key TEXT PRIMARY KEY, etag TEXT NOT NULL, lm INTEGER NOT NULL)"
+_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS validators (key TEXT PRIMARY KEY, etag TEXT NOT NULL, lm INTEGER NOT NULL)"
+)
 
 
 def decide(previous: tuple[str, int] | None, etag: str, natural: int, now: int) -> int:
@@ -47,15 +49,18 @@ class Ledger:
         if path is not None:
             try:
                 path.parent.mkdir(parents=True, exist_ok=True)
-                db = sqlite3.connect(str(path), timeout=10, isolation_level=None,
-                                     check_same_thread=False)
+                db = sqlite3.connect(str(path), timeout=10, isolation_level=None, check_same_thread=False)
                 db.execute("PRAGMA journal_mode=WAL")
                 db.execute("PRAGMA synchronous=NORMAL")
                 db.execute(_SCHEMA)
                 self._db = db
             except (OSError, sqlite3.Error) as exc:
-                log.warning("validator ledger %s unusable (%s); Last-Modified is kept in memory "
-                            "only, so it may differ between processes", path, exc)
+                log.warning(
+                    "validator ledger %s unusable (%s); Last-Modified is kept in memory "
+                    "only, so it may differ between processes",
+                    path,
+                    exc,
+                )
 
     def stamp(self, key: str, etag: str, natural: datetime, now: datetime) -> datetime:
         natural_s, now_s = int(natural.timestamp()), int(now.timestamp())
@@ -75,8 +80,9 @@ class Ledger:
             row = db.execute("SELECT etag, lm FROM validators WHERE key = ?", (key,)).fetchone()
             lm = decide(tuple(row) if row else None, etag, natural, now)  # type: ignore[arg-type]
             if row is None or tuple(row) != (etag, lm):
-                db.execute("INSERT OR REPLACE INTO validators (key, etag, lm) VALUES (?, ?, ?)",
-                           (key, etag, lm))
+                db.execute(
+                    "INSERT OR REPLACE INTO validators (key, etag, lm) VALUES (?, ?, ?)", (key, etag, lm)
+                )
             db.execute("COMMIT")
             return lm
         except sqlite3.Error as exc:

@@ -23,7 +23,9 @@ _TABLE_SEPARATOR = re.compile(r"^\s*\|?\s*:?-{2,}:?\s*(\|\s*(:?-{2,}:?\s*)?)*\|?
 _SUBHEADING_MAX = 80
 _BLOCK_EDGE = re.compile(
     r"</?(?:address|article|aside|blockquote|br|dd|div|dl|dt|figcaption|figure|footer|h[1-6]|header"
-    r"|hr|li|main|nav|ol|p|pre|section|table|tbody|td|tfoot|th|thead|tr|ul)\b[^>]*>", re.IGNORECASE)
+    r"|hr|li|main|nav|ol|p|pre|section|table|tbody|td|tfoot|th|thead|tr|ul)\b[^>]*>",
+    re.IGNORECASE,
+)
 
 
 def clean_text(text: str, replacement: str = "") -> str:
@@ -33,8 +35,12 @@ def clean_text(text: str, replacement: str = "") -> str:
 
 def _safe_reference(match: re.Match[str]) -> str:
     code = int(match[1][1:], 16) if match[1][0] in "xX" else int(match[1])
-    legal = code in (0x9, 0xA, 0xD) or 0x20 <= code <= 0xD7FF or 0xE000 <= code <= 0xFFFD \
+    legal = (
+        code in (0x9, 0xA, 0xD)
+        or 0x20 <= code <= 0xD7FF
+        or 0xE000 <= code <= 0xFFFD
         or 0x10000 <= code <= 0x10FFFF
+    )
     return match[0] if legal and not 0x7F <= code <= 0x9F else "&#xFFFD;"
 
 

@@ -19,23 +19,39 @@ class Metrics:
         self.registry = CollectorRegistry(auto_describe=True)
         multiprocess = bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
         registry = None if multiprocess else self.registry
-        self.requests = Counter("feeds_requests_total", "Requests answered, by document kind, feed and status",
-                                ["kind", "feed", "status"], registry=registry)
-        self.renders = Histogram("feeds_render_seconds", "Time to render one document, by kind",
-                                 ["kind"], registry=registry,
-                                 buckets=(.001, .0025, .005, .01, .02, .05, .1, .25, .5, 1, 2.5))
-        self.reload_errors = Counter("feeds_reload_errors_total", "Config reloads refused as broken",
-                                     registry=registry)
+        self.requests = Counter(
+            "feeds_requests_total",
+            "Requests answered, by document kind, feed and status",
+            ["kind", "feed", "status"],
+            registry=registry,
+        )
+        self.renders = Histogram(
+            "feeds_render_seconds",
+            "Time to render one document, by kind",
+            ["kind"],
+            registry=registry,
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+        )
+        self.reload_errors = Counter(
+            "feeds_reload_errors_total", "Config reloads refused as broken", registry=registry
+        )
         self.reloads = Counter("feeds_reloads_total", "Reloads of articles or config", registry=registry)
         if multiprocess:
             MultiProcessCollector(self.registry)
         else:
-            Gauge("feeds_articles_loaded", "Articles in the index (drafts and embargoed included)",
-                  registry=self.registry).set_function(site.catalog.count)
-            Gauge("feeds_not_modified_ratio", "Share of document requests answered 304",
-                  registry=self.registry).set_function(self._not_modified_ratio)
-            Gauge("feeds_config_degraded", "1 while a broken config.yaml is being ignored",
-                  registry=self.registry).set_function(lambda: float(site.config_error is not None))
+            Gauge(
+                "feeds_articles_loaded",
+                "Articles in the index (drafts and embargoed included)",
+                registry=self.registry,
+            ).set_function(site.catalog.count)
+            Gauge(
+                "feeds_not_modified_ratio", "Share of document requests answered 304", registry=self.registry
+            ).set_function(self._not_modified_ratio)
+            Gauge(
+                "feeds_config_degraded",
+                "1 while a broken config.yaml is being ignored",
+                registry=self.registry,
+            ).set_function(lambda: float(site.config_error is not None))
         site.on_render = lambda kind, seconds: self.renders.labels(kind).observe(seconds)
         site.on_reload = lambda ok: (self.reloads if ok else self.reload_errors).inc()
 

@@ -51,19 +51,31 @@ class Links:
 
 
 def render_index(site: SiteConfig, specs: Sequence[FeedSpec], visible: Sequence[Article]) -> bytes:
-    text = _env().get_template("index.html").render(
-        site=site,
-        operator_feeds=[s for s in specs if not s.is_topic_feed],
-        topic_feeds=[s for s in specs if s.is_topic_feed],
-        articles=list(visible[: site.limit]),
-        links=Links(site),
-        media_types=MEDIA_TYPES,
+    text = (
+        _env()
+        .get_template("index.html")
+        .render(
+            site=site,
+            operator_feeds=[s for s in specs if not s.is_topic_feed],
+            topic_feeds=[s for s in specs if s.is_topic_feed],
+            articles=list(visible[: site.limit]),
+            links=Links(site),
+            media_types=MEDIA_TYPES,
+        )
     )
     return text.encode("utf-8")
 
 
 def render_article(site: SiteConfig, article: Article, feeds: Sequence[FeedSpec]) -> bytes:
-    text = _env().get_template("article.html").render(
-        site=site, article=article, feeds=feeds, links=Links(site), media_types=MEDIA_TYPES,
+    text = (
+        _env()
+        .get_template("article.html")
+        .render(
+            site=site,
+            article=article,
+            feeds=feeds,
+            links=Links(site),
+            media_types=MEDIA_TYPES,
+        )
     )
     return text.encode("utf-8")

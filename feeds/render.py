@@ -18,7 +18,6 @@ from urllib.parse import quote, urljoin
 
 from feedgen.feed import FeedGenerator
 from lxml import etree
-from lxml import etree
 
 from .articles import Article
 from .config import FeedSpec, SiteConfig
@@ -57,8 +56,9 @@ def _generator_version() -> str:
         return "0"
 
 
-def _build(spec: FeedSpec, site: SiteConfig, entries: Sequence[Article], fmt: str,
-           updated: datetime) -> FeedGenerator:
+def _build(
+    spec: FeedSpec, site: SiteConfig, entries: Sequence[Article], fmt: str, updated: datetime
+) -> FeedGenerator:
     fg = FeedGenerator()
     # dc:creator is for RSS only: in Atom, <author> already names everyone.
     fg.load_extension("dc", atom=False, rss=True)
@@ -94,8 +94,9 @@ def _add_entry(fg: FeedGenerator, spec: FeedSpec, site: SiteConfig, article: Art
         fe.content(article.html, type="html")
     if fmt == "atom":
         for author in article.authors:
-            fe.author({k: v for k, v in (("name", author.name), ("email", author.email),
-                                          ("uri", author.uri)) if v})
+            fe.author(
+                {k: v for k, v in (("name", author.name), ("email", author.email), ("uri", author.uri)) if v}
+            )
     else:
         # RSS allows one <author>, and only as an email address; everyone else is dc:creator.
         lead = next((a for a in article.authors if a.email), None)
@@ -111,16 +112,18 @@ def _add_entry(fg: FeedGenerator, spec: FeedSpec, site: SiteConfig, article: Art
         fe.enclosure(article.image, str(article.image_length), article.image_type)
 
 
-def render_rss(spec: FeedSpec, site: SiteConfig, entries: Sequence[Article],
-               updated: datetime | None = None) -> bytes:
+def render_rss(
+    spec: FeedSpec, site: SiteConfig, entries: Sequence[Article], updated: datetime | None = None
+) -> bytes:
     """RSS 2.0 bytes; ``entries`` newest first, already selected and limited."""
     stamp = updated or last_modified(entries)
     with _LOCALE_LOCK:
         return bytes(_build(spec, site, entries, "rss", stamp).rss_str(pretty=True))
 
 
-def render_atom(spec: FeedSpec, site: SiteConfig, entries: Sequence[Article],
-                updated: datetime | None = None) -> bytes:
+def render_atom(
+    spec: FeedSpec, site: SiteConfig, entries: Sequence[Article], updated: datetime | None = None
+) -> bytes:
     """Atom 1.0 bytes; ``entries`` newest first, already selected and limited."""
     stamp = updated or last_modified(entries)
     with _LOCALE_LOCK:

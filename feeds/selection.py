@@ -47,17 +47,19 @@ def specs_for_topics(site: SiteConfig, topics: dict[str, str]) -> tuple[FeedSpec
         for topic_slug, name in sorted(topics.items()):
             if topic_slug in taken:
                 continue
-            specs.append(FeedSpec(
-                name=topic_slug,
-                title=f"{site.title}: {name}",
-                description=site.description or f"{site.title}: {name}",
-                topics=(topic_slug,),
-                limit=site.limit,
-                max_age=site.max_age,
-                content=site.content,
-                language=site.language,
-                is_topic_feed=True,
-            ))
+            specs.append(
+                FeedSpec(
+                    name=topic_slug,
+                    title=f"{site.title}: {name}",
+                    description=site.description or f"{site.title}: {name}",
+                    topics=(topic_slug,),
+                    limit=site.limit,
+                    max_age=site.max_age,
+                    content=site.content,
+                    language=site.language,
+                    is_topic_feed=True,
+                )
+            )
     return tuple(specs)
 
 

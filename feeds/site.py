@@ -87,8 +87,13 @@ class _Cached:
 class Site:
     """Config, article index and document cache of one process. Thread-safe."""
 
-    def __init__(self, config_path: str | os.PathLike[str], clock: Clock = utc_now,
-                 state_dir: Path | None = None, page_cache: int = 4096) -> None:
+    def __init__(
+        self,
+        config_path: str | os.PathLike[str],
+        clock: Clock = utc_now,
+        state_dir: Path | None = None,
+        page_cache: int = 4096,
+    ) -> None:
         self.config_path = Path(config_path)
         self.clock = clock
         self.config: SiteConfig = load_config(self.config_path)  # a broken start fails here
@@ -114,8 +119,11 @@ class Site:
     def view(self) -> View:
         view, now = self._view, self.clock()
         generation = self.catalog.generation + self._config_generation
-        if view is None or view.generation != generation or (
-                view.valid_until is not None and now >= view.valid_until):
+        if (
+            view is None
+            or view.generation != generation
+            or (view.valid_until is not None and now >= view.valid_until)
+        ):
             with self._lock, self.catalog.lock:
                 topics = self.catalog.topics(now) if self.config.topic_feeds else {}
                 specs = specs_for_topics(self.config, topics)
@@ -183,8 +191,13 @@ class Site:
 
         def inputs() -> tuple[Hashable, Callable[[], Document]]:
             key = (self.config, meta.id, meta.path, meta.version, tuple(s.name for s in feeds))
-            return key, lambda: self._stamp(f"page:{meta.id}", pages.render_article(
-                self.config, self._article(meta), feeds), HTML, meta.updated, self.config.max_age)
+            return key, lambda: self._stamp(
+                f"page:{meta.id}",
+                pages.render_article(self.config, self._article(meta), feeds),
+                HTML,
+                meta.updated,
+                self.config.max_age,
+            )
 
         return self._document(("page", article_id), view, inputs)
 
@@ -198,17 +211,27 @@ class Site:
                     if len(shown) >= self.config.limit:
                         break
                     shown.append(meta)
-            key = (self.config, tuple(view.specs.values()), view.newest,
-                   tuple((m.id, m.path, m.version) for m in shown))
-            return key, lambda: self._stamp("index", pages.render_index(
-                self.config, list(view.specs.values()), shown), HTML, view.newest, self.config.max_age)
+            key = (
+                self.config,
+                tuple(view.specs.values()),
+                view.newest,
+                tuple((m.id, m.path, m.version) for m in shown),
+            )
+            return key, lambda: self._stamp(
+                "index",
+                pages.render_index(self.config, list(view.specs.values()), shown),
+                HTML,
+                view.newest,
+                self.config.max_age,
+            )
 
         return self._document(("index", ""), view, inputs)
 
     index = index_page  # ``site.index()`` reads naturally in callers and templates
 
-    def _document(self, key: tuple[str, str], view: View,
-                  inputs: Callable[[], tuple[Hashable, Callable[[], Document]]]) -> Document:
+    def _document(
+        self, key: tuple[str, str], view: View, inputs: Callable[[], tuple[Hashable, Callable[[], Document]]]
+    ) -> Document:
         cached = self._docs.get(key)
         if cached is not None and cached.view is view:
             return cached.doc
@@ -284,8 +307,11 @@ class Site:
             started = time.perf_counter()
             if self.catalog.refresh(paths):
                 changed = True
-                log.info("reloaded %d article file(s) in %.1f ms", len(paths),
-                         (time.perf_counter() - started) * 1000)
+                log.info(
+                    "reloaded %d article file(s) in %.1f ms",
+                    len(paths),
+                    (time.perf_counter() - started) * 1000,
+                )
         if changed and self.on_reload is not None:
             self.on_reload(True)
         return changed
@@ -305,7 +331,11 @@ class Site:
         if config == self.config:
             return False
         reindex = (config.articles_dir, config.url, config.timezone, config.author) != (
-            self.config.articles_dir, self.config.url, self.config.timezone, self.config.author)
+            self.config.articles_dir,
+            self.config.url,
+            self.config.timezone,
+            self.config.author,
+        )
         if reindex:
             index = Index(config)
             index.load(self._cache_file(config))
@@ -321,12 +351,15 @@ class Site:
     def health(self) -> dict[str, object]:
         status: dict[str, object] = {"status": "ok"}
         if self.config_error is not None:
-            status = {"status": "degraded",
-                      "reason": "config.yaml is broken; serving the last good config",
-                      "errors": [str(p) for p in self.config_error.problems]}
+            status = {
+                "status": "degraded",
+                "reason": "config.yaml is broken; serving the last good config",
+                "errors": [str(p) for p in self.config_error.problems],
+            }
         view = self.view()
-        status.update(articles=self.catalog.count(), feeds=len(view.specs),
-                      problems=len(self.catalog.problems()))
+        status.update(
+            articles=self.catalog.count(), feeds=len(view.specs), problems=len(self.catalog.problems())
+        )
         return status
 
     def save_cache(self) -> None:
@@ -342,7 +375,8 @@ class Site:
         return self.state_dir / f"index-{digest}.pickle"
 
 
-def load_site(config_path: str | os.PathLike[str], clock: Clock = utc_now,
-              state_dir: Path | None = None) -> Site:
+def load_site(
+    config_path: str | os.PathLike[str], clock: Clock = utc_now, state_dir: Path | None = None
+) -> Site:
     """Read config and articles; raises ConfigError when the config is unusable."""
     return Site(config_path, clock, state_dir)

@@ -127,8 +127,11 @@ class Watcher:
                 # A folder moved in, out or away: everything known or found under it.
                 paths.update(site.catalog.forget_tree(rel))
                 if path.is_dir():
-                    paths.update(p.relative_to(root).as_posix() for p in path.rglob("*")
-                                 if p.suffix.lower() in SUFFIXES)
+                    paths.update(
+                        p.relative_to(root).as_posix()
+                        for p in path.rglob("*")
+                        if p.suffix.lower() in SUFFIXES
+                    )
             elif path.suffix.lower() in SUFFIXES:
                 paths.add(rel)
         paths = {p for p in paths if not any(part.startswith((".", "_")) for part in p.split("/"))}

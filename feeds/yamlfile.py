@@ -52,7 +52,7 @@ class _Loader(_Base):  # type: ignore[misc]
             try:
                 hash(key)
             except TypeError:
-                raise YAMLProblem("a key must be a plain value", key_node.start_mark.line + 1)
+                raise YAMLProblem("a key must be a plain value", key_node.start_mark.line + 1) from None
             if key in result:
                 raise _Duplicate(key, result.key_lines[key], key_node.start_mark.line + 1)
             result[key] = self.construct_object(value_node, deep=deep)
