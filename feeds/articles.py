@@ -1,23 +1,20 @@
 """Read article files into immutable :class:`Article` values.
 
 ``parse_article`` is pure (bytes and facts in, an article and problems out) so every odd input
-can be tested without a file system; ``load_articles`` is the thin edge that walks the folder.
+can be tested without a file system; ``sources.py`` is the thin edge that walks the folder.
 A bad file never stops the others: it is left out or repaired, and reported by name.
 """
 
 from __future__ import annotations
 
 import difflib
-import errno
 import logging
 import mimetypes
-import os
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from datetime import UTC, date, datetime, time
-from pathlib import Path, PurePosixPath
-from stat import S_ISREG
+from pathlib import PurePosixPath
 from typing import Any
 from urllib.parse import quote, urljoin, urlsplit
 from zoneinfo import ZoneInfo
@@ -456,64 +453,3 @@ def _when(value: Any, tz: ZoneInfo) -> datetime | None:
 def _valid_id(value: str) -> bool:
     parts = value.strip().split("/")
     return bool(value.strip()) and all(p not in ("", ".", "..") and _ID_SEGMENT.match(p) for p in parts)
-
-
-def iter_sources(root: Path) -> Iterator[Path]:
-    """Article files under ``root``, sorted, skipping names that start with '.' or '_'."""
-    for folder, dirs, files in os.walk(root):
-        dirs[:] = sorted(d for d in dirs if not d.startswith((".", "_")))
-        for name in sorted(files):
-            if not name.startswith((".", "_")) and name.lower().endswith(SUFFIXES):
-                yield Path(folder, name)
-
-
-_IMAGE = re.compile(rb"^image:[ \t]*['\"]?([^'\"\n#]+?)['\"]?[ \t]*$", re.MULTILINE)
-
-
-def read_source(root: Path, path: Path) -> SourceFile:
-    rel = path.relative_to(root).as_posix()
-    with open(path, "rb") as fh:
-        stat = os.fstat(fh.fileno())
-        if not S_ISREG(stat.st_mode):
-            raise IsADirectoryError(errno.EISDIR, "not a regular file", str(path))
-        data = fh.read()
-    sizes: dict[str, int] = {}
-    image = _IMAGE.search(data, 0, 4096)
-    if image:
-        name = image.group(1).decode("utf-8", "replace").strip()
-        candidate = (root / name).resolve()
-        if candidate.is_relative_to(root.resolve()) and candidate.is_file():
-            sizes[name] = candidate.stat().st_size
-    return SourceFile(rel, data, stat.st_mtime, sizes, stat.st_mtime_ns)
-
-
-def load_articles(site: SiteConfig) -> tuple[list[Article], list[Problem]]:
-    """Every readable article under the site's folder (drafts included), and every problem.
-
-    Two files claiming one id would show one story twice; the second (by path) is left out.
-    """
-    root = site.articles_dir
-    articles: list[Article] = []
-    problems: list[Problem] = []
-    by_id: dict[str, str] = {}
-    for path in iter_sources(root):
-        rel = path.relative_to(root).as_posix()
-        try:
-            source = read_source(root, path)
-        except OSError as exc:
-            problems.append(Problem(rel, None, f"cannot read file: {exc.strerror or exc}; left out"))
-            continue
-        article, found = parse_article(source, site)
-        problems.extend(found)
-        if article is None:
-            continue
-        if article.id in by_id:
-            problems.append(
-                Problem(rel, None, f"id {article.id!r} is already used by {by_id[article.id]}; left out")
-            )
-            continue
-        by_id[article.id] = rel
-        articles.append(article)
-    for problem in problems:
-        log.warning("article problem: %s", problem)
-    return articles, problems

@@ -22,10 +22,11 @@ from dataclasses import dataclass, field, fields
 from datetime import datetime
 from pathlib import Path
 
-from .articles import Meta, iter_sources, parse_meta, read_source
+from .articles import Meta, parse_meta
 from .config import FeedSpec, SiteConfig
 from .errors import Problem
 from .selection import matches
+from .sources import iter_sources, read_source
 
 log = logging.getLogger(__name__)
 _CACHE_FORMAT = 3

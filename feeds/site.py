@@ -21,13 +21,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from . import pages
-from .articles import Article, Meta, complete, parse_meta, read_body, read_source
+from .articles import Article, Meta, complete, parse_meta, read_body
 from .config import FeedSpec, SiteConfig, load_config
 from .errors import ConfigError, NotFound, Problem
 from .index import Index
 from .ledger import Ledger
 from .render import EPOCH, MEDIA_TYPES, RENDERERS
 from .selection import specs_for_topics
+from .sources import read_source
 
 Clock = Callable[[], datetime]
 HTML = "text/html; charset=utf-8"

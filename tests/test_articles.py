@@ -11,9 +11,10 @@ import lxml.html
 import pytest
 from conftest import NOW, SHARED
 
-from feeds.articles import Author, SourceFile, load_articles, parse_article
+from feeds.articles import Author, SourceFile, parse_article
 from feeds.config import load_config
 from feeds.errors import Severity
+from feeds.sources import load_articles
 
 MTIME = 1_700_000_000.0  # 2023-11-14T22:13:20Z
 HEADINGS = ("h1", "h2", "h3", "h4", "h5", "h6")
@@ -408,7 +409,7 @@ def test_directory_named_like_an_article_is_not_a_problem(make_site):
 
 def test_unreadable_file_is_reported_and_skipped(make_site, monkeypatch):
     # Tests run as root, who can read a chmod 000 file: make opening it fail instead.
-    import feeds.articles as articles_module
+    import feeds.sources as articles_module
 
     path = make_site(articles={"a/gut.md": GOOD, "a/gesperrt.md": GOOD})
 
