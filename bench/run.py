@@ -497,7 +497,8 @@ def polling_size(config: Path, work: Path, duration: float, naive_duration: floa
             log(f"  {name:32s} 200 identity {r['rps']:10.2f} req/s  p50 {r['p50']:.0f} ms  "
                 f"p99 {r['p99']:.0f} ms  ({r.get('requests', 0)} requests)")
             rows[name] = {"cases": {"200 identity": r}, "headers_ok": None,
-                          "note": f"no 304, no gzip: every request rebuilds; wrk -d{naive_duration:g}s",
+                          "note": f"no 304, no gzip: every request rebuilds; {r.get('requests', 0)} "
+                                  f"requests in wrk -d{naive_duration:g}s",
                           "rss_mb": worker_peak_mb(proc)}
         else:
             started = time.perf_counter()

@@ -17,7 +17,7 @@ import logging
 import os
 import pickle
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, fields
 from datetime import datetime
 from pathlib import Path
@@ -36,23 +36,28 @@ def _key(meta: Meta) -> tuple[float, str]:
     return (-meta.published.timestamp(), meta.id)
 
 
+def _updated_key(meta: Meta) -> tuple[float, str]:
+    return (-meta.updated.timestamp(), meta.id)
+
+
 class NewestFirst:
     """Metas sorted newest first (ties by id), with O(log n) search and memmove updates."""
 
-    __slots__ = ("keys", "metas")
+    __slots__ = ("keys", "metas", "key")
 
-    def __init__(self) -> None:
+    def __init__(self, key: Callable[[Meta], tuple[float, str]] = _key) -> None:
         self.keys: list[tuple[float, str]] = []
         self.metas: list[Meta] = []
+        self.key = key
 
     def add(self, meta: Meta) -> None:
-        i = bisect.bisect_left(self.keys, _key(meta))
-        self.keys.insert(i, _key(meta))
+        i = bisect.bisect_left(self.keys, self.key(meta))
+        self.keys.insert(i, self.key(meta))
         self.metas.insert(i, meta)
 
     def remove(self, meta: Meta) -> None:
-        i = bisect.bisect_left(self.keys, _key(meta))
-        if i < len(self.keys) and self.keys[i] == _key(meta):
+        i = bisect.bisect_left(self.keys, self.key(meta))
+        if i < len(self.keys) and self.keys[i] == self.key(meta):
             del self.keys[i]
             del self.metas[i]
 
@@ -89,7 +94,9 @@ class Index:
     _by_id: dict[str, Meta] = field(default_factory=dict)
     _all: NewestFirst = field(default_factory=NewestFirst)
     _topics: dict[str, NewestFirst] = field(default_factory=dict)
+    _by_updated: NewestFirst = field(default_factory=lambda: NewestFirst(_updated_key))
     _names: dict[str, dict[str, str]] = field(default_factory=dict)  # slug -> path -> spelling
+    _spelling: dict[str, tuple[str, str]] = field(default_factory=dict)  # slug -> first (path, name)
 
     # -- building ---------------------------------------------------------------------------
 
@@ -211,6 +218,10 @@ class Index:
         for topic in meta.topics:
             self._topics.setdefault(topic.slug, NewestFirst()).add(meta)
             self._names.setdefault(topic.slug, {})[meta.path] = topic.name
+            first = self._spelling.get(topic.slug)
+            if first is None or meta.path <= first[0]:
+                self._spelling[topic.slug] = (meta.path, topic.name)
+        self._by_updated.add(meta)
 
     def _unpublish(self, meta: Meta) -> None:
         self._by_id.pop(meta.id, None)
@@ -227,6 +238,11 @@ class Index:
             names.pop(meta.path, None)
             if not names:
                 self._names.pop(topic.slug, None)
+                self._spelling.pop(topic.slug, None)
+            elif self._spelling.get(topic.slug, ("",))[0] == meta.path:
+                path = min(names)  # only when the topic's first article (by path) leaves
+                self._spelling[topic.slug] = (path, names[path])
+        self._by_updated.remove(meta)
 
     # -- queries (call with ``lock`` held when consistency across calls matters) -------------
 
@@ -253,7 +269,7 @@ class Index:
     def topics(self, now: datetime) -> dict[str, str]:
         """Visible topics: slug -> the spelling of the first article (by path) that uses it."""
         return {
-            slug: self._names[slug][min(self._names[slug])]
+            slug: self._spelling[slug][1]
             for slug, bucket in sorted(self._topics.items())
             if bucket.has_published(now)
         }
@@ -280,7 +296,7 @@ class Index:
 
     def newest(self, now: datetime) -> datetime | None:
         """The newest ``updated`` among visible articles (not only the newest published)."""
-        return max((m.updated for m in self.published(now)), default=None)
+        return next((m.updated for m in self._by_updated.metas if m.published <= now), None)
 
     def next_release(self, now: datetime) -> datetime | None:
         future = [

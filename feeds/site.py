@@ -33,6 +33,7 @@ from .sources import read_source
 Clock = Callable[[], datetime]
 HTML = "text/html; charset=utf-8"
 FORMATS = ("rss", "atom")
+SETTLE_SECONDS = 2.0  # a file changed this recently may still be being written
 log = logging.getLogger(__name__)
 
 
@@ -278,19 +279,25 @@ class Site:
         if article is not None:
             self._articles.move_to_end(key)
             return article
-        body = ""
+        body, settled = "", True
         try:
             source = read_source(self.config.articles_dir, self.config.articles_dir / meta.path)
             known = read_body(source, meta)
             if known is not None:
                 body = known
+            elif time.time() - source.mtime < SETTLE_SECONDS:
+                # Being rewritten right now: its writer has not closed it, so the index still
+                # holds the old version. Half a new body would be a truncated entry; show the
+                # old metadata without a body until the watcher reads the finished file.
+                settled = False
             else:
-                fresh, body, _ = parse_meta(source, self.config)
-                if fresh is None or fresh.id != meta.id:
-                    body = ""  # mid-write or replaced: the watcher will bring the new version
+                fresh, fresh_body, _ = parse_meta(source, self.config)
+                body = fresh_body if fresh is not None and fresh.id == meta.id else ""
         except OSError as exc:
             log.warning("article body unavailable: %s: %s", meta.path, exc)
         article = complete(meta, body, self.config)
+        if not settled:
+            return article
         self._articles[key] = article
         if len(self._articles) > 2048:
             self._articles.popitem(last=False)

@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 from watchdog.events import (
+    DirCreatedEvent,
     DirDeletedEvent,
     DirMovedEvent,
     FileClosedEvent,
@@ -23,6 +24,7 @@ from watchdog.events import (
     FileDeletedEvent,
     FileModifiedEvent,
     FileMovedEvent,
+    FileOpenedEvent,
     FileSystemEvent,
     FileSystemEventHandler,
 )
@@ -49,9 +51,17 @@ class _Handler(FileSystemEventHandler):
             self.events.put(("dir" if event.is_directory else "file", os.fsdecode(event.dest_path)))
         elif isinstance(event, FileDeletedEvent | DirDeletedEvent):
             self.events.put(("gone", src))
+        elif isinstance(event, DirCreatedEvent):
+            self.events.put(("dir", src))
         elif isinstance(event, FileClosedEvent):
             self.events.put(("file", src))
-        elif isinstance(event, FileCreatedEvent | FileModifiedEvent) and not self.closes_reported:
+        elif isinstance(event, FileCreatedEvent):
+            # Created by a writer (an open follows: wait for its close) or moved in from
+            # outside the tree (nothing follows: read it).
+            self.events.put(("file" if not self.closes_reported else "created", src))
+        elif isinstance(event, FileOpenedEvent):
+            self.events.put(("opened", src))
+        elif isinstance(event, FileModifiedEvent) and not self.closes_reported:
             self.events.put(("file", src))  # polling fallback: no close events to wait for
 
 
@@ -114,7 +124,10 @@ class Watcher:
         root = site.config.articles_dir
         paths: set[str] = set()
         config_changed = False
+        opened = {raw for kind, raw in batch if kind == "opened"}
         for kind, raw in batch:
+            if kind == "opened" or (kind == "created" and raw in opened):
+                continue
             path = Path(raw)
             if path == config_file:
                 config_changed = True
