@@ -136,17 +136,18 @@ class DocumentApp:
         self.site = site
         self.metrics = metrics
         self.fallback = fallback
-        self._answers: dict[int, tuple[Document, Answers]] = {}
+        self._answers: dict[str, tuple[Document, Answers]] = {}
         self._gzip: dict[str, bool] = {}
         self._counters: dict[tuple[str, str, int], Any] = {}
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         method = environ.get("REQUEST_METHOD")
         if method == "GET" or method == "HEAD":
-            found = self._lookup(environ.get("PATH_INFO", ""))
+            path = environ.get("PATH_INFO", "")
+            found = self._lookup(path)
             if found is not None:
                 kind, name, doc = found
-                return self._answer(environ, start_response, kind, name, doc, method == "HEAD")
+                return self._answer(environ, start_response, path, kind, name, doc, method == "HEAD")
         return self.fallback(environ, start_response)
 
     def _lookup(self, path: str) -> tuple[str, str, Document] | None:
@@ -170,16 +171,17 @@ class DocumentApp:
         self,
         environ: dict[str, Any],
         start_response: StartResponse,
+        path: str,
         kind: str,
         name: str,
         doc: Document,
         head: bool,
     ) -> Iterable[bytes]:
-        cached = self._answers.get(id(doc))
-        if cached is None or cached[0] is not doc:
+        cached = self._answers.get(path)
+        if cached is None or cached[0] is not doc:  # one entry per URL: old versions can go
             if len(self._answers) > 8192:
                 self._answers.clear()
-            cached = self._answers[id(doc)] = (doc, Answers.of(doc))
+            cached = self._answers[path] = (doc, Answers.of(doc))
         answers = cached[1]
         gzip = self._accepts_gzip(environ.get("HTTP_ACCEPT_ENCODING"))
         if environ.get("HTTP_IF_MATCH") is not None:

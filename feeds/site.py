@@ -16,7 +16,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -34,6 +34,8 @@ Clock = Callable[[], datetime]
 HTML = "text/html; charset=utf-8"
 FORMATS = ("rss", "atom")
 SETTLE_SECONDS = 2.0  # a file changed this recently may still be being written
+SETTLE_WATCHED = 60.0  # with a watcher, the close event brings the new version; wait for it
+RECHECK_SECONDS = 1.0  # how often a cached document asks the ledger for its date
 log = logging.getLogger(__name__)
 
 
@@ -55,6 +57,7 @@ class Document:
     last_modified: datetime
     mimetype: str
     max_age: int
+    natural: datetime  # the newest entry's date, before the ledger kept it from going back
 
 
 def make_document(body: bytes, mimetype: str, modified: datetime, max_age: int) -> Document:
@@ -66,6 +69,7 @@ def make_document(body: bytes, mimetype: str, modified: datetime, max_age: int) 
         last_modified=modified.replace(microsecond=0),
         mimetype=mimetype,
         max_age=max_age,
+        natural=modified.replace(microsecond=0),
     )
 
 
@@ -84,6 +88,7 @@ class _Cached:
     view: View
     inputs: Hashable
     doc: Document
+    checked: float  # time.monotonic() of the last ledger look-up
 
 
 class Site:
@@ -115,6 +120,8 @@ class Site:
         self._page_cache = page_cache
         self._articles: OrderedDict[tuple[str, tuple[int, float]], Article] = OrderedDict()
         self._lock = threading.RLock()
+        self._degraded = False  # set while rendering when an entry's body is not settled
+        self.watching = False  # a Watcher re-reads files when their writers close them
 
     # -- what readers can see now -------------------------------------------------------------
 
@@ -193,8 +200,7 @@ class Site:
 
         def inputs() -> tuple[Hashable, Callable[[], Document]]:
             key = (self.config, meta.id, meta.path, meta.version, tuple(s.name for s in feeds))
-            return key, lambda: self._stamp(
-                f"page:{meta.id}",
+            return key, lambda: make_document(
                 pages.render_article(self.config, self._article(meta), feeds),
                 HTML,
                 meta.updated,
@@ -219,8 +225,7 @@ class Site:
                 view.newest,
                 tuple((m.id, m.path, m.version) for m in shown),
             )
-            return key, lambda: self._stamp(
-                "index",
+            return key, lambda: make_document(
                 pages.render_index(self.config, list(view.specs.values()), shown),
                 HTML,
                 view.newest,
@@ -236,6 +241,8 @@ class Site:
     ) -> Document:
         cached = self._docs.get(key)
         if cached is not None and cached.view is view:
+            if time.monotonic() - cached.checked > RECHECK_SECONDS:
+                self._recheck(key, cached)
             return cached.doc
         with self._lock:
             cached = self._docs.get(key)
@@ -243,15 +250,20 @@ class Site:
                 return cached.doc
             fingerprint, render = inputs()
             if cached is None or cached.inputs != fingerprint:
+                self._degraded = False
                 started = time.perf_counter()
-                cached = _Cached(view, fingerprint, render())
+                doc = render()
                 elapsed = time.perf_counter() - started
                 self.renders += 1
                 self.render_seconds += elapsed
                 if self.on_render is not None:
                     self.on_render(key[0], elapsed)
+                if self._degraded:  # an entry without its body: serve once, keep nothing
+                    return doc
             else:
-                cached = _Cached(view, fingerprint, cached.doc)
+                doc = cached.doc
+            # Unchanged bytes are still a new version if the document changed in between.
+            cached = _Cached(view, fingerprint, self._dated(key, doc), time.monotonic())
             self._docs[key] = cached
             if key[0] == "page":
                 self._pages[key] = None
@@ -260,17 +272,22 @@ class Site:
                     self._docs.pop(self._pages.popitem(last=False)[0], None)
             return cached.doc
 
+    def _dated(self, key: tuple[str, str], doc: Document) -> Document:
+        """``doc`` with the Last-Modified the ledger gives its ETag (never backwards)."""
+        modified = self.ledger.stamp(":".join(key), doc.etag, doc.natural, self.clock())
+        return doc if modified == doc.last_modified else replace(doc, last_modified=modified)
+
+    def _recheck(self, key: tuple[str, str], cached: _Cached) -> None:
+        """Adopt a date another worker gave the same bytes (workers converge within a second)."""
+        cached.checked = time.monotonic()
+        modified = self.ledger.lookup(":".join(key), cached.doc.etag)
+        if modified is not None and modified != cached.doc.last_modified:
+            cached.doc = replace(cached.doc, last_modified=modified)
+
     def _render_feed(self, spec: FeedSpec, fmt: str, entries: list[Meta], natural: datetime) -> Document:
         articles = [self._article(m) for m in entries]
         body = RENDERERS[fmt](spec, self.config, articles, natural)
-        return self._stamp(f"feed:{spec.name}.{fmt}", body, MEDIA_TYPES[fmt], natural, spec.max_age)
-
-    def _stamp(self, key: str, body: bytes, mimetype: str, natural: datetime, max_age: int) -> Document:
-        doc = make_document(body, mimetype, natural, max_age)
-        modified = self.ledger.stamp(key, doc.etag, doc.last_modified, self.clock())
-        if modified != doc.last_modified:
-            doc = Document(doc.body, doc.gzipped, doc.etag, modified, doc.mimetype, doc.max_age)
-        return doc
+        return make_document(body, MEDIA_TYPES[fmt], natural, spec.max_age)
 
     def _article(self, meta: Meta) -> Article:
         """The full article for ``meta``; bodies are read and rendered only when shown."""
@@ -285,10 +302,12 @@ class Site:
             known = read_body(source, meta)
             if known is not None:
                 body = known
-            elif time.time() - source.mtime < SETTLE_SECONDS:
+            elif time.time() - source.mtime < (SETTLE_WATCHED if self.watching else SETTLE_SECONDS):
+                self._degraded = True
                 # Being rewritten right now: its writer has not closed it, so the index still
                 # holds the old version. Half a new body would be a truncated entry; show the
-                # old metadata without a body until the watcher reads the finished file.
+                # old metadata without a body until the watcher reads the finished file (or,
+                # unwatched or if an event was lost, until the file has been quiet a while).
                 settled = False
             else:
                 fresh, fresh_body, _ = parse_meta(source, self.config)

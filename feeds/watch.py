@@ -84,6 +84,7 @@ class Watcher:
             log.warning("inotify unavailable (%s); polling for changes every second", exc)
             self.observer = self._observe(PollingObserver(timeout=1), closes_reported=False)
         self._thread.start()
+        self.site.watching = True
         log.info("watching %s and %s for changes", self.site.config.articles_dir, self.site.config_path)
 
     def _observe(self, observer: Observer, closes_reported: bool) -> Observer:
@@ -97,6 +98,7 @@ class Watcher:
 
     def stop(self) -> None:
         self._stop.set()
+        self.site.watching = False
         if self.observer is not None:
             self.observer.stop()
 
