@@ -183,6 +183,25 @@ def foreign_since(before: dict[int, tuple[str, float]]) -> float:
     return used
 
 
+QUIET_WAIT = 90.0  # seconds to wait for other processes to go quiet before a measurement
+
+
+def wait_quiet(limit: float | None = None) -> float:
+    """Wait (at most ``limit`` s) until other processes use < 10% of a CPU; returns their share."""
+    limit = QUIET_WAIT if limit is None else limit
+    deadline = time.perf_counter() + limit
+    warned = False
+    while True:
+        before = foreign_cpu()
+        time.sleep(1.0)
+        share = foreign_since(before)
+        if share < 0.1 or time.perf_counter() >= deadline:
+            return share
+        if not warned:
+            log(f"  other processes busy ({share:.0%} of a CPU): waiting up to {limit:.0f} s")
+            warned = True
+
+
 def worker_peak_mb(proc: subprocess.Popen) -> float | None:
     """The largest peak RSS among the server's worker processes (the master if it has none)."""
     pids = descendants(proc.pid) or [proc.pid]
@@ -452,19 +471,24 @@ def measure_polling(name: str, proc: subprocess.Popen, port: int, work: Path, du
     wrk(port, FEED, 1, scripts["200 gzip"])  # warm up: every worker renders the feed once
     wrk(port, FEED, 1)
     for case in cases:
-        others = foreign_cpu()
-        r = wrk(port, FEED, duration, scripts[case])
+        for attempt in range(3):  # a run that shared the CPUs with someone else is repeated
+            wait_quiet()
+            others = foreign_cpu()
+            r = wrk(port, FEED, duration, scripts[case])
+            r["foreign_cpu_s"] = foreign_since(others)
+            if r["foreign_cpu_s"] <= 0.05 * duration:
+                break
+            log(f"  {name} {case}: other processes used {r['foreign_cpu_s']:.1f} CPU-s; repeating")
         if case == "304":  # every response really a 304? count statuses in a short extra run
             check = wrk(port, FEED, 1, lua(work, f"inm-count-{port}", {"If-None-Match": etag}, count=True))
             r["statuses"] = check.get("statuses", {})
             r["all_304"] = (set(r["statuses"]) == {304} and not r["non2xx3xx"]
                             and r.get("bytes_per_response", 1e9) < 1000)
-        r["foreign_cpu_s"] = foreign_since(others)
         results[case] = r
         log(f"  {name:32s} {case:13s} {r['rps']:10.0f} req/s  p50 {r['p50']:7.2f} ms  "
             f"p99 {r['p99']:7.2f} ms  errors {r['errors']}  non-2xx/3xx {r['non2xx3xx']}"
             + (f"  statuses {r['statuses']}" if "statuses" in r else "")
-            + (f"  OTHER PROCESSES used {r['foreign_cpu_s']:.1f} CPU-s" if r["foreign_cpu_s"] > 0.5 else ""))
+            + (f"  OTHER PROCESSES used {r['foreign_cpu_s']:.1f} CPU-s" if r["foreign_cpu_s"] > 0.05 * duration else ""))
     return results
 
 
@@ -531,7 +555,8 @@ def polling_size(config: Path, work: Path, duration: float, naive_duration: floa
     try:
         wait_ready(proc, port, "/healthz", timeout=60)
         if size <= naive_wrk_max:
-            fetch(port, FEED, timeout=300)  # import and warm both ... at least one worker
+            fetch(port, FEED, timeout=300)
+            wait_quiet()  # import and warm both ... at least one worker
             r = wrk(port, FEED, naive_duration, timeout="60s")
             log(f"  {name:32s} 200 identity {r['rps']:10.2f} req/s  p50 {r['p50']:.0f} ms  "
                 f"p99 {r['p99']:.0f} ms  ({r.get('requests', 0)} requests)")
@@ -569,6 +594,7 @@ def naive_only(config: Path, work: Path, naive_duration: float) -> dict:
     try:
         wait_ready(proc, port, "/healthz", timeout=60)
         fetch(port, FEED, timeout=300)
+        wait_quiet()
         r = wrk(port, FEED, naive_duration, timeout="60s")
         log(f"  {name} over {size:,}: {r['rps']:.2f} req/s  p50 {r['p50']:.0f} ms")
         return {"size": size, "rows": {name: {"cases": {"200 identity": r}, "headers_ok": None,
@@ -592,6 +618,7 @@ def start_and_memory(config: Path, work: Path, cold: bool) -> dict:
         shutil.rmtree(state, ignore_errors=True)
     port = free_port()
     kind = "cold" if cold else "warm"
+    wait_quiet()
     started = time.perf_counter()
     proc = start(gunicorn("feeds:create_app()", port, workers=1),
                  work / "logs" / f"start-{kind}-{port}.log",
@@ -660,6 +687,7 @@ def change_latency(config: Path, work: Path, count: int, trials: int = 5, poller
                     with lock:
                         seen.append((sent, got, marker.encode() in body))
 
+            wait_quiet()
             threads = [threading.Thread(target=poll, daemon=True) for _ in range(pollers)]
             for t in threads:
                 t.start()
@@ -742,6 +770,7 @@ def render_times(config: Path, work: Path, repeats: int = 3) -> dict:
             state.mkdir(parents=True)
             for cache in state_src.glob("index-*.pickle"):  # the index cache, not the ledger
                 shutil.copy(cache, state)
+            wait_quiet()
             run = subprocess.run([sys.executable, "-c", RENDER_SCRIPT, str(config), str(state), order],
                                  capture_output=True, text=True, cwd=ROOT, timeout=600,
                                  env={**os.environ, "FEEDS_CONFIG": str(config)})
@@ -805,7 +834,7 @@ def report(args: argparse.Namespace, mach: dict, polls: list[dict], naive_small:
                     notes.append("all 304" if r["all_304"] else f"NOT all 304: {r.get('statuses')}")
                 if r.get("errors"):
                     notes.append(f"{r['errors']} socket errors")
-                if r.get("foreign_cpu_s", 0) > 0.5:
+                if r.get("foreign_cpu_s", 0) > 0.05 * args.duration:
                     notes.append(f"other processes used {r['foreign_cpu_s']:.1f} CPU-s meanwhile")
                 if r.get("non2xx3xx"):
                     notes.append(f"{r['non2xx3xx']} non-2xx/3xx")
@@ -911,10 +940,14 @@ def main() -> int:
     parser.add_argument("--work", type=Path, default=Path("/tmp/feeds-bench"),
                         help="work folder; archives are reused (default /tmp/feeds-bench)")
     parser.add_argument("--out", type=Path, default=BENCH / "results.md")
+    parser.add_argument("--quiet-wait", type=float, default=QUIET_WAIT,
+                        help="seconds to wait for other processes to go quiet before each measurement "
+                             f"(default {QUIET_WAIT:g}); a wrk run they disturbed is repeated up to twice")
     parser.add_argument("--no-scale", action="store_true",
                         help="skip start, memory, change and render measurements")
     args = parser.parse_args()
     args.naive_duration = args.naive_duration or min(args.duration, 10)
+    globals()["QUIET_WAIT"] = args.quiet_wait
     sizes = [int(s) for s in args.sizes.split(",") if s]
     naive_sizes = [int(s) for s in args.naive_sizes.split(",") if s and int(s) not in sizes]
 

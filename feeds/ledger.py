@@ -74,8 +74,11 @@ class Ledger:
         """Record ``etag`` as the document's latest version; its Last-Modified."""
         natural_s, now_s = int(natural.timestamp()), int(now.timestamp())
         with self._lock:
-            lm = self._stamp_db(key, etag, natural_s, now_s) if self._db else self._stamp_memory(
-                key, etag, natural_s, now_s)
+            lm = (
+                self._stamp_db(key, etag, natural_s, now_s)
+                if self._db
+                else self._stamp_memory(key, etag, natural_s, now_s)
+            )
         return datetime.fromtimestamp(lm, UTC)
 
     def lookup(self, key: str, etag: str) -> datetime | None:
@@ -87,7 +90,8 @@ class Ledger:
             else:
                 try:
                     row = self._db.execute(
-                        "SELECT lm FROM versions WHERE key = ? AND etag = ?", (key, etag)).fetchone()
+                        "SELECT lm FROM versions WHERE key = ? AND etag = ?", (key, etag)
+                    ).fetchone()
                 except sqlite3.Error:
                     return None
                 lm = row[0] if row else None
@@ -115,8 +119,10 @@ class Ledger:
             lm = decide((row[0], row[1]) if row else None, etag, natural, now)
             if row is None or row[0] != etag:
                 seq = (row[2] if row else 0) + 1
-                db.execute("INSERT OR REPLACE INTO versions (key, etag, lm, seq) VALUES (?, ?, ?, ?)",
-                           (key, etag, lm, seq))
+                db.execute(
+                    "INSERT OR REPLACE INTO versions (key, etag, lm, seq) VALUES (?, ?, ?, ?)",
+                    (key, etag, lm, seq),
+                )
                 db.execute("DELETE FROM versions WHERE key = ? AND seq <= ?", (key, seq - KEEP))
             db.execute("COMMIT")
             return lm

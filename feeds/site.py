@@ -298,7 +298,7 @@ class Site:
             return article
         body, settled = "", True
         try:
-            source = read_source(self.config.articles_dir, self.config.articles_dir / meta.path)
+            source = read_source(self.config.articles_dir, meta.path)
             known = read_body(source, meta)
             if known is not None:
                 body = known

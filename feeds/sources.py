@@ -20,24 +20,29 @@ from .errors import Problem
 log = logging.getLogger(__name__)
 
 
-def iter_sources(root: Path) -> Iterator[Path]:
-    """Article files under ``root``, sorted, skipping names that start with '.' or '_'."""
-    for folder, dirs, files in os.walk(root):
+def iter_sources(root: Path) -> Iterator[str]:
+    """Article files under ``root`` as POSIX paths relative to it, sorted, skipping names that
+    start with '.' or '_'."""
+    top = str(root)
+    for folder, dirs, files in os.walk(top):
         dirs[:] = sorted(d for d in dirs if not d.startswith((".", "_")))
+        base = os.path.relpath(folder, top).replace(os.sep, "/")
+        base = "" if base == "." else base + "/"
         for name in sorted(files):
             if not name.startswith((".", "_")) and name.lower().endswith(SUFFIXES):
-                yield Path(folder, name)
+                yield base + name
 
 
 _IMAGE = re.compile(rb"^image:[ \t]*['\"]?([^'\"\n#]+?)['\"]?[ \t]*$", re.MULTILINE)
 
 
-def read_source(root: Path, path: Path) -> SourceFile:
-    rel = path.relative_to(root).as_posix()
+def read_source(root: Path, rel: str) -> SourceFile:
+    """Read ``rel`` (relative to ``root``), with what parsing needs to know of the disk."""
+    path = os.path.join(root, rel)
     with open(path, "rb") as fh:
         stat = os.fstat(fh.fileno())
         if not S_ISREG(stat.st_mode):
-            raise IsADirectoryError(errno.EISDIR, "not a regular file", str(path))
+            raise IsADirectoryError(errno.EISDIR, "not a regular file", path)
         data = fh.read()
     sizes: dict[str, int] = {}
     image = _IMAGE.search(data, 0, 4096)
@@ -58,10 +63,9 @@ def load_articles(site: SiteConfig) -> tuple[list[Article], list[Problem]]:
     articles: list[Article] = []
     problems: list[Problem] = []
     by_id: dict[str, str] = {}
-    for path in iter_sources(root):
-        rel = path.relative_to(root).as_posix()
+    for rel in iter_sources(root):
         try:
-            source = read_source(root, path)
+            source = read_source(root, rel)
         except OSError as exc:
             problems.append(Problem(rel, None, f"cannot read file: {exc.strerror or exc}; left out"))
             continue
