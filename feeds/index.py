@@ -13,6 +13,7 @@ from __future__ import annotations
 import bisect
 import hashlib
 import heapq
+import itertools
 import logging
 import multiprocessing
 import os
@@ -46,38 +47,39 @@ def _updated_key(meta: Meta) -> tuple[float, str]:
 
 
 class NewestFirst:
-    """Metas sorted newest first (ties by id), with O(log n) search and memmove updates."""
+    """Metas sorted newest first (ties by id), with O(log n) search and memmove updates.
 
-    __slots__ = ("keys", "metas", "key")
+    Keys are computed during the binary search rather than stored: at 100,000 articles a list
+    of key tuples per ordering would cost tens of megabytes.
+    """
+
+    __slots__ = ("metas", "key")
 
     def __init__(self, key: Callable[[Meta], tuple[float, str]] = _key) -> None:
-        self.keys: list[tuple[float, str]] = []
         self.metas: list[Meta] = []
         self.key = key
 
     @classmethod
     def of(cls, metas: Iterable[Meta], key: Callable[[Meta], tuple[float, str]]) -> NewestFirst:
         result = cls(key)
-        pairs = sorted(((key(m), m) for m in metas), key=lambda pair: pair[0])
-        result.keys = [k for k, _ in pairs]
-        result.metas = [m for _, m in pairs]
+        result.metas = sorted(metas, key=key)
         return result
 
     def add(self, meta: Meta) -> None:
-        i = bisect.bisect_left(self.keys, self.key(meta))
-        self.keys.insert(i, self.key(meta))
-        self.metas.insert(i, meta)
+        self.metas.insert(bisect.bisect_left(self.metas, self.key(meta), key=self.key), meta)
 
     def remove(self, meta: Meta) -> None:
-        i = bisect.bisect_left(self.keys, self.key(meta))
-        if i < len(self.keys) and self.keys[i] == self.key(meta):
-            del self.keys[i]
+        wanted = self.key(meta)
+        i = bisect.bisect_left(self.metas, wanted, key=self.key)
+        if i < len(self.metas) and self.key(self.metas[i]) == wanted:
             del self.metas[i]
 
+    def first_published(self, now: datetime) -> int:
+        """Index of the first entry visible at ``now`` (embargoed ones sort first)."""
+        return bisect.bisect_left(self.metas, (-now.timestamp(), ""), key=_key)
+
     def published(self, now: datetime) -> Iterator[Meta]:
-        """Entries visible at ``now``: skip the embargoed ones, which sort first."""
-        start = bisect.bisect_left(self.keys, (-now.timestamp(), ""))
-        return iter(self.metas[start:]) if start else iter(self.metas)
+        return itertools.islice(self.metas, self.first_published(now), None)
 
     def has_published(self, now: datetime) -> bool:
         return bool(self.metas) and self.metas[-1].published <= now
@@ -326,9 +328,7 @@ class Index:
         return next((m.updated for m in self._by_updated.metas if m.published <= now), None)
 
     def next_release(self, now: datetime) -> datetime | None:
-        future = [
-            m.published for m in self._all.metas[: bisect.bisect_left(self._all.keys, (-now.timestamp(), ""))]
-        ]
+        future = [m.published for m in self._all.metas[: self._all.first_published(now)]]
         return min(future) if future else None
 
     # -- persistence ----------------------------------------------------------------------------
