@@ -11,6 +11,7 @@ until a complete one is read, so readers never see a truncated or missing entry.
 from __future__ import annotations
 
 import bisect
+import fcntl
 import hashlib
 import heapq
 import itertools
@@ -21,6 +22,7 @@ import pickle
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field, fields
 from datetime import datetime
@@ -120,6 +122,10 @@ class Index:
 
         A large cold start parses on every core; the structures are then built in one sort.
         """
+        with _exclusive(cache):  # workers starting together: one parses, the others reuse
+            return self._load(cache)
+
+    def _load(self, cache: Path | None) -> int:
         cached = _read_cache(cache, self.config) if cache else {}
         root = self.config.articles_dir
         records: dict[str, Record] = {}
@@ -349,6 +355,26 @@ class Index:
             os.replace(tmp, cache)
         except OSError as exc:
             log.warning("could not write index cache %s: %s", cache, exc)
+
+
+@contextmanager
+def _exclusive(cache: Path | None) -> Iterator[None]:
+    """Hold a lock beside the cache file (no-op without one, or if it cannot be made)."""
+    if cache is None:
+        yield
+        return
+    try:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        handle = open(cache.with_name(cache.name + ".lock"), "a+b")  # noqa: SIM115
+    except OSError:
+        yield
+        return
+    with handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def parse_file(config: SiteConfig, rel: str) -> Record | None:
