@@ -27,6 +27,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 import feeds.index
+import feeds.records
 import feeds.site
 from feeds import create_app
 from feeds.cli import cli
@@ -474,14 +475,14 @@ def test_cli_with_a_broken_config_exits_non_zero_with_file_and_line(
 
 def _deny(monkeypatch: pytest.MonkeyPatch, denied: Path) -> None:
     """Reading ``denied`` fails as it would for a file without read permission (tests run as root)."""
-    real = feeds.index.read_source
+    real = feeds.records.read_source
 
     def read_source(root: Path, rel: str):  # type: ignore[no-untyped-def]
         if Path(root) / rel == denied:
             raise PermissionError(errno.EACCES, "Permission denied", str(denied))
         return real(root, rel)
 
-    for module in (feeds.index, feeds.site):  # every reader of article files
+    for module in (feeds.records, feeds.site):  # every reader of article files
         if hasattr(module, "read_source"):
             monkeypatch.setattr(module, "read_source", read_source)
 
