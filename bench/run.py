@@ -184,18 +184,21 @@ def foreign_since(before: dict[int, tuple[str, float]]) -> float:
 
 
 QUIET_WAIT = 90.0  # seconds to wait for other processes to go quiet before a measurement
+QUIET_BUDGET = [600.0]  # seconds of waiting and repeating left for the whole run
 
 
 def wait_quiet(limit: float | None = None) -> float:
     """Wait (at most ``limit`` s) until other processes use < 10% of a CPU; returns their share."""
-    limit = QUIET_WAIT if limit is None else limit
-    deadline = time.perf_counter() + limit
+    limit = min(QUIET_WAIT if limit is None else limit, QUIET_BUDGET[0])
+    started = time.perf_counter()
+    deadline = started + limit
     warned = False
     while True:
         before = foreign_cpu()
         time.sleep(1.0)
         share = foreign_since(before)
         if share < 0.1 or time.perf_counter() >= deadline:
+            QUIET_BUDGET[0] -= max(0.0, time.perf_counter() - started - 1.0)
             return share
         if not warned:
             log(f"  other processes busy ({share:.0%} of a CPU): waiting up to {limit:.0f} s")
@@ -476,8 +479,9 @@ def measure_polling(name: str, proc: subprocess.Popen, port: int, work: Path, du
             others = foreign_cpu()
             r = wrk(port, FEED, duration, scripts[case])
             r["foreign_cpu_s"] = foreign_since(others)
-            if r["foreign_cpu_s"] <= 0.05 * duration:
+            if r["foreign_cpu_s"] <= 0.05 * duration or QUIET_BUDGET[0] <= 0:
                 break
+            QUIET_BUDGET[0] -= duration
             log(f"  {name} {case}: other processes used {r['foreign_cpu_s']:.1f} CPU-s; repeating")
         if case == "304":  # every response really a 304? count statuses in a short extra run
             check = wrk(port, FEED, 1, lua(work, f"inm-count-{port}", {"If-None-Match": etag}, count=True))
@@ -943,11 +947,14 @@ def main() -> int:
     parser.add_argument("--quiet-wait", type=float, default=QUIET_WAIT,
                         help="seconds to wait for other processes to go quiet before each measurement "
                              f"(default {QUIET_WAIT:g}); a wrk run they disturbed is repeated up to twice")
+    parser.add_argument("--quiet-budget", type=float, default=QUIET_BUDGET[0],
+                        help="total seconds the run may spend waiting and repeating (default %(default)g)")
     parser.add_argument("--no-scale", action="store_true",
                         help="skip start, memory, change and render measurements")
     args = parser.parse_args()
     args.naive_duration = args.naive_duration or min(args.duration, 10)
     globals()["QUIET_WAIT"] = args.quiet_wait
+    QUIET_BUDGET[0] = args.quiet_budget
     sizes = [int(s) for s in args.sizes.split(",") if s]
     naive_sizes = [int(s) for s in args.naive_sizes.split(",") if s and int(s) not in sizes]
 

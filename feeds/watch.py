@@ -37,12 +37,14 @@ from .site import Site
 log = logging.getLogger(__name__)
 QUIET = 0.05  # seconds without events before a batch is applied
 MAX_WAIT = 0.5  # a steady stream of events still gets applied this often
+DEFER = 1.0  # a created file opened by someone is read once unchanged this long
 
 
 class _Handler(FileSystemEventHandler):
     def __init__(self, events: queue.SimpleQueue[tuple[str, str]], closes_reported: bool) -> None:
         self.events = events
         self.closes_reported = closes_reported
+        self.opened: dict[str, float] = {}  # path -> when it was last opened
 
     def on_any_event(self, event: FileSystemEvent) -> None:
         src = os.fsdecode(event.src_path)
@@ -56,11 +58,16 @@ class _Handler(FileSystemEventHandler):
         elif isinstance(event, FileClosedEvent):
             self.events.put(("file", src))
         elif isinstance(event, FileCreatedEvent):
+            self.opened.pop(src, None)
             # Created by a writer (an open follows: wait for its close) or moved in from
             # outside the tree (nothing follows: read it).
             self.events.put(("file" if not self.closes_reported else "created", src))
         elif isinstance(event, FileOpenedEvent):
-            self.events.put(("opened", src))
+            # Not queued: every read (ours, the other workers') opens files, and queued events
+            # would keep a batch open. Only consulted to tell a new file from a moved-in one.
+            self.opened[src] = time.monotonic()
+            if len(self.opened) > 4096:
+                self.opened.clear()
         elif isinstance(event, FileModifiedEvent) and not self.closes_reported:
             self.events.put(("file", src))  # polling fallback: no close events to wait for
 
@@ -76,6 +83,8 @@ class Watcher:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="feeds-watch", daemon=True)
         self._watched_articles: Path | None = None
+        self._handler: _Handler | None = None
+        self._deferred: dict[str, float] = {}  # created files to look at again, and when
 
     def start(self) -> None:
         try:
@@ -88,7 +97,7 @@ class Watcher:
         log.info("watching %s and %s for changes", self.site.config.articles_dir, self.site.config_path)
 
     def _observe(self, observer: Observer, closes_reported: bool) -> Observer:
-        handler = _Handler(self.events, closes_reported)
+        handler = self._handler = _Handler(self.events, closes_reported)
         self._watched_articles = self.site.config.articles_dir
         observer.schedule(handler, str(self._watched_articles), recursive=True)
         observer.schedule(handler, str(self.site.config_path.resolve().parent), recursive=False)
@@ -105,8 +114,9 @@ class Watcher:
     def _run(self) -> None:
         while not self._stop.is_set():
             try:
-                first = self.events.get(timeout=0.5)
+                first = self.events.get(timeout=0.25)
             except queue.Empty:
+                self._release_deferred()
                 continue
             batch = [first]
             started = time.monotonic()
@@ -126,10 +136,13 @@ class Watcher:
         root = site.config.articles_dir
         paths: set[str] = set()
         config_changed = False
-        opened = {raw for kind, raw in batch if kind == "opened"}
         for kind, raw in batch:
-            if kind == "opened" or (kind == "created" and raw in opened):
+            if kind == "created" and self._handler is not None and raw in self._handler.opened:
+                # Opened since it was created: a writer whose close will follow, or a reader
+                # (another worker) of a file moved in. Look again once it has been quiet.
+                self._deferred[raw] = time.monotonic() + DEFER
                 continue
+            self._deferred.pop(raw, None)
             path = Path(raw)
             if path == config_file:
                 config_changed = True
@@ -155,6 +168,21 @@ class Watcher:
             site.apply(sorted(paths), config_changed)
             if site.config.articles_dir != before:
                 self._rewatch()
+
+    def _release_deferred(self) -> None:
+        now = time.monotonic()
+        for raw, due in list(self._deferred.items()):
+            if due > now:
+                continue
+            try:
+                quiet = time.time() - os.stat(raw).st_mtime > DEFER
+            except OSError:
+                quiet = True  # gone: reading it reports that
+            if quiet:
+                del self._deferred[raw]
+                self.events.put(("file", raw))
+            else:
+                self._deferred[raw] = now + DEFER
 
     def _rewatch(self) -> None:
         if self.observer is not None:
