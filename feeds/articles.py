@@ -55,11 +55,17 @@ class Author:
     email: str | None = None
     uri: str | None = None
 
+    def __reduce__(self) -> tuple[type, tuple[Any, ...]]:
+        return Author, (self.name, self.email, self.uri)
+
 
 @dataclass(frozen=True, slots=True)
 class Topic:
     slug: str
     name: str
+
+    def __reduce__(self) -> tuple[type, tuple[Any, ...]]:
+        return Topic, (self.slug, self.name)
 
 
 @dataclass(frozen=True, slots=True)

@@ -180,12 +180,13 @@ class Index:
         shown = [m for m in winners if not m.draft]
         self._all = NewestFirst.of(shown, _key)
         self._by_updated = NewestFirst.of(shown, _updated_key)
-        by_topic: dict[str, list[Meta]] = {}
-        for meta in shown:
+        for meta in self._all.metas:  # already newest first: each topic's list comes out sorted
             for topic in meta.topics:
-                by_topic.setdefault(topic.slug, []).append(meta)
+                bucket = self._topics.get(topic.slug)
+                if bucket is None:
+                    bucket = self._topics[topic.slug] = NewestFirst(_key)
+                bucket.metas.append(meta)
                 self._names.setdefault(topic.slug, {})[meta.path] = topic.name
-        self._topics = {slug: NewestFirst.of(metas, _key) for slug, metas in by_topic.items()}
         for slug, names in self._names.items():
             first = min(names)
             self._spelling[slug] = (first, names[first])

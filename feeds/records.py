@@ -19,6 +19,7 @@ from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from dataclasses import dataclass, fields
 from pathlib import Path
+from typing import Any
 
 from .articles import Meta, parse_meta
 from .config import SiteConfig
@@ -38,6 +39,11 @@ class Record:
     meta: Meta | None
     stamp: tuple[int, int]  # size, mtime_ns of the bytes ``meta`` came from
     problems: tuple[Problem, ...] = ()
+
+    def __reduce__(self) -> tuple[type, tuple[Any, ...]]:
+        # Slotted dataclasses unpickle through a generic, slow __setstate__; the cache holds
+        # one Record per article.
+        return Record, (self.meta, self.stamp, self.problems)
 
 
 
