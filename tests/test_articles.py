@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import textwrap
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -423,16 +422,3 @@ def test_unreadable_file_is_reported_and_skipped(make_site, monkeypatch):
     assert [a.id for a in articles] == ["a/gut"]
     (problem,) = problems
     assert problem.path == "a/gesperrt.md" and "Permission denied" in problem.message
-
-
-@pytest.mark.skipif(os.geteuid() == 0, reason="root can read a chmod 000 file")
-def test_chmod_000_file_is_reported_and_skipped(make_site):
-    path = make_site(articles={"a/gut.md": GOOD, "a/gesperrt.md": GOOD})
-    locked = path.parent / "articles" / "a" / "gesperrt.md"
-    locked.chmod(0)
-    try:
-        articles, problems = load_articles(load_config(path))
-    finally:
-        locked.chmod(0o644)
-    assert [a.id for a in articles] == ["a/gut"]
-    assert [p.path for p in problems] == ["a/gesperrt.md"]
