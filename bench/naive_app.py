@@ -9,7 +9,7 @@ can show what the project is measured against.
 """
 
 import os
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import markdown
 import yaml
@@ -40,9 +40,9 @@ def load_articles(folder):
                 meta = yaml.safe_load(front) or {}
             if meta.get("draft"):
                 continue
-            date = meta.get("date") or datetime.fromtimestamp(os.path.getmtime(path), timezone.utc)
+            date = meta.get("date") or datetime.fromtimestamp(os.path.getmtime(path), UTC)
             if date.tzinfo is None:
-                date = date.replace(tzinfo=timezone.utc)
+                date = date.replace(tzinfo=UTC)
             topics = meta.get("topics") or [os.path.relpath(path, folder).split(os.sep)[0]]
             if isinstance(topics, str):
                 topics = [topics]

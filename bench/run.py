@@ -33,6 +33,8 @@ import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
+from procs import descendants
+
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 BIN = Path(sys.executable).parent
@@ -125,21 +127,6 @@ def log_tail(proc: subprocess.Popen, n: int = 3000) -> str:
         return proc.logfile.read_text(errors="replace")[-n:]  # type: ignore[attr-defined]
     except OSError:
         return ""
-
-
-def descendants(pid: int) -> list[int]:
-    found, todo = [], [pid]
-    while todo:
-        p = todo.pop()
-        try:
-            for task in os.listdir(f"/proc/{p}/task"):
-                with open(f"/proc/{p}/task/{task}/children") as fh:
-                    kids = [int(k) for k in fh.read().split()]
-                found += kids
-                todo += kids
-        except OSError:
-            continue
-    return found
 
 
 def proc_mem(pid: int) -> dict[str, float]:

@@ -52,6 +52,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from procs import descendants
+
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
 BIN = Path(sys.executable).parent
@@ -409,21 +411,6 @@ def stop_server(proc: subprocess.Popen) -> None:
         except ProcessLookupError:
             pass
         return
-
-
-def descendants(pid: int) -> list[int]:
-    found, todo = [], [pid]
-    while todo:
-        current = todo.pop()
-        try:
-            for task in os.listdir(f"/proc/{current}/task"):
-                with open(f"/proc/{current}/task/{task}/children") as fh:
-                    kids = [int(k) for k in fh.read().split()]
-                found += kids
-                todo += kids
-        except OSError:
-            continue
-    return found
 
 
 def vm_rss_mb(pid: int) -> float:
