@@ -106,8 +106,6 @@ def check(ctx: click.Context, fmt: str) -> None:
 
 
 def _shadowed_topics(site: Site) -> list[Problem]:
-    from .selection import topic_names
-
     if not site.config.topic_feeds:
         return []
     operator = {spec.name for spec in site.config.feeds}
@@ -118,7 +116,7 @@ def _shadowed_topics(site: Site) -> list[Problem]:
             f"feed '{name}' has the name of topic '{name}', so the topic has no feed of its own",
             Severity.WARNING,
         )
-        for name in sorted(set(topic_names(site.articles)) & operator)
+        for name in sorted(set(site.catalog.topics(site.clock())) & operator)
     ]
 
 

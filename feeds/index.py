@@ -99,6 +99,14 @@ class Index:
 
     # -- building ---------------------------------------------------------------------------
 
+    @classmethod
+    def of(cls, config: SiteConfig, metas: Iterable[Meta]) -> Index:
+        """An index of articles already in memory (tests, tools); no files are read."""
+        index = cls(config)
+        index._rebuild({m.path: Record(m, (0, 0)) for m in metas})
+        index.generation += 1
+        return index
+
     def load(self, cache: Path | None = None) -> int:
         """Read every file (reusing a cache entry when size and mtime match); returns parses.
 

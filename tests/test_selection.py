@@ -11,14 +11,8 @@ import pytest
 
 from feeds.articles import Article, Topic
 from feeds.config import FeedSpec, SiteConfig
-from feeds.selection import (
-    feed_specs,
-    newest_first,
-    next_release,
-    published_at,
-    select,
-    topic_names,
-)
+from feeds.index import Index
+from feeds.selection import specs_for_topics
 from feeds.slugs import slug
 
 NOW = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
@@ -42,6 +36,35 @@ def art(id: str, published: datetime = NOW - timedelta(days=1), *, path: str | N
         html="", summary="", url=f"{BASE}articles/{id}", permalink=f"{BASE}articles/{id}",
         topics=topics(*topic), tags=topics(*tag), draft=draft,
     )
+
+
+# The index is where selection happens; these name what each test asks of it.
+def index_of(articles) -> Index:
+    return Index.of(SITE, articles)
+
+
+def newest_first(articles) -> list[Article]:
+    return list(index_of(articles).published(datetime.max.replace(tzinfo=UTC)))
+
+
+def published_at(articles, now: datetime) -> list[Article]:
+    return list(index_of(articles).published(now))
+
+
+def next_release(articles, now: datetime) -> datetime | None:
+    return index_of(articles).next_release(now)
+
+
+def topic_names(articles) -> dict[str, str]:
+    return index_of(articles).topics(NOW)
+
+
+def feed_specs(site: SiteConfig, articles) -> tuple[FeedSpec, ...]:
+    return specs_for_topics(site, Index.of(site, articles).topics(NOW))
+
+
+def select(spec: FeedSpec, articles) -> list[Article]:
+    return index_of(articles).select(spec, NOW)
 
 
 def ids(articles) -> list[str]:
