@@ -286,6 +286,11 @@ class Index:
         meta = self._by_id.get(article_id)
         return meta if meta is not None and meta.is_published(now) else None
 
+    def articles(self) -> list[Meta]:
+        """Every article that holds its id (drafts and embargoed ones included), by path."""
+        with self.lock:
+            return sorted(self._by_id.values(), key=lambda m: m.path)
+
     def published(self, now: datetime) -> Iterator[Meta]:
         return self._all.published(now)
 

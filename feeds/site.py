@@ -26,7 +26,7 @@ from .config import FeedSpec, SiteConfig, load_config
 from .errors import ConfigError, NotFound, Problem
 from .index import Index
 from .ledger import Ledger
-from .render import EPOCH, MEDIA_TYPES, RENDERERS
+from .render import EPOCH, MEDIA_TYPES, RENDERERS, last_modified
 from .selection import specs_for_topics
 from .sources import read_source
 
@@ -160,8 +160,7 @@ class Site:
     @property
     def articles(self) -> list[Meta]:
         """Every indexed article, drafts and embargoed ones included, by path."""
-        with self.catalog.lock:
-            return sorted((r.meta for r in self.catalog.records.values() if r.meta), key=lambda m: m.path)
+        return self.catalog.articles()
 
     @property
     def problems(self) -> list[Problem]:
@@ -184,7 +183,7 @@ class Site:
 
         def inputs() -> tuple[Hashable, Callable[[], Document]]:
             entries = self.feed_entries(spec)
-            natural = max((m.updated for m in entries), default=view.newest)
+            natural = last_modified(entries, view.newest)
             key = (self.config, spec, fmt, natural, tuple((m.id, m.path, m.version) for m in entries))
             return key, lambda: self._render_feed(spec, fmt, entries, natural)
 

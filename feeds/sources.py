@@ -1,6 +1,6 @@
 """The file-system edge of articles: which files are articles, and reading them.
 
-Everything here touches the disk; everything it calls (``parse_article``) does not.
+Everything here touches the disk; the parsing it feeds (``parse_meta``) does not.
 """
 
 from __future__ import annotations
@@ -13,9 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from stat import S_ISREG
 
-from .articles import SUFFIXES, Article, SourceFile, parse_article
-from .config import SiteConfig
-from .errors import Problem
+from .articles import SUFFIXES, SourceFile
 
 log = logging.getLogger(__name__)
 
@@ -52,34 +50,3 @@ def read_source(root: Path, rel: str) -> SourceFile:
         if candidate.is_relative_to(root.resolve()) and candidate.is_file():
             sizes[name] = candidate.stat().st_size
     return SourceFile(rel, data, stat.st_mtime, sizes, stat.st_mtime_ns)
-
-
-def load_articles(site: SiteConfig) -> tuple[list[Article], list[Problem]]:
-    """Every readable article under the site's folder (drafts included), and every problem.
-
-    Two files claiming one id would show one story twice; the second (by path) is left out.
-    """
-    root = site.articles_dir
-    articles: list[Article] = []
-    problems: list[Problem] = []
-    by_id: dict[str, str] = {}
-    for rel in iter_sources(root):
-        try:
-            source = read_source(root, rel)
-        except OSError as exc:
-            problems.append(Problem(rel, None, f"cannot read file: {exc.strerror or exc}; left out"))
-            continue
-        article, found = parse_article(source, site)
-        problems.extend(found)
-        if article is None:
-            continue
-        if article.id in by_id:
-            problems.append(
-                Problem(rel, None, f"id {article.id!r} is already used by {by_id[article.id]}; left out")
-            )
-            continue
-        by_id[article.id] = rel
-        articles.append(article)
-    for problem in problems:
-        log.warning("article problem: %s", problem)
-    return articles, problems
