@@ -44,9 +44,9 @@ def create_app(
     log.info(
         "loaded %s: %d articles, %d feeds, %d problems",
         path,
-        site.catalog.count(),
+        site.article_count(),
         len(site.specs),
-        len(site.catalog.problems()),
+        len(site.problems()),
     )
     app = Flask(__name__)
     app.json.sort_keys = False  # type: ignore[attr-defined]

@@ -13,12 +13,12 @@ from .config import config_path_from_env
 from .errors import ConfigError, Problem, Severity
 from .export import build as build_export
 from .render import feed_url
-from .site import Site, load_site
+from .site import Site, open_site
 
 
 def _load(ctx: click.Context) -> Site:
     try:
-        return load_site(str(ctx.obj))
+        return open_site(str(ctx.obj))
     except ConfigError as exc:
         raise click.ClickException(f"config is not valid:\n{exc}") from None
 
@@ -72,9 +72,9 @@ def check(ctx: click.Context, fmt: str) -> None:
     """Validate the config and every article; exit 1 if anything is an error."""
     problems: list[Problem]
     try:
-        site = load_site(str(ctx.obj))
-        problems = list(site.problems) + _shadowed_topics(site)
-        counts = {"articles": len(site.articles), "published": len(site.visible), "feeds": len(site.specs)}
+        site = open_site(str(ctx.obj))
+        problems = list(site.problems()) + _shadowed_topics(site)
+        counts = {"articles": len(site.all_articles()), "published": len(site.published()), "feeds": len(site.specs)}
     except ConfigError as exc:
         problems, counts = list(exc.problems), {}
     errors = sum(p.severity is Severity.ERROR for p in problems)
@@ -116,7 +116,7 @@ def _shadowed_topics(site: Site) -> list[Problem]:
             f"feed '{name}' has the name of topic '{name}', so the topic has no feed of its own",
             Severity.WARNING,
         )
-        for name in sorted(set(site.catalog.topics(site.clock())) & operator)
+        for name in sorted(set(site.topics()) & operator)
     ]
 
 

@@ -22,6 +22,8 @@ from .slugs import slug
 from .yamlfile import LineDict, YAMLProblem, line_of, load_yaml
 
 CONTENT_MODES = ("full", "summary")
+MAX_BYTES = 1024 * 1024  # a feed document never grows past this (FeedBurner cut at 512 KB-1 MB)
+MAX_ARTICLE_BYTES = 2 * 1024 * 1024  # larger article files are left out, not read
 FEED_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,99}$")
 LANGUAGE = re.compile(r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{1,8})*$")
 
@@ -44,6 +46,7 @@ class FeedSpec:
     content: str = "full"
     language: str = "en"
     is_topic_feed: bool = False
+    max_bytes: int = MAX_BYTES
 
 
 @dataclass(frozen=True)
@@ -63,6 +66,8 @@ class SiteConfig:
     topic_feeds: bool = True
     feeds: tuple[FeedSpec, ...] = ()
     path: Path = field(default=Path("config.yaml"))
+    max_bytes: int = MAX_BYTES
+    max_article_bytes: int = MAX_ARTICLE_BYTES
 
     @property
     def tz(self) -> ZoneInfo:

@@ -19,11 +19,11 @@ log = logging.getLogger(__name__)
 
 def export_files(site: Site) -> dict[str, Document]:
     """Relative file path -> document, for everything the site serves."""
-    files: dict[str, Document] = {"index.html": site.index()}
+    files: dict[str, Document] = {"index.html": site.index_page()}
     for name in sorted(site.specs):
         for fmt in FORMATS:
             files[f"feeds/{name}.{fmt}"] = site.feed(name, fmt)
-    for article in site.visible:
+    for article in site.published():
         files[f"articles/{article.id}.html"] = site.page(article.id)
     return files
 

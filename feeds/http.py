@@ -162,7 +162,7 @@ class DocumentApp:
                     path = path.encode("latin-1").decode("utf-8", "replace")
                 return "page", "", self.site.page(path[10:])
             if path == "/":
-                return "index", "", self.site.index()
+                return "index", "", self.site.index_page()
         except NotFound:
             return None
         return None

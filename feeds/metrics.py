@@ -43,7 +43,7 @@ class Metrics:
                 "feeds_articles_loaded",
                 "Articles in the index (drafts and embargoed included)",
                 registry=self.registry,
-            ).set_function(site.catalog.count)
+            ).set_function(site.article_count)
             Gauge(
                 "feeds_not_modified_ratio", "Share of document requests answered 304", registry=self.registry
             ).set_function(self._not_modified_ratio)
@@ -52,8 +52,8 @@ class Metrics:
                 "1 while a broken config.yaml is being ignored",
                 registry=self.registry,
             ).set_function(lambda: float(site.config_error is not None))
-        site.on_render = lambda kind, seconds: self.renders.labels(kind).observe(seconds)
-        site.on_reload = lambda ok: (self.reloads if ok else self.reload_errors).inc()
+        site.render_hooks.append(lambda kind, seconds: self.renders.labels(kind).observe(seconds))
+        site.reload_hooks.append(lambda ok: (self.reloads if ok else self.reload_errors).inc())
 
     def _not_modified_ratio(self) -> float:
         total = not_modified = 0.0

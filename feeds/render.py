@@ -13,6 +13,7 @@ import math
 import threading
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from enum import StrEnum
 from importlib.metadata import PackageNotFoundError, version
 from urllib.parse import quote, urljoin
 
@@ -25,11 +26,18 @@ from .config import FeedSpec, SiteConfig
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 ATOM = "http://www.w3.org/2005/Atom"
 _PARSER = etree.XMLParser(resolve_entities=False, no_network=True, huge_tree=True)
-ATOM = "http://www.w3.org/2005/Atom"
-_PARSER = etree.XMLParser(resolve_entities=False, no_network=True, huge_tree=True)
+
+
+class Format(StrEnum):
+    """A feed format; its value is the URL suffix (``/feeds/<name>.<format>``)."""
+
+    RSS = "rss"
+    ATOM = "atom"
+
+
 MEDIA_TYPES = {
-    "rss": "application/rss+xml; charset=utf-8",
-    "atom": "application/atom+xml; charset=utf-8",
+    Format.RSS: "application/rss+xml; charset=utf-8",
+    Format.ATOM: "application/atom+xml; charset=utf-8",
 }
 _LOCALE_LOCK = threading.Lock()  # feedgen's RSS dates call locale.setlocale (process-wide)
 
@@ -150,4 +158,4 @@ def _restore_entry_links(raw: bytes, entries: Sequence[Article]) -> bytes:
     return etree.tostring(root, pretty_print=True, xml_declaration=True, encoding="UTF-8")
 
 
-RENDERERS = {"rss": render_rss, "atom": render_atom}
+RENDERERS = {Format.RSS: render_rss, Format.ATOM: render_atom}

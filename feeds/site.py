@@ -26,13 +26,13 @@ from .config import FeedSpec, SiteConfig, load_config
 from .errors import ConfigError, NotFound, Problem
 from .index import Index
 from .ledger import Ledger
-from .render import EPOCH, MEDIA_TYPES, RENDERERS, last_modified
+from .render import EPOCH, MEDIA_TYPES, RENDERERS, Format, last_modified
 from .selection import specs_for_topics
 from .sources import read_source
 
 Clock = Callable[[], datetime]
 HTML = "text/html; charset=utf-8"
-FORMATS = ("rss", "atom")
+FORMATS = tuple(Format)
 SETTLE_SECONDS = 2.0  # a file changed this recently may still be being written
 SETTLE_WATCHED = 60.0  # with a watcher, the close event brings the new version; wait for it
 RECHECK_SECONDS = 1.0  # how often a cached document asks the ledger for its date
@@ -106,13 +106,15 @@ class Site:
         self.config: SiteConfig = load_config(self.config_path)  # a broken start fails here
         self.config_error: ConfigError | None = None
         self.state_dir = state_dir
-        self.catalog = Index(self.config)
-        self.catalog.load(self._cache_file())
+        self._index = Index(self.config)
+        self._index.load(self._cache_file())
         self.ledger = Ledger(state_dir / "validators.sqlite" if state_dir else None)
         self.renders = 0
         self.render_seconds = 0.0
-        self.on_render: Callable[[str, float], None] | None = None
-        self.on_reload: Callable[[bool], None] | None = None
+        # Observers (metrics, tests): called after each render (kind, seconds) and each
+        # reload (True: applied, False: a broken config refused).
+        self.render_hooks: list[Callable[[str, float], None]] = []
+        self.reload_hooks: list[Callable[[bool], None]] = []
         self._config_generation = 0
         self._view: View | None = None
         self._docs: dict[tuple[str, str], _Cached] = {}
@@ -127,20 +129,20 @@ class Site:
 
     def view(self) -> View:
         view, now = self._view, self.clock()
-        generation = self.catalog.generation + self._config_generation
+        generation = self._index.generation + self._config_generation
         if (
             view is None
             or view.generation != generation
             or (view.valid_until is not None and now >= view.valid_until)
         ):
-            with self._lock, self.catalog.lock:
-                topics = self.catalog.topics(now) if self.config.topic_feeds else {}
+            with self._lock, self._index.lock:
+                topics = self._index.topics(now) if self.config.topic_feeds else {}
                 specs = specs_for_topics(self.config, topics)
                 view = self._view = View(
                     generation=generation,
-                    valid_until=self.catalog.next_release(now),
+                    valid_until=self._index.next_release(now),
                     specs={s.name: s for s in specs},
-                    newest=self.catalog.newest(now) or EPOCH,
+                    newest=self._index.newest(now) or EPOCH,
                 )
         return view
 
@@ -152,26 +154,45 @@ class Site:
     def next_release(self) -> datetime | None:
         return self.view().valid_until
 
-    @property
-    def visible(self) -> list[Meta]:
-        with self.catalog.lock:
-            return list(self.catalog.published(self.clock()))
+    def published(self) -> list[Meta]:
+        """Articles visible now, newest first."""
+        with self._index.lock:
+            return list(self._index.published(self.clock()))
 
-    @property
-    def articles(self) -> list[Meta]:
+    def all_articles(self) -> list[Meta]:
         """Every indexed article, drafts and embargoed ones included, by path."""
-        return self.catalog.articles()
+        return self._index.articles()
 
-    @property
+    def article_count(self) -> int:
+        return self._index.count()
+
+    def topics(self) -> dict[str, str]:
+        """Topics with a visible article: slug -> display spelling."""
+        with self._index.lock:
+            return self._index.topics(self.clock())
+
     def problems(self) -> list[Problem]:
-        found = self.catalog.problems()
+        found = self._index.problems()
         if self.config_error is not None:
             found = list(self.config_error.problems) + found
         return found
 
+    def known_paths(self, rel_dir: str) -> list[str]:
+        """Article paths known under a folder (for a folder that was moved or deleted)."""
+        return self._index.forget_tree(rel_dir)
+
+    @property
+    def generation(self) -> int:
+        """Changes whenever anything a document depends on changes (articles, config)."""
+        return self._index.generation + self._config_generation
+
+    def set_watched(self, watched: bool) -> None:
+        """Whether a watcher re-reads files as their writers close them."""
+        self.watching = watched
+
     def feed_entries(self, spec: FeedSpec) -> list[Meta]:
-        with self.catalog.lock:
-            return self.catalog.select(spec, self.clock())
+        with self._index.lock:
+            return self._index.select(spec, self.clock())
 
     # -- documents ----------------------------------------------------------------------------
 
@@ -191,8 +212,8 @@ class Site:
 
     def page(self, article_id: str) -> Document:
         view = self.view()
-        with self.catalog.lock:
-            meta = self.catalog.article(article_id, self.clock())
+        with self._index.lock:
+            meta = self._index.article(article_id, self.clock())
         if meta is None:
             raise NotFound(f"no article {article_id}")
         feeds = [s for s in view.specs.values() if s.is_topic_feed and s.topics[0] in meta.topic_slugs]
@@ -212,9 +233,9 @@ class Site:
         view = self.view()
 
         def inputs() -> tuple[Hashable, Callable[[], Document]]:
-            with self.catalog.lock:
+            with self._index.lock:
                 shown = []
-                for meta in self.catalog.published(self.clock()):
+                for meta in self._index.published(self.clock()):
                     if len(shown) >= self.config.limit:
                         break
                     shown.append(meta)
@@ -232,8 +253,6 @@ class Site:
             )
 
         return self._document(("index", ""), view, inputs)
-
-    index = index_page  # ``site.index()`` reads naturally in callers and templates
 
     def _document(
         self, key: tuple[str, str], view: View, inputs: Callable[[], tuple[Hashable, Callable[[], Document]]]
@@ -255,8 +274,8 @@ class Site:
                 elapsed = time.perf_counter() - started
                 self.renders += 1
                 self.render_seconds += elapsed
-                if self.on_render is not None:
-                    self.on_render(key[0], elapsed)
+                for hook in self.render_hooks:
+                    hook(key[0], elapsed)
                 if self._degraded:  # an entry without its body: serve once, keep nothing
                     return doc
             else:
@@ -331,15 +350,16 @@ class Site:
         paths = list(paths)
         if paths:
             started = time.perf_counter()
-            if self.catalog.refresh(paths):
+            if self._index.refresh(paths):
                 changed = True
                 log.info(
                     "reloaded %d article file(s) in %.1f ms",
                     len(paths),
                     (time.perf_counter() - started) * 1000,
                 )
-        if changed and self.on_reload is not None:
-            self.on_reload(True)
+        if changed:
+            for hook in self.reload_hooks:
+                hook(True)
         return changed
 
     def reload_config(self) -> bool:
@@ -350,8 +370,8 @@ class Site:
             self.config_error = exc
             for problem in exc.problems:
                 log.error("config error, still serving the last good config: %s", problem)
-            if self.on_reload is not None:
-                self.on_reload(False)
+            for hook in self.reload_hooks:
+                hook(False)
             return False
         self.config_error = None
         if config == self.config:
@@ -365,9 +385,9 @@ class Site:
         if reindex:
             index = Index(config)
             index.load(self._cache_file(config))
-            self.catalog = index
+            self._index = index
         else:
-            self.catalog.config = config
+            self._index.config = config
         with self._lock:
             self.config = config
             self._config_generation += 1
@@ -383,15 +403,13 @@ class Site:
                 "errors": [str(p) for p in self.config_error.problems],
             }
         view = self.view()
-        status.update(
-            articles=self.catalog.count(), feeds=len(view.specs), problems=len(self.catalog.problems())
-        )
+        status.update(articles=self.article_count(), feeds=len(view.specs), problems=len(self.problems()))
         return status
 
     def save_cache(self) -> None:
         cache = self._cache_file()
         if cache is not None:
-            self.catalog.save(cache)
+            self._index.save(cache)
 
     def _cache_file(self, config: SiteConfig | None = None) -> Path | None:
         if self.state_dir is None:
@@ -401,7 +419,7 @@ class Site:
         return self.state_dir / f"index-{digest}.pickle"
 
 
-def load_site(
+def open_site(
     config_path: str | os.PathLike[str], clock: Clock = utc_now, state_dir: Path | None = None
 ) -> Site:
     """Read config and articles; raises ConfigError when the config is unusable."""

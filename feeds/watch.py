@@ -93,7 +93,7 @@ class Watcher:
             log.warning("inotify unavailable (%s); polling for changes every second", exc)
             self.observer = self._observe(PollingObserver(timeout=1), closes_reported=False)
         self._thread.start()
-        self.site.watching = True
+        self.site.set_watched(True)
         log.info("watching %s and %s for changes", self.site.config.articles_dir, self.site.config_path)
 
     def _observe(self, observer: Observer, closes_reported: bool) -> Observer:
@@ -107,7 +107,7 @@ class Watcher:
 
     def stop(self) -> None:
         self._stop.set()
-        self.site.watching = False
+        self.site.set_watched(False)
         if self.observer is not None:
             self.observer.stop()
 
@@ -153,7 +153,7 @@ class Watcher:
                 continue
             if kind == "dir" or (kind == "gone" and path.suffix.lower() not in SUFFIXES):
                 # A folder moved in, out or away: everything known or found under it.
-                paths.update(site.catalog.forget_tree(rel))
+                paths.update(site.known_paths(rel))
                 if path.is_dir():
                     paths.update(
                         p.relative_to(root).as_posix()

@@ -29,7 +29,7 @@ from lxml import etree
 
 import hostile
 from feeds import create_app
-from feeds.site import Site, load_site
+from feeds.site import Site, open_site
 
 from conftest import DEMO_CONFIG, NOW, SHARED
 
@@ -94,10 +94,10 @@ def quiet_app(config: Path, state: Path) -> Flask:
 def published(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Published:
     state = tmp_path_factory.mktemp("state")
     if request.param == "demo":
-        return Published("demo", DEMO_CONFIG, load_site(str(DEMO_CONFIG), lambda: NOW),
+        return Published("demo", DEMO_CONFIG, open_site(str(DEMO_CONFIG), lambda: NOW),
                          DEMO_SECRETS, DEMO_HIDDEN, state)
     corpus = hostile.generate(tmp_path_factory.mktemp("hostile"), hostile.SEED)
-    return Published("hostile", corpus.config, load_site(str(corpus.config), lambda: NOW),
+    return Published("hostile", corpus.config, open_site(str(corpus.config), lambda: NOW),
                      corpus.secrets, corpus.hidden_ids, state, corpus.empty_feeds)
 
 
@@ -416,7 +416,7 @@ def test_drafts_embargoes_and_ignored_files_are_absent(published: Published) -> 
     documents: dict[str, bytes] = {"/": client.get("/").data}
     for name, fmt, body in published.feeds():
         documents[f"/feeds/{name}.{fmt}"] = body
-    for article in published.site.visible:
+    for article in published.site.published():
         documents[f"/articles/{article.id}"] = published.site.page(article.id).body
     problems = [f"{path}: contains {secret!r}" for path, body in documents.items()
                 for secret in published.secrets
@@ -425,7 +425,7 @@ def test_drafts_embargoes_and_ignored_files_are_absent(published: Published) -> 
         answer = client.get(f"/articles/{article_id}")
         if answer.status_code != 404:
             problems.append(f"/articles/{article_id}: {answer.status_code}, expected 404")
-    visible = {a.id for a in published.site.visible}
+    visible = {a.id for a in published.site.published()}
     problems += [f"{i} is visible" for i in published.hidden_ids if i in visible]
     assert not problems, report(problems)
 
@@ -433,7 +433,7 @@ def test_drafts_embargoes_and_ignored_files_are_absent(published: Published) -> 
 def test_every_feed_and_page_is_served(published: Published) -> None:
     client = published.client()
     paths = ["/"] + [f"/feeds/{n}.{f}" for n in published.site.specs for f in ("rss", "atom")]
-    paths += [f"/articles/{a.id}" for a in published.site.visible]
+    paths += [f"/articles/{a.id}" for a in published.site.published()]
     problems = [f"{p}: {code}" for p in paths if (code := client.get(p).status_code) != 200]
     assert not problems, report(problems)
 
@@ -454,14 +454,14 @@ def test_hostile_corpus_is_reproducible(tmp_path: Path) -> None:
     def snapshot(root: Path) -> dict[str, bytes]:
         corpus = hostile.generate(root, hostile.SEED)
         files = {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
-        return files | {"#feed": load_site(str(corpus.config), lambda: NOW).feed("alle", "atom").body}
+        return files | {"#feed": open_site(str(corpus.config), lambda: NOW).feed("alle", "atom").body}
 
     assert snapshot(tmp_path / "a") == snapshot(tmp_path / "b")
 
 
 def test_hostile_corpus_covers_its_hazards(tmp_path: Path) -> None:
     corpus = hostile.generate(tmp_path, hostile.SEED)
-    site = load_site(str(corpus.config), lambda: NOW)
+    site = open_site(str(corpus.config), lambda: NOW)
     entries = feedparser.parse(site.feed("alle", "atom").body).entries
     titles = [e.title for e in entries]
     assert any(len(t) >= 10_000 for t in titles)
@@ -471,7 +471,7 @@ def test_hostile_corpus_covers_its_hazards(tmp_path: Path) -> None:
     assert [e.get("tags") for e in entries if e.title == "Ohne Thema"] == [None]  # no topics
     assert sum(1 for e in entries if e.title.startswith("Doppelte ID")) == 1  # one survives
     assert any("Ohne Datum" in t for t in titles)
-    assert any("UTF-8" in p.message for p in site.problems)
+    assert any("UTF-8" in p.message for p in site.problems())
     assert not feedparser.parse(site.feed(hostile.EMPTY_FEED, "rss").body).entries
 
 

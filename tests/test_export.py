@@ -14,13 +14,13 @@ from lxml import etree
 
 from conftest import DEMO_CONFIG, NOW, MakeSite
 from feeds.export import build
-from feeds.site import FORMATS, Site, load_site
+from feeds.site import FORMATS, Site, open_site
 
 SECRETS = (b"DRAFT-SECRET", b"EMBARGO-SECRET")
 
 
 def load(path) -> Site:
-    return load_site(str(path), clock=lambda: NOW)
+    return open_site(str(path), clock=lambda: NOW)
 
 
 def snapshot(root: Path) -> dict[str, bytes]:
@@ -28,9 +28,9 @@ def snapshot(root: Path) -> dict[str, bytes]:
 
 
 def expected_files(site: Site) -> dict[str, bytes]:
-    docs = {"index.html": site.index()}
+    docs = {"index.html": site.index_page()}
     docs |= {f"feeds/{n}.{f}": site.feed(n, f) for n in site.specs for f in FORMATS}
-    docs |= {f"articles/{a.id}.html": site.page(a.id) for a in site.visible}
+    docs |= {f"articles/{a.id}.html": site.page(a.id) for a in site.published()}
     files = {rel: doc.body for rel, doc in docs.items()}
     files |= {f"{rel}.gz": doc.gzipped for rel, doc in docs.items()}
     return files
@@ -117,7 +117,7 @@ def test_rebuild_replaces_the_old_export_completely(make_site: MakeSite, out: Pa
 
 def test_export_holds_no_drafts_or_embargoed(out: Path) -> None:
     site = load(DEMO_CONFIG)
-    hidden = [a for a in site.articles if not a.is_published(NOW)]
+    hidden = [a for a in site.all_articles() if not a.is_published(NOW)]
     assert hidden, "the demo should hold a draft and an embargoed article"
     build(site, out)
     files = snapshot(out)
@@ -127,7 +127,7 @@ def test_export_holds_no_drafts_or_embargoed(out: Path) -> None:
             assert secret not in text, f"{secret.decode()} in {rel}"
     for article in hidden:
         assert f"articles/{article.id}.html" not in files
-    assert len(files) == 2 * (1 + 2 * len(site.specs) + len(site.visible))
+    assert len(files) == 2 * (1 + 2 * len(site.specs) + len(site.published()))
 
 
 @pytest.mark.parametrize("fail_after", [0, 1, 7])

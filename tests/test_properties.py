@@ -26,7 +26,7 @@ from feeds import create_app
 from feeds.articles import Article, SourceFile, parse_article
 from feeds.config import FeedSpec, SiteConfig, load_config
 from feeds.render import render_atom, render_rss
-from feeds.site import load_site
+from feeds.site import open_site
 
 from conftest import NOW, SHARED
 from test_conformance import atom_problems, rss_problems
@@ -77,7 +77,7 @@ def site_config(tmp_path_factory: pytest.TempPathFactory) -> SiteConfig:
 
 @pytest.fixture(scope="module")
 def specs(site_config: SiteConfig) -> dict[str, FeedSpec]:
-    return load_site(str(site_config.path), lambda: NOW).specs
+    return open_site(str(site_config.path), lambda: NOW).specs
 
 
 @pytest.fixture(scope="module")
@@ -193,8 +193,8 @@ def test_sites_written_as_files_serve_every_feed(atom_schema: etree.RelaxNG,
             path.write_bytes(front_matter(fields, body))
         config = root / "config.yaml"
         config.write_text(yaml.safe_dump(SITE, allow_unicode=True), encoding="utf-8")
-        site = load_site(str(config), lambda: NOW)
-        again = load_site(str(config), lambda: NOW)
+        site = open_site(str(config), lambda: NOW)
+        again = open_site(str(config), lambda: NOW)
         with mock.patch.dict(os.environ, {"FEEDS_WATCH": "0"}):
             client = create_app(config, clock=lambda: NOW).test_client()
         for name in site.specs:

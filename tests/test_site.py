@@ -14,22 +14,22 @@ from lxml import etree
 from conftest import DEMO_CONFIG, NOW, MakeSite
 from feeds import create_app
 from feeds.errors import NotFound
-from feeds.site import FORMATS, Site, load_site
+from feeds.site import FORMATS, Site, open_site
 
 SECRETS = ("DRAFT-SECRET", "EMBARGO-SECRET")
 EMBARGO_LIFTS = datetime(2030, 1, 1, 7, 0, tzinfo=UTC)  # SMALL_ARTICLES' sperrfrist.md
 
 
 def load(path) -> Site:
-    return load_site(str(path), clock=lambda: NOW)
+    return open_site(str(path), clock=lambda: NOW)
 
 
 def every_document(site: Site) -> dict[str, object]:
-    docs: dict[str, object] = {"index": site.index()}
+    docs: dict[str, object] = {"index": site.index_page()}
     for name in site.specs:
         for fmt in FORMATS:
             docs[f"feed {name}.{fmt}"] = site.feed(name, fmt)
-    for article in site.visible:
+    for article in site.published():
         docs[f"page {article.id}"] = site.page(article.id)
     return docs
 
@@ -111,7 +111,7 @@ def demo() -> Site:
 
 
 def test_demo_really_holds_a_draft_and_an_embargoed_article(demo: Site) -> None:
-    hidden = [a for a in demo.articles if not a.is_published(NOW)]
+    hidden = [a for a in demo.all_articles() if not a.is_published(NOW)]
     assert {a.draft for a in hidden} == {True, False}
     assert all(any(s in a.title for s in SECRETS) for a in hidden)
 
@@ -129,12 +129,12 @@ def test_demo_feeds_never_show_drafts_or_embargoed(demo: Site) -> None:
 
 
 def test_demo_pages_and_index_never_show_drafts_or_embargoed(demo: Site) -> None:
-    texts = {"index": html_text(demo.index().body)}
-    texts |= {a.id: html_text(demo.page(a.id).body) for a in demo.visible}
+    texts = {"index": html_text(demo.index_page().body)}
+    texts |= {a.id: html_text(demo.page(a.id).body) for a in demo.published()}
     for where, text in texts.items():
         for secret in SECRETS:
             assert secret not in text, f"{secret} on {where}"
-    for article in demo.articles:
+    for article in demo.all_articles():
         if not article.is_published(NOW):
             with pytest.raises(NotFound):
                 demo.page(article.id)
@@ -148,7 +148,7 @@ def test_a_topic_used_only_by_a_draft_is_not_revealed(make_site: MakeSite) -> No
         "c/spaeter.md": "---\ntitle: Spaeter\ndate: 2031-01-01\n"
                         "topics: [EMBARGO-SECRET Uebernahme]\n---\nText\n",
     }))
-    text = html_text(site.index().body) + "".join(
+    text = html_text(site.index_page().body) + "".join(
         feed_text(site.feed(n, f).body) for n in site.specs for f in FORMATS)
     for secret in SECRETS:
         assert secret.lower() not in text.lower()
@@ -159,10 +159,10 @@ def test_a_topic_used_only_by_a_draft_is_not_revealed(make_site: MakeSite) -> No
 def test_an_embargoed_article_appears_when_its_time_comes(make_site: MakeSite) -> None:
     path = make_site()
     now = [NOW]
-    site = load_site(str(path), clock=lambda: now[0])
+    site = open_site(str(path), clock=lambda: now[0])
     assert site.next_release == EMBARGO_LIFTS
-    old_feed, old_index = site.feed("alle", "atom"), site.index()
-    embargoed = next(a for a in site.articles if "EMBARGO-SECRET" in a.title)
+    old_feed, old_index = site.feed("alle", "atom"), site.index_page()
+    embargoed = next(a for a in site.all_articles() if "EMBARGO-SECRET" in a.title)
     assert not any("EMBARGO-SECRET" in t for t in entry_titles(old_feed.body))
 
     now[0] = EMBARGO_LIFTS - timedelta(seconds=1)
@@ -170,17 +170,17 @@ def test_an_embargoed_article_appears_when_its_time_comes(make_site: MakeSite) -
     with pytest.raises(NotFound):
         site.page(embargoed.id)
 
-    generation = site.catalog.generation
+    generation = site.generation
     now[0] = EMBARGO_LIFTS  # no file event, no reload: only the clock moves
     for fmt in FORMATS:
         assert entry_titles(site.feed("alle", fmt).body)[0] == embargoed.title
-    assert site.catalog.generation == generation
+    assert site.generation == generation
     assert "EMBARGO-SECRET" in html_text(site.page(embargoed.id).body)
-    assert "EMBARGO-SECRET" in html_text(site.index().body)
+    assert "EMBARGO-SECRET" in html_text(site.index_page().body)
     new_feed = site.feed("alle", "atom")
     assert new_feed.last_modified > old_feed.last_modified
     assert new_feed.etag != old_feed.etag
-    assert site.index().last_modified > old_index.last_modified
+    assert site.index_page().last_modified > old_index.last_modified
     assert site.next_release is None
     assert "DRAFT-SECRET" not in feed_text(site.feed("alle", "rss").body)
 
@@ -216,7 +216,7 @@ def test_an_empty_feed_still_renders_with_the_sites_latest_date(make_site: MakeS
     doc = site.feed("leer", fmt)
     parsed = feedparser.parse(doc.body)
     assert not parsed.bozo and parsed.entries == []
-    newest = max(a.updated for a in site.visible)
+    newest = max(a.updated for a in site.published())
     assert doc.last_modified == newest
     assert datetime(*parsed.feed.updated_parsed[:6], tzinfo=UTC) == newest
 

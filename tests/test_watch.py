@@ -503,7 +503,7 @@ def test_an_unreadable_file_keeps_its_previous_good_version(
     for p in old:
         now = live.text(p)
         assert "Erster Artikel" in now and "UNREADABLE-VERSION" not in now, p
-    problems = [str(p) for p in live.site.problems]
+    problems = [str(p) for p in live.site.problems()]
     assert any("politik/erster.md" in p and "cannot read" in p for p in problems), problems
     monkeypatch.undo()
     assert live.site.apply(["politik/erster.md"]) is True
@@ -532,7 +532,7 @@ def test_a_file_deleted_between_listing_and_reading_gives_no_error(
     assert client.get("/articles/erster").status_code == 200
     assert "Zweiter Artikel" not in client.get("/feeds/alle.rss").get_data(as_text=True)
     site: Site = app.extensions["feeds"]
-    assert not any("zweiter" in str(p) for p in site.problems)
+    assert not any("zweiter" in str(p) for p in site.problems())
     assert site.apply(["politik/zweiter.md", "politik/never-there.md"]) is False
     assert not [r for r in caplog.records if r.levelname in ("ERROR", "CRITICAL")]
 
@@ -704,7 +704,7 @@ def test_an_embargoed_article_appears_when_the_clock_passes_its_date(live: Live)
     lifts = datetime(2030, 1, 1, 7, 0, tzinfo=UTC)  # conftest's sperrfrist.md
     assert "EMBARGO-SECRET" not in live.text("/feeds/alle.atom")
     before = _validators(live.client, "/feeds/alle.atom")
-    generation = live.site.catalog.generation
+    generation = live.site.generation
     live.now[0] = lifts - timedelta(seconds=1)
     assert "EMBARGO-SECRET" not in live.text("/feeds/alle.atom")
     live.now[0] = lifts
@@ -715,7 +715,7 @@ def test_an_embargoed_article_appears_when_the_clock_passes_its_date(live: Live)
     after = _validators(live.client, "/feeds/alle.atom")
     assert after[0] != before[0]
     assert parsedate_to_datetime(after[1]) > parsedate_to_datetime(before[1])
-    assert live.site.catalog.generation == generation  # no file event was needed
+    assert live.site.generation == generation  # no file event was needed
     since = live.client.get(
         "/feeds/alle.atom",
         headers={"If-Modified-Since": format_datetime(parsedate_to_datetime(before[1]), usegmt=True)},
