@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import atexit
 import logging
 import os
 from pathlib import Path
 
 from flask import Flask
 
-from . import http
+from . import http, logs
 from .config import config_path_from_env
 from .metrics import Metrics
-from .site import Clock, Site, utc_now
+from .site import Clock, Site, open_site, utc_now
 
 log = logging.getLogger(__name__)
 
@@ -37,10 +36,9 @@ def create_app(
     ``clock`` lets tests pin "now" (embargoes depend on it). ``watch`` (default: on unless
     ``FEEDS_WATCH=0``) reloads articles and config as they change, in every worker.
     """
-    if not logging.getLogger().handlers:  # under gunicorn or granian: one line per event
-        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logs.configure()  # under gunicorn or granian: one line per event
     path = config_path_from_env(config_path)
-    site = Site(path, clock, state_dir or state_dir_for(path))
+    site = open_site(path, clock, state_dir or state_dir_for(path))
     log.info(
         "loaded %s: %d articles, %d feeds, %d problems",
         path,
@@ -69,4 +67,3 @@ def _watch(app: Flask, site: Site) -> None:
     start()
     # Threads do not survive fork: a worker forked from a preloaded app starts its own.
     os.register_at_fork(after_in_child=start)
-    atexit.register(site.save_cache)

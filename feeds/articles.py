@@ -1,27 +1,29 @@
 """Read article files into immutable :class:`Article` values.
 
-``parse_article`` is pure (bytes and facts in, an article and problems out) so every odd input
-can be tested without a file system; ``sources.py`` is the thin edge that walks the folder.
-A bad file never stops the others: it is left out or repaired, and reported by name.
+``parse_meta`` is pure (bytes and facts in, metadata and problems out) so every odd input can be
+tested without a file system; ``sources.py`` is the thin edge that finds and reads the files.
+A bad file never stops the others: it is left out or repaired, and reported by name and line.
 """
 
 from __future__ import annotations
 
-import difflib
 import logging
 import mimetypes
 import re
+import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from datetime import UTC, date, datetime, time
+from enum import StrEnum
 from functools import lru_cache
 from pathlib import PurePosixPath
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import quote, urljoin, urlsplit
 from zoneinfo import ZoneInfo
 
 from .config import SiteConfig
 from .errors import Problem, Severity
+from .fields import did_you_mean, language_tag
 from .markup import clean_text, html_to_text, markdown_to_html, plain_to_html, sanitize, shorten
 from .slugs import slug
 from .yamlfile import YAMLProblem, line_of, load_yaml
@@ -33,6 +35,7 @@ KEYS = (
     "id",
     "title",
     "date",
+    "first_seen",
     "updated",
     "topics",
     "tags",
@@ -44,9 +47,27 @@ KEYS = (
     "link",
     "sources",
 )
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _FENCE = re.compile(r"^(---|\.\.\.)[ \t]*$")
 _ID_SEGMENT = re.compile(r"^[^\s/\\?#%<>\"]+$")
-_LANGUAGE = re.compile(r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{1,8})*$")
+
+
+class Stamp(NamedTuple):
+    """One version of a file (size, mtime in ns): whether it changed since it was read."""
+
+    size: int
+    mtime_ns: int
+
+
+NO_STAMP = Stamp(0, 0)
+
+
+class DateSource(StrEnum):
+    """Where an article's first-publication date comes from, which decides its entry id."""
+
+    DATE = "date"  # front matter ``date``: the id carries that day (tag URI)
+    FIRST_SEEN = "first_seen"  # front matter ``first_seen`` (written by ``check --stamp-dates``)
+    SEEN = "seen"  # none in the file: the day the publisher first saw it, from the state folder
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,9 +94,10 @@ class Meta:
     """What selection needs to know of an article, without its rendered body.
 
     All datetimes are timezone-aware UTC; ``updated >= published``. ``url`` is where entries
-    link to, ``permalink`` the article's own page. ``version`` (size, mtime) tells whether the
-    file changed since this was read. The index keeps only these, so 100,000 articles fit in
-    memory; bodies are rendered for the entries a document actually shows.
+    link to, ``permalink`` the article's own page. ``version`` tells whether the file changed
+    since this was read. An article whose ``dated_by`` is SEEN has ``published`` EPOCH until
+    :func:`with_first_seen` gives it the remembered date. The index keeps only these, so
+    100,000 articles fit in memory; bodies are rendered for the entries a document shows.
     """
 
     id: str
@@ -95,8 +117,9 @@ class Meta:
     image_length: int = 0
     sources: tuple[str, ...] = ()
     given_summary: str | None = None
-    version: tuple[int, float] = (0, 0.0)
+    version: Stamp = NO_STAMP
     body_start: int = 0  # where the body begins in the decoded text, to skip re-parsing
+    dated_by: DateSource = DateSource.DATE
 
     @property
     def topic_slugs(self) -> frozenset[str]:
@@ -109,16 +132,6 @@ class Meta:
     def is_published(self, now: datetime) -> bool:
         return not self.draft and self.published <= now
 
-    def __reduce__(self) -> tuple[type, tuple[Any, ...]]:
-        # The index cache holds 100,000 of these: rebuilding through the constructor is
-        # several times faster than the generic state protocol of slotted dataclasses.
-        return type(self), tuple(getattr(self, name) for name in _field_names(type(self)))
-
-
-@lru_cache(maxsize=8)
-def _field_names(cls: type) -> tuple[str, ...]:
-    return tuple(f.name for f in fields(cls))
-
 
 @dataclass(frozen=True, slots=True)
 class Article(Meta):
@@ -130,21 +143,49 @@ class Article(Meta):
 
 @dataclass(frozen=True)
 class SourceFile:
-    """What the edge read from disk: everything ``parse_article`` needs, nothing more."""
+    """What the edge read from disk: everything ``parse_meta`` needs, nothing more."""
 
     path: str  # relative to the articles folder, POSIX separators
     data: bytes
-    mtime: float
+    stamp: Stamp = NO_STAMP
     image_sizes: Mapping[str, int] | None = None
-    mtime_ns: int = 0
 
 
 def article_id_for(path: str) -> str:
     return str(PurePosixPath(path).with_suffix(""))
 
 
+def id_path(article_id: str) -> str:
+    """An article id as it appears in URLs and entry ids (ids may hold any Unicode)."""
+    return quote(article_id, safe="/~.-_")
+
+
 def permalink(site: SiteConfig, article_id: str) -> str:
-    return f"{site.url}articles/{quote(article_id, safe='/~.-_')}"  # site.url ends with "/"
+    return f"{site.url}articles/{id_path(article_id)}"  # site.url ends with "/"
+
+
+def entry_id(site: SiteConfig, meta: Meta) -> str:
+    """The id readers key entries on: it must never change, whatever happens to the file.
+
+    Dated articles get a tag URI (RFC 4151) with the host and their first day, as published
+    since the first release. Articles without ``date`` get a name-based UUID (RFC 9562 v5) of
+    host and id: nothing about when or where the file was copied can change it, and writing the
+    date into the file later (``first_seen``) keeps it.
+    """
+    if meta.dated_by is DateSource.DATE:
+        day = meta.published.astimezone(site.tz).date().isoformat()
+        return f"tag:{site.host},{day}:{id_path(meta.id)}"
+    return f"urn:uuid:{uuid.uuid5(_host_namespace(site.host), meta.id)}"
+
+
+@lru_cache(maxsize=16)
+def _host_namespace(host: str) -> uuid.UUID:
+    return uuid.uuid5(uuid.NAMESPACE_DNS, host)
+
+
+def with_first_seen(meta: Meta, seen: datetime) -> Meta:
+    """``meta`` of an article without a date in its file, dated when it was first seen."""
+    return replace(meta, published=seen, updated=max(meta.updated, seen))
 
 
 def parse_article(source: SourceFile, site: SiteConfig) -> tuple[Article | None, list[Problem]]:
@@ -176,192 +217,283 @@ def decode(data: bytes, strict: bool = False) -> str:
 
 def read_body(source: SourceFile, meta: Meta) -> str | None:
     """The body of ``meta`` from a fresh read of its file, or None if the file has changed."""
-    if (len(source.data), source.mtime) != meta.version:
+    if source.stamp != meta.version:
         return None
     return decode(source.data)[meta.body_start :]
 
 
-def parse_meta(source: SourceFile, site: SiteConfig) -> tuple[Meta | None, str, list[Problem]]:
-    """Everything but the body's HTML: cheap enough to run over a whole archive."""
-    problems: list[Problem] = []
+def stamped(data: bytes, when: str) -> bytes:
+    """The file's bytes with ``first_seen: <when>`` in its front matter (added if it has none).
 
-    def report(message: str, line: int | None = None, severity: Severity = Severity.ERROR) -> None:
-        problems.append(Problem(source.path, line, message, severity))
+    Everything else stays byte for byte: BOM, line ends, the body. Used by
+    ``feeds check --stamp-dates`` so the date a dateless article was first seen survives
+    copies and other machines, without changing its entry id.
+    """
+    bom = b"\xef\xbb\xbf" if data.startswith(b"\xef\xbb\xbf") else b""
+    rest = data[len(bom) :]
+    end = rest.find(b"\n")
+    first = rest if end < 0 else rest[: end + 1]
+    newline = b"\r\n" if first.endswith(b"\r\n") else b"\n"
+    line = b"first_seen: " + when.encode() + newline
+    if first.rstrip(b"\r\n").rstrip(b" \t") == b"---":
+        return bom + first + line + rest[len(first) :]
+    return bom + b"---" + newline + line + b"---" + newline + rest
 
-    if not source.data.strip():
-        report("empty file, left out")
-        return None, "", problems
-    if b"\x00" in source.data:
-        report("binary file (contains NUL bytes), left out; articles must be UTF-8 text")
-        return None, "", problems
-    try:
-        text = decode(source.data, strict=True)
-    except UnicodeDecodeError as exc:
-        line = source.data[: exc.start].count(b"\n") + 1
-        report(f"not valid UTF-8 (byte {exc.start}); bad bytes replaced with U+FFFD", line)
-        text = decode(source.data)
 
-    meta: Any = {}
-    body = text
-    lines = text.split("\n")
-    if lines and _FENCE.match(lines[0]) and lines[0].startswith("---"):
-        end = next((i for i in range(1, len(lines)) if _FENCE.match(lines[i])), None)
-        if end is None:
-            report("front matter opened with '---' on line 1 is never closed; left out", 1)
-            return None, "", problems
-        try:
-            meta = load_yaml("\n".join(lines[1:end]), first_line=2) or {}
-        except YAMLProblem as exc:
-            report(f"front matter: {exc.message}; left out", exc.line)
-            return None, "", problems
-        if not isinstance(meta, Mapping):
-            report("front matter must be a mapping of keys (title: ..., date: ...); left out", 2)
-            return None, "", problems
-        _clean_strings(meta)  # YAML escapes such as "\x07" bring back what clean_text removed
-        body = "\n".join(lines[end + 1 :])
+class _Front:
+    """The front matter of one file, and the problems found while reading its fields."""
 
-    for key in meta:
-        if key not in KEYS:
-            close = difflib.get_close_matches(str(key), KEYS, n=1)
-            hint = f"; did you mean '{close[0]}'?" if close else ""
-            report(f"unknown front matter key {key!r} ignored{hint}", line_of(meta, key), Severity.WARNING)
+    def __init__(self, path: str, values: Mapping[Any, Any]) -> None:
+        self.path = path
+        self.values = values
+        self.problems: list[Problem] = []
 
-    def field(key: str, kind: type | tuple[type, ...], expected: str) -> Any:
-        value = meta.get(key)
+    def report(self, message: str, key: str | None = None, severity: Severity = Severity.ERROR) -> None:
+        line = line_of(self.values, key) if key is not None else None
+        self.problems.append(Problem(self.path, line, message, severity))
+
+    def given(self, key: str) -> Any:
+        return self.values.get(key)
+
+    def typed(self, key: str, kind: type | tuple[type, ...], expected: str) -> Any:
+        """The value of ``key`` if it has the expected type; otherwise warn and ignore it."""
+        value = self.values.get(key)
         if value is None:
             return None
-        is_bool = isinstance(value, bool) and bool not in (kind if isinstance(kind, tuple) else (kind,))
-        if is_bool or not isinstance(value, kind):
-            report(
-                f"{key}: expected {expected}, got {value!r}; ignored", line_of(meta, key), Severity.WARNING
-            )
+        kinds = kind if isinstance(kind, tuple) else (kind,)
+        if (isinstance(value, bool) and bool not in kinds) or not isinstance(value, kinds):
+            self.report(f"{key}: expected {expected}, got {value!r}; ignored", key, Severity.WARNING)
             return None
         return value
 
-    is_plain = source.path.endswith(".txt")
-    title = _one_line(field("title", (str, int, float, date), "a string"))
+
+def parse_meta(source: SourceFile, site: SiteConfig) -> tuple[Meta | None, str, list[Problem]]:
+    """Everything but the body's HTML: cheap enough to run over a whole archive."""
+    early: list[Problem] = []
+    text = _decode_checked(source, early)
+    if text is None:
+        return None, "", early
+    split = _split_front_matter(source.path, text, early)
+    if split is None:
+        return None, "", early
+    front = _Front(source.path, split[0])
+    front.problems = early
+    body = split[1]
+    _warn_unknown_keys(front)
+    title, body = _title(front, body, is_plain=source.path.endswith(".txt"))
     if not title:
-        first, _, rest = body.lstrip("\n").partition("\n")
-        title = _one_line(first.lstrip("#").strip() if not is_plain else first)
-        body = rest
-    if not title:
-        report("no title: neither a 'title' in front matter nor a first line; left out")
-        return None, "", problems
-
-    tz = site.tz
-    published = _when(meta.get("date"), tz)
-    if published is None:
-        if "date" in meta and meta["date"] is not None:
-            report(
-                f"date: cannot read {meta['date']!r} as a date between the years 1001 and 9998; "
-                "using the file time",
-                line_of(meta, "date"),
-            )
-        else:
-            report(
-                "no date: using the file's modification time (add 'date:' so the date survives a copy)",
-                None,
-                Severity.WARNING,
-            )
-        published = datetime.fromtimestamp(int(source.mtime), UTC)
-    updated = _when(meta.get("updated"), tz)
-    if updated is None and meta.get("updated") is not None:
-        report(f"updated: cannot read {meta['updated']!r} as a date; ignored", line_of(meta, "updated"))
-    updated = max(updated or published, published)
-
-    article_id = clean_text(article_id_for(source.path))  # folder names may hold anything
-    given_id = field("id", (str, int), "a string")
-    if given_id is not None:
-        if _valid_id(str(given_id)):
-            article_id = str(given_id).strip()
-        else:
-            report(
-                f"id: {given_id!r} is not usable in a URL (no spaces, '..', '?', '#' or '%'); "
-                "using the file path",
-                line_of(meta, "id"),
-            )
-
-    given_summary = field("summary", str, "a string")
-
-    topics = _topics(field("topics", (str, list), "a list of topic names"))
-    if not topics:
-        parts = PurePosixPath(source.path).parts
-        topics = _topics([parts[0]]) if len(parts) > 1 else ()
-    tags = _topics(field("tags", (str, list), "a list of tags"))
-
-    authors = _authors(meta.get("author"))
-    if authors is None:
-        report(
-            "author: expected a name, {name, email, uri}, or a list of those; ignored",
-            line_of(meta, "author"),
-            Severity.WARNING,
-        )
-        authors = ()
-    if not authors and site.author:
-        authors = (_site_author(site.author),)
-
-    language = field("language", str, "a language tag such as de")
-    if language is not None and not _LANGUAGE.match(language):
-        report(
-            f"language: {language!r} is not a language tag such as de or en-US; ignored",
-            line_of(meta, "language"),
-            Severity.WARNING,
-        )
-        language = None
-
-    link = field("link", str, "an absolute URL")
-    if link is not None:
-        given, link = link, _web_url(site, link)
-        if link is None or not given.strip().lower().startswith(("http://", "https://")):
-            report(
-                f"link: {given!r} is not an absolute http(s) URL; ignored",
-                line_of(meta, "link"),
-                Severity.WARNING,
-            )
-            link = None
-
-    image = field("image", str, "an image path or URL")
-    image_url = _web_url(site, image) if image else None
-    if image and image_url is None:
-        report(
-            f"image: {image!r} is neither a path nor an http(s) URL; ignored",
-            line_of(meta, "image"),
-            Severity.WARNING,
-        )
-        image = None
-    sizes = source.image_sizes or {}
-
-    draft = meta.get("draft", False)
-    if not isinstance(draft, bool):
-        report(f"draft: expected true or false, got {draft!r}; treated as a draft", line_of(meta, "draft"))
-        draft = True
-
-    sources_field = field("sources", (str, list), "a list of sources")
-    sources = tuple(_one_line(s) for s in _as_list(sources_field) if _one_line(s))
-
+        front.report("no title: neither a 'title' in front matter nor a first line; left out")
+        return None, "", front.problems
+    published, dated_by = _published(front, site.tz)
+    article_id = _article_id(front, source.path)
     page = permalink(site, article_id)
+    link = _link(front, site)
+    image, image_type, image_length = _image(front, site, source.image_sizes or {})
     meta = Meta(
         id=article_id,
         path=source.path,
         title=title,
         published=published,
-        updated=updated,
+        updated=_updated(front, site.tz, published),
         url=link or page,
         permalink=page,
-        topics=topics,
-        tags=tags,
-        authors=authors,
-        language=language,
-        draft=draft,
-        image=image_url,
-        image_type=(mimetypes.guess_type(image_url)[0] or "application/octet-stream") if image_url else None,
-        image_length=sizes.get(image.strip(), 0) if image else 0,
-        sources=sources,
-        given_summary=given_summary.strip() if given_summary and given_summary.strip() else None,
-        version=(len(source.data), source.mtime),
+        topics=_topics(front.typed("topics", (str, list), "a list of topic names"))
+        or _folder_topic(source.path),
+        tags=_topics(front.typed("tags", (str, list), "a list of tags")),
+        authors=_article_authors(front, site),
+        language=_language(front),
+        draft=_draft(front),
+        image=image,
+        image_type=image_type,
+        image_length=image_length,
+        sources=_sources(front),
+        given_summary=_given_summary(front),
+        version=source.stamp,
         body_start=len(text) - len(body),
+        dated_by=dated_by,
     )
-    return meta, body, problems
+    return meta, body, front.problems
+
+
+def _decode_checked(source: SourceFile, problems: list[Problem]) -> str | None:
+    """The file's text, or None (reported) when it cannot be an article at all."""
+    if not source.data.strip():
+        problems.append(Problem(source.path, None, "empty file, left out"))
+        return None
+    if b"\x00" in source.data:
+        message = "binary file (contains NUL bytes), left out; articles must be UTF-8 text"
+        problems.append(Problem(source.path, None, message))
+        return None
+    try:
+        return decode(source.data, strict=True)
+    except UnicodeDecodeError as exc:
+        line = source.data[: exc.start].count(b"\n") + 1
+        message = f"not valid UTF-8 (byte {exc.start}); bad bytes replaced with U+FFFD"
+        problems.append(Problem(source.path, line, message))
+        return decode(source.data)
+
+
+def _split_front_matter(
+    path: str, text: str, problems: list[Problem]
+) -> tuple[Mapping[Any, Any], str] | None:
+    """(front matter, body); an empty mapping when there is none; None when it is unusable."""
+    lines = text.split("\n")
+    if not (lines and _FENCE.match(lines[0]) and lines[0].startswith("---")):
+        return {}, text
+    end = next((i for i in range(1, len(lines)) if _FENCE.match(lines[i])), None)
+    if end is None:
+        problems.append(
+            Problem(path, 1, "front matter opened with '---' on line 1 is never closed; left out")
+        )
+        return None
+    try:
+        # Articles have no use for anchors; refusing aliases keeps a 500-byte alias bomb from
+        # costing minutes of CPU.
+        values = load_yaml("\n".join(lines[1:end]), first_line=2, aliases=False) or {}
+    except YAMLProblem as exc:
+        problems.append(Problem(path, exc.line, f"front matter: {exc.message}; left out"))
+        return None
+    if not isinstance(values, Mapping):
+        message = "front matter must be a mapping of keys (title: ..., date: ...); left out"
+        problems.append(Problem(path, 2, message))
+        return None
+    _clean_strings(values)  # YAML escapes such as "\x07" bring back what clean_text removed
+    return values, "\n".join(lines[end + 1 :])
+
+
+def _warn_unknown_keys(front: _Front) -> None:
+    for key in front.values:
+        if key not in KEYS:
+            message = f"unknown front matter key {key!r} ignored{did_you_mean(str(key), KEYS)}"
+            front.report(message, key, Severity.WARNING)
+
+
+def _title(front: _Front, body: str, is_plain: bool) -> tuple[str, str]:
+    """The title and what remains of the body (a title taken from the first line leaves it)."""
+    title = _one_line(front.typed("title", (str, int, float, date), "a string"))
+    if title:
+        return title, body
+    first, _, rest = body.lstrip("\n").partition("\n")
+    return _one_line(first if is_plain else first.lstrip("#").strip()), rest
+
+
+def _published(front: _Front, tz: ZoneInfo) -> tuple[datetime, DateSource]:
+    for key, source in (("date", DateSource.DATE), ("first_seen", DateSource.FIRST_SEEN)):
+        value = front.given(key)
+        if value is None:
+            continue
+        moment = _when(value, tz)
+        if moment is not None:
+            return moment, source
+        front.report(
+            f"{key}: cannot read {value!r} as a date between the years 1001 and 9998; "
+            "dated when first seen instead",
+            key,
+        )
+    if front.given("date") is None:
+        front.report(
+            "no date: dated when first seen, remembered in the state folder "
+            "(run 'feeds check --stamp-dates' to write it into the file)",
+            severity=Severity.WARNING,
+        )
+    return EPOCH, DateSource.SEEN
+
+
+def _updated(front: _Front, tz: ZoneInfo, published: datetime) -> datetime:
+    value = front.given("updated")
+    updated = _when(value, tz)
+    if updated is None and value is not None:
+        front.report(f"updated: cannot read {value!r} as a date; ignored", "updated")
+    return max(updated or published, published)
+
+
+def _article_id(front: _Front, path: str) -> str:
+    default = clean_text(article_id_for(path))  # folder names may hold anything
+    given = front.typed("id", (str, int), "a string")
+    if given is None:
+        return default
+    if _valid_id(str(given)):
+        return str(given).strip()
+    front.report(
+        f"id: {given!r} is not usable in a URL (no spaces, '..', '?', '#' or '%'); using the file path",
+        "id",
+    )
+    return default
+
+
+def _folder_topic(path: str) -> tuple[Topic, ...]:
+    parts = PurePosixPath(path).parts
+    return _topics([parts[0]]) if len(parts) > 1 else ()
+
+
+def _article_authors(front: _Front, site: SiteConfig) -> tuple[Author, ...]:
+    authors = _authors(front.given("author"))
+    if authors is None:
+        front.report(
+            "author: expected a name, {name, email, uri}, or a list of those; ignored",
+            "author",
+            Severity.WARNING,
+        )
+        authors = ()
+    if not authors and site.author:
+        authors = (_site_author(site.author),)
+    return authors
+
+
+def _language(front: _Front) -> str | None:
+    value = front.typed("language", str, "a language tag such as de")
+    if value is None:
+        return None
+    try:
+        return language_tag(value)
+    except (TypeError, ValueError):
+        message = f"language: {value!r} is not a language tag such as de or en-US; ignored"
+        front.report(message, "language", Severity.WARNING)
+        return None
+
+
+def _link(front: _Front, site: SiteConfig) -> str | None:
+    given = front.typed("link", str, "an absolute URL")
+    if given is None:
+        return None
+    link = _web_url(site, given)
+    if link is None or not given.strip().lower().startswith(("http://", "https://")):
+        message = f"link: {given!r} is not an absolute http(s) URL; ignored"
+        front.report(message, "link", Severity.WARNING)
+        return None
+    return link
+
+
+def _image(front: _Front, site: SiteConfig, sizes: Mapping[str, int]) -> tuple[str | None, str | None, int]:
+    """The image's absolute URL, media type and length (the file's size when it is local)."""
+    given = front.typed("image", str, "an image path or URL")
+    if not given:
+        return None, None, 0
+    url = _web_url(site, given)
+    if url is None:
+        message = f"image: {given!r} is neither a path nor an http(s) URL; ignored"
+        front.report(message, "image", Severity.WARNING)
+        return None, None, 0
+    media_type = mimetypes.guess_type(url)[0] or "application/octet-stream"
+    return url, media_type, sizes.get(given.strip(), 0)
+
+
+def _draft(front: _Front) -> bool:
+    value = front.values.get("draft", False)
+    if isinstance(value, bool):
+        return value
+    front.report(f"draft: expected true or false, got {value!r}; treated as a draft", "draft")
+    return True
+
+
+def _sources(front: _Front) -> tuple[str, ...]:
+    given = front.typed("sources", (str, list), "a list of sources")
+    return tuple(_one_line(s) for s in _as_list(given) if _one_line(s))
+
+
+def _given_summary(front: _Front) -> str | None:
+    given = front.typed("summary", str, "a string")
+    return given.strip() if given and given.strip() else None
 
 
 def _clean_strings(value: Any) -> Any:
@@ -417,7 +549,7 @@ def _as_list(value: Any) -> list[Any]:
 
 
 @lru_cache(maxsize=65536)
-def _topic(topic_slug: str, name: str) -> Topic:
+def topic(topic_slug: str, name: str) -> Topic:
     """One shared instance per spelling: 100,000 articles name a few hundred topics."""
     return Topic(topic_slug, name)
 
@@ -429,7 +561,7 @@ def _topics(value: Any) -> tuple[Topic, ...]:
         # topic: shown as U+FFFD, with a stable hashed slug.
         name = _one_line(item) or _one_line(clean_text(str(item or ""), "\ufffd"))
         if name:
-            seen.setdefault(slug(name), _topic(slug(name), name))
+            seen.setdefault(slug(name), topic(slug(name), name))
     return tuple(seen.values())
 
 

@@ -9,16 +9,25 @@ from pathlib import Path
 
 import click
 
+from . import logs
+from .app import state_dir_for
+from .articles import DateSource, stamped
 from .config import config_path_from_env
 from .errors import ConfigError, Problem, Severity
 from .export import build as build_export
 from .render import feed_url
-from .site import Site, open_site
+from .site import FORMATS, Site, open_site
+from .sources import read_source, replace_if_unchanged
+
+
+def _open(path: Path) -> Site:
+    """The site as the server sees it: same state folder, so the same first-seen dates."""
+    return open_site(path, state_dir=state_dir_for(path))
 
 
 def _load(ctx: click.Context) -> Site:
     try:
-        return open_site(str(ctx.obj))
+        return _open(ctx.obj)
     except ConfigError as exc:
         raise click.ClickException(f"config is not valid:\n{exc}") from None
 
@@ -34,10 +43,7 @@ def _load(ctx: click.Context) -> Site:
 @click.pass_context
 def cli(ctx: click.Context, config_path: str | None, verbose: bool) -> None:
     """Publish per-topic RSS and Atom feeds from stored articles."""
-    logging.basicConfig(
-        level=logging.INFO if verbose else logging.WARNING,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    logs.configure(logging.INFO if verbose else logging.WARNING)
     ctx.obj = config_path_from_env(config_path)
 
 
@@ -46,7 +52,7 @@ def cli(ctx: click.Context, config_path: str | None, verbose: bool) -> None:
 @click.option("--port", default=8000, show_default=True, type=int)
 @click.pass_context
 def serve(ctx: click.Context, host: str, port: int) -> None:
-    """Serve the site with the development server (use gunicorn in production)."""
+    """Serve the site with the development server (production: granian, see the README)."""
     from .app import create_app
 
     logging.getLogger().setLevel(logging.INFO)
@@ -67,14 +73,29 @@ def serve(ctx: click.Context, host: str, port: int) -> None:
     show_default=True,
     help="json: one object for CI pipelines.",
 )
+@click.option(
+    "--stamp-dates",
+    is_flag=True,
+    help="Write the date each article without one was first seen into its file (first_seen:), "
+    "so it survives copies, restores and other machines. Entry ids do not change.",
+)
 @click.pass_context
-def check(ctx: click.Context, fmt: str) -> None:
+def check(ctx: click.Context, fmt: str, stamp_dates: bool) -> None:
     """Validate the config and every article; exit 1 if anything is an error."""
     problems: list[Problem]
     try:
-        site = open_site(str(ctx.obj))
-        problems = list(site.problems()) + _shadowed_topics(site)
-        counts = {"articles": len(site.all_articles()), "published": len(site.published()), "feeds": len(site.specs)}
+        site = _open(ctx.obj)
+        if stamp_dates:
+            written = _stamp_dates(site)
+            click.echo(f"wrote first_seen into {written} article(s)", err=fmt == "json")
+            if written:
+                site = _open(ctx.obj)
+        problems = list(site.problems()) + _shadowed_topics(site) + _trimmed_feeds(site)
+        counts = {
+            "articles": len(site.all_articles()),
+            "published": len(site.published()),
+            "feeds": len(site.specs),
+        }
     except ConfigError as exc:
         problems, counts = list(exc.problems), {}
     errors = sum(p.severity is Severity.ERROR for p in problems)
@@ -103,6 +124,40 @@ def check(ctx: click.Context, fmt: str) -> None:
         click.echo(f"{summary + ': ' if summary else ''}{errors} errors, {warnings} warnings")
     if errors:
         sys.exit(1)
+
+
+def _stamp_dates(site: Site) -> int:
+    """Write ``first_seen`` into every file whose article has no date; the count written."""
+    config = site.config
+    written = 0
+    for meta in site.all_articles():
+        if meta.dated_by is not DateSource.SEEN:
+            continue
+        when = meta.published.astimezone(config.tz).isoformat()
+        try:
+            source = read_source(config.articles_dir, meta.path, config.max_article_bytes)
+            if source.stamp == meta.version and replace_if_unchanged(
+                config.articles_dir, meta.path, meta.version, stamped(source.data, when)
+            ):
+                written += 1
+                continue
+            reason = "it changed since it was read"
+        except OSError as exc:
+            reason = exc.strerror or str(exc)
+        click.echo(f"{meta.path}: first_seen not written: {reason}", err=True)
+    return written
+
+
+def _trimmed_feeds(site: Site) -> list[Problem]:
+    """Feeds that had to shed content or entries to stay under their max_bytes."""
+    found = []
+    for name, spec in site.specs.items():
+        for fmt in FORMATS:
+            note = site.feed(name, fmt).note
+            if note:
+                message = f"feed '{name}' ({fmt}, max_bytes {spec.max_bytes}): {note}"
+                found.append(Problem(str(site.config.path), None, message, Severity.WARNING))
+    return found
 
 
 def _shadowed_topics(site: Site) -> list[Problem]:

@@ -43,3 +43,7 @@ class ConfigError(FeedsError):
 
 class NotFound(FeedsError):
     """No feed, page or file answers to this name."""
+
+
+class Unsettled(FeedsError):
+    """The document's article is being written right now; ask again in a moment."""

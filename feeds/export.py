@@ -12,7 +12,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from .site import FORMATS, Document, Site
+from .documents import Document
+from .site import FORMATS, Site
 
 log = logging.getLogger(__name__)
 

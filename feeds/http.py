@@ -10,26 +10,28 @@ lists, unparsable dates ignored). Health, metrics and 404s go through Flask.
 
 from __future__ import annotations
 
-import logging
 import os
 import re
-import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
 from flask import Blueprint, Flask, Response, current_app, jsonify
 from werkzeug.exceptions import HTTPException
-from werkzeug.http import http_date, parse_accept_header, parse_etags
+from werkzeug.http import http_date
 from werkzeug.sansio.http import is_resource_modified
+from werkzeug.wrappers import Request
 
-from .errors import NotFound
+from .documents import Document
+from .errors import NotFound, Unsettled
+from .logs import AccessLog, StartResponse
 from .metrics import Metrics
-from .site import Document, Site
+from .site import FORMATS, Site
 
 bp = Blueprint("feeds", __name__)
-_FEED_FILE = re.compile(r"^/feeds/(?P<name>[a-z0-9][a-z0-9_-]*)\.(?P<fmt>rss|atom)$")
-StartResponse = Callable[..., Any]
+_FEED_FILE = re.compile(rf"^/feeds/(?P<name>[a-z0-9][a-z0-9_-]*)\.(?P<fmt>{'|'.join(FORMATS)})$")
+_ALLOW = [("Allow", "GET, HEAD"), ("Content-Type", "text/plain; charset=utf-8")]
+_NO_STORE = ("Cache-Control", "no-store")
 Headers = list[tuple[str, str]]
 
 
@@ -98,37 +100,6 @@ def is_unmodified(environ: dict[str, Any], doc: Document, answers: Answers) -> b
     )
 
 
-class AccessLog:
-    """One line per request (method, path, status, bytes, milliseconds) on ``feeds.access``.
-
-    For servers whose own access log lacks bytes or time (granian); gunicorn's can do both.
-    """
-
-    def __init__(self, app: Callable[..., Iterable[bytes]]) -> None:
-        self.app = app
-        self.log = logging.getLogger("feeds.access")
-
-    def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
-        started = time.perf_counter()
-        status = ["-"]
-
-        def recording(code: str, headers: Headers, *args: Any) -> Any:
-            status[0] = code.split(" ", 1)[0]
-            return start_response(code, headers, *args)
-
-        chunks = list(self.app(environ, recording))
-        self.log.info(
-            '%s "%s %s" %s %d %.2fms',
-            environ.get("REMOTE_ADDR", "-"),
-            environ.get("REQUEST_METHOD"),
-            environ.get("PATH_INFO"),
-            status[0],
-            sum(len(c) for c in chunks),
-            (time.perf_counter() - started) * 1000,
-        )
-        return chunks
-
-
 class DocumentApp:
     """WSGI middleware serving feeds, pages and the index; other requests go to ``fallback``."""
 
@@ -142,13 +113,20 @@ class DocumentApp:
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         method = environ.get("REQUEST_METHOD")
-        if method == "GET" or method == "HEAD":
-            path = environ.get("PATH_INFO", "")
+        path = environ.get("PATH_INFO", "")
+        try:
             found = self._lookup(path)
-            if found is not None:
-                kind, name, doc = found
-                return self._answer(environ, start_response, path, kind, name, doc, method == "HEAD")
-        return self.fallback(environ, start_response)
+        except Unsettled as exc:
+            start_response("503 Service Unavailable", [("Retry-After", "1"), _NO_STORE, *_ALLOW[1:]])
+            return [] if method == "HEAD" else [f"{exc}\n".encode()]
+        if found is None:
+            return self.fallback(environ, start_response)
+        kind, name, doc = found
+        if method != "GET" and method != "HEAD":
+            self._count(kind, name, 405)
+            start_response("405 Method Not Allowed", _ALLOW)  # RFC 9110 15.5.6
+            return [b"Method not allowed: documents answer GET and HEAD.\n"]
+        return self._answer(environ, start_response, path, kind, name, doc, method == "HEAD")
 
     def _lookup(self, path: str) -> tuple[str, str, Document] | None:
         try:
@@ -177,15 +155,21 @@ class DocumentApp:
         doc: Document,
         head: bool,
     ) -> Iterable[bytes]:
+        gzip = self._accepts_gzip(environ.get("HTTP_ACCEPT_ENCODING"))
+        if not doc.complete:  # an entry left out while its file settles: nothing may keep it
+            self._count(kind, name, 200)
+            body = doc.gzipped if gzip else doc.body
+            headers = [("Content-Type", doc.mimetype), ("Content-Length", str(len(body))), _NO_STORE]
+            start_response("200 OK", [*headers, ("Content-Encoding", "gzip")] if gzip else headers)
+            return [b""] if head else [body]
         cached = self._answers.get(path)
         if cached is None or cached[0] is not doc:  # one entry per URL: old versions can go
             if len(self._answers) > 8192:
                 self._answers.clear()
             cached = self._answers[path] = (doc, Answers.of(doc))
         answers = cached[1]
-        gzip = self._accepts_gzip(environ.get("HTTP_ACCEPT_ENCODING"))
         if environ.get("HTTP_IF_MATCH") is not None:
-            if_match = parse_etags(environ["HTTP_IF_MATCH"])
+            if_match = Request(environ).if_match
             if not (if_match.contains(doc.etag) or if_match.contains(f"{doc.etag}-gzip")):
                 self._count(kind, name, 412)  # RFC 9110 13.1.1
                 start_response("412 Precondition Failed", [("Content-Length", "0")])
@@ -206,7 +190,8 @@ class DocumentApp:
             if len(self._gzip) > 1024:
                 self._gzip.clear()
             # Coding names are case-insensitive (RFC 9110 8.4.1); Werkzeug honours q=0.
-            known = self._gzip[header] = parse_accept_header(header.lower())["gzip"] > 0
+            request = Request({"HTTP_ACCEPT_ENCODING": header.lower()})
+            known = self._gzip[header] = request.accept_encodings["gzip"] > 0
         return known
 
     def _count(self, kind: str, name: str, status: int) -> None:

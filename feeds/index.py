@@ -1,11 +1,9 @@
-"""The article index: every file's metadata, built once and then kept current file by file.
+"""The article index: every file's metadata in memory, kept current file by file.
 
-A change to one file costs work proportional to that file: it is re-read, its metadata
-replaces the old one in the id table and in the newest-first lists (overall and per topic) by
-binary search. Bodies are not kept; documents render the few entries they show.
-
-A file that stops parsing (half-written, vanished, unreadable) keeps its last good version
-until a complete one is read, so readers never see a truncated or missing entry.
+A change to one file costs work proportional to that file: its new metadata replaces the old
+one in the id table and in the newest-first lists (overall and per topic) by binary search.
+Bodies are not kept; documents render the few entries they show. The index reads nothing from
+disk: records arrive already parsed (:mod:`feeds.records`), so no parse runs under its lock.
 """
 
 from __future__ import annotations
@@ -14,19 +12,16 @@ import bisect
 import heapq
 import itertools
 import logging
-import os
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
-from pathlib import Path
 
 from .articles import Meta
 from .config import FeedSpec, SiteConfig
 from .errors import Problem
-from .records import Record, exclusive, parse_all, parse_file, read_cache, write_cache
+from .records import Record
 from .selection import matches
-from .sources import iter_sources
 
 log = logging.getLogger(__name__)
 
@@ -83,12 +78,15 @@ class NewestFirst:
 
 @dataclass
 class Index:
-    """Mutated only through :meth:`load` / :meth:`refresh`; read under ``lock``."""
+    """Mutated only through :meth:`apply`; read under ``lock`` when several reads must agree.
+
+    Holds the records of every candidate file, with metas already dated (see
+    :func:`feeds.records.dated`); builds nothing from the disk itself.
+    """
 
     config: SiteConfig
     records: dict[str, Record] = field(default_factory=dict)
     lock: threading.RLock = field(default_factory=threading.RLock)
-    generation: int = 0
     _claims: dict[str, list[str]] = field(default_factory=dict)  # id -> paths, sorted
     _by_id: dict[str, Meta] = field(default_factory=dict)
     _all: NewestFirst = field(default_factory=NewestFirst)
@@ -102,76 +100,39 @@ class Index:
     @classmethod
     def of(cls, config: SiteConfig, metas: Iterable[Meta]) -> Index:
         """An index of articles already in memory (tests, tools); no files are read."""
+        return cls.build(config, {m.path: Record(m, m.version) for m in metas})
+
+    @classmethod
+    def build(cls, config: SiteConfig, records: dict[str, Record]) -> Index:
         index = cls(config)
-        index._rebuild({m.path: Record(m, (0, 0)) for m in metas})
-        index.generation += 1
+        index._rebuild(records)
         return index
 
-    def load(self, cache: Path | None = None) -> int:
-        """Read every file (reusing a cache entry when size and mtime match); returns parses.
+    def apply(self, rel: str, record: Record | None) -> bool:
+        """Take in one file as just read (None: it is gone); True if anything visible changed.
 
-        A large cold start parses on every core; the structures are then built in one sort.
+        A file that stops parsing or cannot be read for a moment keeps its last good version
+        until a complete one is read, so readers never see a truncated or missing entry.
         """
-        with exclusive(cache):  # workers starting together: one parses, the others reuse
-            return self._load(cache)
-
-    def _load(self, cache: Path | None) -> int:
-        cached = read_cache(cache, self.config) if cache else {}
-        root = self.config.articles_dir
-        records: dict[str, Record] = {}
-        misses: list[str] = []
-        for rel in iter_sources(root):
-            hit = cached.get(rel)
-            if hit is not None:
-                try:
-                    st = os.stat(os.path.join(root, rel))
-                except OSError:
-                    continue
-                if hit.stamp == (st.st_size, st.st_mtime_ns):
-                    records[rel] = hit
-                    continue
-            misses.append(rel)
-        for rel, record in parse_all(self.config, misses):
-            if record is not None:
-                records[rel] = record
         with self.lock:
-            self._rebuild(records)
-            self.generation += 1
-        if cache and (misses or len(cached) != len(self.records)):
-            self.save(cache)
-        return len(misses)
+            old = self.records.get(rel)
+            if record is None:
+                if old is None:
+                    return False
+                self._drop(rel)
+                return True
+            if record.meta is None and record.retry and old is not None and old.meta is not None:
+                note = Problem(rel, None, "keeping the last good version until the file reads again")
+                self._put(rel, Record(old.meta, old.stamp, (*record.problems, note)))
+                return False
+            self._put(rel, record)
+            return old is None or old.meta != record.meta
 
-    def refresh(self, rel_paths: Iterable[str]) -> bool:
-        """Re-read these files (new, changed or deleted); True if anything visible changed."""
-        changed = False
-        with self.lock:
-            for rel in rel_paths:
-                changed |= self._read(rel)
-            if changed:
-                self.generation += 1
-        return changed
-
-    def forget_tree(self, rel_dir: str) -> list[str]:
+    def paths_under(self, rel_dir: str) -> list[str]:
         """Paths known under a folder (for a folder that was moved or deleted)."""
         prefix = rel_dir.rstrip("/") + "/"
         with self.lock:
             return [p for p in self.records if p.startswith(prefix) or not rel_dir]
-
-    def _read(self, rel: str) -> bool:
-        old = self.records.get(rel)
-        record = parse_file(self.config, rel)
-        if record is None:  # gone
-            if old is None:
-                return False
-            self._drop(rel)
-            return True
-        if record.meta is None and old is not None and old.meta is not None:
-            reason = "cannot read file" if record.stamp == (0, 0) else "file does not parse"
-            note = Problem(rel, None, f"{reason}: keeping the last good version until it reads again")
-            self._put(rel, Record(old.meta, old.stamp, (*record.problems, note)))
-            return False
-        self._put(rel, record)
-        return old is None or old.meta != record.meta
 
     # -- bookkeeping --------------------------------------------------------------------------
 
@@ -332,11 +293,3 @@ class Index:
     def next_release(self, now: datetime) -> datetime | None:
         future = [m.published for m in self._all.metas[: self._all.first_published(now)]]
         return min(future) if future else None
-
-    # -- persistence ----------------------------------------------------------------------------
-
-    def save(self, cache: Path) -> None:
-        """Write the records for a fast restart; atomic, and harmless if it fails."""
-        with self.lock:
-            records = dict(self.records)
-        write_cache(cache, self.config, records)

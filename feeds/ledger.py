@@ -1,4 +1,11 @@
-"""Last-Modified that never goes backwards and is the same in every process.
+"""What the site has promised readers, kept across restarts and shared by all workers.
+
+Two promises live here: each document's Last-Modified, which never goes backwards, and the date
+each article without a ``date`` was first seen, which its place in every feed depends on. Unlike
+the index cache, this is state, not a cache: deleting it costs readers (dates move), so it is
+kept in a small SQLite file in the state folder, and in memory when that is unusable.
+
+Last-Modified that never goes backwards and is the same in every process.
 
 A document's natural Last-Modified is the newest ``updated`` among its entries. When the newest
 entry is deleted or un-published the bytes change but that date moves *back*, and a reader that
@@ -10,9 +17,11 @@ all worker processes share, so a changed document always gets a later date, and 
 
 from __future__ import annotations
 
+import json
 import logging
 import sqlite3
 import threading
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -20,8 +29,10 @@ log = logging.getLogger(__name__)
 
 _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS versions (key TEXT NOT NULL, etag TEXT NOT NULL, lm INTEGER NOT NULL, "
-    "seq INTEGER NOT NULL, PRIMARY KEY (key, etag))"
+    "seq INTEGER NOT NULL, PRIMARY KEY (key, etag))",
+    "CREATE TABLE IF NOT EXISTS first_seen (id TEXT PRIMARY KEY, seen INTEGER NOT NULL)",
 )
+APPLICATION_ID = 0x46454543  # marks the file as a feeds ledger (PRAGMA application_id)
 KEEP = 50  # versions remembered per document
 
 
@@ -52,17 +63,21 @@ class Ledger:
     def __init__(self, path: Path | None) -> None:
         self._lock = threading.Lock()
         self._memory: dict[str, dict[str, tuple[int, int]]] = {}  # key -> etag -> (lm, seq)
+        self._seen: dict[str, int] = {}  # article id -> first seen (epoch seconds), without SQLite
         self._seq = 0
         self._db: sqlite3.Connection | None = None
         if path is not None:
             try:
                 path.parent.mkdir(parents=True, exist_ok=True)
                 db = sqlite3.connect(str(path), timeout=10, isolation_level=None, check_same_thread=False)
+                db.execute("PRAGMA trusted_schema = OFF")
+                _claim(db, path)
                 db.execute("PRAGMA journal_mode=WAL")
                 db.execute("PRAGMA synchronous=NORMAL")
-                db.execute(_SCHEMA)
+                for statement in _SCHEMA:
+                    db.execute(statement)
                 self._db = db
-            except (OSError, sqlite3.Error) as exc:
+            except (OSError, sqlite3.Error, _Foreign) as exc:
                 log.warning(
                     "validator ledger %s unusable (%s); Last-Modified is kept in memory "
                     "only, so it may differ between processes",
@@ -134,7 +149,66 @@ class Ledger:
             log.warning("validator ledger write failed (%s); using the natural date", exc)
             return natural
 
+    def first_seen(self, ids: Iterable[str], now: datetime) -> dict[str, datetime]:
+        """When each article was first seen; ids not seen before are seen ``now``.
+
+        The first process to record an id wins, so every worker (and every restart) agrees.
+        """
+        wanted = set(ids)
+        stamp = int(now.timestamp())
+        with self._lock:
+            seen = self._first_seen_db(wanted, stamp) if self._db else None
+            if seen is None:
+                for article_id in wanted:
+                    self._seen.setdefault(article_id, stamp)
+                seen = {i: self._seen[i] for i in wanted}
+        return {i: datetime.fromtimestamp(s, UTC) for i, s in seen.items()}
+
+    def _first_seen_db(self, wanted: set[str], stamp: int) -> dict[str, int] | None:
+        assert self._db is not None
+        db = self._db
+        try:
+            known = {
+                i: s
+                for i, s in db.execute("SELECT id, seen FROM first_seen").fetchall()
+                if i in wanted and isinstance(s, int)
+            }
+            missing = wanted - known.keys()
+            if missing:
+                db.execute("BEGIN IMMEDIATE")
+                db.executemany(
+                    "INSERT OR IGNORE INTO first_seen VALUES (?, ?)", [(i, stamp) for i in missing]
+                )
+                rows = db.execute(
+                    "SELECT id, seen FROM first_seen WHERE id IN (SELECT value FROM json_each(?))",
+                    (json.dumps(sorted(missing)),),
+                ).fetchall()
+                db.execute("COMMIT")
+                known.update({i: s for i, s in rows if isinstance(s, int)})
+            return known
+        except sqlite3.Error as exc:
+            try:
+                db.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass
+            log.warning("validator ledger: first-seen dates unavailable (%s); kept in memory", exc)
+            return None
+
     def close(self) -> None:
         if self._db is not None:
             self._db.close()
             self._db = None
+
+
+class _Foreign(Exception):
+    """The ledger file belongs to something else; it is left alone."""
+
+
+def _claim(db: sqlite3.Connection, path: Path) -> None:
+    app = db.execute("PRAGMA application_id").fetchone()[0]
+    if app == APPLICATION_ID:
+        return
+    tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    if app != 0 or not tables <= {"versions", "first_seen"}:
+        raise _Foreign(f"{path} is not a feeds ledger; left untouched")
+    db.execute(f"PRAGMA application_id = {APPLICATION_ID}")  # an empty file, or ours from before

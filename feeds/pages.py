@@ -9,11 +9,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 from functools import lru_cache
-from urllib.parse import quote
 
 from jinja2 import Environment, PackageLoader, select_autoescape
 
-from .articles import Article
+from .articles import Article, Meta, id_path
 from .config import FeedSpec, SiteConfig
 from .render import MEDIA_TYPES
 
@@ -43,14 +42,14 @@ class Links:
     def feed(self, name: str, fmt: str) -> str:
         return f"{self.prefix}/feeds/{name}.{fmt}"
 
-    def article(self, article: Article) -> str:
-        return f"{self.prefix}/articles/{quote(article.id, safe='/~.-_')}"
+    def article(self, article: Meta) -> str:
+        return f"{self.prefix}/articles/{id_path(article.id)}"
 
     def local_time(self, moment: datetime) -> str:
         return moment.astimezone(self.site.tz).strftime("%Y-%m-%d %H:%M")
 
 
-def render_index(site: SiteConfig, specs: Sequence[FeedSpec], visible: Sequence[Article]) -> bytes:
+def render_index(site: SiteConfig, specs: Sequence[FeedSpec], visible: Sequence[Meta]) -> bytes:
     text = (
         _env()
         .get_template("index.html")

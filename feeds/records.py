@@ -1,90 +1,83 @@
 """Article files into index records: parsed in parallel at a cold start, cached for a warm one.
 
-A record is one file as last read. The cache (a pickle in the state folder) maps each path to
-its record with the size and mtime it was read at; it is only reused by the same parsing code
-and config, so a stale cache costs a full read, never a wrong answer.
+A record is one file as last read: its metadata if it parsed, and what was wrong with it. The
+cache (:mod:`feeds.indexcache`) is reused for a file only while its size and mtime are unchanged,
+and only by the same parsing code and config, so a stale cache costs a full read, never a wrong
+answer. Nothing here holds a lock that requests wait on: parsing happens before the index is
+touched.
 """
 
 from __future__ import annotations
 
-import fcntl
-import hashlib
 import logging
 import multiprocessing
 import os
-import pickle
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from contextlib import contextmanager
-from dataclasses import dataclass, fields
-from pathlib import Path
-from typing import Any
+from contextlib import nullcontext
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import TYPE_CHECKING
 
-from .articles import Meta, parse_meta
+from .articles import NO_STAMP, DateSource, Meta, Stamp, parse_meta, with_first_seen
 from .config import SiteConfig
 from .errors import Problem
-from .sources import read_source
+from .sources import Refused, read_source, scan
+
+if TYPE_CHECKING:
+    from .indexcache import IndexCache
 
 log = logging.getLogger(__name__)
-_CACHE_FORMAT = 4
 PARALLEL_FROM = 5000  # a cold start with fewer files to parse stays in one process
 CHUNK = 2000
+FirstSeen = Callable[[list[str]], dict[str, datetime]]
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class Record:
-    """One file as last read: its good metadata (if any) and what was wrong with it."""
+    """One file as last read.
+
+    ``retry``: the file has no usable metadata for a reason that may pass (half-written,
+    unreadable for a moment), so the index keeps serving its last good version meanwhile.
+    """
 
     meta: Meta | None
-    stamp: tuple[int, int]  # size, mtime_ns of the bytes ``meta`` came from
+    stamp: Stamp
     problems: tuple[Problem, ...] = ()
-
-    def __reduce__(self) -> tuple[type, tuple[Any, ...]]:
-        # Slotted dataclasses unpickle through a generic, slow __setstate__; the cache holds
-        # one Record per article.
-        return Record, (self.meta, self.stamp, self.problems)
+    retry: bool = False
 
 
+def refused(rel: str, reason: str) -> Record:
+    """A path that is never read (a pipe, a symlink out of the folder, a file too large)."""
+    problem = Problem(rel, None, f"{reason}; left out" if "left out" not in reason else reason)
+    return Record(None, NO_STAMP, (problem,))
 
-@contextmanager
-def exclusive(cache: Path | None) -> Iterator[None]:
-    """Hold a lock beside the cache file (no-op without one, or if it cannot be made)."""
-    if cache is None:
-        yield
-        return
+
+def parse_file(config: SiteConfig, rel: str) -> tuple[Record | None, str]:
+    """Read and parse one file: its record (None if it is gone) and its body text."""
     try:
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        handle = open(cache.with_name(cache.name + ".lock"), "a+b")  # noqa: SIM115
-    except OSError:
-        yield
-        return
-    with handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
-def parse_file(config: SiteConfig, rel: str) -> Record | None:
-    """Read and parse one file; None if it is gone. Unreadable: a record without meta."""
-    try:
-        source = read_source(config.articles_dir, rel)
+        source = read_source(config.articles_dir, rel, config.max_article_bytes)
     except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
-        return None
+        return None, ""
+    except Refused as exc:
+        record = refused(rel, exc.strerror or str(exc))
     except OSError as exc:
         problem = Problem(rel, None, f"cannot read file: {exc.strerror or exc}")
+        record = Record(None, NO_STAMP, (problem,), retry=True)
+    else:
+        meta, body, problems = parse_meta(source, config)
+        record = Record(meta, source.stamp, tuple(problems), retry=meta is None)
+        for problem in problems:
+            log.warning("article problem: %s", problem)
+        return record, body
+    for problem in record.problems:
         log.warning("article problem: %s", problem)
-        return Record(None, (0, 0), (problem,))
-    meta, _, problems = parse_meta(source, config)
-    for problem in problems:
-        log.warning("article problem: %s", problem)
-    return Record(meta, (len(source.data), source.mtime_ns), tuple(problems))
+    return record, ""
 
 
 def _parse_chunk(config: SiteConfig, rels: list[str]) -> list[tuple[str, Record | None]]:
-    return [(rel, parse_file(config, rel)) for rel in rels]
+    return [(rel, parse_file(config, rel)[0]) for rel in rels]
 
 
 def parse_all(config: SiteConfig, rels: list[str]) -> Iterator[tuple[str, Record | None]]:
@@ -106,63 +99,59 @@ def parse_all(config: SiteConfig, rels: list[str]) -> Iterator[tuple[str, Record
         yield from done
 
 
-def _config_key(config: SiteConfig) -> str:
-    """What article metadata depends on: a cache made under another config is not reused."""
-    from importlib.metadata import PackageNotFoundError, version
+def load_records(config: SiteConfig, cache: IndexCache | None) -> dict[str, Record]:
+    """Every candidate file's record, from the cache where the file is unchanged.
 
+    Workers starting together take the cache's lock, so one parses and the others reuse.
+    """
+    with cache.exclusive() if cache is not None else nullcontext():
+        cached = cache.read(config) if cache else {}
+        root = config.articles_dir
+        records: dict[str, Record] = {}
+        misses: list[str] = []
+        for listed in scan(root):
+            if listed.refusal is not None:
+                records[listed.rel] = refused(listed.rel, listed.refusal)
+                continue
+            hit = cached.get(listed.rel)
+            if hit is not None and hit.stamp == _stamp(os.path.join(root, listed.rel)):
+                records[listed.rel] = hit
+            else:
+                misses.append(listed.rel)
+        for rel, record in parse_all(config, misses):
+            if record is not None:
+                records[rel] = record
+        if cache is not None and (misses or len(cached) != len(records)):
+            cache.write(config, records)
+    for record in records.values():
+        if record.meta is None and not record.retry:
+            for problem in record.problems:
+                log.warning("article problem: %s", problem)
+    return records
+
+
+def _stamp(path: str) -> Stamp | None:
     try:
-        package = version("feeds")
-    except PackageNotFoundError:  # pragma: no cover
-        package = "0"
-    layout = tuple(f.name for f in fields(Meta))  # a cache of another Meta shape is useless
-    # Metadata is whatever this code makes of a file: a cache made by other code is stale.
-    here = Path(__file__).parent
-    code = hashlib.sha256(
-        b"".join(
-            (here / name).read_bytes() for name in ("articles.py", "markup.py", "slugs.py", "yamlfile.py")
-        )
-    )
-    text = repr(
-        (
-            package,
-            layout,
-            code.hexdigest(),
-            config.url,
-            config.timezone,
-            config.author,
-            str(config.articles_dir),
-        )
-    )
-    return hashlib.sha256(text.encode()).hexdigest()
+        st = os.stat(path)
+    except OSError:
+        return None
+    return Stamp(st.st_size, st.st_mtime_ns)
 
 
-def read_cache(cache: Path, config: SiteConfig) -> dict[str, Record]:
-    try:
-        with open(cache, "rb") as fh:
-            payload = pickle.load(fh)  # noqa: S301 - our own file in our state folder
-    except FileNotFoundError:
-        return {}
-    except Exception as exc:  # a corrupt or foreign cache only costs a full read
-        log.warning("ignoring unreadable index cache %s: %s", cache, exc)
-        return {}
-    if (
-        not isinstance(payload, dict)
-        or payload.get("format") != _CACHE_FORMAT
-        or payload.get("config") != _config_key(config)
-    ):
-        return {}
-    records = payload.get("records")
-    return records if isinstance(records, dict) else {}
+def dated(records: dict[str, Record], first_seen: FirstSeen) -> dict[str, Record]:
+    """Records whose articles carry no date, given the date each was first seen.
 
-
-def write_cache(cache: Path, config: SiteConfig, records: dict[str, Record]) -> None:
-    """Write the records for a fast restart; atomic, and harmless if it fails."""
-    payload = {"format": _CACHE_FORMAT, "config": _config_key(config), "records": records}
-    try:
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache.with_name(f"{cache.name}.{os.getpid()}.tmp")
-        with open(tmp, "wb") as fh:
-            pickle.dump(payload, fh, protocol=pickle.HIGHEST_PROTOCOL)
-        os.replace(tmp, cache)
-    except OSError as exc:
-        log.warning("could not write index cache %s: %s", cache, exc)
+    Records keep the parsed (undated) form for the cache; the index gets these.
+    """
+    undated = [
+        r.meta.id for r in records.values() if r.meta is not None and r.meta.dated_by is DateSource.SEEN
+    ]
+    if not undated:
+        return records
+    seen = first_seen(undated)
+    result = dict(records)
+    for rel, record in records.items():
+        meta = record.meta
+        if meta is not None and meta.dated_by is DateSource.SEEN and meta.id in seen:
+            result[rel] = replace(record, meta=with_first_seen(meta, seen[meta.id]))
+    return result

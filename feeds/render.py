@@ -11,16 +11,17 @@ from __future__ import annotations
 import html
 import math
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 from importlib.metadata import PackageNotFoundError, version
-from urllib.parse import quote, urljoin
+from urllib.parse import urljoin
 
 from feedgen.feed import FeedGenerator
 from lxml import etree
 
-from .articles import Article
+from .articles import Article, Meta, entry_id
 from .config import FeedSpec, SiteConfig
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -46,13 +47,7 @@ def feed_url(site: SiteConfig, name: str, fmt: str) -> str:
     return urljoin(site.url, f"feeds/{name}.{fmt}")
 
 
-def entry_id(site: SiteConfig, article: Article) -> str:
-    """A tag URI (RFC 4151): stable for ever as long as the id and first date stay."""
-    day = article.published.astimezone(site.tz).date().isoformat()
-    return f"tag:{site.host},{day}:{quote(article.id, safe='/~.-_')}"
-
-
-def last_modified(entries: Sequence[Article], fallback: datetime = EPOCH) -> datetime:
+def last_modified(entries: Sequence[Meta], fallback: datetime = EPOCH) -> datetime:
     """The newest change among the entries; never wall-clock time."""
     return max((a.updated for a in entries), default=fallback)
 
@@ -65,7 +60,7 @@ def _generator_version() -> str:
 
 
 def _build(
-    spec: FeedSpec, site: SiteConfig, entries: Sequence[Article], fmt: str, updated: datetime
+    spec: FeedSpec, site: SiteConfig, entries: Sequence[Article], fmt: str, updated: datetime, full: int
 ) -> FeedGenerator:
     fg = FeedGenerator()
     # dc:creator is for RSS only: in Atom, <author> already names everyone.
@@ -83,12 +78,12 @@ def _build(
     fg.updated(updated)
     fg.lastBuildDate(updated)
     fg.ttl(max(1, math.ceil(spec.max_age / 60)))
-    for article in entries:
-        _add_entry(fg, spec, site, article, fmt)
+    for i, article in enumerate(entries):
+        _add_entry(fg, site, article, fmt, full=i < full)
     return fg
 
 
-def _add_entry(fg: FeedGenerator, spec: FeedSpec, site: SiteConfig, article: Article, fmt: str) -> None:
+def _add_entry(fg: FeedGenerator, site: SiteConfig, article: Article, fmt: str, full: bool) -> None:
     fe = fg.add_entry(order="append")  # feedgen's default prepends
     fe.id(entry_id(site, article))
     fe.title(article.title)
@@ -98,7 +93,7 @@ def _add_entry(fg: FeedGenerator, spec: FeedSpec, site: SiteConfig, article: Art
     # One mapping: summary -> <summary>/<description> as escaped HTML, body -> <content>/
     # <content:encoded>. summary() also sets the RSS description, so it goes first.
     fe.summary(html.escape(article.summary or article.title, quote=False), type="html")
-    if spec.content == "full" and article.html.strip():
+    if full and article.html.strip():
         fe.content(article.html, type="html")
     if fmt == "atom":
         for author in article.authors:
@@ -120,22 +115,43 @@ def _add_entry(fg: FeedGenerator, spec: FeedSpec, site: SiteConfig, article: Art
         fe.enclosure(article.image, str(article.image_length), article.image_type)
 
 
+def _full(spec: FeedSpec, entries: Sequence[Article], full: int | None) -> int:
+    """How many entries (newest first) carry their whole content."""
+    if spec.content != "full":
+        return 0
+    return len(entries) if full is None else full
+
+
 def render_rss(
-    spec: FeedSpec, site: SiteConfig, entries: Sequence[Article], updated: datetime | None = None
+    spec: FeedSpec,
+    site: SiteConfig,
+    entries: Sequence[Article],
+    updated: datetime | None = None,
+    full: int | None = None,
 ) -> bytes:
-    """RSS 2.0 bytes; ``entries`` newest first, already selected and limited."""
+    """RSS 2.0 bytes; ``entries`` newest first, already selected and limited.
+
+    ``full``: how many of the newest entries carry their content (default all, with
+    ``content: full``); the others carry their summary only.
+    """
     stamp = updated or last_modified(entries)
     with _LOCALE_LOCK:
-        return bytes(_build(spec, site, entries, "rss", stamp).rss_str(pretty=True))
+        fg = _build(spec, site, entries, "rss", stamp, _full(spec, entries, full))
+        return bytes(fg.rss_str(pretty=True))
 
 
 def render_atom(
-    spec: FeedSpec, site: SiteConfig, entries: Sequence[Article], updated: datetime | None = None
+    spec: FeedSpec,
+    site: SiteConfig,
+    entries: Sequence[Article],
+    updated: datetime | None = None,
+    full: int | None = None,
 ) -> bytes:
-    """Atom 1.0 bytes; ``entries`` newest first, already selected and limited."""
+    """Atom 1.0 bytes; ``entries`` newest first, already selected and limited (``full`` as RSS)."""
     stamp = updated or last_modified(entries)
     with _LOCALE_LOCK:
-        raw = bytes(_build(spec, site, entries, "atom", stamp).atom_str(pretty=True))
+        fg = _build(spec, site, entries, "atom", stamp, _full(spec, entries, full))
+        raw = bytes(fg.atom_str(pretty=True))
     return _restore_entry_links(raw, entries)
 
 
@@ -159,3 +175,64 @@ def _restore_entry_links(raw: bytes, entries: Sequence[Article]) -> bytes:
 
 
 RENDERERS = {Format.RSS: render_rss, Format.ATOM: render_atom}
+
+
+@dataclass(frozen=True)
+class Fitted:
+    """A feed document within its size limit, and what had to give way for it."""
+
+    body: bytes
+    summarized: int = 0  # entries (the oldest) shown with their summary instead of their content
+    dropped: int = 0  # the oldest entries, left out
+    max_bytes: int = 0
+
+    @property
+    def note(self) -> str:
+        if not (self.summarized or self.dropped):
+            return ""
+        parts = [f"{self.summarized} entries as summary only"] if self.summarized else []
+        parts += [f"{self.dropped} oldest entries left out"] if self.dropped else []
+        return f"trimmed to stay under max_bytes ({self.max_bytes}): {', '.join(parts)}"
+
+
+def render_feed(
+    fmt: Format, spec: FeedSpec, site: SiteConfig, entries: Sequence[Article], updated: datetime | None = None
+) -> Fitted:
+    """The feed, no larger than ``spec.max_bytes``.
+
+    Readers and aggregators cut off or refuse large documents (FeedBurner at 512 KB-1 MB, the
+    W3C validator over 5 MB), so one huge article must not take a feed with it: full content
+    falls back to the summary from the oldest entry on, and only then do the oldest entries
+    drop. Each step is a binary search over re-renders; feeds that fit render once.
+    """
+    render = RENDERERS[fmt]
+    limit = spec.max_bytes
+
+    def attempt(shown: int, full: int) -> bytes:
+        return render(spec, site, entries[:shown], updated or last_modified(entries), full)
+
+    count = len(entries)
+    full = _full(spec, entries, None)
+    body = attempt(count, full)
+    if len(body) <= limit:
+        return Fitted(body)
+    if full:
+        summary_only = attempt(count, 0)
+        if len(summary_only) <= limit:
+            keep = _largest(lambda k: len(attempt(count, k)) <= limit, 0, full - 1)
+            return Fitted(attempt(count, keep), summarized=full - keep, max_bytes=limit)
+    shown = _largest(lambda m: len(attempt(m, 0)) <= limit, 0, count - 1)
+    return Fitted(
+        attempt(shown, 0), summarized=full and min(full, shown), dropped=count - shown, max_bytes=limit
+    )
+
+
+def _largest(fits: Callable[[int], bool], low: int, high: int) -> int:
+    """The largest n in [low, high] for which ``fits`` holds, given that it holds for ``low``."""
+    while low < high:
+        middle = (low + high + 1) // 2
+        if fits(middle):
+            low = middle
+        else:
+            high = middle - 1
+    return low

@@ -1,52 +1,197 @@
-"""The file-system edge of articles: which files are articles, and reading them.
+"""The file-system edge of articles: which files are articles, and reading them safely.
 
-Everything here touches the disk; the parsing it feeds (``parse_meta``) does not.
+Everything here touches the disk; the parsing it feeds (``parse_meta``) does not. Article stores
+arrive by rsync and git, which carry symlinks, and anyone who can write into the folder can
+plant a named pipe or a huge file. So a file is only read when it is a regular file whose real
+path lies inside the articles folder and whose size is within the configured limit; the type is
+checked before opening (opening a FIFO blocks, opening a device can have side effects) and again
+on the open descriptor, and reads never block.
 """
 
 from __future__ import annotations
 
 import errno
-import logging
 import os
 import re
+import stat
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from stat import S_ISREG
 
-from .articles import SUFFIXES, SourceFile
-
-log = logging.getLogger(__name__)
-
-
-def iter_sources(root: Path) -> Iterator[str]:
-    """Article files under ``root`` as POSIX paths relative to it, sorted, skipping names that
-    start with '.' or '_'."""
-    top = str(root)
-    for folder, dirs, files in os.walk(top):
-        dirs[:] = sorted(d for d in dirs if not d.startswith((".", "_")))
-        base = os.path.relpath(folder, top).replace(os.sep, "/")
-        base = "" if base == "." else base + "/"
-        for name in sorted(files):
-            if not name.startswith((".", "_")) and name.lower().endswith(SUFFIXES):
-                yield base + name
-
+from .articles import SUFFIXES, SourceFile, Stamp
 
 _IMAGE = re.compile(rb"^image:[ \t]*['\"]?([^'\"\n#]+?)['\"]?[ \t]*$", re.MULTILINE)
+_KINDS = {
+    stat.S_IFIFO: "a named pipe",
+    stat.S_IFSOCK: "a socket",
+    stat.S_IFCHR: "a character device",
+    stat.S_IFBLK: "a block device",
+    stat.S_IFDIR: "a folder",
+}
 
 
-def read_source(root: Path, rel: str) -> SourceFile:
-    """Read ``rel`` (relative to ``root``), with what parsing needs to know of the disk."""
+class Refused(OSError):
+    """The path is not something we read as an article (its type, location or size)."""
+
+
+@dataclass(frozen=True)
+class Listed:
+    """A candidate article found by :func:`scan`; ``refusal`` says why it will not be read."""
+
+    rel: str
+    refusal: str | None = None
+
+
+def is_article_name(name: str) -> bool:
+    return not name.startswith((".", "_")) and name.lower().endswith(SUFFIXES)
+
+
+def scan(root: Path, under: str = "") -> Iterator[Listed]:
+    """Article files under ``root`` (or its sub-folder ``under``), sorted, nothing opened.
+
+    Names starting with '.' or '_' are skipped. Symlinked folders are not followed (their files
+    would be listed twice, or come from outside); symlinked files are listed, and refused when
+    their target is outside ``root`` or not a regular file.
+    """
+    top = os.path.join(root, under) if under else str(root)
+    real_root = os.path.realpath(root)
+    prefix = under.rstrip("/") + "/" if under else ""
+    yield from _scan(top, prefix, real_root)
+
+
+def _scan(folder: str, prefix: str, real_root: str) -> Iterator[Listed]:
+    try:
+        with os.scandir(folder) as it:
+            entries = sorted(it, key=lambda e: e.name)
+    except OSError:
+        return
+    for entry in entries:
+        if entry.name.startswith((".", "_")):
+            continue
+        rel = prefix + entry.name
+        try:
+            if entry.is_dir(follow_symlinks=False):
+                yield from _scan(entry.path, rel + "/", real_root)
+                continue
+            if not entry.name.lower().endswith(SUFFIXES):
+                continue
+            if entry.is_symlink():
+                yield Listed(rel, _symlink_refusal(entry.path, real_root))
+            elif entry.is_file(follow_symlinks=False):
+                yield Listed(rel)
+            else:
+                yield Listed(rel, _kind(entry.stat(follow_symlinks=False).st_mode))
+        except OSError:
+            continue  # vanished while listing
+
+
+def _symlink_refusal(path: str, real_root: str) -> str | None:
+    target = os.path.realpath(path)
+    if not _inside(target, real_root):
+        return "a symlink to a file outside the articles folder"
+    try:
+        mode = os.stat(target).st_mode
+    except OSError:
+        return "a broken symlink"
+    return None if stat.S_ISREG(mode) else "a symlink to " + _kind(mode)
+
+
+def _kind(mode: int) -> str:
+    return _KINDS.get(stat.S_IFMT(mode), "not a regular file")
+
+
+def _inside(path: str, real_root: str) -> bool:
+    return path == real_root or path.startswith(real_root.rstrip("/") + "/")
+
+
+def read_source(root: Path, rel: str, max_bytes: int) -> SourceFile:
+    """Read ``rel`` (relative to ``root``) if it is a regular file inside ``root``.
+
+    Raises :class:`Refused` for anything else (a pipe, a device, a symlink out of the folder,
+    a file over ``max_bytes``), FileNotFoundError if it is gone, OSError if it cannot be read.
+    """
     path = os.path.join(root, rel)
-    with open(path, "rb") as fh:
-        stat = os.fstat(fh.fileno())
-        if not S_ISREG(stat.st_mode):
-            raise IsADirectoryError(errno.EISDIR, "not a regular file", path)
-        data = fh.read()
-    sizes: dict[str, int] = {}
-    image = _IMAGE.search(data, 0, 4096)
-    if image:
-        name = image.group(1).decode("utf-8", "replace").strip()
-        candidate = (root / name).resolve()
-        if candidate.is_relative_to(root.resolve()) and candidate.is_file():
-            sizes[name] = candidate.stat().st_size
-    return SourceFile(rel, data, stat.st_mtime, sizes, stat.st_mtime_ns)
+    before = os.stat(path)  # follows symlinks: the target's type decides
+    if not stat.S_ISREG(before.st_mode):
+        raise Refused(errno.EINVAL, f"{_kind(before.st_mode)}, not a regular file; not read", rel)
+    if before.st_size > max_bytes:
+        raise Refused(errno.EFBIG, _too_large(before.st_size, max_bytes), rel)
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        st = os.fstat(fd)
+        if (st.st_dev, st.st_ino) != (before.st_dev, before.st_ino) or not stat.S_ISREG(st.st_mode):
+            raise Refused(errno.EAGAIN, "replaced while being opened; not read", rel)
+        real_root = os.path.realpath(root)
+        if not _inside(_real_path(fd, path), real_root):
+            raise Refused(errno.EACCES, "a symlink to a file outside the articles folder; not read", rel)
+        data = _read_at_most(fd, max_bytes + 1)
+    finally:
+        os.close(fd)
+    if len(data) > max_bytes:
+        raise Refused(errno.EFBIG, _too_large(len(data), max_bytes), rel)
+    return SourceFile(rel, data, Stamp(len(data), st.st_mtime_ns), _image_sizes(root, data))
+
+
+def _too_large(size: int, max_bytes: int) -> str:
+    return f"{size} bytes, over max_article_bytes ({max_bytes}); left out unread"
+
+
+def _real_path(fd: int, path: str) -> str:
+    """Where the open descriptor really points: one syscall on Linux, realpath elsewhere."""
+    try:
+        return os.readlink(f"/proc/self/fd/{fd}")
+    except OSError:
+        return os.path.realpath(path)
+
+
+def _read_at_most(fd: int, limit: int) -> bytes:
+    chunks: list[bytes] = []
+    left = limit
+    while left > 0:
+        chunk = os.read(fd, min(left, 1 << 20))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        left -= len(chunk)
+    return b"".join(chunks)
+
+
+def _image_sizes(root: Path, data: bytes) -> dict[str, int]:
+    """The size of a local ``image:`` file named in the front matter (for enclosure lengths)."""
+    found = _IMAGE.search(data, 0, 4096)
+    if not found:
+        return {}
+    name = found.group(1).decode("utf-8", "replace").strip()
+    real_root = os.path.realpath(root)
+    candidate = os.path.realpath(os.path.join(real_root, name))
+    try:
+        st = os.stat(candidate)
+    except (OSError, ValueError):
+        return {}
+    if _inside(candidate, real_root) and stat.S_ISREG(st.st_mode):
+        return {name: st.st_size}
+    return {}
+
+
+def replace_if_unchanged(root: Path, rel: str, expected: Stamp, data: bytes) -> bool:
+    """Write ``data`` over ``rel`` atomically, only if the file is still the version read.
+
+    The new file keeps the old one's permissions; a symlinked article is written at its target.
+    """
+    path = os.path.realpath(os.path.join(root, rel))
+    if not _inside(path, os.path.realpath(root)):
+        return False
+    st = os.stat(path)
+    if not stat.S_ISREG(st.st_mode) or Stamp(st.st_size, st.st_mtime_ns) != expected:
+        return False
+    tmp = f"{path}.{os.getpid()}.feeds-tmp"
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, stat.S_IMODE(st.st_mode))
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, path)
+    except OSError:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return True

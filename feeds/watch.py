@@ -33,6 +33,7 @@ from watchdog.observers.polling import PollingObserver
 
 from .articles import SUFFIXES
 from .site import Site
+from .sources import scan
 
 log = logging.getLogger(__name__)
 QUIET = 0.05  # seconds without events before a batch is applied
@@ -154,12 +155,8 @@ class Watcher:
             if kind == "dir" or (kind == "gone" and path.suffix.lower() not in SUFFIXES):
                 # A folder moved in, out or away: everything known or found under it.
                 paths.update(site.known_paths(rel))
-                if path.is_dir():
-                    paths.update(
-                        p.relative_to(root).as_posix()
-                        for p in path.rglob("*")
-                        if p.suffix.lower() in SUFFIXES
-                    )
+                if path.is_dir() and not path.is_symlink():
+                    paths.update(listed.rel for listed in scan(root, rel))
             elif path.suffix.lower() in SUFFIXES:
                 paths.add(rel)
         paths = {p for p in paths if not any(part.startswith((".", "_")) for part in p.split("/"))}

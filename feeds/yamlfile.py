@@ -79,7 +79,7 @@ _Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _constru
 _Loader.add_constructor("tag:yaml.org,2002:timestamp", _construct_timestamp)
 
 
-def load_yaml(text: str, first_line: int = 1) -> Any:
+def load_yaml(text: str, first_line: int = 1, *, aliases: bool = True) -> Any:
     """Parse one YAML document safely; ``first_line`` shifts reported lines (front matter)."""
     try:
         data = yaml.load(text, Loader=_Loader)  # noqa: S506 - _Loader derives from SafeLoader

@@ -10,16 +10,16 @@ import lxml.html
 import pytest
 from conftest import NOW, SHARED
 
-from feeds.articles import Author, SourceFile, parse_article
+from feeds.articles import EPOCH, Author, DateSource, SourceFile, Stamp, entry_id, parse_article, stamped
 from feeds.config import load_config
 from feeds.errors import Severity
-from feeds.index import Index
+from feeds.ledger import Ledger
+from feeds.site import load_index
 
 
 def load_articles(config):
     """What the server would publish from these files: the index's articles and problems."""
-    index = Index(config)
-    index.load()
+    index = load_index(config, None, Ledger(None), lambda: NOW)
     return index.articles(), index.problems()
 
 MTIME = 1_700_000_000.0  # 2023-11-14T22:13:20Z
@@ -34,7 +34,7 @@ def site(make_site):
 
 def parse(site, text: str | bytes, path: str = "politik/artikel.md", mtime: float = MTIME):
     data = text if isinstance(text, bytes) else textwrap.dedent(text).encode("utf-8")
-    return parse_article(SourceFile(path, data, mtime), site)
+    return parse_article(SourceFile(path, data, Stamp(len(data), int(mtime * 1e9))), site)
 
 
 def ok(site, text, path="politik/artikel.md", **kw):
@@ -145,8 +145,8 @@ def test_real_newsroom_sample(site):
     assert [c.text_content().strip() for c in table.iter("th")][0] == "Details"
     assert [c.text_content().strip() for c in table.iter("td")][0] == "Quellen"
     assert "|" not in table.text_content() and "---" not in table.text_content()
-    # It has no date: the file time is used, with a warning naming the file.
-    assert a.published == utc(2023, 11, 14, 22, 13, 20)
+    # It has no date: never the file time; dated when first seen, with a warning naming the file.
+    assert a.dated_by is DateSource.SEEN and a.published == EPOCH
     assert [p.severity for p in problems] == [Severity.WARNING]
     assert problems[0].path == f"Ukraine-Krieg/{SAMPLE.name}"
 
@@ -215,19 +215,47 @@ def test_updated(site, updated, expected):
     assert a.updated == expected
 
 
-def test_no_date_uses_file_time_with_warning(site):
+def test_no_date_never_takes_the_file_time_and_warns(site):
     a, problems = parse(site, "---\ntitle: T\n---\nx\n", path="politik/ohne-datum.md")
-    assert a.published == datetime.fromtimestamp(MTIME, UTC)
+    assert a.dated_by is DateSource.SEEN and a.published == EPOCH  # until first seen
     (problem,) = problems
     assert problem.severity is Severity.WARNING
     assert problem.path == "politik/ohne-datum.md"
-    assert "date" in problem.message
+    assert "first seen" in problem.message and "--stamp-dates" in problem.message
+
+
+def test_a_copied_dateless_article_keeps_its_entry_id(site):
+    """git clone, cp and restores change every mtime: the id must not notice."""
+    a, _ = parse(site, "Titel\nText.\n", path="politik/x.txt", mtime=MTIME)
+    b, _ = parse(site, "Titel\nText.\n", path="politik/x.txt", mtime=MTIME + 86400 * 400)
+    assert entry_id(site, a) == entry_id(site, b)
+    assert entry_id(site, a).startswith("urn:uuid:")
+    dated, _ = parse(site, "---\ndate: 2025-01-02\n---\nTitel\nText.\n", path="politik/x.txt")
+    assert entry_id(site, dated) == "tag:news.example.org,2025-01-02:politik/x"
+
+
+def test_first_seen_dates_the_article_and_keeps_the_dateless_id(site):
+    plain, _ = parse(site, "Titel\nText.\n", path="politik/x.txt")
+    data = stamped(b"Titel\nText.\n", "2025-03-04T05:06:07+01:00")
+    assert data == b"---\nfirst_seen: 2025-03-04T05:06:07+01:00\n---\nTitel\nText.\n"
+    a, problems = parse(site, data, path="politik/x.txt")
+    assert a.published == utc(2025, 3, 4, 4, 6, 7) and a.dated_by is DateSource.FIRST_SEEN
+    assert a.title == "Titel" and "Text." in a.html
+    assert entry_id(site, a) == entry_id(site, plain)
+    assert problems == []
+
+
+def test_stamping_keeps_bom_line_ends_and_the_rest_of_the_front_matter(site):
+    data = b"\xef\xbb\xbf---\r\ntitle: T\r\n---\r\nText.\r\n"
+    assert stamped(data, "2025-01-01T00:00:00+00:00") == (
+        b"\xef\xbb\xbf---\r\nfirst_seen: 2025-01-01T00:00:00+00:00\r\ntitle: T\r\n---\r\nText.\r\n"
+    )
 
 
 @pytest.mark.parametrize("value", ["gestern", "2025-13-45", "28.04.2025"])
 def test_unreadable_date_is_reported_with_line(site, value):
     a, problems = parse(site, f"---\ntitle: T\ndate: {value}\n---\nx\n", path="p/x.md")
-    assert a is not None and a.published == datetime.fromtimestamp(MTIME, UTC)
+    assert a is not None and a.dated_by is DateSource.SEEN
     assert any(p.line == 3 and "date" in p.message and p.path == "p/x.md" for p in problems), problems
 
 
@@ -415,16 +443,17 @@ def test_directory_named_like_an_article_is_not_a_problem(make_site):
 
 def test_unreadable_file_is_reported_and_skipped(make_site, monkeypatch):
     # Tests run as root, who can read a chmod 000 file: make opening it fail instead.
-    import feeds.sources as articles_module
+    import os
 
     path = make_site(articles={"a/gut.md": GOOD, "a/gesperrt.md": GOOD})
+    real_open = os.open
 
     def fake_open(file, *args, **kwargs):
         if Path(file).name == "gesperrt.md":
             raise PermissionError(13, "Permission denied", str(file))
-        return open(file, *args, **kwargs)
+        return real_open(file, *args, **kwargs)
 
-    monkeypatch.setattr(articles_module, "open", fake_open, raising=False)
+    monkeypatch.setattr(os, "open", fake_open)
     articles, problems = load_articles(load_config(path))
     assert [a.id for a in articles] == ["a/gut"]
     (problem,) = problems

@@ -160,7 +160,7 @@ def test_an_embargoed_article_appears_when_its_time_comes(make_site: MakeSite) -
     path = make_site()
     now = [NOW]
     site = open_site(str(path), clock=lambda: now[0])
-    assert site.next_release == EMBARGO_LIFTS
+    assert site.view().valid_until == EMBARGO_LIFTS
     old_feed, old_index = site.feed("alle", "atom"), site.index_page()
     embargoed = next(a for a in site.all_articles() if "EMBARGO-SECRET" in a.title)
     assert not any("EMBARGO-SECRET" in t for t in entry_titles(old_feed.body))
@@ -181,7 +181,7 @@ def test_an_embargoed_article_appears_when_its_time_comes(make_site: MakeSite) -
     assert new_feed.last_modified > old_feed.last_modified
     assert new_feed.etag != old_feed.etag
     assert site.index_page().last_modified > old_index.last_modified
-    assert site.next_release is None
+    assert site.view().valid_until is None
     assert "DRAFT-SECRET" not in feed_text(site.feed("alle", "rss").body)
 
 

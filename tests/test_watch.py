@@ -26,8 +26,9 @@ from conftest import NOW, MakeSite
 from flask import Flask
 from flask.testing import FlaskClient
 
-import feeds.index
+import feeds.bodies
 import feeds.records
+import feeds.sources
 import feeds.site
 from feeds import create_app
 from feeds.cli import cli
@@ -109,7 +110,9 @@ class Live:
         return self.app.extensions["feeds"]
 
     def text(self, path: str) -> str:
+        """The document's text, "" if it does not exist; any other answer fails the test."""
         response = self.client.get(path)
+        assert response.status_code in (200, 404), f"{path}: {response.status}"
         return response.get_data(as_text=True) if response.status_code == 200 else ""
 
     def status(self, path: str) -> int:
@@ -272,12 +275,11 @@ def test_an_article_rewritten_in_place_keeps_its_old_version_until_closed(live: 
 def test_a_page_first_requested_while_its_file_is_rewritten_is_not_half_written(live: Live) -> None:
     """Bodies are read lazily: with a cold cache the index's (old) metadata meets new bytes.
 
-    Found here first (old title served with the first half of the new body); fixed in site.py
-    by not using a body from a file changed in the last SETTLE_SECONDS.
+    Found here first (old title served with the first half of the new body). Now no body of a
+    version the index does not hold is ever used: the page asks to retry, the feed leaves the
+    entry out and forbids caching that answer, and both are complete once the writer closes.
     """
-    page, feed = _cold_read_while_rewriting(live, stalled=False)
-    assert "Second version" not in page, "half-written body served on the page"
-    assert "Second version" not in feed, "half-written body served in the feed"
+    _cold_read_while_rewriting(live, stalled=False)
 
 
 def test_a_stalled_writer_is_not_served_half_written(live: Live) -> None:
@@ -286,12 +288,10 @@ def test_a_stalled_writer_is_not_served_half_written(live: Live) -> None:
     Regression: the first fix judged by the file's mtime, so after SETTLE_SECONDS the
     half-written body was served under the old title (fixed in 3af7790).
     """
-    page, feed = _cold_read_while_rewriting(live, stalled=True)
-    assert "Second version" not in page, "half-written body served on the page"
-    assert "Second version" not in feed, "half-written body served in the feed"
+    _cold_read_while_rewriting(live, stalled=True)
 
 
-def _cold_read_while_rewriting(live: Live, stalled: bool) -> tuple[str, str]:
+def _cold_read_while_rewriting(live: Live, stalled: bool) -> None:
     path = live.articles / "politik" / "erster.md"
     new = article(
         "erster",
@@ -305,10 +305,25 @@ def _cold_read_while_rewriting(live: Live, stalled: bool) -> tuple[str, str]:
         if stalled:  # as if the last write was 10 s ago and the writer is still busy
             past = time.time() - 10
             os.utime(path, (past, past))
-        page = live.text("/articles/erster")  # first request for this page in this process
-        feed = live.text("/feeds/politik.atom")
+        page = live.client.get("/articles/erster")  # first request for this page in this process
+        feed = live.client.get("/feeds/politik.atom")
         fh.write(new[new.index("z" * 100) :])
-    return page, feed
+    assert page.status_code == 503, "a page without its complete body must not be a 200"
+    assert page.headers["Cache-Control"] == "no-store" and page.headers["Retry-After"] == "1"
+    assert feed.status_code == 200 and feed.headers["Cache-Control"] == "no-store"
+    assert "ETag" not in feed.headers and "Last-Modified" not in feed.headers
+    parsed = feedparser.parse(feed.get_data())
+    assert not parsed.bozo
+    assert "Second version" not in feed.get_data(as_text=True), "half-written body served in the feed"
+    assert all(e.get("content") and e.get("summary") for e in parsed.entries), "a hollow entry"
+    assert not any(e.id.endswith(":erster") for e in parsed.entries)
+
+    def finished() -> bool:  # 503 and uncacheable answers until the watcher has read the close
+        answers = [live.client.get(p) for p in ("/articles/erster", "/feeds/politik.atom")]
+        return all(r.status_code == 200 and "NEW-END" in r.get_data(as_text=True) for r in answers)
+
+    wait_for(finished, what="the finished version")
+    assert live.client.get("/feeds/politik.atom").headers["Cache-Control"].startswith("public")
 
 
 def test_a_file_renamed_into_place_appears(live: Live) -> None:
@@ -477,12 +492,12 @@ def _deny(monkeypatch: pytest.MonkeyPatch, denied: Path) -> None:
     """Reading ``denied`` fails as it would for a file without read permission (tests run as root)."""
     real = feeds.records.read_source
 
-    def read_source(root: Path, rel: str):  # type: ignore[no-untyped-def]
+    def read_source(root: Path, rel: str, max_bytes: int):  # type: ignore[no-untyped-def]
         if Path(root) / rel == denied:
             raise PermissionError(errno.EACCES, "Permission denied", str(denied))
-        return real(root, rel)
+        return real(root, rel, max_bytes)
 
-    for module in (feeds.records, feeds.site):  # every reader of article files
+    for module in (feeds.records, feeds.bodies):  # every reader of article files
         if hasattr(module, "read_source"):
             monkeypatch.setattr(module, "read_source", read_source)
 
@@ -515,17 +530,17 @@ def test_a_file_deleted_between_listing_and_reading_gives_no_error(
 ) -> None:
     path = make_site(raw_config=CONFIG)
     victim = path.parent / "articles" / "politik" / "zweiter.md"
-    real = feeds.index.iter_sources
+    real = feeds.records.scan
 
-    def iter_sources(root: Path) -> Iterator[str]:
+    def scan(root: Path) -> Iterator[feeds.sources.Listed]:
         listed = list(real(root))
-        assert "politik/zweiter.md" in listed
+        assert "politik/zweiter.md" in [found.rel for found in listed]
         for found in listed:
-            if found == "politik/zweiter.md":
+            if found.rel == "politik/zweiter.md":
                 victim.unlink()  # gone after the listing, before the read
             yield found
 
-    monkeypatch.setattr(feeds.index, "iter_sources", iter_sources)
+    monkeypatch.setattr(feeds.records, "scan", scan)
     app = create_app(path, clock=lambda: NOW, watch=False, state_dir=tmp_path / "state")
     client = app.test_client()
     assert client.get("/articles/zweiter").status_code == 404

@@ -1,0 +1,98 @@
+"""Article bodies for the entries a document shows: complete, or not at all.
+
+The index keeps metadata only, so a document reads the bodies of its entries when it is
+rendered. The file may have changed since its metadata was read (a writer is rewriting it right
+now, or the watcher has not yet caught up), and half a body would be published as a whole
+entry. So a body is only ever taken from bytes of exactly the version the index holds: rendered
+earlier and still in memory, handed over when the index read the file, or read again unchanged.
+When none of those exists, the entry is *unsettled* and the caller leaves it out of a document
+that is then not cached, instead of serving it hollow.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import replace
+
+from .articles import Article, Meta, Stamp, complete, parse_meta, read_body
+from .config import SiteConfig
+from .sources import read_source
+
+log = logging.getLogger(__name__)
+RENDERED = 2048  # rendered articles kept (a feed shows up to a few hundred distinct ones)
+FRESH_CHARS = 16 * 1024 * 1024  # bodies handed over by the index, awaiting their first render
+SETTLE_SECONDS = 2.0  # unwatched: a file unchanged this long is no longer being written
+SETTLE_WATCHED = 60.0  # watched: the writer's close brings the new version; wait for it
+
+
+class Bodies:
+    """Rendered articles by file version, for one config (a new config gets a new store)."""
+
+    def __init__(self, config: SiteConfig) -> None:
+        self.config = config
+        self.watched = False
+        self._rendered: OrderedDict[tuple[str, Stamp], Article] = OrderedDict()
+        self._fresh: OrderedDict[tuple[str, Stamp], str] = OrderedDict()
+        self._fresh_chars = 0
+        self._lock = threading.Lock()
+
+    def offer(self, meta: Meta, body: str) -> None:
+        """Keep the body read together with ``meta``: the file may change again before a render."""
+        key = (meta.path, meta.version)
+        with self._lock:
+            if key in self._rendered or len(body) > FRESH_CHARS // 4:
+                return
+            old = self._fresh.pop(key, None)
+            self._fresh_chars += len(body) - (len(old) if old is not None else 0)
+            self._fresh[key] = body
+            while self._fresh_chars > FRESH_CHARS:
+                self._fresh_chars -= len(self._fresh.popitem(last=False)[1])
+
+    def article(self, meta: Meta) -> Article | None:
+        """The complete article for ``meta``'s version, or None while it is unsettled."""
+        key = (meta.path, meta.version)
+        with self._lock:
+            found = self._rendered.get(key)
+            if found is not None:
+                self._rendered.move_to_end(key)
+                return found
+            body = self._fresh.pop(key, None)
+            if body is not None:
+                self._fresh_chars -= len(body)
+        if body is None:
+            loaded = self._load(meta)
+            if loaded is None:
+                return None
+            meta, body = loaded
+        article = complete(meta, body, self.config)
+        with self._lock:
+            self._rendered[(meta.path, meta.version)] = article
+            while len(self._rendered) > RENDERED:
+                self._rendered.popitem(last=False)
+        return article
+
+    def _load(self, meta: Meta) -> tuple[Meta, str] | None:
+        """Read the body of ``meta`` again; a newer version only once its writer is done."""
+        config = self.config
+        try:
+            source = read_source(config.articles_dir, meta.path, config.max_article_bytes)
+        except OSError as exc:
+            log.warning("article body unavailable, entry left out for now: %s: %s", meta.path, exc)
+            return None
+        body = read_body(source, meta)
+        if body is not None:
+            return meta, body
+        quiet = time.time() - source.stamp.mtime_ns / 1e9
+        if quiet < (SETTLE_WATCHED if self.watched else SETTLE_SECONDS):
+            return None  # being rewritten: its writer's close will bring the new version
+        # Changed, and quiet long enough to be finished (no watcher, or an event was lost): the
+        # new version, metadata and body from the same bytes, until the index reads it too.
+        fresh, fresh_body, _ = parse_meta(source, config)
+        if fresh is None or fresh.id != meta.id:
+            return None
+        return replace(
+            fresh, published=meta.published, updated=max(fresh.updated, meta.published)
+        ), fresh_body

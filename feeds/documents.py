@@ -1,0 +1,49 @@
+"""A rendered document: the bytes to send in both encodings, with their validators."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+from dataclasses import dataclass
+from datetime import datetime
+
+HTML = "text/html; charset=utf-8"
+
+
+@dataclass(frozen=True)
+class Document:
+    """Bytes ready to send, in both encodings, with their validators.
+
+    ``etag`` is the unquoted strong tag of the identity bytes; the gzip bytes are served as
+    ``<etag>-gzip`` so the two representations never share a strong tag (RFC 9110 8.8.3).
+    ``complete`` is False when an entry had to be left out because its file is being written:
+    such a document is sent once, uncacheable, and never kept. ``note`` says how a feed was
+    trimmed to stay under its ``max_bytes``.
+    """
+
+    body: bytes
+    gzipped: bytes
+    etag: str
+    last_modified: datetime
+    mimetype: str
+    max_age: int
+    natural: datetime  # the newest entry's date, before the ledger kept it from going back
+    complete: bool = True
+    note: str = ""
+
+
+def make_document(
+    body: bytes, mimetype: str, modified: datetime, max_age: int, complete: bool = True, note: str = ""
+) -> Document:
+    return Document(
+        body=body,
+        # mtime=0 keeps the gzip header free of the clock: same bytes on every machine.
+        gzipped=gzip.compress(body, compresslevel=6, mtime=0),
+        etag=hashlib.sha256(body).hexdigest()[:32],
+        last_modified=modified.replace(microsecond=0),
+        mimetype=mimetype,
+        max_age=max_age,
+        natural=modified.replace(microsecond=0),
+        complete=complete,
+        note=note,
+    )
