@@ -20,6 +20,7 @@ from .errors import ConfigError, Problem
 from .yamlfile import LineDict, YAMLProblem, line_of, load_yaml
 
 CONTENT_MODES = ("full", "summary")
+CONTENT = "full"
 LIMIT = 50
 MAX_AGE = 300
 MAX_BYTES = 1024 * 1024  # a feed document never grows past this (FeedBurner cut at 512 KB-1 MB)
@@ -48,7 +49,7 @@ class FeedSpec:
     tags: tuple[str, ...] = ()
     limit: int = LIMIT
     max_age: int = MAX_AGE
-    content: str = "full"
+    content: str = CONTENT
     language: str = "en"
     is_topic_feed: bool = False
     max_bytes: int = MAX_BYTES
@@ -67,7 +68,7 @@ class SiteConfig:
     articles_dir: Path
     limit: int = LIMIT
     max_age: int = MAX_AGE
-    content: str = "full"
+    content: str = CONTENT
     topic_feeds: bool = True
     feeds: tuple[FeedSpec, ...] = ()
     path: Path = field(default=Path("config.yaml"))
@@ -147,7 +148,10 @@ def _folder(value: object) -> str:
 
 @dataclass(frozen=True)
 class _Key:
-    """How one config key is checked, and what it is when not given (unless a caller passes it on)."""
+    """How one config key is checked, and what it is when not given (unless a caller passes it on).
+
+    A required key has no default: with it missing there is no config to build.
+    """
 
     check: fields.Check[Any]
     default: Any = None
@@ -162,8 +166,8 @@ _TOP = {
 }
 _TOP_KEYS = ("site", *_TOP, "defaults", "feeds")
 _SITE = {
-    "title": _Key(fields.non_empty_text, "", required=True),
-    "url": _Key(_base_url, "http://localhost/", required=True),
+    "title": _Key(fields.non_empty_text, required=True),
+    "url": _Key(_base_url, required=True),
     "description": _Key(fields.text, ""),
     "language": _Key(fields.language_tag, "en"),
     "timezone": _Key(_timezone, "UTC"),
@@ -172,7 +176,7 @@ _SITE = {
 _DEFAULTS = {
     "limit": _Key(fields.whole(*LIMIT_RANGE), LIMIT),
     "max_age": _Key(fields.whole(*MAX_AGE_RANGE, "seconds"), MAX_AGE),
-    "content": _Key(fields.one_of(*CONTENT_MODES), "full"),
+    "content": _Key(fields.one_of(*CONTENT_MODES), CONTENT),
     "max_bytes": _Key(fields.whole(*MAX_BYTES_RANGE, "bytes"), MAX_BYTES),
 }
 _FEED = {  # defaults come from the feed's name, defaults: and site.language
@@ -226,15 +230,15 @@ class _Validator:
         return self.values(self.section(data, "site", _SITE), "site", _SITE)
 
     def articles_dir(self, data: Mapping[Any, Any], path: Path, folder: str) -> Path:
-        articles_dir = (path.parent / folder).resolve()
+        """A missing folder is an error now rather than a site with no articles later."""
+        articles_dir = path.parent / folder
         try:
-            found = articles_dir.is_dir()
-        except OSError as exc:  # a name too long for the file system, say
-            found, why = False, f" ({exc.strerror})"
-        else:
-            why = ""
-        if not found:
-            self.error(data, "articles", "articles", f"folder {str(articles_dir)!r} does not exist{why}")
+            articles_dir = articles_dir.resolve()
+            problem = "" if articles_dir.is_dir() else "does not exist"
+        except (OSError, RuntimeError) as exc:  # a name too long, a symlink loop
+            problem = f"cannot be used ({exc})"
+        if problem:
+            self.error(data, "articles", "articles", f"folder {str(articles_dir)!r} {problem}")
         return articles_dir
 
     def feeds(self, data: Mapping[Any, Any], inherited: Mapping[str, Any]) -> tuple[FeedSpec, ...]:

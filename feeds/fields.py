@@ -15,7 +15,7 @@ import re
 import unicodedata
 from collections.abc import Callable, Iterable
 from typing import TypeVar
-from urllib.parse import quote, urlsplit
+from urllib.parse import SplitResult, quote, urlsplit
 
 from .markup import clean_text
 from .slugs import slug
@@ -26,8 +26,8 @@ Check = Callable[[object], T]
 LANGUAGE_TAG = re.compile(r"[A-Za-z]{2,3}(?:-[A-Za-z0-9]{1,8})*")  # RFC 5646, loosely
 LANGUAGE_TAG_MAX = 64  # longer than any registered tag with extensions; it is repeated in every entry
 URL_FORM = "an absolute http(s) URL such as https://news.example.org"
-# Characters RFC 3986 never allows raw, plus quotes: each can end an HTML attribute or a header
-# value, and browsers read a backslash as '/', so "https://a.org\@b.org" would go to b.org.
+# What RFC 3986 never allows raw, plus the apostrophe it does allow: each can end an HTML
+# attribute, and browsers read a backslash as '/', so "https://a.org\@b.org" would go to b.org.
 URL_UNSAFE = frozenset("\"'<>\\{}|^`")
 _INVISIBLE = ("Cc", "Cf", "Cs")  # controls, format (zero-width, bidi overrides), surrogates
 _DNS_LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")  # RFC 1123 §2.1
@@ -142,6 +142,11 @@ def http_url(value: object) -> str:
     reason = _unsafe_character(url)
     if reason:
         raise ValueError(f"{URL_FORM} ({reason})")
+    parts = _split(url)
+    return f"{parts.scheme}://{_authority(parts.netloc)}{_path_query_fragment(parts)}"
+
+
+def _split(url: str) -> SplitResult:
     try:
         parts = urlsplit(url)
     except ValueError:  # an unclosed "[" in the host
@@ -149,12 +154,16 @@ def http_url(value: object) -> str:
     has_authority = url[len(parts.scheme) :].startswith("://") and parts.netloc
     if parts.scheme not in ("http", "https") or not has_authority:
         raise ValueError(URL_FORM)
+    return parts
+
+
+def _path_query_fragment(parts: SplitResult) -> str:
     rest = parts.path or "/"
     rest += f"?{parts.query}" if parts.query else ""
     rest += f"#{parts.fragment}" if parts.fragment else ""
     if _BAD_PERCENT.search(rest):
         raise ValueError(f"{URL_FORM} (a '%' must start an escape such as %20)")
-    return f"{parts.scheme}://{_authority(parts.netloc)}{_encode_non_ascii(rest)}"
+    return "".join(char if char.isascii() else quote(char) for char in rest)
 
 
 def _unsafe_character(url: str) -> str:
@@ -221,7 +230,3 @@ def _dns_name(host: str) -> str:
     if not valid or len(name) > _DNS_NAME_MAX or labels[-1].isdigit():
         raise ValueError(f"{URL_FORM} ({host!r} is not a valid host name)")
     return name
-
-
-def _encode_non_ascii(text: str) -> str:
-    return "".join(char if char.isascii() else quote(char) for char in text)

@@ -565,7 +565,7 @@ def test_problems_of_every_section_come_at_once_sorted_by_line(make_site):
         ("  language: de", f"  language: de-{'-'.join(['abcdefgh'] * 8)}", 5, "at most 64 characters"),
         ("  ukraine:", '  "ukraine\\n":', 15, "a feed name is its URL"),
         ("  timezone: Europe/Berlin", f"  timezone: {'a' * 300}", 6, "an IANA time zone"),
-        ("articles: articles", f"articles: {'a' * 300}", 8, "does not exist"),
+        ("articles: articles", f"articles: {'a' * 300}", 8, "cannot be used"),
     ],
     ids=["language-newline", "language-long", "feed-name-newline", "timezone-long", "folder-long"],
 )
@@ -573,3 +573,12 @@ def test_odd_value_is_reported_not_accepted_or_crashing(make_site, old, new, lin
     path, problem = only_problem(make_site, replace_line(GOOD, old, new))
     assert (problem.path, problem.line) == (str(path), line)
     assert expected in problem.message
+
+
+def test_articles_folder_in_a_symlink_loop_is_reported(make_site):
+    path = make_site(articles={}, raw_config=replace_line(GOOD, "articles: articles", "articles: loop"))
+    (path.parent / "loop").symlink_to("loop")
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    (problem,) = info.value.problems
+    assert problem.line == 8 and "articles: folder" in problem.message
