@@ -6,26 +6,32 @@ an operator fixing the config at 2 a.m. should not have to run the check five ti
 
 from __future__ import annotations
 
-import difflib
 import os
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from . import fields
 from .errors import ConfigError, Problem
-from .markup import clean_text
-from .slugs import slug
 from .yamlfile import LineDict, YAMLProblem, line_of, load_yaml
 
 CONTENT_MODES = ("full", "summary")
+CONTENT = "full"
+LIMIT = 50
+MAX_AGE = 300
 MAX_BYTES = 1024 * 1024  # a feed document never grows past this (FeedBurner cut at 512 KB-1 MB)
 MAX_ARTICLE_BYTES = 2 * 1024 * 1024  # larger article files are left out, not read
-FEED_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,99}$")
-LANGUAGE = re.compile(r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{1,8})*$")
+# Bounds, so a typo cannot ask for a million entries, a century of caching or a 1 GB feed.
+LIMIT_RANGE = (1, 1000)
+# RFC 2616 §14.21: servers SHOULD NOT send Expires dates more than one year in the future.
+MAX_AGE_RANGE = (0, 365 * 24 * 60 * 60)
+MAX_BYTES_RANGE = (16 * 1024, 50 * 1024 * 1024)  # room for a few entries .. more than readers fetch
+MAX_ARTICLE_BYTES_RANGE = (1024, 64 * 1024 * 1024)
+FEED_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,99}")
 
 
 @dataclass(frozen=True)
@@ -41,9 +47,9 @@ class FeedSpec:
     topics: tuple[str, ...] = ()
     exclude_topics: tuple[str, ...] = ()
     tags: tuple[str, ...] = ()
-    limit: int = 50
-    max_age: int = 300
-    content: str = "full"
+    limit: int = LIMIT
+    max_age: int = MAX_AGE
+    content: str = CONTENT
     language: str = "en"
     is_topic_feed: bool = False
     max_bytes: int = MAX_BYTES
@@ -60,9 +66,9 @@ class SiteConfig:
     timezone: str
     author: str | None
     articles_dir: Path
-    limit: int = 50
-    max_age: int = 300
-    content: str = "full"
+    limit: int = LIMIT
+    max_age: int = MAX_AGE
+    content: str = CONTENT
     topic_feeds: bool = True
     feeds: tuple[FeedSpec, ...] = ()
     path: Path = field(default=Path("config.yaml"))
@@ -112,7 +118,81 @@ def parse_config(text: str, path: Path) -> SiteConfig:
     return config
 
 
+def _base_url(value: object) -> str:
+    """Every link in a feed is joined to this, so a query or fragment would end up in the middle."""
+    url = fields.http_url(value)
+    parts = urlsplit(url)
+    if parts.query or parts.fragment:
+        raise ValueError(f"{fields.URL_FORM} (no query or fragment)")
+    return url.rstrip("/") + "/"
+
+
+def _timezone(value: object) -> str:
+    """A zone known to this machine's tz database; an unknown one would only fail while rendering."""
+    form = "an IANA time zone such as Europe/Berlin"
+    if not isinstance(value, str):
+        raise TypeError(form)
+    try:
+        ZoneInfo(value.strip())
+    except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: a name too long for a file
+        raise ValueError(form) from None
+    return value.strip()
+
+
+def _folder(value: object) -> str:
+    try:
+        return fields.non_empty_text(value)
+    except TypeError:
+        raise TypeError("a folder path relative to the config file") from None
+
+
+@dataclass(frozen=True)
+class _Key:
+    """How one config key is checked, and what it is when not given (unless a caller passes it on).
+
+    A required key has no default: with it missing there is no config to build.
+    """
+
+    check: fields.Check[Any]
+    default: Any = None
+    required: bool = False
+
+
+# Each table's keys are the names of SiteConfig / FeedSpec fields and the allowed YAML keys.
+_TOP = {
+    "articles": _Key(_folder, "articles"),
+    "topic_feeds": _Key(fields.boolean, True),
+    "max_article_bytes": _Key(fields.whole(*MAX_ARTICLE_BYTES_RANGE, "bytes"), MAX_ARTICLE_BYTES),
+}
+_TOP_KEYS = ("site", *_TOP, "defaults", "feeds")
+_SITE = {
+    "title": _Key(fields.non_empty_text, required=True),
+    "url": _Key(_base_url, required=True),
+    "description": _Key(fields.text, ""),
+    "language": _Key(fields.language_tag, "en"),
+    "timezone": _Key(_timezone, "UTC"),
+    "author": _Key(fields.non_empty_text),
+}
+_DEFAULTS = {
+    "limit": _Key(fields.whole(*LIMIT_RANGE), LIMIT),
+    "max_age": _Key(fields.whole(*MAX_AGE_RANGE, "seconds"), MAX_AGE),
+    "content": _Key(fields.one_of(*CONTENT_MODES), CONTENT),
+    "max_bytes": _Key(fields.whole(*MAX_BYTES_RANGE, "bytes"), MAX_BYTES),
+}
+_FEED = {  # defaults come from the feed's name, defaults: and site.language
+    "title": _Key(fields.non_empty_text),
+    "description": _Key(fields.text, ""),
+    "topics": _Key(fields.slug_list("topic names"), ()),
+    "exclude_topics": _Key(fields.slug_list("topic names"), ()),
+    "tags": _Key(fields.slug_list("tags"), ()),
+    **_DEFAULTS,
+    "language": _Key(fields.language_tag),
+}
+
+
 class _Validator:
+    """Collects every problem instead of stopping at the first; a bad value falls back to its default."""
+
     def __init__(self, path: str) -> None:
         self.path = path
         self.problems: list[Problem] = []
@@ -120,269 +200,127 @@ class _Validator:
     def error(self, mapping: Any, key: Any, dotted: str, message: str) -> None:
         self.problems.append(Problem(self.path, line_of(mapping, key), f"{dotted}: {message}"))
 
-    def mapping(self, parent: Any, key: str, dotted: str, allowed: tuple[str, ...]) -> Mapping[str, Any]:
-        value = parent.get(key) if isinstance(parent, Mapping) else None
+    def site_config(self, data: Any, path: Path) -> SiteConfig | None:
+        if not isinstance(data, Mapping):
+            message = f"expected a mapping with a 'site' section, got {_show(data)}"
+            self.problems.append(Problem(self.path, 1, message))
+            return None
+        self.unknown_keys(data, "", _TOP_KEYS)
+        top = self.values(data, "", _TOP)
+        site = self.site(data)
+        defaults = self.values(self.section(data, "defaults", _DEFAULTS), "defaults", _DEFAULTS)
+        feeds = self.feeds(data, {**defaults, "language": site["language"]})
+        articles_dir = self.articles_dir(data, path, top["articles"])
+        if self.problems:
+            return None
+        return SiteConfig(
+            **site,
+            **defaults,
+            articles_dir=articles_dir,
+            topic_feeds=top["topic_feeds"],
+            max_article_bytes=top["max_article_bytes"],
+            feeds=feeds,
+            path=path,
+        )
+
+    def site(self, data: Mapping[Any, Any]) -> dict[str, Any]:
+        if "site" not in data:
+            missing = "site: required, expected a mapping with title and url"
+            self.problems.append(Problem(self.path, 1, missing))
+        return self.values(self.section(data, "site", _SITE), "site", _SITE)
+
+    def articles_dir(self, data: Mapping[Any, Any], path: Path, folder: str) -> Path:
+        """A missing folder is an error now rather than a site with no articles later."""
+        articles_dir = path.parent / folder
+        try:
+            articles_dir = articles_dir.resolve()
+            problem = "" if articles_dir.is_dir() else "does not exist"
+        except (OSError, RuntimeError) as exc:  # a name too long, a symlink loop
+            problem = f"cannot be used ({exc})"
+        if problem:
+            self.error(data, "articles", "articles", f"folder {str(articles_dir)!r} {problem}")
+        return articles_dir
+
+    def feeds(self, data: Mapping[Any, Any], inherited: Mapping[str, Any]) -> tuple[FeedSpec, ...]:
+        raw_feeds = data.get("feeds")
+        if raw_feeds is None:
+            return ()
+        if not isinstance(raw_feeds, Mapping):
+            expected = f"expected a mapping of feed names to feeds, got {_show(raw_feeds)}"
+            self.error(data, "feeds", "feeds", expected)
+            return ()
+        specs = [self.feed(raw_feeds, name, inherited) for name in raw_feeds]
+        return tuple(spec for spec in specs if spec is not None)
+
+    def feed(self, parent: Mapping[Any, Any], name: Any, inherited: Mapping[str, Any]) -> FeedSpec | None:
+        dotted = f"feeds.{name}"
+        if not isinstance(name, str) or not FEED_NAME.fullmatch(name):
+            rule = "a feed name is its URL: lowercase letters, digits, '-' or '_' (e.g. ukraine-krieg)"
+            self.error(parent, name, dotted, rule)
+            return None
+        raw = LineDict() if parent[name] is None else parent[name]
+        if not isinstance(raw, Mapping):
+            self.error(parent, name, dotted, f"expected a mapping with title, topics, ..., got {_show(raw)}")
+            return None
+        self.unknown_keys(raw, dotted, tuple(_FEED))
+        return FeedSpec(name=name, **self.values(raw, dotted, _FEED, {**inherited, "title": name}))
+
+    def section(self, parent: Mapping[Any, Any], key: str, table: Mapping[str, _Key]) -> Mapping[Any, Any]:
+        value = parent.get(key)
         if value is None:
             return LineDict()
         if not isinstance(value, Mapping):
-            self.error(parent, key, dotted, f"expected a mapping of keys, got {_show(value)}")
+            self.error(parent, key, key, f"expected a mapping of keys, got {_show(value)}")
             return LineDict()
-        self.unknown_keys(value, dotted, allowed)
+        self.unknown_keys(value, key, tuple(table))
         return value
 
     def unknown_keys(self, mapping: Mapping[Any, Any], dotted: str, allowed: tuple[str, ...]) -> None:
         for key in mapping:
-            if key in allowed:
-                continue
-            where = f"{dotted}.{key}" if dotted else str(key)
-            close = difflib.get_close_matches(str(key), allowed, n=1)
-            hint = f"; did you mean '{close[0]}'?" if close else f"; allowed: {', '.join(allowed)}"
-            self.error(mapping, key, where, f"unknown key{hint}")
+            if key not in allowed:
+                hint = fields.did_you_mean(key, allowed) or f"; allowed: {', '.join(allowed)}"
+                self.error(mapping, key, _join(dotted, key), f"unknown key{hint}")
 
-    def get(
+    def values(
         self,
-        mapping: Mapping[str, Any],
-        key: str,
+        mapping: Mapping[Any, Any],
         dotted: str,
-        check: Callable[[Any], Any],
-        expected: str,
-        default: Any = None,
-        required: bool = False,
-    ) -> Any:
-        if key not in mapping or mapping[key] is None:
-            if required:
-                self.problems.append(
-                    Problem(self.path, line_of(mapping, key), f"{dotted}: required, expected {expected}")
-                )
+        table: Mapping[str, _Key],
+        inherited: Mapping[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """Every key of the table, checked; what a caller passes on replaces the table's default."""
+        inherited = inherited or {}
+        return {
+            key: self.value(mapping, key, _join(dotted, key), spec, inherited.get(key, spec.default))
+            for key, spec in table.items()
+        }
+
+    def value(self, mapping: Mapping[Any, Any], key: str, dotted: str, spec: _Key, default: Any) -> Any:
+        given = mapping.get(key)
+        if given is None:  # "limit:" with nothing after it is as good as leaving it out
+            if spec.required:
+                self.error(mapping, key, dotted, f"required, expected {fields.expected(spec.check)}")
             return default
-        value = mapping[key]
         try:
-            return check(value)
+            return spec.check(given)
         except (TypeError, ValueError) as exc:
-            detail = f" ({exc})" if str(exc) else ""
-            self.error(mapping, key, dotted, f"expected {expected}, got {_show(value)}{detail}")
+            self.error(mapping, key, dotted, f"expected {exc}, got {_show(given)}")
             return default
 
-    def site_config(self, data: Any, path: Path) -> SiteConfig | None:
-        if not isinstance(data, Mapping):
-            self.problems.append(
-                Problem(self.path, 1, f"expected a mapping with a 'site' section, got {_show(data)}")
-            )
-            return None
-        self.unknown_keys(data, "", ("site", "articles", "defaults", "topic_feeds", "feeds"))
-        site = self.mapping(
-            data, "site", "site", ("title", "url", "description", "language", "timezone", "author")
-        )
-        if "site" not in data:
-            self.problems.append(
-                Problem(self.path, 1, "site: required, expected a mapping with title and url")
-            )
-        title = self.get(site, "title", "site.title", _text, "a non-empty string", "", required=True)
-        url = self.get(
-            site,
-            "url",
-            "site.url",
-            _base_url,
-            "an absolute http(s) URL such as https://news.example.org",
-            "http://localhost/",
-            required=True,
-        )
-        description = self.get(site, "description", "site.description", _any_text, "a string", "")
-        language = self.get(
-            site,
-            "language",
-            "site.language",
-            _language,
-            "a language tag such as de or en-US (quote 'no')",
-            "en",
-        )
-        timezone = self.get(
-            site, "timezone", "site.timezone", _timezone, "an IANA time zone such as Europe/Berlin", "UTC"
-        )
-        author = self.get(site, "author", "site.author", _text, "a non-empty string")
 
-        folder = self.get(
-            data, "articles", "articles", _text, "a folder path relative to the config file", "articles"
-        )
-        articles_dir = (path.parent / folder).resolve()
-        if not articles_dir.is_dir():
-            self.error(data, "articles", "articles", f"folder {str(articles_dir)!r} does not exist")
-
-        defaults = self.mapping(data, "defaults", "defaults", ("limit", "max_age", "content"))
-        limit = self.get(defaults, "limit", "defaults.limit", _positive, "a whole number >= 1", 50)
-        max_age = self.get(
-            defaults, "max_age", "defaults.max_age", _non_negative, "a whole number of seconds >= 0", 300
-        )
-        content = self.get(defaults, "content", "defaults.content", _content, "full or summary", "full")
-        topic_feeds = self.get(data, "topic_feeds", "topic_feeds", _bool, "true or false", True)
-
-        feeds: list[FeedSpec] = []
-        raw_feeds = data.get("feeds")
-        if raw_feeds is not None and not isinstance(raw_feeds, Mapping):
-            self.error(
-                data, "feeds", "feeds", f"expected a mapping of feed names to feeds, got {_show(raw_feeds)}"
-            )
-        elif raw_feeds:
-            for name, raw in raw_feeds.items():
-                spec = self.feed(raw_feeds, name, raw, limit, max_age, content, language)
-                if spec is not None:
-                    feeds.append(spec)
-        return SiteConfig(
-            title=title,
-            url=url,
-            description=description,
-            language=language,
-            timezone=timezone,
-            author=author,
-            articles_dir=articles_dir,
-            limit=limit,
-            max_age=max_age,
-            content=content,
-            topic_feeds=topic_feeds,
-            feeds=tuple(feeds),
-            path=path,
-        )
-
-    def feed(
-        self,
-        parent: Mapping[str, Any],
-        name: Any,
-        raw: Any,
-        limit: int,
-        max_age: int,
-        content: str,
-        language: str,
-    ) -> FeedSpec | None:
-        dotted = f"feeds.{name}"
-        if not isinstance(name, str) or not FEED_NAME.match(name):
-            self.error(
-                parent,
-                name,
-                dotted,
-                "a feed name is its URL: lowercase letters, digits, '-' or '_' (e.g. ukraine-krieg)",
-            )
-            return None
-        keys = (
-            "title",
-            "description",
-            "topics",
-            "exclude_topics",
-            "tags",
-            "limit",
-            "max_age",
-            "content",
-            "language",
-        )
-        if raw is None:
-            raw = LineDict()
-        if not isinstance(raw, Mapping):
-            self.error(parent, name, dotted, f"expected a mapping with title, topics, ..., got {_show(raw)}")
-            return None
-        self.unknown_keys(raw, dotted, keys)
-        return FeedSpec(
-            name=name,
-            title=self.get(raw, "title", f"{dotted}.title", _text, "a non-empty string", name),
-            description=self.get(raw, "description", f"{dotted}.description", _any_text, "a string", ""),
-            topics=self.get(raw, "topics", f"{dotted}.topics", _slugs, "a list of topic names", ()),
-            exclude_topics=self.get(
-                raw, "exclude_topics", f"{dotted}.exclude_topics", _slugs, "a list of topic names", ()
-            ),
-            tags=self.get(raw, "tags", f"{dotted}.tags", _slugs, "a list of tags", ()),
-            limit=self.get(raw, "limit", f"{dotted}.limit", _positive, "a whole number >= 1", limit),
-            max_age=self.get(
-                raw, "max_age", f"{dotted}.max_age", _non_negative, "a whole number of seconds >= 0", max_age
-            ),
-            content=self.get(raw, "content", f"{dotted}.content", _content, "full or summary", content),
-            language=self.get(
-                raw,
-                "language",
-                f"{dotted}.language",
-                _language,
-                "a language tag such as de or en-US",
-                language,
-            ),
-        )
+def _join(dotted: str, key: Any) -> str:
+    return f"{dotted}.{key}" if dotted else str(key)
 
 
 def _show(value: Any) -> str:
+    """The value as the operator wrote it, cut short: a pasted blob should not bury the message."""
     if value is None:
         return "nothing"
     if isinstance(value, bool):
-        return f"{str(value).lower()} (YAML reads yes/no/on/off as true/false; quote it)"
+        return f"{str(value).lower()} (YAML reads yes/no/on/off as true/false)"
     if isinstance(value, Mapping):
         return "a mapping"
     if isinstance(value, list):
         return "a list"
-    return repr(value)
-
-
-def _text(value: Any) -> str:
-    if not isinstance(value, str) or not clean_text(value).strip():
-        raise TypeError()
-    return clean_text(value).strip()
-
-
-def _any_text(value: Any) -> str:
-    if not isinstance(value, str):
-        raise TypeError()
-    return clean_text(value).strip()
-
-
-def _base_url(value: Any) -> str:
-    parts = urlsplit(_text(value))
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise ValueError()
-    if parts.query or parts.fragment:
-        raise ValueError("no query or fragment")
-    return parts.geturl().rstrip("/") + "/"
-
-
-def _language(value: Any) -> str:
-    if not isinstance(value, str) or not LANGUAGE.match(value):
-        raise TypeError()
-    return value
-
-
-def _timezone(value: Any) -> str:
-    try:
-        ZoneInfo(_text(value))
-    except (ZoneInfoNotFoundError, ValueError):
-        raise ValueError("unknown time zone") from None
-    return value.strip()
-
-
-def _whole(value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError()
-    return value
-
-
-def _positive(value: Any) -> int:
-    if _whole(value) < 1:
-        raise ValueError()
-    return int(value)
-
-
-def _non_negative(value: Any) -> int:
-    if _whole(value) < 0:
-        raise ValueError()
-    return int(value)
-
-
-def _content(value: Any) -> str:
-    if value not in CONTENT_MODES:
-        raise ValueError()
-    return str(value)
-
-
-def _bool(value: Any) -> bool:
-    if not isinstance(value, bool):
-        raise TypeError()
-    return value
-
-
-def _slugs(value: Any) -> tuple[str, ...]:
-    items = [value] if isinstance(value, str) else value
-    if not isinstance(items, list) or not all(isinstance(i, str) and i.strip() for i in items):
-        raise TypeError()
-    return tuple(dict.fromkeys(slug(i) for i in items))
+    shown = repr(value)
+    return shown if len(shown) <= 80 else f"{shown[:76]}...{shown[-1]}"

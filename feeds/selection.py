@@ -22,6 +22,7 @@ def specs_for_topics(site: SiteConfig, topics: dict[str, str]) -> tuple[FeedSpec
                     topics=(topic_slug,),
                     limit=site.limit,
                     max_age=site.max_age,
+                    max_bytes=site.max_bytes,
                     content=site.content,
                     language=site.language,
                     is_topic_feed=True,
