@@ -18,12 +18,12 @@ from enum import StrEnum
 from functools import lru_cache
 from pathlib import PurePosixPath
 from typing import Any, NamedTuple
-from urllib.parse import quote, urljoin, urlsplit
+from urllib.parse import quote, urljoin
 from zoneinfo import ZoneInfo
 
 from .config import SiteConfig
 from .errors import Problem, Severity
-from .fields import did_you_mean, language_tag
+from .fields import did_you_mean, http_url, language_tag
 from .markup import clean_text, html_to_text, markdown_to_html, plain_to_html, sanitize, shorten
 from .slugs import slug
 from .yamlfile import YAMLProblem, line_of, load_yaml
@@ -287,7 +287,7 @@ def parse_meta(source: SourceFile, site: SiteConfig) -> tuple[Meta | None, str, 
     published, dated_by = _published(front, site.tz)
     article_id = _article_id(front, source.path)
     page = permalink(site, article_id)
-    link = _link(front, site)
+    link = _link(front)
     image, image_type, image_length = _image(front, site, source.image_sizes or {})
     meta = Meta(
         id=article_id,
@@ -452,12 +452,12 @@ def _language(front: _Front) -> str | None:
         return None
 
 
-def _link(front: _Front, site: SiteConfig) -> str | None:
+def _link(front: _Front) -> str | None:
     given = front.typed("link", str, "an absolute URL")
     if given is None:
         return None
-    link = _web_url(site, given)
-    if link is None or not given.strip().lower().startswith(("http://", "https://")):
+    link = _absolute_url(given)
+    if link is None:
         message = f"link: {given!r} is not an absolute http(s) URL; ignored"
         front.report(message, "link", Severity.WARNING)
         return None
@@ -507,27 +507,28 @@ def _clean_strings(value: Any) -> Any:
     return value
 
 
-_URL_SAFE = ":/?#[]@!$&'()*+,;=%~-._"
+_URL_SAFE = ":/?#[]@!$&()*+,;=%~-._"  # "'" is encoded: it would end an HTML attribute
 
 
 def _web_url(site: SiteConfig, value: str) -> str | None:
-    """An absolute http(s) URL with spaces and other unsafe characters percent-encoded."""
+    """``value`` resolved against the site, unsafe characters percent-encoded, then checked.
+
+    Authors write image paths with spaces and umlauts; they are encoded rather than refused,
+    and the result must pass the same URL check as ``site.url``.
+    """
     try:
-        url = urljoin(site.url, quote(clean_text(value).strip(), safe=_URL_SAFE))
-        parts = urlsplit(url)
-    except ValueError:  # "https://[x" is no URL at all
+        return http_url(urljoin(site.url, quote(clean_text(value).strip(), safe=_URL_SAFE)))
+    except (TypeError, ValueError):  # "https://[x" is no URL at all
         return None
-    return url if parts.scheme in ("http", "https") and parts.netloc else None
 
 
-def _web_url_or_none(value: Any) -> str | None:
-    """An author's absolute http(s) URI, percent-encoded; relative ones have no base here."""
+def _absolute_url(value: Any) -> str | None:
+    """An absolute http(s) URL written in front matter (a relative one is refused)."""
     if not isinstance(value, str) or not value.strip().lower().startswith(("http://", "https://")):
         return None
-    url = quote(clean_text(value).strip(), safe=_URL_SAFE)
     try:
-        return url if urlsplit(url).netloc else None
-    except ValueError:
+        return http_url(quote(clean_text(value).strip(), safe=_URL_SAFE))
+    except (TypeError, ValueError):
         return None
 
 
@@ -576,7 +577,7 @@ def _authors(value: Any) -> tuple[Author, ...] | None:
                 Author(
                     _one_line(item["name"]),
                     email.strip() if isinstance(email, str) and "@" in email else None,
-                    _web_url_or_none(uri),
+                    _absolute_url(uri),
                 )
             )
         else:
