@@ -8,7 +8,7 @@ from pathlib import Path
 
 import lxml.html
 import pytest
-from conftest import NOW, SHARED
+from conftest import NOW, shared
 
 from feeds.articles import EPOCH, Author, DateSource, SourceFile, Stamp, entry_id, parse_article, stamped
 from feeds.config import load_config
@@ -24,7 +24,7 @@ def load_articles(config):
 
 MTIME = 1_700_000_000.0  # 2023-11-14T22:13:20Z
 HEADINGS = ("h1", "h2", "h3", "h4", "h5", "h6")
-SAMPLE = SHARED / "samples" / "000_04400df533381831.txt"
+SAMPLE_NAME = "000_04400df533381831.txt"  # ../shared/samples: the newsroom's export form
 
 
 @pytest.fixture
@@ -128,13 +128,14 @@ def test_md_without_front_matter_takes_first_line_as_title(site):
 
 
 def test_real_newsroom_sample(site):
-    text = SAMPLE.read_text(encoding="utf-8")
+    sample = shared(f"samples/{SAMPLE_NAME}")
+    text = sample.read_text(encoding="utf-8")
     lines = [line.strip() for line in text.splitlines() if line.strip()]
-    a, problems = parse(site, SAMPLE.read_bytes(), path=f"Ukraine-Krieg/{SAMPLE.name}")
+    a, problems = parse(site, sample.read_bytes(), path=f"Ukraine-Krieg/{sample.name}")
     assert a is not None, problems
     assert a.title == lines[0] == "Nordkorea schickt Soldaten nach Russland: Erfolg im Kampf um Kursk!"
     assert a.topic_slugs == {"ukraine-krieg"}
-    assert a.id == f"Ukraine-Krieg/{SAMPLE.stem}"
+    assert a.id == f"Ukraine-Krieg/{sample.stem}"
     root = tree(a.html)
     kinds = ["h" if el.tag in HEADINGS else el.tag for el in root]
     assert kinds == ["p", "p", "h", "p", "p", "p", "table"]
@@ -148,7 +149,7 @@ def test_real_newsroom_sample(site):
     # It has no date: never the file time; dated when first seen, with a warning naming the file.
     assert a.dated_by is DateSource.SEEN and a.published == EPOCH
     assert [p.severity for p in problems] == [Severity.WARNING]
-    assert problems[0].path == f"Ukraine-Krieg/{SAMPLE.name}"
+    assert problems[0].path == f"Ukraine-Krieg/{sample.name}"
 
 
 # --- topics and ids ----------------------------------------------------------------------------

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
 import re
+from datetime import UTC, datetime
 from pathlib import Path
 
 import feedparser
@@ -217,3 +219,49 @@ def test_config_option_beats_env_var(runner: CliRunner, make_site: MakeSite,
     result = invoke(runner, make_site(name="good"), "list")
     assert result.exit_code == 0
     assert "https://news.example.org/feeds/alle.rss" in result.output.split()
+
+
+def test_stamp_dates_writes_first_seen_and_keeps_every_entry_id(
+    runner: CliRunner, make_site: MakeSite, tmp_path: Path
+) -> None:
+    plain = "Ohne Datum\nErster Absatz.\n"
+    config = make_site(articles={"a/ohne.txt": plain, "a/mit.md": "---\ntitle: Mit\ndate: 2025-01-01\n---\nx\n"})
+    state = {"FEEDS_STATE_DIR": str(tmp_path / "state")}
+    before = invoke(runner, config, "get", "/feeds/alle.atom")
+    assert before.exit_code == 0
+    ids_before = [e.id for e in feedparser.parse(before.output.encode()).entries]
+    warned = invoke(runner, config, "check")
+    assert "a/ohne.txt: warning: no date" in warned.output
+    stamped = runner.invoke(cli, ["--config", str(config), "check", "--stamp-dates"], env=state)
+    assert "wrote first_seen into 1 article(s)" in stamped.output
+    assert "a/ohne.txt: warning" not in stamped.output
+    text = (config.parent / "articles" / "a" / "ohne.txt").read_text(encoding="utf-8")
+    assert text.startswith("---\nfirst_seen: ") and text.endswith("---\n" + plain)
+    # A fresh clone (no state folder) now gives the same ids and the same date.
+    fresh = runner.invoke(cli, ["--config", str(config), "get", "/feeds/alle.atom"],
+                          env={"FEEDS_STATE_DIR": str(tmp_path / "other-machine")})
+    after = feedparser.parse(fresh.output.encode()).entries
+    assert [e.id for e in after] == ids_before
+    first_seen = text.split("\n")[1].removeprefix("first_seen: ")
+    ohne = next(e for e in after if e.title == "Ohne Datum")
+    assert ohne.published_parsed[:6] == datetime.fromisoformat(first_seen).astimezone(UTC).timetuple()[:6]
+
+
+def test_a_dateless_article_keeps_its_date_and_id_across_restarts_and_copies(
+    runner: CliRunner, make_site: MakeSite, tmp_path: Path
+) -> None:
+    config = make_site(articles={"a/ohne.txt": "Ohne Datum\nText.\n"})
+    article = config.parent / "articles" / "a" / "ohne.txt"
+    state = {"FEEDS_STATE_DIR": str(tmp_path / "state")}
+
+    def entry() -> feedparser.FeedParserDict:
+        result = runner.invoke(cli, ["--config", str(config), "get", "/feeds/alle.atom"], env=state)
+        (found,) = feedparser.parse(result.output.encode()).entries
+        return found
+
+    first = entry()
+    os.utime(article, (1_000_000_000, 1_000_000_000))  # what git clone, cp and restores do
+    second = entry()
+    assert (second.id, second.published) == (first.id, first.published)
+    state["FEEDS_STATE_DIR"] = str(tmp_path / "another-machine")
+    assert entry().id == first.id

@@ -31,7 +31,7 @@ import hostile
 from feeds import create_app
 from feeds.site import Site, open_site
 
-from conftest import DEMO_CONFIG, NOW, SHARED
+from conftest import DEMO_CONFIG, NOW, shared
 
 ATOM = "http://www.w3.org/2005/Atom"
 CONTENT = "http://purl.org/rss/1.0/modules/content/"
@@ -103,7 +103,7 @@ def published(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathF
 
 @pytest.fixture(scope="module")
 def atom_schema() -> etree.RelaxNG:
-    return etree.RelaxNG(etree.parse(str(SHARED / "schemas" / "atom.rng")))
+    return etree.RelaxNG(etree.parse(str(shared("schemas/atom.rng"))))
 
 
 def feed_url(name: str, fmt: str) -> str:

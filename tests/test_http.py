@@ -291,3 +291,35 @@ def test_if_match(client: FlaskClient, gz: bool) -> None:
         assert response.data == current.data
     stale = client.get("/feeds/alle.rss", headers={"If-Match": '"stale"', **accept})
     assert stale.status_code == 412
+
+
+# --- methods and the access log ----------------------------------------------------------------
+
+@pytest.mark.parametrize("method", ["POST", "PUT", "DELETE", "PATCH", "OPTIONS"])
+@pytest.mark.parametrize("path", DOCS)
+def test_other_methods_on_documents_get_405_with_allow(client: FlaskClient, method: str, path: str) -> None:
+    response = client.open(path, method=method)
+    assert response.status_code == 405
+    assert response.headers["Allow"] == "GET, HEAD"
+
+
+def test_other_methods_on_unknown_paths_are_still_404(client: FlaskClient) -> None:
+    assert client.post("/feeds/nichts.rss").status_code == 404
+    assert client.post("/nirgends").status_code == 404
+
+
+@pytest.mark.parametrize("raw, shown", [
+    ("/feeds/x%0a127.0.0.1 \"GET /admin\" 200", "/feeds/x\\x0a127.0.0.1"),
+    ("/%1b[2J%1b]0;owned%07", "/\\x1b[2J\\x1b]0;owned\\x07"),
+])
+def test_the_access_log_cannot_be_forged(
+    make_site: MakeSite, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, raw: str, shown: str
+) -> None:
+    monkeypatch.setenv("FEEDS_ACCESS_LOG", "1")
+    client = create_app(make_site(), clock=lambda: NOW).test_client()
+    with caplog.at_level("INFO", logger="feeds.access"):
+        client.get(raw)
+    (record,) = [r for r in caplog.records if r.name == "feeds.access"]
+    line = record.getMessage()
+    assert "\n" not in line and "\x1b" not in line and "\x07" not in line
+    assert shown in line

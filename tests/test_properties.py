@@ -28,7 +28,7 @@ from feeds.config import FeedSpec, SiteConfig, load_config
 from feeds.render import render_atom, render_rss
 from feeds.site import open_site
 
-from conftest import NOW, SHARED
+from conftest import NOW, shared
 from test_conformance import atom_problems, rss_problems
 
 SETTINGS = settings(max_examples=60, deadline=None, derandomize=True, database=None,
@@ -82,7 +82,7 @@ def specs(site_config: SiteConfig) -> dict[str, FeedSpec]:
 
 @pytest.fixture(scope="module")
 def atom_schema() -> etree.RelaxNG:
-    return etree.RelaxNG(etree.parse(str(SHARED / "schemas" / "atom.rng")))
+    return etree.RelaxNG(etree.parse(str(shared("schemas/atom.rng"))))
 
 
 def front_matter(fields: dict, body: str) -> bytes:

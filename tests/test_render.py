@@ -18,9 +18,9 @@ from lxml import etree
 
 from feeds.articles import Article, Author, Topic
 from feeds.config import FeedSpec, SiteConfig
-from feeds.render import render_atom, render_rss
+from feeds.render import Format, render_atom, render_feed, render_rss
 
-from conftest import SHARED
+from conftest import shared
 
 NS = {
     "a": "http://www.w3.org/2005/Atom",
@@ -310,7 +310,7 @@ def test_atom_dates_are_rfc3339() -> None:
 
 @pytest.fixture(scope="module")
 def atom_schema() -> etree.RelaxNG:
-    return etree.RelaxNG(etree.parse(str(SHARED / "schemas" / "atom.rng")))
+    return etree.RelaxNG(etree.parse(str(shared("schemas/atom.rng"))))
 
 
 @pytest.mark.parametrize("entries", [[], [AUTHORED, replace(IMAGED, id="b")]],
@@ -347,3 +347,60 @@ def test_every_link_is_absolute(fmt: str) -> None:
     for url in urls:
         parts = urlsplit(url)
         assert parts.scheme in ("http", "https") and parts.netloc, url
+
+
+# --- size: max_bytes --------------------------------------------------------------------------
+
+BIG = "<p>" + "Langer Absatz mit vielen Wörtern. " * 300 + "</p>"  # about 10 KB of content each
+
+
+def big_entries(count: int) -> list[Article]:
+    return [art(f"b{i:02d}", 28 - i // 10, 20 - i % 10, html=BIG, summary=f"Kurzfassung {i}") for i in range(count)]
+
+
+def shown(body: bytes, fmt: str) -> list[tuple[str, bool]]:
+    """(entry id suffix, carries full content) for each entry, in document order."""
+    parsed = feedparser.parse(body)
+    assert not parsed.bozo, parsed.get("bozo_exception")
+    return [(e.id.rsplit(":", 1)[1], bool(e.get("content"))) for e in parsed.entries]
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_a_feed_that_fits_is_untouched(fmt: str) -> None:
+    entries = big_entries(3)
+    fitted = render_feed(Format(fmt), spec(max_bytes=1 << 20), SITE, entries)
+    assert fitted.body == RENDER[fmt](spec(), SITE, entries) and fitted.note == ""
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_full_content_gives_way_from_the_oldest_entry_on(fmt: str) -> None:
+    entries = big_entries(12)
+    limit = 64 * 1024
+    fitted = render_feed(Format(fmt), spec(max_bytes=limit), SITE, entries)
+    assert len(fitted.body) <= limit
+    result = shown(fitted.body, fmt)
+    assert [i for i, _ in result] == [e.id for e in entries]  # every entry still there, in order
+    full = [has for _, has in result]
+    assert full[0] and not full[-1] and full == sorted(full, reverse=True)  # newest keep content
+    assert fitted.summarized == full.count(False) and fitted.dropped == 0
+    # As much content as fits: one more full entry would not.
+    keep = full.count(True)
+    assert len(RENDER[fmt](spec(), SITE, entries, None, keep + 1)) > limit
+    assert "summary only" in fitted.note and str(limit) in fitted.note
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_entries_drop_from_the_oldest_when_summaries_alone_do_not_fit(fmt: str) -> None:
+    entries = [replace(e, summary="S" * 600, title="T" * 2000) for e in big_entries(40)]
+    limit = 16 * 1024
+    fitted = render_feed(Format(fmt), spec(max_bytes=limit), SITE, entries)
+    assert len(fitted.body) <= limit
+    result = shown(fitted.body, fmt)
+    assert 0 < len(result) < 40 and not any(has for _, has in result)
+    assert [i for i, _ in result] == [e.id for e in entries[: len(result)]]  # the newest stay
+    assert fitted.dropped == 40 - len(result) and "left out" in fitted.note
+
+
+def test_atom_trimmed_to_size_still_validates(atom_schema: etree.RelaxNG) -> None:
+    fitted = render_feed(Format.ATOM, spec(max_bytes=32 * 1024), SITE, big_entries(10))
+    assert fitted.note and atom_schema.validate(parse(fitted.body)), atom_schema.error_log

@@ -227,3 +227,61 @@ def test_feed_documents_carry_media_type_and_cache_lifetime(make_site: MakeSite)
     assert site.feed("kurz", "atom").mimetype.startswith("application/atom+xml")
     assert site.feed("kurz", "rss").max_age == 600
     assert len(feedparser.parse(site.feed("kurz", "atom").body).entries) == 2
+
+
+# --- reloads: every change reaches every document ---------------------------------------------
+
+
+def test_a_config_change_after_an_article_edit_reaches_rendered_documents(make_site: MakeSite) -> None:
+    """Regression: the generation was the index's plus the config's, so replacing the index on a
+    config reload could give the same number again and leave documents with the old site.url."""
+    path = make_site()
+    site = load(path)
+    assert "https://news.example.org/" in site.feed("alle", "atom").body.decode()
+    edited = path.parent / "articles" / "politik" / "erster.md"
+    edited.write_text(edited.read_text(encoding="utf-8").replace("Erster Artikel", "Bearbeitet"), encoding="utf-8")
+    assert site.apply(["politik/erster.md"]) is True
+    assert "Bearbeitet" in site.feed("alle", "atom").body.decode()
+    path.write_text(path.read_text(encoding="utf-8").replace("news.example.org", "neu.example.org"), encoding="utf-8")
+    assert site.apply(config_changed=True) is True
+    for name in ("alle", "politik"):
+        for fmt in FORMATS:
+            body = site.feed(name, fmt).body.decode()
+            assert "neu.example.org" in body and "news.example.org" not in body, (name, fmt)
+    assert "neu.example.org" in site.page("erster").body.decode()
+
+
+def test_metrics_count_the_index_in_use_after_a_config_reload(make_site: MakeSite) -> None:
+    path = make_site()
+    app = create_app(path, clock=lambda: NOW, watch=False)
+    client = app.test_client()
+
+    def loaded() -> float:
+        text = client.get("/metrics").get_data(as_text=True)
+        return float(next(line.split()[1] for line in text.splitlines() if line.startswith("feeds_articles_loaded")))
+
+    assert loaded() == 5
+    (path.parent / "articles" / "politik" / "dritter.md").write_text(
+        "---\ntitle: Neu\ndate: 2025-06-01\n---\nx\n", encoding="utf-8"
+    )
+    path.write_text(path.read_text(encoding="utf-8").replace("news.example.org", "neu.example.org"), encoding="utf-8")
+    site: Site = app.extensions["feeds"]
+    assert site.apply(config_changed=True) is True  # a new url: the articles are read again
+    assert loaded() == 6
+
+
+def test_check_names_the_feeds_trimmed_to_max_bytes(make_site: MakeSite) -> None:
+    from click.testing import CliRunner
+
+    from feeds.cli import cli
+
+    body = "Ein langer Absatz. " * 2000  # ~38 KB per article
+    articles = {f"politik/lang{i}.md": f"---\ntitle: Lang {i}\ndate: 2025-05-0{i + 1}\n---\n{body}\n" for i in range(4)}
+    path = make_site(articles=articles, config={"defaults": {"max_bytes": 65536}})
+    site = load(path)
+    doc = site.feed("alle", "atom")
+    assert len(doc.body) <= 65536 and "summary only" in doc.note
+    parsed = feedparser.parse(doc.body)
+    assert not parsed.bozo and len(parsed.entries) == 4
+    result = CliRunner().invoke(cli, ["--config", str(path), "check"])
+    assert "feed 'alle' (atom, max_bytes 65536): trimmed" in result.output

@@ -1,0 +1,81 @@
+"""The ledger: Last-Modified that never goes backwards, and the date dateless articles were seen.
+
+Both are promises to readers that every worker and every restart must keep alike, so they are
+tested across two Ledger instances over one file, as two workers would use it.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from feeds.ledger import Ledger, decide
+
+T0 = datetime(2025, 1, 1, tzinfo=UTC)
+
+
+def s(moment: datetime) -> int:
+    return int(moment.timestamp())
+
+
+def test_decide_keeps_the_latest_date_and_never_goes_back() -> None:
+    assert decide(None, "a", 100, 500) == 100  # first version: its natural date
+    assert decide(("a", 100), "a", 100, 500) == 100  # the same bytes: the same date
+    assert decide(("a", 100), "b", 200, 500) == 200  # newer natural date: taken
+    # The newest entry deleted: natural date moves back; the change is dated when it was seen.
+    assert decide(("b", 200), "c", 100, 500) == 500
+    # Seen in the same second as the previous version: still later than it.
+    assert decide(("b", 500), "c", 100, 500) == 501
+
+
+@pytest.mark.parametrize("shared", [True, False], ids=["sqlite", "memory"])
+def test_a_document_whose_newest_entry_goes_gets_a_later_date(tmp_path: Path, shared: bool) -> None:
+    ledger = Ledger(tmp_path / "ledger.sqlite" if shared else None)
+    first = ledger.stamp("feed:x.rss", "aaa", T0 + timedelta(days=2), T0 + timedelta(days=3))
+    assert first == T0 + timedelta(days=2)
+    after_delete = ledger.stamp("feed:x.rss", "bbb", T0 + timedelta(days=1), T0 + timedelta(days=4))
+    assert after_delete > first
+    # Back to the first bytes (the article restored): still a change for a reader holding "bbb".
+    assert ledger.stamp("feed:x.rss", "aaa", T0 + timedelta(days=2), T0 + timedelta(days=5)) > after_delete
+
+
+def test_two_workers_agree_on_last_modified(tmp_path: Path) -> None:
+    a, b = Ledger(tmp_path / "l.sqlite"), Ledger(tmp_path / "l.sqlite")
+    a.stamp("feed:x.rss", "one", T0, T0)
+    moved = a.stamp("feed:x.rss", "two", T0 - timedelta(days=1), T0 + timedelta(hours=1))
+    assert b.lookup("feed:x.rss", "two") == moved
+    assert b.stamp("feed:x.rss", "two", T0 - timedelta(days=1), T0 + timedelta(hours=5)) == moved
+
+
+def test_the_first_worker_to_see_an_article_sets_its_date_for_everyone(tmp_path: Path) -> None:
+    a, b = Ledger(tmp_path / "l.sqlite"), Ledger(tmp_path / "l.sqlite")
+    seen_a = a.first_seen(["x", "y"], T0)
+    seen_b = b.first_seen(["y", "z"], T0 + timedelta(hours=1))
+    assert seen_a == {"x": T0, "y": T0}
+    assert seen_b == {"y": T0, "z": T0 + timedelta(hours=1)}
+    restarted = Ledger(tmp_path / "l.sqlite")
+    assert restarted.first_seen(["x", "z"], T0 + timedelta(days=9)) == {"x": T0, "z": T0 + timedelta(hours=1)}
+
+
+def test_a_foreign_file_is_left_untouched_and_the_ledger_works_in_memory(tmp_path: Path) -> None:
+    path = tmp_path / "l.sqlite"
+    with sqlite3.connect(path) as db:
+        db.execute("CREATE TABLE accounts (name TEXT)")
+        db.execute("INSERT INTO accounts VALUES ('alice')")
+    before = path.read_bytes()
+    ledger = Ledger(path)
+    assert ledger.first_seen(["x"], T0) == {"x": T0}
+    assert ledger.stamp("k", "e", T0, T0) == T0
+    ledger.close()
+    assert path.read_bytes() == before
+
+
+def test_an_unusable_state_folder_falls_back_to_memory(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    ledger = Ledger(blocker / "l.sqlite")
+    assert ledger.first_seen(["x"], T0) == {"x": T0}
+    assert ledger.first_seen(["x"], T0 + timedelta(days=1)) == {"x": T0}

@@ -1,0 +1,59 @@
+"""Records: what one file read yields, and which failures keep the last good version."""
+
+from __future__ import annotations
+
+import os
+from datetime import UTC, datetime
+
+from conftest import MakeSite
+
+from feeds.articles import DateSource
+from feeds.config import load_config
+from feeds.index import Index
+from feeds.ledger import Ledger
+from feeds.records import dated, load_records, parse_file
+
+T0 = datetime(2025, 6, 1, tzinfo=UTC)
+GOOD = "---\ntitle: Gut\ndate: 2025-01-01\n---\nText.\n"
+
+
+def test_each_outcome_of_reading_a_file(make_site: MakeSite) -> None:
+    config = load_config(make_site(articles={"a/gut.md": GOOD, "a/kaputt.md": "---\ntitle: [x\n---\n"}))
+    root = config.articles_dir
+    os.mkfifo(root / "a" / "pipe.md")
+    good, body = parse_file(config, "a/gut.md")
+    assert good is not None and good.meta is not None and body.strip() == "Text."
+    broken, _ = parse_file(config, "a/kaputt.md")
+    assert broken is not None and broken.meta is None and broken.retry  # may be half-written
+    pipe, _ = parse_file(config, "a/pipe.md")
+    assert pipe is not None and pipe.meta is None and not pipe.retry  # never an article
+    assert "named pipe" in pipe.problems[0].message
+    assert parse_file(config, "a/weg.md") == (None, "")
+
+
+def test_a_file_that_stops_parsing_keeps_its_last_good_version_but_a_pipe_does_not(
+    make_site: MakeSite,
+) -> None:
+    config = load_config(make_site(articles={"a/gut.md": GOOD}))
+    index = Index.build(config, load_records(config, None))
+    path = config.articles_dir / "a" / "gut.md"
+    path.write_text("---\ntitle: [half\n", encoding="utf-8")
+    assert index.apply("a/gut.md", parse_file(config, "a/gut.md")[0]) is False
+    assert [m.title for m in index.articles()] == ["Gut"]
+    path.unlink()
+    os.mkfifo(path)
+    assert index.apply("a/gut.md", parse_file(config, "a/gut.md")[0]) is True
+    assert index.articles() == []
+    assert any("named pipe" in p.message for p in index.problems())
+
+
+def test_dateless_articles_get_the_date_they_were_first_seen(make_site: MakeSite) -> None:
+    config = load_config(make_site(articles={"a/ohne.txt": "Titel\nText.\n", "a/mit.md": GOOD}))
+    ledger = Ledger(None)
+    records = load_records(config, None)
+    assert records["a/ohne.txt"].meta.dated_by is DateSource.SEEN  # type: ignore[union-attr]
+    first = dated(records, lambda ids: ledger.first_seen(ids, T0))
+    later = dated(records, lambda ids: ledger.first_seen(ids, datetime(2026, 1, 1, tzinfo=UTC)))
+    assert first["a/ohne.txt"].meta.published == T0  # type: ignore[union-attr]
+    assert later["a/ohne.txt"].meta.published == T0  # type: ignore[union-attr]
+    assert first["a/mit.md"] is records["a/mit.md"]  # dated articles are left as they are
