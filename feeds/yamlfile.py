@@ -1,20 +1,48 @@
-"""YAML parsing that remembers line numbers and refuses duplicate keys.
+"""YAML parsing that remembers line numbers, refuses duplicate keys and has a bounded cost.
 
 PyYAML silently lets a repeated key win; an operator who pastes a feed twice deserves an
 error instead. Every mapping comes back as a :class:`LineDict` so later validation can say
 which line a bad value is on.
+
+Aliases make a few hundred bytes stand for billions of values (the "billion laughs" attack).
+PyYAML shares the aliased objects, but everything that later walks the result as a tree (our
+validation, the article loader) pays for the expanded size. So the document is judged on its
+events and its composed node graph, before any Python object is built: front matter may not use
+aliases at all, and config.yaml may use them only while its expanded size stays bounded.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import yaml
+from yaml.constructor import ConstructorError
+from yaml.events import AliasEvent, CollectionEndEvent, CollectionStartEvent
+from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
-try:
-    _Base: Any = yaml.CSafeLoader
-except AttributeError:  # pragma: no cover - only without libyaml
-    _Base = yaml.SafeLoader
+if TYPE_CHECKING or hasattr(yaml, "CSafeLoader"):
+    from yaml._yaml import get_version
+
+    _SafeBase = yaml.CSafeLoader
+    # From 0.2.6 on libyaml refuses nesting past 1,000 levels. Older ones (Debian's python3-yaml
+    # links 0.2.5) let the C composer recurse until the process dies: 100,000 "[" segfault it.
+    _NESTING_CAPPED = get_version() >= (0, 2, 6)
+else:  # pragma: no cover - only without libyaml
+    _SafeBase = yaml.SafeLoader
+    _NESTING_CAPPED = False  # PyYAML's own composer recurses without a cap as well
+
+
+#: Most values (keys, scalars and collections) a document may hold once every alias is written
+#: out. A large config.yaml has a few hundred; the bound only stops alias bombs.
+MAX_EXPANDED_NODES = 100_000
+
+#: Most levels of nested lists and mappings, counted after expanding aliases. Real documents
+#: use four or five; the bound keeps construction (which recurses per level) off Python's
+#: recursion limit, and later walks over the result cheap.
+MAX_DEPTH = 100
+
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+_VALUE_TAG = "tag:yaml.org,2002:value"
 
 
 class LineDict(dict[Any, Any]):
@@ -35,38 +63,81 @@ class YAMLProblem(Exception):
         self.line = line
 
 
-class _Duplicate(YAMLProblem):
-    def __init__(self, key: Any, first: int, line: int) -> None:
-        super().__init__(f"duplicate key {key!r}", line)
-        self.key, self.first = key, first
+class _Marked(Protocol):
+    line: int  # 0-based, in both PyYAML's and libyaml's marks
 
 
-class _Loader(_Base):  # type: ignore[misc]
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> LineDict:
+class _Loader(_SafeBase):
+    """SafeLoader that builds LineDicts and knows which file line its text starts on."""
+
+    def __init__(self, text: str, line_offset: int) -> None:
+        super().__init__(text)
+        self._line_offset = line_offset
+
+    def file_line(self, mark: _Marked | None) -> int | None:
+        # Applied while building, once per node: a shared (aliased) mapping is built once, so
+        # its lines are shifted exactly once however often it is referred to.
+        return None if mark is None else mark.line + 1 + self._line_offset
+
+    def construct_mapping(self, node: MappingNode, deep: bool = False) -> LineDict:
+        # Merge keys (https://yaml.org/type/merge.html) are resolved here rather than by
+        # PyYAML's flatten_mapping, which rewrites shared nodes in place and would make a key
+        # given explicitly next to ``<<: *defaults`` look like a duplicate. Explicit keys win
+        # over merged ones, and of several merged mappings the first to give a key wins.
         result = LineDict()
-        result.line = node.start_mark.line + 1
-        result.key_lines = {}
-        self.flatten_mapping(node)
+        result.line = self.file_line(node.start_mark) or 0
+        explicit: set[Any] = set()
         for key_node, value_node in node.value:
-            key = self.construct_object(key_node, deep=deep)
+            if key_node.tag == _MERGE_TAG:
+                for source in self._merge_sources(node, value_node):
+                    for merged_key, value in source.items():
+                        if merged_key not in result:
+                            result[merged_key] = value
+                            result.key_lines[merged_key] = source.key_lines.get(merged_key, source.line)
+                continue
+            line = self.file_line(key_node.start_mark) or 0
+            if key_node.tag == _VALUE_TAG:
+                key: Any = self.construct_scalar(key_node)
+            else:
+                key = self.construct_object(key_node, deep=True)
             try:
                 hash(key)
             except TypeError:
-                raise YAMLProblem("a key must be a plain value", key_node.start_mark.line + 1) from None
-            if key in result:
-                raise _Duplicate(key, result.key_lines[key], key_node.start_mark.line + 1)
-            result[key] = self.construct_object(value_node, deep=deep)
-            result.key_lines[key] = key_node.start_mark.line + 1
+                raise YAMLProblem("a key must be a plain value", line) from None
+            if key in explicit:
+                first = result.key_lines[key]
+                raise YAMLProblem(f"duplicate key {key!r} (first given on line {first})", line)
+            explicit.add(key)
+            result[key] = self.construct_object(value_node, deep=True)
+            result.key_lines[key] = line
         return result
 
+    def _merge_sources(self, node: MappingNode, value_node: Node) -> list[LineDict]:
+        candidates = value_node.value if isinstance(value_node, SequenceNode) else [value_node]
+        sources = []
+        for candidate in candidates:
+            source = None
+            if isinstance(candidate, MappingNode):
+                source = self.construct_object(candidate, deep=True)
+            if not isinstance(source, LineDict):
+                found = getattr(candidate, "id", "something else")
+                raise ConstructorError(
+                    "while constructing a mapping",
+                    node.start_mark,
+                    f"expected a mapping or list of mappings for merging, but found {found}",
+                    candidate.start_mark,
+                )
+            sources.append(source)
+        return sources
 
-def _construct_map(loader: _Loader, node: yaml.MappingNode) -> Any:
+
+def _construct_map(loader: _Loader, node: MappingNode) -> Any:
     # A generator constructor (PyYAML's default) would hand back the dict before it is
     # filled, so duplicate detection would run too late; build it eagerly.
     return loader.construct_mapping(node, deep=True)
 
 
-def _construct_timestamp(loader: _Loader, node: yaml.ScalarNode) -> Any:
+def _construct_timestamp(loader: _Loader, node: ScalarNode) -> Any:
     # "2025-13-45" matches YAML's timestamp pattern but is no date; keep the text so the
     # caller can report it with its line instead of the whole document failing.
     try:
@@ -80,14 +151,34 @@ _Loader.add_constructor("tag:yaml.org,2002:timestamp", _construct_timestamp)
 
 
 def load_yaml(text: str, first_line: int = 1, *, aliases: bool = True) -> Any:
-    """Parse one YAML document safely; ``first_line`` shifts reported lines (front matter)."""
+    """Parse one YAML document safely, in time linear in the text.
+
+    Args:
+        text: The document.
+        first_line: The file line ``text`` starts on, so reported lines point into the whole
+            file (front matter starts on line 2).
+        aliases: Whether ``*name`` may refer to an ``&name`` anchor. Front matter has no use
+            for them and is written by more hands than config.yaml, so it passes ``False``;
+            config.yaml keeps them for ``<<: *defaults``, bounded by :data:`MAX_EXPANDED_NODES`.
+
+    Raises:
+        YAMLProblem: Syntax errors, duplicate keys, refused aliases, documents that expand
+            past :data:`MAX_EXPANDED_NODES` or nest deeper than :data:`MAX_DEPTH`, and tags
+            that would build anything but plain data (``!!python/object`` and the like).
+    """
+    loader = None
     try:
-        data = yaml.load(text, Loader=_Loader)  # noqa: S506 - _Loader derives from SafeLoader
-    except _Duplicate as exc:
-        message = f"{exc.message} (first given on line {exc.first + first_line - 1})"
-        raise YAMLProblem(message, (exc.line or 1) + first_line - 1) from None
-    except YAMLProblem as exc:
-        raise YAMLProblem(exc.message, (exc.line or 1) + first_line - 1) from None
+        loader = _Loader(text, first_line - 1)
+        # An alias needs a "*", so most front matter skips this second, event-only parse.
+        if (not aliases and "*" in text) or not _NESTING_CAPPED:
+            _check_events(text, loader, aliases)
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        _check_graph(node, loader)
+        return loader.construct_document(node)
+    except YAMLProblem:
+        raise
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + first_line if mark is not None else None
@@ -95,21 +186,85 @@ def load_yaml(text: str, first_line: int = 1, *, aliases: bool = True) -> Any:
         raise YAMLProblem(f"invalid YAML: {message}", line) from None
     except (yaml.YAMLError, ValueError, TypeError, OverflowError, RecursionError) as exc:
         raise YAMLProblem(f"invalid YAML: {exc}", first_line) from None
-    _shift(data, first_line - 1)
-    return data
+    finally:
+        if loader is not None:
+            loader.dispose()
 
 
-def _shift(value: Any, offset: int) -> None:
-    if not offset:
-        return
-    if isinstance(value, LineDict):
-        value.line += offset
-        value.key_lines = {k: v + offset for k, v in value.key_lines.items()}
-        for item in value.values():
-            _shift(item, offset)
-    elif isinstance(value, list):
-        for item in value:
-            _shift(item, offset)
+def _check_events(text: str, loader: _Loader, aliases: bool) -> None:
+    """Refuse aliases, or nesting a composer could not survive, before any node is built.
+
+    Events come one at a time and hold nothing, so this costs one pass over the text and
+    stops at the offending event; it also is the only place that still knows an alias's line.
+    """
+    depth = 0
+    for event in yaml.parse(text, Loader=_SafeBase):
+        if isinstance(event, AliasEvent) and not aliases:
+            raise YAMLProblem(
+                f"aliases (*{event.anchor}) are not allowed in front matter; write the value out",
+                loader.file_line(event.start_mark),
+            )
+        if isinstance(event, CollectionStartEvent):
+            depth += 1
+            if depth > MAX_DEPTH:
+                raise YAMLProblem(
+                    f"nested more than {MAX_DEPTH} levels deep", loader.file_line(event.start_mark)
+                )
+        elif isinstance(event, CollectionEndEvent):
+            depth -= 1
+
+
+def _check_graph(root: Node, loader: _Loader) -> None:
+    """Refuse a node graph whose expanded tree would be too large, too deep or infinite.
+
+    Aliases make the composed graph share nodes; everything after us walks the result as a
+    tree. Each distinct collection is visited once and remembers its expanded size and depth,
+    so the cost is linear in the text even when the expansion is astronomic. The walk is
+    iterative because an alias chain can be far deeper than Python's recursion limit.
+    """
+    done: dict[int, tuple[int, int]] = {}  # id(collection) -> (expanded nodes, nesting levels)
+    open_: set[int] = set()  # collections on the current path: meeting one again is a cycle
+    stack: list[tuple[Node, list[Node] | None]] = [(root, None)]  # children given: leaving
+    while stack:
+        node, children = stack.pop()
+        if isinstance(node, ScalarNode):
+            continue
+        if children is not None:
+            open_.discard(id(node))
+            size, depth = 1, 1
+            for child in children:
+                if isinstance(child, ScalarNode):
+                    size += 1
+                else:
+                    child_size, child_depth = done[id(child)]
+                    size += child_size
+                    depth = max(depth, child_depth + 1)
+            if size > MAX_EXPANDED_NODES:
+                raise YAMLProblem(
+                    f"with its aliases (*name) written out this value would hold more than "
+                    f"{MAX_EXPANDED_NODES:,} values; refused as an alias bomb",
+                    loader.file_line(node.start_mark),
+                )
+            if depth > MAX_DEPTH:
+                raise YAMLProblem(
+                    f"nested more than {MAX_DEPTH} levels deep",
+                    loader.file_line(node.start_mark),
+                )
+            done[id(node)] = (size, depth)
+        elif id(node) in open_:
+            problem = "an alias (*name) refers to a value that contains it"
+            raise YAMLProblem(problem, loader.file_line(node.start_mark))
+        elif id(node) not in done:
+            open_.add(id(node))
+            children = _children(node)
+            stack.append((node, children))
+            stack.extend((child, None) for child in children if id(child) not in done)
+
+
+def _children(node: Node) -> list[Node]:
+    if isinstance(node, MappingNode):
+        return [part for pair in node.value for part in pair]
+    return list(node.value)
 
 
 def line_of(mapping: Any, key: Any) -> int | None:
