@@ -459,3 +459,18 @@ def test_unreadable_file_is_reported_and_skipped(make_site, monkeypatch):
     assert [a.id for a in articles] == ["a/gut"]
     (problem,) = problems
     assert problem.path == "a/gesperrt.md" and "Permission denied" in problem.message
+
+
+BOMB = "\n".join(
+    ["---", "title: Bombe", "date: 2025-01-01", 'a0: &a0 ["x","x","x","x","x","x","x","x","x"]']
+    + [f"a{i}: &a{i} [" + ",".join([f"*a{i - 1}"] * 9) + "]" for i in range(1, 9)]
+    + ["tags: [*a8,*a8,*a8,*a8,*a8,*a8,*a8,*a8,*a8]", "---", "Text."]
+)
+
+
+def test_an_alias_bomb_in_front_matter_is_left_out_with_its_line(make_site):
+    path = make_site(articles={"a/bombe.md": BOMB, "a/gut.md": GOOD})
+    articles, problems = load_articles(load_config(path))
+    assert [a.id for a in articles] == ["a/gut"]
+    (problem,) = [p for p in problems if p.path == "a/bombe.md"]
+    assert problem.line == 5 and "alias" in problem.message and problem.severity is Severity.ERROR

@@ -285,3 +285,36 @@ def test_check_names_the_feeds_trimmed_to_max_bytes(make_site: MakeSite) -> None
     assert not parsed.bozo and len(parsed.entries) == 4
     result = CliRunner().invoke(cli, ["--config", str(path), "check"])
     assert "feed 'alle' (atom, max_bytes 65536): trimmed" in result.output
+
+
+def test_requests_never_wait_on_a_parse(make_site: MakeSite, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A slow file (huge, hostile) is parsed before the index is touched: reads go on meanwhile."""
+    import threading
+
+    import feeds.records
+
+    path = make_site()
+    app = create_app(path, clock=lambda: NOW, watch=False)
+    client = app.test_client()
+    site: Site = app.extensions["feeds"]
+    parsing, release = threading.Event(), threading.Event()
+    real = feeds.records.parse_meta
+
+    def slow(source, config):  # type: ignore[no-untyped-def]
+        parsing.set()
+        release.wait(30)
+        return real(source, config)
+
+    monkeypatch.setattr(feeds.records, "parse_meta", slow)
+    (path.parent / "articles" / "politik" / "neu.md").write_text("---\ntitle: Neu\ndate: 2025-06-01\n---\nx\n")
+    reload = threading.Thread(target=site.apply, args=(["politik/neu.md"],))
+    reload.start()
+    assert parsing.wait(10)
+    answers: list[int] = []
+    reader = threading.Thread(target=lambda: answers.extend(client.get(p).status_code for p in ("/healthz", "/feeds/alle.rss", "/")))
+    reader.start()
+    reader.join(10)
+    release.set()
+    reload.join(10)
+    assert answers == [200, 200, 200], "a request waited for the parse to finish"
+    assert "Neu" in client.get("/feeds/alle.rss").get_data(as_text=True)
