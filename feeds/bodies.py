@@ -17,8 +17,9 @@ import time
 from collections import OrderedDict
 from dataclasses import replace
 
-from .articles import Article, Meta, Stamp, complete, parse_meta, read_body
+from .articles import Article, Meta, Stamp, complete, read_body
 from .config import SiteConfig
+from .parsing import parse_meta
 from .sources import read_source
 
 log = logging.getLogger(__name__)
@@ -53,6 +54,8 @@ class Bodies:
 
     def article(self, meta: Meta) -> Article | None:
         """The complete article for ``meta``'s version, or None while it is unsettled."""
+        if isinstance(meta, Article):  # an index built in memory (tests, tools): nothing to read
+            return meta
         key = (meta.path, meta.version)
         with self._lock:
             found = self._rendered.get(key)

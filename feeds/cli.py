@@ -11,7 +11,8 @@ import click
 
 from . import logs
 from .app import state_dir_for
-from .articles import DateSource, stamped
+from .articles import DateSource
+from .parsing import stamped
 from .config import config_path_from_env
 from .errors import ConfigError, Problem, Severity
 from .export import build as build_export

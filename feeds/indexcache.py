@@ -183,7 +183,15 @@ def config_key(config: SiteConfig) -> str:
     code = hashlib.sha256(
         b"".join(
             (here / name).read_bytes()
-            for name in ("articles.py", "markup.py", "slugs.py", "yamlfile.py", "fields.py", "sources.py")
+            for name in (
+                "articles.py",
+                "parsing.py",
+                "markup.py",
+                "slugs.py",
+                "yamlfile.py",
+                "fields.py",
+                "sources.py",
+            )
         )
     )
     text = repr(

@@ -49,7 +49,9 @@ def markdown_to_html(source: str) -> str:
     # cmark turns "&#xFFFE;" into bytes that are not UTF-8 (and "&#1;" into a control
     # character): references to characters XML forbids become U+FFFD first.
     source = _CHAR_REFERENCE.sub(_safe_reference, source)
-    return markdown_to_html_with_extensions(source, options=Options.CMARK_OPT_UNSAFE, extensions=["table"])
+    options, extensions = Options.CMARK_OPT_UNSAFE, ["table"]
+    html: str = markdown_to_html_with_extensions(source, options=options, extensions=extensions)
+    return html
 
 
 def plain_to_html(source: str) -> str:

@@ -37,7 +37,7 @@ class Metrics:
         )
         self.reloads = Counter("feeds_reloads_total", "Reloads of articles or config", registry=registry)
         if multiprocess:
-            MultiProcessCollector(self.registry)
+            MultiProcessCollector(self.registry)  # type: ignore[no-untyped-call]
         else:
             Gauge(
                 "feeds_articles_loaded",

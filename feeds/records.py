@@ -20,9 +20,10 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from .articles import NO_STAMP, DateSource, Meta, Stamp, parse_meta, with_first_seen
+from .articles import NO_STAMP, DateSource, Meta, Stamp, with_first_seen
 from .config import SiteConfig
 from .errors import Problem
+from .parsing import parse_meta
 from .sources import Refused, read_source, scan
 
 if TYPE_CHECKING:

@@ -70,7 +70,7 @@ def _build(
     fg.title(spec.title)
     fg.description(spec.description or spec.title)
     # feedgen uses the href of the *last* link() call as the RSS channel <link>.
-    fg.link(href=self_url, rel="self", type=MEDIA_TYPES[fmt].split(";")[0])
+    fg.link(href=self_url, rel="self", type=MEDIA_TYPES[Format(fmt)].split(";")[0])
     fg.link(href=site.url, rel="alternate", type="text/html")
     fg.language(spec.language)
     fg.author({"name": site.author or site.title})
@@ -171,7 +171,7 @@ def _restore_entry_links(raw: bytes, entries: Sequence[Article]) -> bytes:
             links[1].set("rel", "enclosure")
             links[1].set("type", article.image_type)
             links[1].set("length", str(article.image_length))
-    return etree.tostring(root, pretty_print=True, xml_declaration=True, encoding="UTF-8")
+    return bytes(etree.tostring(root, pretty_print=True, xml_declaration=True, encoding="UTF-8"))
 
 
 RENDERERS = {Format.RSS: render_rss, Format.ATOM: render_atom}

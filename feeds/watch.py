@@ -29,6 +29,7 @@ from watchdog.events import (
     FileSystemEventHandler,
 )
 from watchdog.observers import Observer
+from watchdog.observers.api import BaseObserver
 from watchdog.observers.polling import PollingObserver
 
 from .articles import SUFFIXES
@@ -79,7 +80,7 @@ class Watcher:
     def __init__(self, site: Site) -> None:
         self.site = site
         self.events: queue.SimpleQueue[tuple[str, str]] = queue.SimpleQueue()
-        self.observer = None
+        self.observer: BaseObserver | None = None
         self.pid = os.getpid()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="feeds-watch", daemon=True)
@@ -97,7 +98,7 @@ class Watcher:
         self.site.set_watched(True)
         log.info("watching %s and %s for changes", self.site.config.articles_dir, self.site.config_path)
 
-    def _observe(self, observer: Observer, closes_reported: bool) -> Observer:
+    def _observe(self, observer: BaseObserver, closes_reported: bool) -> BaseObserver:
         handler = self._handler = _Handler(self.events, closes_reported)
         self._watched_articles = self.site.config.articles_dir
         observer.schedule(handler, str(self._watched_articles), recursive=True)

@@ -318,3 +318,28 @@ def test_requests_never_wait_on_a_parse(make_site: MakeSite, monkeypatch: pytest
     reload.join(10)
     assert answers == [200, 200, 200], "a request waited for the parse to finish"
     assert "Neu" in client.get("/feeds/alle.rss").get_data(as_text=True)
+
+
+def test_a_site_can_be_built_from_articles_in_memory() -> None:
+    """Site takes its parts; only open_site touches the disk (tests and tools build their own)."""
+    from pathlib import Path
+
+    from feeds.articles import Article, Topic
+    from feeds.config import SiteConfig
+    from feeds.index import Index
+
+    config = SiteConfig(
+        title="Im Speicher", url="https://mem.example.org/", description="", language="de",
+        timezone="UTC", author=None, articles_dir=Path("/nonexistent"),
+    )
+    article = Article(
+        id="eins", path="t/eins.md", title="Eins", published=NOW - timedelta(days=1),
+        updated=NOW - timedelta(days=1), url="https://mem.example.org/articles/eins",
+        permalink="https://mem.example.org/articles/eins", topics=(Topic("t", "T"),),
+        html="<p>MEMORY-BODY</p>", summary="Kurz",
+    )
+    site = Site(config, Index.of(config, [article]), clock=lambda: NOW)
+    assert list(site.specs) == ["t"]
+    entry = feedparser.parse(site.feed("t", "atom").body).entries[0]
+    assert entry.title == "Eins" and "MEMORY-BODY" in entry.content[0].value
+    assert "MEMORY-BODY" in site.page("eins").body.decode()

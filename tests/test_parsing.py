@@ -1,4 +1,4 @@
-"""Article files: front matter and plain export, dates, topics, safe HTML, and bad inputs."""
+"""parsing.py: article files (front matter and plain form), dates, topics, ids, safe HTML, bad inputs."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ import lxml.html
 import pytest
 from conftest import NOW, shared
 
-from feeds.articles import EPOCH, Author, DateSource, SourceFile, Stamp, entry_id, parse_article, stamped
+from feeds.articles import EPOCH, Author, DateSource, SourceFile, Stamp, entry_id
+from feeds.parsing import parse_article, stamped
 from feeds.config import load_config
 from feeds.errors import Severity
 from feeds.ledger import Ledger
