@@ -74,7 +74,11 @@ def check(ctx: click.Context, fmt: str) -> None:
     try:
         site = open_site(str(ctx.obj))
         problems = list(site.problems()) + _shadowed_topics(site)
-        counts = {"articles": len(site.all_articles()), "published": len(site.published()), "feeds": len(site.specs)}
+        counts = {
+            "articles": len(site.all_articles()),
+            "published": len(site.published()),
+            "feeds": len(site.specs),
+        }
     except ConfigError as exc:
         problems, counts = list(exc.problems), {}
     errors = sum(p.severity is Severity.ERROR for p in problems)

@@ -10,8 +10,8 @@ from pathlib import Path
 import feedparser
 import pytest
 from click.testing import CliRunner
-
 from conftest import DEMO_CONFIG, NOW, SMALL_ARTICLES, MakeSite
+
 from feeds import create_app
 from feeds.cli import cli
 
@@ -38,6 +38,7 @@ def invoke(runner: CliRunner, config: Path | None, *args: str):
 
 # --- check ----------------------------------------------------------------------------------
 
+
 def test_check_demo_config_is_clean(runner: CliRunner) -> None:
     result = invoke(runner, DEMO_CONFIG, "check")
     assert result.exit_code == 0, result.output
@@ -46,16 +47,27 @@ def test_check_demo_config_is_clean(runner: CliRunner) -> None:
     assert re.search(r"\b\d+ articles\b", result.output)
 
 
-@pytest.mark.parametrize(("raw", "line", "words"), [
-    ("site:\n  title: T\n  url: https://a.example\n  colour: red\narticles: articles\n",
-     4, ["colour"]),
-    ("site:\n  title: T\n  url: https://a.example\narticles: articles\ndefaults:\n  limit: many\n",
-     6, ["limit", "many"]),
-    ("site:\n  title: T\n  url: https://a.example\narticles: articles\n"
-     "feeds:\n  a:\n    title: A\n   limit: 5\n", 8, ["yaml"]),
-], ids=["unknown key", "wrong type", "yaml syntax"])
+@pytest.mark.parametrize(
+    ("raw", "line", "words"),
+    [
+        ("site:\n  title: T\n  url: https://a.example\n  colour: red\narticles: articles\n", 4, ["colour"]),
+        (
+            "site:\n  title: T\n  url: https://a.example\narticles: articles\ndefaults:\n  limit: many\n",
+            6,
+            ["limit", "many"],
+        ),
+        (
+            "site:\n  title: T\n  url: https://a.example\narticles: articles\n"
+            "feeds:\n  a:\n    title: A\n   limit: 5\n",
+            8,
+            ["yaml"],
+        ),
+    ],
+    ids=["unknown key", "wrong type", "yaml syntax"],
+)
 def test_check_broken_config_reports_file_and_line(
-        runner: CliRunner, make_site: MakeSite, raw: str, line: int, words: list[str]) -> None:
+    runner: CliRunner, make_site: MakeSite, raw: str, line: int, words: list[str]
+) -> None:
     path = make_site(raw_config=raw)
     result = invoke(runner, path, "check")
     assert result.exit_code == 1
@@ -86,8 +98,9 @@ def test_check_warning_names_file_but_passes(runner: CliRunner, make_site: MakeS
 
 
 def test_check_json(runner: CliRunner, make_site: MakeSite) -> None:
-    path = make_site({**SMALL_ARTICLES, "politik/kaputt.md": BROKEN_YAML_ARTICLE,
-                      "politik/ohne-datum.md": UNDATED_ARTICLE})
+    path = make_site(
+        {**SMALL_ARTICLES, "politik/kaputt.md": BROKEN_YAML_ARTICLE, "politik/ohne-datum.md": UNDATED_ARTICLE}
+    )
     result = invoke(runner, path, "check", "--format", "json")
     assert result.exit_code == 1
     report = json.loads(result.stdout)
@@ -116,6 +129,7 @@ def test_check_json_broken_config(runner: CliRunner, make_site: MakeSite) -> Non
 
 # --- list -----------------------------------------------------------------------------------
 
+
 def test_list_shows_every_feed_and_both_urls(runner: CliRunner, make_site: MakeSite) -> None:
     result = invoke(runner, make_site(), "list")
     assert result.exit_code == 0
@@ -143,20 +157,25 @@ def test_list_broken_config_fails_cleanly(runner: CliRunner, make_site: MakeSite
 
 # --- build ----------------------------------------------------------------------------------
 
-def test_build_writes_what_the_server_serves(runner: CliRunner, make_site: MakeSite,
-                                             tmp_path: Path) -> None:
+
+def test_build_writes_what_the_server_serves(runner: CliRunner, make_site: MakeSite, tmp_path: Path) -> None:
     # The embargo is pushed far out so the export (real clock) and the server agree for ever.
-    articles = {**SMALL_ARTICLES, "klima/sperrfrist.md": SMALL_ARTICLES["klima/sperrfrist.md"]
-                .replace("2030-01-01", "2999-01-01")}
+    articles = {
+        **SMALL_ARTICLES,
+        "klima/sperrfrist.md": SMALL_ARTICLES["klima/sperrfrist.md"].replace("2030-01-01", "2999-01-01"),
+    }
     path = make_site(articles)
     out = tmp_path / "public"
     result = invoke(runner, path, "build", str(out))
     assert result.exit_code == 0, result.output
 
     client = create_app(path, clock=lambda: NOW).test_client()
-    expected = {"index.html": "/", "articles/erster.html": "/articles/erster",
-                "articles/zweiter.html": "/articles/zweiter",
-                "articles/klima/dritter.html": "/articles/klima/dritter"}
+    expected = {
+        "index.html": "/",
+        "articles/erster.html": "/articles/erster",
+        "articles/zweiter.html": "/articles/zweiter",
+        "articles/klima/dritter.html": "/articles/klima/dritter",
+    }
     expected |= {f"feeds/{n}.{f}": f"/feeds/{n}.{f}" for n in SMALL_FEEDS for f in ("rss", "atom")}
     for rel, url in expected.items():
         served = client.get(url, headers={"Accept-Encoding": "gzip"})
@@ -167,8 +186,7 @@ def test_build_writes_what_the_server_serves(runner: CliRunner, make_site: MakeS
     assert not any(b"SECRET" in (out / p).read_bytes() for p in written if not p.endswith(".gz"))
 
 
-def test_build_replaces_previous_export(runner: CliRunner, make_site: MakeSite,
-                                        tmp_path: Path) -> None:
+def test_build_replaces_previous_export(runner: CliRunner, make_site: MakeSite, tmp_path: Path) -> None:
     out = tmp_path / "public"
     (out / "feeds").mkdir(parents=True)
     (out / "feeds" / "gone.rss").write_text("stale")
@@ -179,6 +197,7 @@ def test_build_replaces_previous_export(runner: CliRunner, make_site: MakeSite,
 
 
 # --- get ------------------------------------------------------------------------------------
+
 
 def test_get_feed(runner: CliRunner, make_site: MakeSite) -> None:
     result = invoke(runner, make_site(), "get", "/feeds/alle.rss")
@@ -198,8 +217,10 @@ def test_get_unknown_path_fails(runner: CliRunner, make_site: MakeSite) -> None:
 
 # --- FEEDS_CONFIG ---------------------------------------------------------------------------
 
-def test_feeds_config_env_var(runner: CliRunner, make_site: MakeSite, tmp_path: Path,
-                              monkeypatch: pytest.MonkeyPatch) -> None:
+
+def test_feeds_config_env_var(
+    runner: CliRunner, make_site: MakeSite, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     path = make_site(config={"feeds": {"umwelt": {"title": "Umwelt"}}})
     monkeypatch.chdir(tmp_path)  # no ./config.yaml to fall back on
     monkeypatch.setenv("FEEDS_CONFIG", str(path))
@@ -211,8 +232,9 @@ def test_feeds_config_env_var(runner: CliRunner, make_site: MakeSite, tmp_path: 
     assert feedparser.parse(got.stdout_bytes).feed.title == "Umwelt"
 
 
-def test_config_option_beats_env_var(runner: CliRunner, make_site: MakeSite,
-                                     monkeypatch: pytest.MonkeyPatch) -> None:
+def test_config_option_beats_env_var(
+    runner: CliRunner, make_site: MakeSite, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("FEEDS_CONFIG", str(make_site(raw_config="site: [\n", name="broken")))
     result = invoke(runner, make_site(name="good"), "list")
     assert result.exit_code == 0

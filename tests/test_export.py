@@ -10,9 +10,9 @@ from pathlib import Path
 import feedparser
 import lxml.html
 import pytest
+from conftest import DEMO_CONFIG, NOW, MakeSite
 from lxml import etree
 
-from conftest import DEMO_CONFIG, NOW, MakeSite
 from feeds.export import build
 from feeds.site import FORMATS, Site, open_site
 
@@ -51,8 +51,14 @@ def test_export_writes_every_document_and_its_gzip_twin(make_site: MakeSite, out
     files = snapshot(out)
     assert files == expected_files(site)
     assert count == len(files) // 2
-    assert {"index.html", "feeds/alle.rss", "feeds/alle.atom", "feeds/kurz.atom",
-            "articles/erster.html", "articles/erster.html.gz"} <= files.keys()
+    assert {
+        "index.html",
+        "feeds/alle.rss",
+        "feeds/alle.atom",
+        "feeds/kurz.atom",
+        "articles/erster.html",
+        "articles/erster.html.gz",
+    } <= files.keys()
     for rel, data in files.items():
         if rel.endswith(".gz"):
             assert gzip.decompress(data) == files[rel[:-3]], rel
@@ -66,8 +72,7 @@ def test_exported_documents_parse(make_site: MakeSite, out: Path) -> None:
             body = (out / "feeds" / f"{name}.{fmt}").read_bytes()
             assert not feedparser.parse(body).bozo, (name, fmt)
             etree.fromstring(body)
-    links = lxml.html.fromstring((out / "index.html").read_bytes()).xpath(
-        "//link[@rel='alternate']/@href")
+    links = lxml.html.fromstring((out / "index.html").read_bytes()).xpath("//link[@rel='alternate']/@href")
     assert "/feeds/alle.rss" in links and "/feeds/alle.atom" in links
 
 
@@ -132,7 +137,8 @@ def test_export_holds_no_drafts_or_embargoed(out: Path) -> None:
 
 @pytest.mark.parametrize("fail_after", [0, 1, 7])
 def test_failed_export_leaves_the_previous_one_intact(
-        make_site: MakeSite, out: Path, monkeypatch: pytest.MonkeyPatch, fail_after: int) -> None:
+    make_site: MakeSite, out: Path, monkeypatch: pytest.MonkeyPatch, fail_after: int
+) -> None:
     build(load(make_site(name="alt")), out)
     before = snapshot(out)
 
@@ -157,7 +163,8 @@ def test_failed_export_leaves_the_previous_one_intact(
 
 
 def test_failed_first_export_leaves_nothing_behind(
-        make_site: MakeSite, out: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    make_site: MakeSite, out: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     site = load(make_site())
 
     def broken(self: Path, data: bytes) -> int:
