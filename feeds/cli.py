@@ -9,8 +9,10 @@ from pathlib import Path
 
 import click
 
+from .app import state_dir_for
 from .config import config_path_from_env
 from .errors import ConfigError, Problem, Severity
+from .export import ExportRefused
 from .export import build as build_export
 from .render import feed_url
 from .site import Site, open_site
@@ -138,12 +140,27 @@ def list_feeds(ctx: click.Context) -> None:
 
 
 @cli.command()
-@click.argument("out", type=click.Path(file_okay=False, path_type=Path))
+@click.argument("out", type=click.Path(path_type=Path))
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Also build into a folder that is not an earlier export; the files in it are kept.",
+)
 @click.pass_context
-def build(ctx: click.Context, out: Path) -> None:
-    """Export every feed, page and the index into OUT (replaced atomically)."""
+def build(ctx: click.Context, out: Path, force: bool) -> None:
+    """Export every feed, page and the index into OUT (replaced atomically).
+
+    Only files an earlier build wrote are ever removed; OUT must not hold the config, the
+    articles or the state folder.
+    """
     site = _load(ctx)
-    count = build_export(site, out)
+    try:
+        # The site is opened without a state folder, but the server's must be safe all the same.
+        count = build_export(site, out, force=force, protect=[state_dir_for(Path(ctx.obj))])
+    except ExportRefused as exc:
+        raise click.ClickException(str(exc)) from None
+    except OSError as exc:
+        raise click.ClickException(f"could not write the export to {out}: {exc}") from None
     click.echo(f"wrote {count} documents to {out}")
 
 
