@@ -12,10 +12,11 @@ import click
 from . import logs
 from .app import state_dir_for
 from .articles import DateSource
-from .parsing import stamped
-from .config import config_path_from_env
+from .config import config_path_from_env, load_config
 from .errors import ConfigError, Problem, Severity
+from .export import ExportRefused, check_target
 from .export import build as build_export
+from .parsing import stamped
 from .render import feed_url
 from .site import FORMATS, Site, open_site
 from .sources import read_source, replace_if_unchanged
@@ -190,12 +191,28 @@ def list_feeds(ctx: click.Context) -> None:
 
 
 @cli.command()
-@click.argument("out", type=click.Path(file_okay=False, path_type=Path))
+@click.argument("out", type=click.Path(path_type=Path))
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Also build into a folder that is not an earlier export; the files in it are kept.",
+)
 @click.pass_context
-def build(ctx: click.Context, out: Path) -> None:
-    """Export every feed, page and the index into OUT (replaced atomically)."""
-    site = _load(ctx)
-    count = build_export(site, out)
+def build(ctx: click.Context, out: Path, force: bool) -> None:
+    """Export every feed, page and the index into OUT (replaced atomically).
+
+    Only files an earlier build wrote are ever removed; OUT must not hold the config, the
+    articles or the state folder.
+    """
+    try:
+        check_target(load_config(ctx.obj), state_dir_for(ctx.obj), out)  # before reading articles
+        count = build_export(_load(ctx), out, force=force)
+    except ConfigError as exc:
+        raise click.ClickException(f"config is not valid:\n{exc}") from None
+    except ExportRefused as exc:
+        raise click.ClickException(str(exc)) from None
+    except OSError as exc:
+        raise click.ClickException(f"could not write the export to {out}: {exc}") from None
     click.echo(f"wrote {count} documents to {out}")
 
 

@@ -6,14 +6,18 @@ import gzip
 import json
 import os
 import re
+import signal
+import subprocess
+import sys
+import threading
 from datetime import UTC, datetime
 from pathlib import Path
 
 import feedparser
 import pytest
 from click.testing import CliRunner
-
 from conftest import DEMO_CONFIG, NOW, SMALL_ARTICLES, MakeSite
+
 from feeds import create_app
 from feeds.cli import cli
 
@@ -40,6 +44,7 @@ def invoke(runner: CliRunner, config: Path | None, *args: str):
 
 # --- check ----------------------------------------------------------------------------------
 
+
 def test_check_demo_config_is_clean(runner: CliRunner) -> None:
     result = invoke(runner, DEMO_CONFIG, "check")
     assert result.exit_code == 0, result.output
@@ -48,16 +53,27 @@ def test_check_demo_config_is_clean(runner: CliRunner) -> None:
     assert re.search(r"\b\d+ articles\b", result.output)
 
 
-@pytest.mark.parametrize(("raw", "line", "words"), [
-    ("site:\n  title: T\n  url: https://a.example\n  colour: red\narticles: articles\n",
-     4, ["colour"]),
-    ("site:\n  title: T\n  url: https://a.example\narticles: articles\ndefaults:\n  limit: many\n",
-     6, ["limit", "many"]),
-    ("site:\n  title: T\n  url: https://a.example\narticles: articles\n"
-     "feeds:\n  a:\n    title: A\n   limit: 5\n", 8, ["yaml"]),
-], ids=["unknown key", "wrong type", "yaml syntax"])
+@pytest.mark.parametrize(
+    ("raw", "line", "words"),
+    [
+        ("site:\n  title: T\n  url: https://a.example\n  colour: red\narticles: articles\n", 4, ["colour"]),
+        (
+            "site:\n  title: T\n  url: https://a.example\narticles: articles\ndefaults:\n  limit: many\n",
+            6,
+            ["limit", "many"],
+        ),
+        (
+            "site:\n  title: T\n  url: https://a.example\narticles: articles\n"
+            "feeds:\n  a:\n    title: A\n   limit: 5\n",
+            8,
+            ["yaml"],
+        ),
+    ],
+    ids=["unknown key", "wrong type", "yaml syntax"],
+)
 def test_check_broken_config_reports_file_and_line(
-        runner: CliRunner, make_site: MakeSite, raw: str, line: int, words: list[str]) -> None:
+    runner: CliRunner, make_site: MakeSite, raw: str, line: int, words: list[str]
+) -> None:
     path = make_site(raw_config=raw)
     result = invoke(runner, path, "check")
     assert result.exit_code == 1
@@ -88,8 +104,9 @@ def test_check_warning_names_file_but_passes(runner: CliRunner, make_site: MakeS
 
 
 def test_check_json(runner: CliRunner, make_site: MakeSite) -> None:
-    path = make_site({**SMALL_ARTICLES, "politik/kaputt.md": BROKEN_YAML_ARTICLE,
-                      "politik/ohne-datum.md": UNDATED_ARTICLE})
+    path = make_site(
+        {**SMALL_ARTICLES, "politik/kaputt.md": BROKEN_YAML_ARTICLE, "politik/ohne-datum.md": UNDATED_ARTICLE}
+    )
     result = invoke(runner, path, "check", "--format", "json")
     assert result.exit_code == 1
     report = json.loads(result.stdout)
@@ -118,6 +135,7 @@ def test_check_json_broken_config(runner: CliRunner, make_site: MakeSite) -> Non
 
 # --- list -----------------------------------------------------------------------------------
 
+
 def test_list_shows_every_feed_and_both_urls(runner: CliRunner, make_site: MakeSite) -> None:
     result = invoke(runner, make_site(), "list")
     assert result.exit_code == 0
@@ -145,20 +163,25 @@ def test_list_broken_config_fails_cleanly(runner: CliRunner, make_site: MakeSite
 
 # --- build ----------------------------------------------------------------------------------
 
-def test_build_writes_what_the_server_serves(runner: CliRunner, make_site: MakeSite,
-                                             tmp_path: Path) -> None:
+
+def test_build_writes_what_the_server_serves(runner: CliRunner, make_site: MakeSite, tmp_path: Path) -> None:
     # The embargo is pushed far out so the export (real clock) and the server agree for ever.
-    articles = {**SMALL_ARTICLES, "klima/sperrfrist.md": SMALL_ARTICLES["klima/sperrfrist.md"]
-                .replace("2030-01-01", "2999-01-01")}
+    articles = {
+        **SMALL_ARTICLES,
+        "klima/sperrfrist.md": SMALL_ARTICLES["klima/sperrfrist.md"].replace("2030-01-01", "2999-01-01"),
+    }
     path = make_site(articles)
     out = tmp_path / "public"
     result = invoke(runner, path, "build", str(out))
     assert result.exit_code == 0, result.output
 
     client = create_app(path, clock=lambda: NOW).test_client()
-    expected = {"index.html": "/", "articles/erster.html": "/articles/erster",
-                "articles/zweiter.html": "/articles/zweiter",
-                "articles/klima/dritter.html": "/articles/klima/dritter"}
+    expected = {
+        "index.html": "/",
+        "articles/erster.html": "/articles/erster",
+        "articles/zweiter.html": "/articles/zweiter",
+        "articles/klima/dritter.html": "/articles/klima/dritter",
+    }
     expected |= {f"feeds/{n}.{f}": f"/feeds/{n}.{f}" for n in SMALL_FEEDS for f in ("rss", "atom")}
     for rel, url in expected.items():
         served = client.get(url, headers={"Accept-Encoding": "gzip"})
@@ -169,18 +192,246 @@ def test_build_writes_what_the_server_serves(runner: CliRunner, make_site: MakeS
     assert not any(b"SECRET" in (out / p).read_bytes() for p in written if not p.endswith(".gz"))
 
 
-def test_build_replaces_previous_export(runner: CliRunner, make_site: MakeSite,
-                                        tmp_path: Path) -> None:
-    out = tmp_path / "public"
-    (out / "feeds").mkdir(parents=True)
-    (out / "feeds" / "gone.rss").write_text("stale")
-    result = invoke(runner, make_site(), "build", str(out))
-    assert result.exit_code == 0
-    assert not (out / "feeds" / "gone.rss").exists()
-    assert (out / "feeds" / "alle.rss").is_file()
+def test_build_rebuild_keeps_foreign_files_and_drops_stale_ones(
+    runner: CliRunner, make_site: MakeSite, tmp_path: Path
+) -> None:
+    path = make_site()
+    out = tmp_path / "www"
+    assert invoke(runner, path, "build", str(out)).exit_code == 0
+    (out / "robots.txt").write_text("User-agent: *\nDisallow:\n")
+    (out / "feeds" / "podcast.xml").write_text("<rss>hand-made</rss>")
+    assert (out / "articles" / "zweiter.html").is_file()
+    (path.parent / "articles" / "politik" / "zweiter.md").unlink()  # the article is withdrawn
+
+    result = invoke(runner, path, "build", str(out))
+    assert result.exit_code == 0, result.output
+    assert (out / "robots.txt").read_text() == "User-agent: *\nDisallow:\n"
+    assert (out / "feeds" / "podcast.xml").read_text() == "<rss>hand-made</rss>"
+    assert not (out / "articles" / "zweiter.html").exists()
+    assert not (out / "articles" / "zweiter.html.gz").exists()
+    assert (out / "articles" / "erster.html").is_file()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["site", "www"]
+
+
+def site_files(root: Path) -> dict[str, bytes]:
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture
+def site_dir(make_site: MakeSite, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A site with a state folder, as an operator has it, and the shell inside it."""
+    monkeypatch.delenv("FEEDS_STATE_DIR", raising=False)
+    root = make_site().parent
+    (root / ".feeds").mkdir()
+    (root / ".feeds" / "validators.sqlite").write_bytes(b"SQLite format 3\0")
+    monkeypatch.chdir(root)
+    return root
+
+
+@pytest.mark.parametrize(
+    ("out", "reason"),
+    [
+        (".", "contains the config file"),
+        ("..", "contains the config file"),
+        ("articles", "is the articles folder"),
+        ("articles/politik", "lies inside the articles folder"),
+        ("articles/../articles/", "is the articles folder"),
+        (".feeds", "is the state folder"),
+        (".feeds/www", "lies inside the state folder"),
+        ("config.yaml", "is the config file"),
+    ],
+)
+def test_build_refuses_to_replace_the_site_itself(
+    runner: CliRunner, site_dir: Path, out: str, reason: str
+) -> None:
+    before = site_files(site_dir.parent)
+    result = invoke(runner, Path("config.yaml"), "build", out)
+    assert result.exit_code == 1, result.output
+    assert reason in result.output
+    assert str((site_dir / out).resolve()) in result.output
+    assert "Traceback" not in result.output
+    assert site_files(site_dir.parent) == before
+    assert (site_dir / "config.yaml").is_file() and (
+        site_dir / "articles" / "politik" / "erster.md"
+    ).is_file()
+    assert not [p for p in site_dir.parent.parent.iterdir() if ".feeds-" in p.name]
+
+
+def test_build_refusal_suggests_a_folder_that_works(runner: CliRunner, site_dir: Path) -> None:
+    result = invoke(runner, Path("config.yaml"), "build", ".")
+    assert f"for example {site_dir / 'public'}" in result.output
+    again = invoke(runner, Path("config.yaml"), "build", "public")
+    assert again.exit_code == 0, again.output
+    assert (site_dir / "public" / "index.html").is_file()
+
+
+def test_build_follows_a_symlink_before_deciding(runner: CliRunner, site_dir: Path) -> None:
+    (site_dir.parent / "www").symlink_to(site_dir / "articles")
+    result = invoke(runner, Path("config.yaml"), "build", "../www")
+    assert result.exit_code == 1
+    assert "is the articles folder" in result.output
+    assert f"../www (= {site_dir / 'articles'})" in result.output
+    assert (site_dir / "articles" / "politik" / "erster.md").is_file()
+
+
+def test_build_refuses_the_state_folder_named_in_the_environment(
+    runner: CliRunner, make_site: MakeSite, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    state = tmp_path / "var" / "feeds-state"
+    state.mkdir(parents=True)
+    (state / "validators.sqlite").write_bytes(b"SQLite format 3\0")
+    monkeypatch.setenv("FEEDS_STATE_DIR", str(state))
+    result = invoke(runner, make_site(), "build", str(tmp_path / "var"))
+    assert result.exit_code == 1
+    assert f"contains the state folder {state}" in result.output
+    assert (state / "validators.sqlite").read_bytes() == b"SQLite format 3\0"
+
+
+def test_build_into_a_file_fails_cleanly(runner: CliRunner, make_site: MakeSite, tmp_path: Path) -> None:
+    target = tmp_path / "notes.txt"
+    target.write_text("mine")
+    result = invoke(runner, make_site(), "build", str(target))
+    assert result.exit_code == 1
+    assert f"{target}: it exists and is not a folder" in result.output
+    assert target.read_text() == "mine"
+
+
+def test_build_into_a_folder_that_is_not_an_export_needs_force(
+    runner: CliRunner, make_site: MakeSite, tmp_path: Path
+) -> None:
+    path = make_site()
+    out = tmp_path / "www"
+    out.mkdir()
+    (out / "robots.txt").write_text("User-agent: *\n")
+    result = invoke(runner, path, "build", str(out))
+    assert result.exit_code == 1
+    assert f"refusing to build into {out}: it is not empty and is not an export" in result.output
+    assert "--force" in result.output
+    assert [p.name for p in out.iterdir()] == ["robots.txt"]
+
+    forced = invoke(runner, path, "build", str(out), "--force")
+    assert forced.exit_code == 0, forced.output
+    assert (out / "robots.txt").read_text() == "User-agent: *\n"
+    assert (out / "index.html").is_file() and (out / "feeds" / "alle.rss.gz").is_file()
+
+
+def test_build_never_overwrites_a_hand_made_file(
+    runner: CliRunner, make_site: MakeSite, tmp_path: Path
+) -> None:
+    out = tmp_path / "www"
+    out.mkdir()
+    (out / "index.html").write_text("<h1>our own home page</h1>")
+    result = invoke(runner, make_site(), "build", str(out), "--force")
+    assert result.exit_code == 1
+    assert f"refusing to build into {out}: index.html would be overwritten" in result.output
+    assert (out / "index.html").read_text() == "<h1>our own home page</h1>"
+    assert [p.name for p in out.iterdir()] == ["index.html"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["site", "www"]
+
+
+@pytest.mark.parametrize(
+    "manifest",
+    [
+        b"{not json",
+        json.dumps({"generator": "feeds", "version": 1, "files": ["index.html", "../secret.txt"]}).encode(),
+    ],
+    ids=["garbage", "escaping path"],
+)
+def test_build_does_not_trust_a_forged_manifest(
+    runner: CliRunner, make_site: MakeSite, tmp_path: Path, manifest: bytes
+) -> None:
+    path = make_site()
+    out = tmp_path / "www"
+    assert invoke(runner, path, "build", str(out)).exit_code == 0
+    (tmp_path / "secret.txt").write_text("outside the export")
+    (out / "robots.txt").write_text("mine")
+    (out / ".feeds-export.json").write_bytes(manifest)
+    before = site_files(out)
+
+    result = invoke(runner, path, "build", str(out))
+    assert result.exit_code == 1
+    assert "is not an export of feeds" in result.output
+    forced = invoke(runner, path, "build", str(out), "--force")
+    assert forced.exit_code == 1
+    assert ".feeds-export.json" in forced.output and "would be overwritten" in forced.output
+    assert site_files(out) == before
+    assert (tmp_path / "secret.txt").read_text() == "outside the export"
+
+
+# A build that stalls at a chosen call, so the test can SIGKILL it at a known point: while
+# writing the new tree, between its two renames, or while removing the old tree.
+STALLING_BUILD = """
+import os, pathlib, sys, time
+from feeds.cli import cli
+
+where, nth = sys.argv[1], int(sys.argv[2])
+owner = {"write": pathlib.Path, "replace": os, "unlink": pathlib.Path}[where]
+name = "write_bytes" if where == "write" else where
+real, calls = getattr(owner, name), []
+
+def stall(*args, **kwargs):
+    calls.append(args)
+    if len(calls) == nth:
+        print("stalled", flush=True)
+        time.sleep(600)
+    return real(*args, **kwargs)
+
+setattr(owner, name, stall)
+cli(sys.argv[3:])
+"""
+
+
+@pytest.mark.parametrize(
+    ("where", "nth"),
+    [("write", 5), ("replace", 2), ("unlink", 1)],
+    ids=["writing", "between the renames", "removing the old tree"],
+)
+def test_build_killed_midway_is_cleaned_up_by_the_next(
+    runner: CliRunner, make_site: MakeSite, tmp_path: Path, where: str, nth: int
+) -> None:
+    path = make_site()
+    out = tmp_path / "www"
+    assert invoke(runner, path, "build", str(out)).exit_code == 0
+    (out / "robots.txt").write_text("mine")
+    (out / "feeds" / "podcast.xml").write_text("<rss>hand-made</rss>")
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    look_alike = tmp_path / f".www.feeds-tmp-{dead.pid}"  # named like ours, but without our marker
+    look_alike.mkdir()
+    (look_alike / "notes.txt").write_text("not from feeds")
+
+    process = subprocess.Popen(
+        [sys.executable, "-c", STALLING_BUILD, where, str(nth), "--config", str(path), "build", str(out)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    watchdog = threading.Timer(60, process.kill)
+    watchdog.start()
+    try:
+        assert process.stdout is not None and process.stdout.readline() == b"stalled\n", process.stderr
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait()
+    finally:
+        watchdog.cancel()
+        process.kill()
+        process.wait()
+        for stream in (process.stdout, process.stderr):
+            if stream is not None:
+                stream.close()
+    left = sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".www.feeds-"))
+    assert left != [look_alike.name], "the kill left nothing behind: the test would prove nothing"
+
+    result = invoke(runner, path, "build", str(out))
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["site", "www", look_alike.name])
+    assert (look_alike / "notes.txt").read_text() == "not from feeds"
+    assert (out / "robots.txt").read_text() == "mine"
+    assert (out / "feeds" / "podcast.xml").read_text() == "<rss>hand-made</rss>"
+    assert (out / "index.html").is_file() and (out / "articles" / "erster.html.gz").is_file()
 
 
 # --- get ------------------------------------------------------------------------------------
+
 
 def test_get_feed(runner: CliRunner, make_site: MakeSite) -> None:
     result = invoke(runner, make_site(), "get", "/feeds/alle.rss")
@@ -200,8 +451,10 @@ def test_get_unknown_path_fails(runner: CliRunner, make_site: MakeSite) -> None:
 
 # --- FEEDS_CONFIG ---------------------------------------------------------------------------
 
-def test_feeds_config_env_var(runner: CliRunner, make_site: MakeSite, tmp_path: Path,
-                              monkeypatch: pytest.MonkeyPatch) -> None:
+
+def test_feeds_config_env_var(
+    runner: CliRunner, make_site: MakeSite, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     path = make_site(config={"feeds": {"umwelt": {"title": "Umwelt"}}})
     monkeypatch.chdir(tmp_path)  # no ./config.yaml to fall back on
     monkeypatch.setenv("FEEDS_CONFIG", str(path))
@@ -213,8 +466,9 @@ def test_feeds_config_env_var(runner: CliRunner, make_site: MakeSite, tmp_path: 
     assert feedparser.parse(got.stdout_bytes).feed.title == "Umwelt"
 
 
-def test_config_option_beats_env_var(runner: CliRunner, make_site: MakeSite,
-                                     monkeypatch: pytest.MonkeyPatch) -> None:
+def test_config_option_beats_env_var(
+    runner: CliRunner, make_site: MakeSite, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("FEEDS_CONFIG", str(make_site(raw_config="site: [\n", name="broken")))
     result = invoke(runner, make_site(name="good"), "list")
     assert result.exit_code == 0

@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import gzip
+import json
 import os
 import stat
+import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import feedparser
 import lxml.html
 import pytest
+from conftest import DEMO_CONFIG, NOW, MakeSite
 from lxml import etree
 
-from conftest import DEMO_CONFIG, NOW, MakeSite
-from feeds.export import build
+from feeds import export
+from feeds.export import MANIFEST, MARKER, MARKER_BYTES, ExportRefused, build, read_manifest, target_refusal
 from feeds.site import FORMATS, Site, open_site
 
 SECRETS = (b"DRAFT-SECRET", b"EMBARGO-SECRET")
@@ -24,7 +28,10 @@ def load(path) -> Site:
 
 
 def snapshot(root: Path) -> dict[str, bytes]:
-    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+    """Every file a web server would serve from ``root``: the export's bookkeeping left out."""
+    paths = [p for p in sorted(root.rglob("*")) if p.is_file() and not p.is_symlink()]
+    files = {p.relative_to(root).as_posix(): p.read_bytes() for p in paths}
+    return {rel: data for rel, data in files.items() if rel not in (MANIFEST, MARKER)}
 
 
 def expected_files(site: Site) -> dict[str, bytes]:
@@ -51,8 +58,14 @@ def test_export_writes_every_document_and_its_gzip_twin(make_site: MakeSite, out
     files = snapshot(out)
     assert files == expected_files(site)
     assert count == len(files) // 2
-    assert {"index.html", "feeds/alle.rss", "feeds/alle.atom", "feeds/kurz.atom",
-            "articles/erster.html", "articles/erster.html.gz"} <= files.keys()
+    assert {
+        "index.html",
+        "feeds/alle.rss",
+        "feeds/alle.atom",
+        "feeds/kurz.atom",
+        "articles/erster.html",
+        "articles/erster.html.gz",
+    } <= files.keys()
     for rel, data in files.items():
         if rel.endswith(".gz"):
             assert gzip.decompress(data) == files[rel[:-3]], rel
@@ -66,8 +79,7 @@ def test_exported_documents_parse(make_site: MakeSite, out: Path) -> None:
             body = (out / "feeds" / f"{name}.{fmt}").read_bytes()
             assert not feedparser.parse(body).bozo, (name, fmt)
             etree.fromstring(body)
-    links = lxml.html.fromstring((out / "index.html").read_bytes()).xpath(
-        "//link[@rel='alternate']/@href")
+    links = lxml.html.fromstring((out / "index.html").read_bytes()).xpath("//link[@rel='alternate']/@href")
     assert "/feeds/alle.rss" in links and "/feeds/alle.atom" in links
 
 
@@ -99,20 +111,37 @@ def test_same_site_exports_identical_bytes(make_site: MakeSite, tmp_path: Path) 
     assert snapshot(tmp_path / "a") == snapshot(tmp_path / "b")
 
 
-def test_rebuild_replaces_the_old_export_completely(make_site: MakeSite, out: Path) -> None:
-    old_site = load(make_site(name="alt"))
-    build(old_site, out)
-    (out / "stale.txt").write_text("from an old deploy")
-    (out / "feeds" / "removed.rss").write_text("<rss/>")
+def test_rebuild_drops_the_old_export_and_keeps_what_it_did_not_write(make_site: MakeSite, out: Path) -> None:
+    build(load(make_site(name="alt")), out)
+    (out / "robots.txt").write_text("User-agent: *\n")
+    (out / "feeds" / "hand-made.rss").write_text("<rss/>")
+    (out / "images" / "empty").mkdir(parents=True)
+    (out / "images" / "logo.png").write_bytes(b"PNG")
+    (out / "images").chmod(0o750)
+    (out / "latest").symlink_to("feeds/alle.rss")
+    link_inode = (out / "latest").lstat().st_ino
 
     articles = {"politik/erster.md": "---\nid: erster\ntitle: Nur noch einer\ndate: 2025-06-01\n---\nText\n"}
     new_site = load(make_site(articles, name="neu"))
     build(new_site, out)
 
-    assert snapshot(out) == expected_files(new_site)
-    assert not (out / "stale.txt").exists()
-    assert not (out / "articles" / "zweiter.html").exists()
+    foreign = {"robots.txt": b"User-agent: *\n", "feeds/hand-made.rss": b"<rss/>", "images/logo.png": b"PNG"}
+    assert snapshot(out) == expected_files(new_site) | foreign
+    assert (out / "images" / "empty").is_dir()
+    assert stat.S_IMODE((out / "images").stat().st_mode) == 0o750
+    assert os.readlink(out / "latest") == "feeds/alle.rss"
+    # Recreated rather than hard-linked: a link to someone else's symlink may be refused.
+    assert (out / "latest").lstat().st_ino != link_inode
+    assert not (out / "articles" / "zweiter.html").exists()  # the old export's own file is gone
     assert siblings(out) == ["www"]
+
+
+def test_export_lists_what_it_wrote_in_its_manifest(make_site: MakeSite, out: Path) -> None:
+    site = load(make_site())
+    build(site, out)
+    manifest = json.loads((out / MANIFEST).read_text())
+    assert manifest == {"generator": "feeds", "version": 1, "files": sorted(expected_files(site))}
+    assert (out / MARKER).read_bytes() == MARKER_BYTES
 
 
 def test_export_holds_no_drafts_or_embargoed(out: Path) -> None:
@@ -132,7 +161,8 @@ def test_export_holds_no_drafts_or_embargoed(out: Path) -> None:
 
 @pytest.mark.parametrize("fail_after", [0, 1, 7])
 def test_failed_export_leaves_the_previous_one_intact(
-        make_site: MakeSite, out: Path, monkeypatch: pytest.MonkeyPatch, fail_after: int) -> None:
+    make_site: MakeSite, out: Path, monkeypatch: pytest.MonkeyPatch, fail_after: int
+) -> None:
     build(load(make_site(name="alt")), out)
     before = snapshot(out)
 
@@ -157,7 +187,8 @@ def test_failed_export_leaves_the_previous_one_intact(
 
 
 def test_failed_first_export_leaves_nothing_behind(
-        make_site: MakeSite, out: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    make_site: MakeSite, out: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     site = load(make_site())
 
     def broken(self: Path, data: bytes) -> int:
@@ -175,3 +206,296 @@ def test_export_into_a_new_nested_folder(make_site: MakeSite, tmp_path: Path) ->
     target = tmp_path / "deep" / "er" / "www"
     build(site, target)
     assert snapshot(target) == expected_files(site)
+
+
+# --- which folders a build may replace -----------------------------------------------------------
+
+SITE = Path("/srv/news")
+CONFIG = (SITE / "config.yaml",)
+ARTICLES = SITE / "articles"
+STATE = (SITE / ".feeds",)
+
+
+@pytest.mark.parametrize(
+    ("out", "reason"),
+    [
+        (SITE, "contains the config file /srv/news/config.yaml"),
+        (Path("/srv"), "contains the config file"),
+        (Path("/"), "contains the config file"),
+        (SITE / "config.yaml", "is the config file"),
+        (ARTICLES, "is the articles folder"),
+        (ARTICLES / "politik", "lies inside the articles folder /srv/news/articles"),
+        (SITE / ".feeds", "is the state folder"),
+        (SITE / ".feeds" / "www", "lies inside the state folder"),
+    ],
+)
+def test_target_that_would_destroy_the_site_is_refused(out: Path, reason: str) -> None:
+    refusal = target_refusal(out, config=CONFIG, articles=ARTICLES, state=STATE)
+    assert refusal is not None and reason in refusal
+
+
+def test_target_that_contains_an_articles_folder_elsewhere_is_refused() -> None:
+    refusal = target_refusal(Path("/data"), config=CONFIG, articles=Path("/data/articles"))
+    assert refusal == "it contains the articles folder /data/articles"
+
+
+@pytest.mark.parametrize("out", [SITE / "public", Path("/var/www/news"), SITE / "articles-export"])
+def test_target_of_its_own_is_accepted(out: Path) -> None:
+    assert target_refusal(out, config=CONFIG, articles=ARTICLES, state=STATE) is None
+
+
+def test_refusal_comes_before_anything_is_written(make_site: MakeSite) -> None:
+    path = make_site()
+    site = open_site(str(path), clock=lambda: NOW, state_dir=path.parent / "state")
+    other = open_site(str(path), clock=lambda: NOW, state_dir=path.parent / "other-state")
+    before = snapshot(path.parent)
+    assert any(rel.startswith("state/") for rel in before)
+    with pytest.raises(ExportRefused, match="contains the config file"):
+        build(site, path.parent)
+    with pytest.raises(ExportRefused, match="is the articles folder"):
+        build(site, path.parent / "articles")
+    with pytest.raises(ExportRefused, match="is the state folder"):
+        build(site, path.parent / "state")
+    with pytest.raises(ExportRefused, match="is the state folder"):
+        build(other, path.parent / "other-state")
+    assert snapshot(path.parent) == before
+    assert sorted(p.name for p in path.parent.iterdir()) == ["articles", "config.yaml", "other-state", "state"]
+
+
+def test_target_that_is_a_file_is_refused(make_site: MakeSite, out: Path) -> None:
+    out.parent.mkdir(parents=True)
+    out.write_text("not a folder")
+    with pytest.raises(ExportRefused, match="exists and is not a folder"):
+        build(load(make_site()), out)
+    assert out.read_text() == "not a folder"
+
+
+# --- the manifest ------------------------------------------------------------------------------
+
+GOOD = {"generator": "feeds", "version": 1, "files": ["index.html", "feeds/a.rss"]}
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        b"not json",
+        b"\xff\xfe",
+        b"",
+        json.dumps(["index.html"]).encode(),
+        json.dumps({**GOOD, "generator": "other"}).encode(),
+        json.dumps({**GOOD, "version": "1"}).encode(),
+        json.dumps({**GOOD, "version": True}).encode(),
+        json.dumps({**GOOD, "version": 2}).encode(),
+        json.dumps({**GOOD, "extra": 1}).encode(),
+        json.dumps({"generator": "feeds", "version": 1}).encode(),
+        json.dumps({**GOOD, "files": "index.html"}).encode(),
+        json.dumps({**GOOD, "files": ["../x"]}).encode(),
+        json.dumps({**GOOD, "files": ["feeds/../../x"]}).encode(),
+        json.dumps({**GOOD, "files": ["/etc/passwd"]}).encode(),
+        json.dumps({**GOOD, "files": ["a//b"]}).encode(),
+        json.dumps({**GOOD, "files": ["./a"]}).encode(),
+        json.dumps({**GOOD, "files": [""]}).encode(),
+        json.dumps({**GOOD, "files": ["a\\\\..\\\\..\\\\x"]}).encode(),
+        json.dumps({**GOOD, "files": [5]}).encode(),
+        json.dumps({**GOOD, "files": ["a", "a"]}).encode(),
+        json.dumps({**GOOD, "files": [MARKER]}).encode(),
+    ],
+)
+def test_manifest_that_is_not_exactly_ours_is_not_trusted(tmp_path: Path, content: bytes) -> None:
+    (tmp_path / MANIFEST).write_bytes(content)
+    assert read_manifest(tmp_path) is None
+
+
+def test_manifest_of_ours_is_read(tmp_path: Path) -> None:
+    (tmp_path / MANIFEST).write_text(json.dumps(GOOD))
+    assert read_manifest(tmp_path) == {"index.html", "feeds/a.rss", MANIFEST, MARKER}
+
+
+def test_manifest_behind_a_symlink_or_a_pipe_is_not_trusted(tmp_path: Path) -> None:
+    elsewhere = tmp_path / "elsewhere.json"
+    elsewhere.write_text(json.dumps(GOOD))
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / MANIFEST).symlink_to(elsewhere)
+    assert read_manifest(tmp_path / "a") is None
+    (tmp_path / "b").mkdir()
+    os.mkfifo(tmp_path / "b" / MANIFEST)  # opening it for reading would block the build
+    assert read_manifest(tmp_path / "b") is None
+
+
+# --- what is not ours survives -----------------------------------------------------------------
+
+
+def test_foreign_folder_is_refused_unless_forced(make_site: MakeSite, out: Path) -> None:
+    (out / "static").mkdir(parents=True)
+    (out / "robots.txt").write_text("keep me")
+    (out / "static" / "style.css").write_text("body {}")
+    site = load(make_site())
+    with pytest.raises(ExportRefused, match="not an export of feeds.*--force"):
+        build(site, out)
+    assert sorted(p.name for p in out.iterdir()) == ["robots.txt", "static"]
+
+    build(site, out, force=True)
+    extra = {"robots.txt": b"keep me", "static/style.css": b"body {}"}
+    assert snapshot(out) == expected_files(site) | extra
+    build(site, out)  # now it is an export: no --force needed, and still nothing lost
+    assert snapshot(out) == expected_files(site) | extra
+
+
+@pytest.mark.parametrize("clash", ["index.html", "feeds/alle.rss.gz", MANIFEST, MARKER, "feeds"])
+def test_foreign_file_where_the_export_writes_is_refused_even_forced(
+    make_site: MakeSite, out: Path, clash: str
+) -> None:
+    (out / clash).parent.mkdir(parents=True, exist_ok=True)
+    (out / clash).write_text("hand-made")
+    with pytest.raises(ExportRefused, match=clash.replace(".", r"\.")):
+        build(load(make_site()), out, force=True)
+    assert (out / clash).read_text() == "hand-made"
+    assert [p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()] == [clash]
+    assert siblings(out) == ["www"]
+
+
+def test_foreign_file_that_cannot_be_linked_stops_the_build_before_the_swap(
+    make_site: MakeSite, out: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    build(load(make_site(name="alt")), out)
+    (out / "robots.txt").write_text("keep me")
+    before = snapshot(out)
+
+    def no_link(*args: object, **kwargs: object) -> None:
+        raise OSError(18, "Invalid cross-device link")
+
+    monkeypatch.setattr(os, "link", no_link)
+    with pytest.raises(ExportRefused, match=f"{out / 'robots.txt'} is not ours and cannot be kept"):
+        build(load(make_site({"x/neu.md": "Neu\nText\n"}, name="neu")), out)
+    assert snapshot(out) == before
+    assert siblings(out) == ["www"]
+
+
+def test_failed_swap_puts_the_old_export_back(
+    make_site: MakeSite, out: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    build(load(make_site(name="alt")), out)
+    (out / "robots.txt").write_text("keep me")
+    before = snapshot(out)
+    real_replace = os.replace
+    calls: list[object] = []
+
+    def second_fails(src: str, dst: str) -> None:
+        calls.append(src)
+        if len(calls) == 2:
+            raise OSError(5, "Input/output error")
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", second_fails)
+    with pytest.raises(OSError):
+        build(load(make_site({"x/neu.md": "Neu\nText\n"}, name="neu")), out)
+    monkeypatch.undo()
+    assert len(calls) >= 3  # away, in (failed), back
+    assert snapshot(out) == before
+    assert siblings(out) == ["www"]
+
+
+# --- leftovers of killed builds ------------------------------------------------------------------
+
+
+@pytest.fixture
+def dead_pid() -> int:
+    process = subprocess.Popen(["true"])
+    process.wait()
+    return process.pid
+
+
+@pytest.fixture
+def live_pid() -> Iterator[int]:
+    process = subprocess.Popen(["sleep", "60"])
+    yield process.pid
+    process.kill()
+    process.wait()
+
+
+def work_folder(out: Path, kind: str, pid: int, marker: bytes | None = MARKER_BYTES) -> Path:
+    folder = out.parent / f".{out.name}.feeds-{kind}-{pid}"
+    (folder / "feeds").mkdir(parents=True)
+    (folder / "feeds" / "alle.rss").write_text("half-written")
+    if marker is not None:
+        (folder / MARKER).write_bytes(marker)
+    return folder
+
+
+def test_leftover_of_a_dead_build_is_removed(make_site: MakeSite, out: Path, dead_pid: int) -> None:
+    out.parent.mkdir(parents=True)
+    work_folder(out, "tmp", dead_pid)
+    build(load(make_site()), out)
+    assert siblings(out) == ["www"]
+
+
+def test_folders_without_our_marker_or_of_a_live_build_are_left_alone(
+    make_site: MakeSite, out: Path, dead_pid: int, live_pid: int
+) -> None:
+    out.parent.mkdir(parents=True)
+    untouched = [
+        work_folder(out, "tmp", dead_pid, marker=None),
+        work_folder(out, "old", dead_pid + 100000, marker=b"something else\n"),
+        work_folder(out, "tmp", live_pid),
+        work_folder(out.parent / "other", "tmp", dead_pid),  # a leftover of another target
+    ]
+    build(load(make_site()), out)
+    for folder in untouched:
+        assert (folder / "feeds" / "alle.rss").read_text() == "half-written", folder
+
+
+def test_old_tree_of_a_build_killed_between_its_renames_is_put_back(
+    make_site: MakeSite, out: Path, dead_pid: int
+) -> None:
+    site = load(make_site())
+    build(site, out)
+    (out / "robots.txt").write_text("keep me")
+    out.rename(out.parent / f".www.feeds-old-{dead_pid}")  # as if killed right after the first rename
+    work_folder(out, "tmp", dead_pid)
+
+    build(site, out)
+    assert snapshot(out) == expected_files(site) | {"robots.txt": b"keep me"}
+    assert siblings(out) == ["www"]
+
+
+def test_old_tree_keeps_what_changed_during_the_build(make_site: MakeSite, out: Path, dead_pid: int) -> None:
+    site = load(make_site())
+    build(site, out)
+    old = out.parent / f".www.feeds-old-{dead_pid}"
+    os.link(out / "index.html", old.parent / "keep")  # stands in for a copy swapped in
+    old.mkdir()
+    (old / MARKER).write_bytes(MARKER_BYTES)
+    (old / MANIFEST).write_bytes(export.manifest_bytes(["index.html"]))
+    (old / "index.html").write_text("ours: the manifest says so")
+    (old / "late.txt").write_text("arrived while the build ran")
+    os.link(out / "feeds" / "alle.rss", old / "alle-copy")  # not at the same path in out: kept
+
+    build(site, out)
+    kept = out.parent / f".www.feeds-old-{dead_pid}-kept"
+    assert sorted(p.name for p in kept.iterdir()) == ["alle-copy", "late.txt"]
+    assert (kept / "late.txt").read_text() == "arrived while the build ran"
+    assert siblings(out) == sorted(["keep", kept.name, "www"])
+
+
+def test_old_file_that_cannot_be_removed_does_not_fail_the_build(
+    make_site: MakeSite, out: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    build(load(make_site(name="alt")), out)
+    real_unlink = Path.unlink
+
+    def stuck(self: Path, missing_ok: bool = False) -> None:
+        if self.name == "index.html" and ".feeds-old-" in str(self):
+            raise PermissionError(13, "Permission denied")
+        real_unlink(self, missing_ok=missing_ok)
+
+    monkeypatch.setattr(Path, "unlink", stuck)
+    new_site = load(make_site({"x/neu.md": "Neu\nText\n"}, name="neu"))
+    assert build(new_site, out) == len(export_files_of(new_site))
+    assert snapshot(out) == expected_files(new_site)
+    kept = out.parent / f".www.feeds-old-{os.getpid()}-kept"
+    assert [p.name for p in kept.iterdir()] == ["index.html"]
+    assert f"kept {kept}" in caplog.text
+
+
+def export_files_of(site: Site) -> list[str]:
+    return [rel for rel in expected_files(site) if not rel.endswith(".gz")]
