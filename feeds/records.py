@@ -9,9 +9,11 @@ touched.
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import multiprocessing
 import os
+import signal
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -32,6 +34,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 PARALLEL_FROM = 5000  # a cold start with fewer files to parse stays in one process
 CHUNK = 2000
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
 FirstSeen = Callable[[list[str]], dict[str, datetime]]
 
 
@@ -77,6 +80,17 @@ def parse_file(config: SiteConfig, rel: str) -> tuple[Record | None, str]:
     return record, ""
 
 
+def _die_with_parent() -> None:
+    """A parser process must not outlive the worker that started it (killed mid cold start)."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):  # not Linux: the pool's own shutdown has to do
+        pass
+    if os.getppid() == 1:  # the parent died before prctl took effect
+        os._exit(1)
+
+
 def _parse_chunk(config: SiteConfig, rels: list[str]) -> list[tuple[str, Record | None]]:
     return [(rel, parse_file(config, rel)[0]) for rel in rels]
 
@@ -91,7 +105,8 @@ def parse_all(config: SiteConfig, rels: list[str]) -> Iterator[tuple[str, Record
     results: list[list[tuple[str, Record | None]]] = []
     try:
         # "spawn": the server may already run threads (granian's runtime), which fork would copy.
-        with ProcessPoolExecutor(cores, mp_context=multiprocessing.get_context("spawn")) as pool:
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(cores, mp_context=context, initializer=_die_with_parent) as pool:
             results = list(pool.map(_parse_chunk, [config] * len(chunks), chunks))
     except (BrokenProcessPool, OSError, RuntimeError) as exc:  # e.g. a script without a main guard
         log.warning("parallel parsing unavailable (%s); parsing in this process", exc)

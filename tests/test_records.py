@@ -57,3 +57,58 @@ def test_dateless_articles_get_the_date_they_were_first_seen(make_site: MakeSite
     assert first["a/ohne.txt"].meta.published == T0  # type: ignore[union-attr]
     assert later["a/ohne.txt"].meta.published == T0  # type: ignore[union-attr]
     assert first["a/mit.md"] is records["a/mit.md"]  # dated articles are left as they are
+
+
+def test_parser_processes_die_with_a_worker_killed_during_a_cold_start(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A worker killed while its pool parses (granian's kill timeout, the OOM killer) must not
+    leave parser processes behind, deadlocked on a full pipe for ever."""
+    import signal
+    import subprocess
+    import sys
+    import textwrap
+    import time
+    from pathlib import Path
+
+    articles = tmp_path / "articles"
+    articles.mkdir()
+    for i in range(3000):
+        (articles / f"a{i}.md").write_text(f"---\ntitle: A{i}\ndate: 2025-01-01\n---\n" + "Text. " * 200)
+    (tmp_path / "config.yaml").write_text("site: {title: T, url: 'https://x.example.org'}\n")
+    script = textwrap.dedent(f"""
+        import feeds.records as r
+        from feeds.config import load_config
+        r.PARALLEL_FROM, r.CHUNK = 1, 50
+        if __name__ == "__main__":
+            r.load_records(load_config({str(tmp_path / "config.yaml")!r}), None)
+    """)
+    worker = subprocess.Popen([sys.executable, "-c", script])
+
+    def children(pid: int) -> list[int]:
+        found = []
+        for task in Path(f"/proc/{pid}/task").glob("*/children"):
+            found += [int(c) for c in task.read_text().split()]
+        return found
+
+    try:
+        deadline = time.monotonic() + 60
+        while len(children(worker.pid)) < 2 and time.monotonic() < deadline and worker.poll() is None:
+            time.sleep(0.05)
+        parsers = children(worker.pid)
+        assert len(parsers) >= 2, "the pool never started"
+        worker.send_signal(signal.SIGKILL)
+        worker.wait(10)
+        deadline = time.monotonic() + 15
+        while any(Path(f"/proc/{p}").exists() and "zombie" not in _state(p) for p in parsers):
+            assert time.monotonic() < deadline, "parser processes outlived their worker"
+            time.sleep(0.05)
+    finally:
+        worker.kill()
+
+
+def _state(pid: int) -> str:
+    from pathlib import Path
+
+    try:
+        return Path(f"/proc/{pid}/status").read_text().split("State:")[1].split("\n")[0].lower()
+    except (OSError, IndexError):
+        return "zombie"
