@@ -32,6 +32,8 @@ bp = Blueprint("feeds", __name__)
 _FEED_FILE = re.compile(rf"^/feeds/(?P<name>[a-z0-9][a-z0-9_-]*)\.(?P<fmt>{'|'.join(FORMATS)})$")
 _ALLOW = [("Allow", "GET, HEAD"), ("Content-Type", "text/plain; charset=utf-8")]
 _NO_STORE = ("Cache-Control", "no-store")
+ANSWERS_KEPT = 8192  # header sets kept, one per URL (feeds, the index, popular pages)
+ENCODINGS_KEPT = 1024  # distinct Accept-Encoding values parsed (clients send few)
 Headers = list[tuple[str, str]]
 
 
@@ -164,7 +166,7 @@ class DocumentApp:
             return [b""] if head else [body]
         cached = self._answers.get(path)
         if cached is None or cached[0] is not doc:  # one entry per URL: old versions can go
-            if len(self._answers) > 8192:
+            if len(self._answers) > ANSWERS_KEPT:
                 self._answers.clear()
             cached = self._answers[path] = (doc, Answers.of(doc))
         answers = cached[1]
@@ -187,7 +189,7 @@ class DocumentApp:
             return False
         known = self._gzip.get(header)
         if known is None:  # clients send few distinct headers: parse each once
-            if len(self._gzip) > 1024:
+            if len(self._gzip) > ENCODINGS_KEPT:
                 self._gzip.clear()
             # Coding names are case-insensitive (RFC 9110 8.4.1); Werkzeug honours q=0.
             request = Request({"HTTP_ACCEPT_ENCODING": header.lower()})

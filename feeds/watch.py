@@ -40,6 +40,7 @@ log = logging.getLogger(__name__)
 QUIET = 0.05  # seconds without events before a batch is applied
 MAX_WAIT = 0.5  # a steady stream of events still gets applied this often
 DEFER = 1.0  # a created file opened by someone is read once unchanged this long
+OPENED_KEPT = 4096  # recently opened paths remembered (to tell a new file from a moved-in one)
 
 
 class _Handler(FileSystemEventHandler):
@@ -68,7 +69,7 @@ class _Handler(FileSystemEventHandler):
             # Not queued: every read (ours, the other workers') opens files, and queued events
             # would keep a batch open. Only consulted to tell a new file from a moved-in one.
             self.opened[src] = time.monotonic()
-            if len(self.opened) > 4096:
+            if len(self.opened) > OPENED_KEPT:
                 self.opened.clear()
         elif isinstance(event, FileModifiedEvent) and not self.closes_reported:
             self.events.put(("file", src))  # polling fallback: no close events to wait for
