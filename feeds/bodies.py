@@ -24,33 +24,33 @@ from .sources import read_source
 
 log = logging.getLogger(__name__)
 RENDERED = 2048  # rendered articles kept (a feed shows up to a few hundred distinct ones)
-FRESH_CHARS = 16 * 1024 * 1024  # bodies handed over by the index, awaiting their first render
+RAW_CHARS = 32 * 1024 * 1024  # bodies as read (with their metadata, or for a render), by version
 SETTLE_SECONDS = 2.0  # unwatched: a file unchanged this long is no longer being written
 SETTLE_WATCHED = 60.0  # watched: the writer's close brings the new version; wait for it
 
 
 class Bodies:
-    """Rendered articles by file version, for one config (a new config gets a new store)."""
+    """Bodies by file version: as read (kept across config reloads) and as rendered."""
 
     def __init__(self, config: SiteConfig) -> None:
         self.config = config
         self.watched = False
         self._rendered: OrderedDict[tuple[str, Stamp], Article] = OrderedDict()
-        self._fresh: OrderedDict[tuple[str, Stamp], str] = OrderedDict()
-        self._fresh_chars = 0
+        self._raw: OrderedDict[tuple[str, Stamp], str] = OrderedDict()
+        self._raw_chars = 0
         self._lock = threading.Lock()
+
+    def configure(self, config: SiteConfig) -> None:
+        """A new config: bodies as read stay; renders go if links or ids would differ."""
+        with self._lock:
+            old, self.config = self.config, config
+            if (old.url, old.timezone, old.author) != (config.url, config.timezone, config.author):
+                self._rendered.clear()
 
     def offer(self, meta: Meta, body: str) -> None:
         """Keep the body read together with ``meta``: the file may change again before a render."""
-        key = (meta.path, meta.version)
         with self._lock:
-            if key in self._rendered or len(body) > FRESH_CHARS // 4:
-                return
-            old = self._fresh.pop(key, None)
-            self._fresh_chars += len(body) - (len(old) if old is not None else 0)
-            self._fresh[key] = body
-            while self._fresh_chars > FRESH_CHARS:
-                self._fresh_chars -= len(self._fresh.popitem(last=False)[1])
+            self._keep((meta.path, meta.version), body)
 
     def article(self, meta: Meta) -> Article | None:
         """The complete article for ``meta``'s version, or None while it is unsettled."""
@@ -62,24 +62,33 @@ class Bodies:
             if found is not None:
                 self._rendered.move_to_end(key)
                 return found
-            body = self._fresh.pop(key, None)
-            if body is not None:
-                self._fresh_chars -= len(body)
+            body = self._raw.get(key)
+            config = self.config
         if body is None:
-            loaded = self._load(meta)
+            loaded = self._load(meta, config)
             if loaded is None:
                 return None
             meta, body = loaded
-        article = complete(meta, body, self.config)
+        article = complete(meta, body, config)
         with self._lock:
-            self._rendered[(meta.path, meta.version)] = article
-            while len(self._rendered) > RENDERED:
-                self._rendered.popitem(last=False)
+            self._keep((meta.path, meta.version), body)
+            if config is self.config:
+                self._rendered[(meta.path, meta.version)] = article
+                while len(self._rendered) > RENDERED:
+                    self._rendered.popitem(last=False)
         return article
 
-    def _load(self, meta: Meta) -> tuple[Meta, str] | None:
+    def _keep(self, key: tuple[str, Stamp], body: str) -> None:
+        if len(body) > RAW_CHARS // 8:
+            return
+        old = self._raw.pop(key, None)
+        self._raw_chars += len(body) - (len(old) if old is not None else 0)
+        self._raw[key] = body
+        while self._raw_chars > RAW_CHARS:
+            self._raw_chars -= len(self._raw.popitem(last=False)[1])
+
+    def _load(self, meta: Meta, config: SiteConfig) -> tuple[Meta, str] | None:
         """Read the body of ``meta`` again; a newer version only once its writer is done."""
-        config = self.config
         try:
             source = read_source(config.articles_dir, meta.path, config.max_article_bytes)
         except OSError as exc:

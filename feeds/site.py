@@ -356,11 +356,12 @@ class Site:
         records = {rel: record for rel, (record, _) in reads.items() if record is not None}
         final = dated(records, lambda ids: self._ledger.first_seen(ids, self._clock()))
         changed = False
-        for rel, (_, body) in reads.items():
-            record = final.get(rel)
-            changed |= self._index.apply(rel, record)
-            if record is not None and record.meta is not None and body:
-                self._bodies.offer(record.meta, body)
+        with self._index.lock:  # a batch (a folder moved) is seen whole or not at all
+            for rel, (_, body) in reads.items():
+                record = final.get(rel)
+                changed |= self._index.apply(rel, record)
+                if record is not None and record.meta is not None and body:
+                    self._bodies.offer(record.meta, body)
         if self._cache is not None:
             self._cache.update(config, {rel: record for rel, (record, _) in reads.items()})
         if changed:
@@ -398,10 +399,9 @@ class Site:
         )
         index = load_index(config, self._state_dir, self._ledger, self._clock) if reindex else self._index
         index.config = config
-        bodies = Bodies(config)
-        bodies.watched = self._bodies.watched
         with self._lock:
-            self._config, self._index, self._bodies = config, index, bodies
+            self._config, self._index = config, index
+            self._bodies.configure(config)
             self._cache = _cache(config, self._state_dir)
             self._generation += 1
         log.info("config reloaded from %s%s", self._config_path, " (articles re-read)" if reindex else "")
