@@ -46,7 +46,7 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-# -- server commands ------------------------------------------------------------------------------
+# -- server commands ---------------------------------------------------------------------------
 
 
 def production_command(
@@ -96,7 +96,7 @@ def gunicorn_command(
 SERVERS: dict[str, Command] = {"granian": production_command, "gunicorn": gunicorn_command}
 
 
-# -- processes ------------------------------------------------------------------------------------
+# -- processes -----------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -257,7 +257,7 @@ def stop(server: Server) -> None:
         pass
 
 
-# -- sites, commits and memory -------------------------------------------------------------------------------
+# -- sites, commits and memory -----------------------------------------------------------------
 
 
 def copy_demo_site(target: Path) -> Path:

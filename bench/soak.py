@@ -808,7 +808,8 @@ class Soak:
             result.requests += 1
             result.statuses[status] += 1
             if status >= 500:
-                result.fivexx.append(f"{status} {path}: {body[:200]!r}")
+                retry = f" (Retry-After: {headers['retry-after']})" if "retry-after" in headers else ""
+                result.fivexx.append(f"{status} {path}{retry}: {body[:200]!r}")
             if etag and lm and status in (200, 304) and cacheable:
                 dates = self.dates[(path, _base(etag))]
                 if not dates or dates[-1] != lm:
