@@ -11,9 +11,11 @@ import random
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-WORDS = ("Regierung Bericht Stadt Klima Energie Verkehr Schule Forschung Markt Preis Wahl "
-         "Gericht Polizei Hafen Bahn Netz Wasser Wald Haushalt Gemeinde Minister Studie "
-         "Verband Unternehmen Region Zukunft Sicherheit Gesundheit Kultur Sport").split()
+WORDS = (
+    "Regierung Bericht Stadt Klima Energie Verkehr Schule Forschung Markt Preis Wahl "
+    "Gericht Polizei Hafen Bahn Netz Wasser Wald Haushalt Gemeinde Minister Studie "
+    "Verband Unternehmen Region Zukunft Sicherheit Gesundheit Kultur Sport"
+).split()
 CONFIG = """site:
   title: Benchmark-Nachrichten
   url: https://bench.example.org
@@ -45,13 +47,20 @@ def article(rng: random.Random, i: int, topics: list[str], start: datetime) -> t
     topic = topics[i % len(topics)]
     title = sentence(rng, 7)[:-1]
     paragraphs = [" ".join(sentence(rng, rng.randrange(8, 20)) for _ in range(4)) for _ in range(5)]
-    front = (f"---\nid: a{i:06d}\ntitle: {title}\ndate: {when.isoformat()}\n"
-             f"topics: [{topic}]\ntags: [{rng.choice(WORDS).lower()}]\n---\n")
+    front = (
+        f"---\nid: a{i:06d}\ntitle: {title}\ndate: {when.isoformat()}\n"
+        f"topics: [{topic}]\ntags: [{rng.choice(WORDS).lower()}]\n---\n"
+    )
     if i % 3 == 0:
-        body = "\n".join([paragraphs[0], "Hintergrund", *paragraphs[1:], "Details | |", "---|---|", "Quellen |"])
+        body = "\n".join(
+            [paragraphs[0], "Hintergrund", *paragraphs[1:], "Details | |", "---|---|", "Quellen |"]
+        )
         return f"{topic}/{when:%Y}/a{i:06d}.txt", front + body + "\n"
-    body = f"{paragraphs[0]}\n\n## Hintergrund\n\n" + "\n\n".join(paragraphs[1:]) + \
-        f"\n\n[Mehr](/archiv/{i}) und *Kontext*.\n"
+    body = (
+        f"{paragraphs[0]}\n\n## Hintergrund\n\n"
+        + "\n\n".join(paragraphs[1:])
+        + f"\n\n[Mehr](/archiv/{i}) und *Kontext*.\n"
+    )
     return f"{topic}/{when:%Y}/a{i:06d}.md", front + body
 
 

@@ -27,7 +27,7 @@ def load_config():
 
 def load_articles(folder):
     articles = []
-    for dirpath, dirnames, filenames in os.walk(folder):
+    for dirpath, _dirnames, filenames in os.walk(folder):
         for filename in filenames:
             if not filename.endswith((".md", ".markdown", ".txt")):
                 continue
@@ -46,15 +46,17 @@ def load_articles(folder):
             topics = meta.get("topics") or [os.path.relpath(path, folder).split(os.sep)[0]]
             if isinstance(topics, str):
                 topics = [topics]
-            articles.append({
-                "id": meta.get("id") or os.path.splitext(os.path.relpath(path, folder))[0],
-                "title": meta.get("title") or body.strip().splitlines()[0],
-                "date": date,
-                "topics": topics,
-                "tags": meta.get("tags") or [],
-                "summary": meta.get("summary"),
-                "body": body.strip(),
-            })
+            articles.append(
+                {
+                    "id": meta.get("id") or os.path.splitext(os.path.relpath(path, folder))[0],
+                    "title": meta.get("title") or body.strip().splitlines()[0],
+                    "date": date,
+                    "topics": topics,
+                    "tags": meta.get("tags") or [],
+                    "summary": meta.get("summary"),
+                    "body": body.strip(),
+                }
+            )
     return articles
 
 

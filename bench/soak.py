@@ -1,28 +1,14 @@
 #!/usr/bin/env python3
-"""Soak test: pollers against the production server while articles and config.yaml change.
+"""Soak test: pollers against the production server while articles, config.yaml and hostile
+files change under it. What it does and checks: bench/SOAK.md.
 
-    .venv/bin/python bench/soak.py --pollers 16 --minutes 5 [--server granian|gunicorn] [--out bench/SOAK.md]
-
-Copies the demo site (config.yaml + articles/) to a temporary folder and starts the production
-server on 127.0.0.1 (a free port, 2 workers, FEEDS_WATCH=1) in its own process group. N poller
-threads, each with one keep-alive connection, walk every feed (RSS and Atom), the index and some
-pages with conditional GETs (a third send If-None-Match and If-Modified-Since, a third only
-If-Modified-Since, a third only If-None-Match; every other one asks for gzip). Meanwhile a
-mutator thread adds, edits (in place in several flushed chunks, or via a temp file renamed into
-place) and deletes articles, adds embargoed ones, and rewrites config.yaml, sometimes broken for
-a few seconds (syntax error, unknown key, bad value) before fixing it.
-
-Every change carries a unique marker (``SOAKM<n>X`` in an article's title, ``SOAKC<n>X`` in the
-title of the ``soakcfg`` feed); the time from the change (after close or rename; for an embargo,
-the moment it lifts) to the first poller that receives it is its latency. Every distinct 200 body
-is checked in a separate process: feeds parse with feedparser without bozo and are well-formed XML
-(lxml); pages and the index parse with lxml.html and are complete; full-content documents that
-show a soak article must hold its whole body (``BEGIN-<marker>`` ... ``END-<marker>``).
+    .venv/bin/python bench/soak.py --pollers 16 --minutes 3 [--server granian|gunicorn] [--out bench/SOAK.md]
 
 Prints a Markdown report and, with --out, writes it into that file between the
 ``<!-- soak.py: begin -->`` / ``<!-- soak.py: end -->`` lines (replacing the previous report).
-``--seconds`` overrides ``--minutes`` (the test suite runs 20 seconds: tests/test_soak.py).
-Exit status 1 if a required check failed (5xx, malformed, a change never seen, latency >= 2 s).
+``--seconds`` overrides ``--minutes`` (the test suite runs 20 seconds: tests/test_soak.py);
+``--hostile`` picks the hostile files (default all: symlink,bomb,big,pipe). Exit status 1 if a
+required check failed (a ❌ in the report).
 """
 
 from __future__ import annotations
@@ -37,11 +23,7 @@ import multiprocessing
 import os
 import random
 import re
-import shutil
-import signal
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -50,43 +32,30 @@ from collections import Counter, defaultdict
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from email.utils import parsedate_to_datetime
+from importlib.metadata import version
 from pathlib import Path
 
-from procs import descendants
+import harness
 
-BENCH = Path(__file__).resolve().parent
-REPO = BENCH.parent
-BIN = Path(sys.executable).parent
-HOST = "127.0.0.1"
 LATENCY_LIMIT = 2.0  # seconds: the issue's promise
+HEALTH_LIMIT = 1.0  # /healthz answers within this, throughout
+HEALTH_EVERY = 0.25
+TIMEOUT = 10.0  # every request; one that takes longer is a hang
 TAIL = 3.0  # seconds without changes at the end, so the last ones can be seen
+FINAL_BUDGET = 60.0  # seconds for the checks after the run (a wedged server would take hours)
+MEMORY_LIMIT = 3 << 30  # bytes of address space per server process
+PAGES = 8  # demo pages polled besides the soak articles' own pages
 MAX_POOL = 18  # soak articles alive at once (the demo has 23; "alle" and the index show 50)
 TOPICS = ("klima", "sport", "science", "wirtschaft")
-MARKER = re.compile(r"SOAK[MC]\d+X")
-BEGIN = re.compile(r"BEGIN-(SOAKM\d+X)")
+HOSTILE = ("symlink", "bomb", "big", "pipe")
+MARKER = re.compile(r"SOAK[MCB]\d+X")  # M: a soak article, C: a config, B: the big article
+BODY_MARKER = re.compile(r"SOAK[MB]\d+X")  # articles whose whole body full documents must show
 BEGIN_MARK, END_MARK = "<!-- soak.py: begin -->", "<!-- soak.py: end -->"
 WORDS = (
-    "Stadt",
-    "Rat",
-    "Messung",
-    "Bericht",
-    "Wetter",
-    "Spiel",
-    "Markt",
-    "Studie",
-    "Labor",
-    "Hafen",
-    "Netz",
-    "Brücke",
-    "Ernte",
-    "Strom",
-    "Bahn",
-    "Schule",
-    "Klinik",
-    "Archiv",
-    "Museum",
-    "Verein",
-)
+    "Stadt Rat Messung Bericht Wetter Spiel Markt Studie Labor Hafen "
+    "Netz Brücke Ernte Strom Bahn Schule Klinik Archiv Museum Verein"
+).split()
 BROKEN = {  # appended to the feeds: block; each breaks config.yaml in its own way
     "syntax error": "  kaputt:\n    title: Kaputt\n   limit: 5\n",
     "unknown key": "  kaputt:\n    titel: Kaputt\n",
@@ -101,8 +70,7 @@ class Options:
     server: str = "granian"
     out: Path | None = None
     seed: int = 5
-    pages: int = 8  # demo pages polled besides the soak articles' own pages
-    interval: float = 0.0  # think time of a poller between two requests
+    hostile: tuple[str, ...] = HOSTILE
 
 
 @dataclass
@@ -122,17 +90,23 @@ class Result:
     duration: float = 0.0
     server_version: str = ""
     requests: int = 0
-    statuses: Counter = field(default_factory=Counter)
+    statuses: Counter[int] = field(default_factory=Counter)
+    uncacheable: int = 0  # 200s with Cache-Control: no-store
     fivexx: list[str] = field(default_factory=list)
-    client_errors: Counter = field(default_factory=Counter)
+    hangs: list[str] = field(default_factory=list)  # requests without an answer within TIMEOUT
+    client_errors: Counter[str] = field(default_factory=Counter)
     validated: int = 0
     malformed: list[str] = field(default_factory=list)
-    truncated: list[str] = field(default_factory=list)
-    bodiless: list[str] = field(default_factory=list)
+    truncated: list[str] = field(default_factory=list)  # a body cut short
+    hollow: list[str] = field(default_factory=list)  # an entry or page without its text
+    leaks: list[str] = field(default_factory=list)  # responses with the symlink target's secret
+    big_shown: int = 0  # 200s showing the article larger than 2 MiB
+    drops: list[str] = field(default_factory=list)  # hostile files dropped in
+    health: list[float] = field(default_factory=list)  # /healthz latencies (probe thread)
+    health_failures: list[str] = field(default_factory=list)  # probe: no 200, or no answer
     changes: list[Change] = field(default_factory=list)
     health_degraded: list[float | None] = field(default_factory=list)  # broken config -> degraded
     health_ok: list[float | None] = field(default_factory=list)  # fixed config -> ok everywhere
-    health_errors: int = 0
     rss_start: dict[str, float] = field(default_factory=dict)
     rss_end: dict[str, float] = field(default_factory=dict)
     tracebacks: int = 0
@@ -141,11 +115,10 @@ class Result:
     lm_window: float = 0.0  # the longest time two dates of one ETag were served side by side
     lm_backwards: int = 0
     final_checked: int = 0
+    final_cut_short: bool = False
     final_etags_differ: list[str] = field(default_factory=list)  # after the changes, per URL
     final_dates_differ: list[str] = field(default_factory=list)
     urls: int = 0
-
-    # -- verdicts -----------------------------------------------------------------------------
 
     def latencies(self, kinds: tuple[str, ...] | None = None) -> list[float]:
         return [
@@ -160,124 +133,149 @@ class Result:
     def max_latency(self) -> float:
         return max(self.latencies(), default=0.0)
 
-    def failures(self) -> list[str]:
-        found = []
-        if self.fivexx:
-            found.append(f"{len(self.fivexx)} 5xx answers")
-        if self.malformed:
-            found.append(f"{len(self.malformed)} malformed documents")
-        if self.missed:
-            found.append(f"{len(self.missed)} changes never seen")
-        if self.max_latency >= LATENCY_LIMIT:
-            found.append(f"max change→visible latency {self.max_latency:.2f} s")
-        if not self.changes:
-            found.append("no changes made")
-        return found
+    @property
+    def health_max(self) -> float:
+        return max(self.health, default=0.0)
 
-    # -- report -------------------------------------------------------------------------------
+    def rows(self) -> list[tuple[str, str, bool | None]]:
+        """The report: (measure, value, passed); every row with a verdict is a required check."""
+
+        def count(measure: str, items: list[str], more: str = "") -> tuple[str, str, bool]:
+            return measure, f"{len(items)}{more}", not items
+
+        o, changes = self.options, self.changes
+        by_kind = Counter(c.kind for c in changes)
+        hows = Counter(f"{c.kind} ({c.how})" for c in changes if c.how)
+        rate, share = self.requests / max(self.duration, 1e-9), self.statuses[304] / max(self.requests, 1)
+        early = [c.marker for c in changes if c.early]
+        return [
+            (
+                "pollers",
+                f"{o.pollers} threads, one keep-alive connection each; conditional GETs on {self.urls} URLs "
+                f"(every feed as RSS and Atom, the index, {PAGES} demo pages, the soak articles' pages)",
+                None,
+            ),
+            (
+                "requests",
+                f"{self.requests:,} ({rate:,.0f}/s); 304 share {share:.0%}; "
+                f"200s marked no-store: {self.uncacheable:,}",
+                None,
+            ),
+            ("status counts", ", ".join(f"{k}: {v:,}" for k, v in sorted(self.statuses.items())), None),
+            count("5xx", self.fivexx),
+            count(f"hangs (no answer within {TIMEOUT:g} s)", self.hangs),
+            count(
+                "malformed documents", self.malformed, f" of {self.validated:,} distinct 200 bodies parsed"
+            ),
+            count("incomplete: truncated entries (body without its end)", self.truncated),
+            count("incomplete: hollow entries (no summary or content) or pages (no body)", self.hollow),
+            (
+                "client errors (resets)",
+                f"{sum(self.client_errors.values())} {dict(self.client_errors)}",
+                None,
+            ),
+            (
+                f"/healthz every {HEALTH_EVERY:g} s on a fresh connection: 200 within {HEALTH_LIMIT:g} s",
+                f"{_stats(self.health)}; failed: {len(self.health_failures)}",
+                not self.health_failures and self.health_max < HEALTH_LIMIT,
+            ),
+            (
+                "hostile files dropped",
+                f"{len(self.drops)}: {', '.join(self.drops)}",
+                bool(self.drops) or not o.hostile,
+            ),
+            count("responses with the secret of the file outside (symlink target)", self.leaks),
+            ("200s showing the article larger than 2 MiB", f"{self.big_shown:,}", None),
+            (
+                "changes",
+                f"{len(changes)}: " + ", ".join(f"{v} {k}" for k, v in sorted(by_kind.items())),
+                bool(changes),
+            ),
+            ("how", ", ".join(f"{v} {k}" for k, v in sorted(hows.items())), None),
+            count("changes never seen", [f"{c.kind} {c.marker} ({c.how})" for c in self.missed]),
+            ("change → visible, all", _stats(self.latencies()), self.max_latency < LATENCY_LIMIT),
+            *(
+                (f"change → visible, {kind}", _stats(self.latencies((kind,))), None)
+                for kind in ("add", "edit", "delete", "embargo", "config")
+                if by_kind.get(kind)
+            ),
+            count("embargoed articles seen before their time", early),
+            (
+                "broken config → /healthz degraded",
+                f"{len(self.health_degraded)}: {_seconds(self.health_degraded)}",
+                None,
+            ),
+            ("fixed config → /healthz ok (5 in a row)", _seconds(self.health_ok), None),
+            ("server RSS at start", _mb(self.rss_start), None),
+            ("server RSS at end", _mb(self.rss_end), None),
+            ("tracebacks in the server log", f"{self.tracebacks}", not self.tracebacks),
+            count(
+                f"at the end, {self.final_checked} URLs × 6 fresh connections: URLs whose ETag differs",
+                self.final_etags_differ,
+                " (cut short: the server hung)" if self.final_cut_short else "",
+            ),
+            count("at the end: URLs with one ETag but different Last-Modified", self.final_dates_differ),
+            count(
+                "at the end: pollers' outdated copies answered 304 (3 fresh connections each)",
+                self.stale_caches,
+            ),
+            (
+                "during the run: ETags served with two Last-Modified in alternation (workers disagree)",
+                f"{len(self.lm_interleaved)}"
+                + (f", for at most {self.lm_window:.2f} s" if self.lm_interleaved else ""),
+                self.lm_window < LATENCY_LIMIT,
+            ),
+            (
+                "during the run: Last-Modified went backwards with a new ETag on one connection",
+                f"{self.lm_backwards}",
+                None,
+            ),
+        ]
+
+    def failures(self) -> list[str]:
+        return [f"{measure}: {value}" for measure, value, passed in self.rows() if passed is False]
 
     def markdown(self) -> str:
-        o = self.options
-        by_kind = Counter(c.kind for c in self.changes)
-        hows = Counter(f"{c.kind} ({c.how})" for c in self.changes if c.how)
-        statuses = ", ".join(f"{k}: {v:,}" for k, v in sorted(self.statuses.items()))
-        not_modified = self.statuses.get(304, 0) / self.requests if self.requests else 0.0
-        ok = "✅" if not self.failures() else "❌"
-
-        def mark(good: bool) -> str:
-            return "✅" if good else "❌"
-
-        def mb(values: dict[str, float]) -> str:
-            workers = {k: v for k, v in values.items() if k != "main"}
-            parts = " + ".join(f"{v:.1f}" for v in workers.values())
-            return (
-                f"{sum(workers.values()):.1f} MB ({parts}; main process {values.get('main', 0):.1f} MB)"
-                if workers
-                else "n/a"
-            )
-
-        def seconds(values: list[float | None]) -> str:
-            got = [v for v in values if v is not None]
-            missing = len(values) - len(got)
-            text = f"max {max(got):.2f} s" if got else "—"
-            return text + (f", {missing} never" if missing else "")
-
+        o, failures = self.options, self.failures()
+        hostile = "" if o.hostile == HOSTILE else f" --hostile '{','.join(o.hostile)}'"
+        verdict = (
+            f"❌ {len(failures)} required checks failed" if failures else "✅ all required checks passed"
+        )
         lines = [
-            f"### Soak run {self.started:%Y-%m-%d %H:%M} UTC: {ok} "
-            f"{'all required checks passed' if ok == '✅' else '; '.join(self.failures())}",
+            f"### Soak run {self.started:%Y-%m-%d %H:%M} UTC: {verdict}",
             "",
             f"`.venv/bin/python bench/soak.py --pollers {o.pollers} --seconds {o.seconds:g} "
-            f"--server {o.server}` ({self.duration:.0f} s; {self.server_version}; 2 workers; FEEDS_WATCH=1; "
-            f"{os.cpu_count()} CPUs; commit {_commit()})",
+            f"--server {o.server}{hostile}` ({self.duration:.0f} s; {self.server_version}; 2 workers; "
+            "FEEDS_WATCH=1; "
+            f"{os.cpu_count()} CPUs; commit {harness.commit()})",
             "",
             "| measure | value |",
             "| --- | --- |",
-            f"| pollers | {o.pollers} threads, one keep-alive connection each; conditional GETs on "
-            f"{self.urls} URLs (every feed as RSS and Atom, the index, {o.pages} demo pages, the soak "
-            "articles' pages) |",
-            f"| requests | {self.requests:,} ({self.requests / max(self.duration, 1e-9):,.0f}/s); "
-            f"304 share {not_modified:.0%} |",
-            f"| status counts | {statuses} |",
-            f"| 5xx | {len(self.fivexx)} {mark(not self.fivexx)} |",
-            f"| malformed documents | {len(self.malformed)} of {self.validated:,} distinct 200 bodies "
-            f"parsed {mark(not self.malformed)} |",
-            f"| truncated entries (body without its end) | {len(self.truncated)} "
-            f"{mark(not self.truncated)} |",
-            f"| soak entries shown without a body | {len(self.bodiless)} |",
-            f"| client errors (timeouts, resets) | {sum(self.client_errors.values())} "
-            f"{dict(self.client_errors) if self.client_errors else ''} |",
-            f"| changes | {len(self.changes)}: "
-            + ", ".join(f"{v} {k}" for k, v in sorted(by_kind.items()))
-            + " |",
-            "| how | " + ", ".join(f"{v} {k}" for k, v in sorted(hows.items())) + " |",
-            f"| changes seen | {len(self.changes) - len(self.missed)} of {len(self.changes)} "
-            f"{mark(not self.missed)} |",
-            f"| change → visible, all | {_stats(self.latencies())} "
-            f"{mark(self.max_latency < LATENCY_LIMIT)} |",
+            *(f"| {m} | {v}{'' if ok is None else ' ' + _mark(ok)} |" for m, v, ok in self.rows()),
         ]
-        for kind in ("add", "edit", "delete", "embargo", "config"):
-            if by_kind.get(kind):
-                lines.append(f"| change → visible, {kind} | {_stats(self.latencies((kind,)))} |")
-        early = sum(c.early for c in self.changes)
-        lines += [
-            f"| embargoed articles seen before their time | {early} {mark(not early)} |",
-            f"| broken config → /healthz degraded | {len(self.health_degraded)} broken rewrites; "
-            f"{seconds(self.health_degraded)} |",
-            f"| fixed config → /healthz ok (5 in a row) | {seconds(self.health_ok)}; /healthz non-200: "
-            f"{self.health_errors} |",
-            f"| server RSS at start | {mb(self.rss_start)} |",
-            f"| server RSS at end | {mb(self.rss_end)} |",
-            f"| tracebacks in the server log | {self.tracebacks} {mark(not self.tracebacks)} |",
-            f"| at the end, {self.final_checked} URLs × 6 fresh connections: URLs whose ETag differs "
-            f"between answers | {len(self.final_etags_differ)} {mark(not self.final_etags_differ)} |",
-            f"| at the end: URLs with one ETag but different Last-Modified | {len(self.final_dates_differ)} "
-            f"{mark(not self.final_dates_differ)} |",
-            f"| at the end: pollers' copies answered 304 though outdated (each copy asked on 3 fresh "
-            f"connections with the poller's own validators) | {len(self.stale_caches)} "
-            f"{mark(not self.stale_caches)} |",
-            f"| during the run: ETags served with two Last-Modified in alternation (workers disagree) | "
-            f"{len(self.lm_interleaved)}"
-            + (f", for at most {self.lm_window:.2f} s" if self.lm_interleaved else "")
-            + f" {mark(self.lm_window < LATENCY_LIMIT)} |",
-            f"| during the run: Last-Modified went backwards with a new ETag on one connection | "
-            f"{self.lm_backwards} |",
+        details = [
+            f"- {title}: " + "; ".join(items[:5]) + (" …" if len(items) > 5 else "")
+            for title, items in (
+                ("5xx", self.fivexx),
+                ("hangs", self.hangs),
+                ("malformed", self.malformed),
+                ("truncated", self.truncated),
+                ("hollow", self.hollow),
+                ("secret served", self.leaks),
+                ("/healthz failed", self.health_failures),
+                ("never seen", [f"{c.kind} {c.marker} ({c.how})" for c in self.missed]),
+                ("ETag differs at the end", self.final_etags_differ),
+                ("one ETag, different Last-Modified at the end", self.final_dates_differ),
+                ("stale caches", self.stale_caches),
+                ("one ETag, two Last-Modified in alternation", self.lm_interleaved),
+            )
+            if items
         ]
-        details = []
-        for title, items in (
-            ("5xx", self.fivexx),
-            ("malformed", self.malformed),
-            ("truncated", self.truncated),
-            ("never seen", [f"{c.kind} {c.marker} ({c.how})" for c in self.missed]),
-            ("ETag differs at the end", self.final_etags_differ),
-            ("one ETag, different Last-Modified at the end", self.final_dates_differ),
-            ("stale caches", self.stale_caches),
-            ("one ETag, two Last-Modified in alternation", self.lm_interleaved),
-        ):
-            if items:
-                details.append(f"- {title}: " + "; ".join(items[:5]) + (" …" if len(items) > 5 else ""))
-        if details:
-            lines += ["", *details]
-        return "\n".join(lines) + "\n"
+        return "\n".join([*lines, *([""] if details else []), *details]) + "\n"
+
+
+def _mark(good: bool) -> str:
+    return "✅" if good else "❌"
 
 
 def _stats(values: list[float]) -> str:
@@ -291,26 +289,27 @@ def _stats(values: list[float]) -> str:
     )
 
 
-def _commit() -> str:
-    """The commit under test, marked when feeds/ has uncommitted changes."""
+def _seconds(values: list[float | None]) -> str:
+    got = [v for v in values if v is not None]
+    missing = len(values) - len(got)
+    return (f"max {max(got):.2f} s" if got else "—") + (f", {missing} never" if missing else "")
 
-    def git(*args: str) -> str:
-        return subprocess.run(
-            ["git", "-C", str(REPO), *args], capture_output=True, text=True, timeout=5, check=False
-        ).stdout.strip()
 
-    try:
-        dirty = " + uncommitted changes in feeds/" if git("status", "--porcelain", "feeds") else ""
-        return (git("rev-parse", "--short", "HEAD") or "?") + dirty
-    except OSError:
-        return "?"
+def _mb(values: dict[str, float]) -> str:
+    workers = {k: v for k, v in values.items() if k != "main"}
+    parts = " + ".join(f"{v:.1f}" for v in workers.values())
+    main = values.get("main", 0)
+    return f"{sum(workers.values()):.1f} MB ({parts}; main process {main:.1f} MB)" if workers else "n/a"
 
 
 # -- checking documents (in a separate process: feedparser is slow and holds the GIL) ---------
 
 
 def check_document(kind: str, full: bool, body: bytes) -> tuple[str | None, list[str], list[str]]:
-    """(why it is malformed or None, truncated soak markers, soak markers without body)."""
+    """(why the document is malformed or None, truncated bodies, hollow entries or pages).
+
+    ``kind``: feed, page (an article) or index; ``full``: a feed that shows whole articles.
+    """
     import feedparser
     import lxml.etree
     import lxml.html
@@ -330,132 +329,39 @@ def check_document(kind: str, full: bool, body: bytes) -> tuple[str | None, list
                 return "incomplete HTML document", [], []
     except Exception as exc:  # noqa: BLE001 - anything that does not parse is malformed
         return f"{type(exc).__name__}: {exc}", [], []
-    if not full:
-        return None, [], []
-    text = body.decode("utf-8", "replace")
-    truncated, bodiless = [], []
-    for marker in set(re.findall(r"SOAKM\d+X", text)):
-        if f"BEGIN-{marker}" not in text:
-            bodiless.append(marker)
-        elif f"END-{marker}" not in text:
-            truncated.append(marker)
-    return None, truncated, bodiless
+    truncated: list[str] = []
+    hollow: list[str] = []
+    if kind == "feed":
+        for entry in parsed.entries:
+            name, title = entry.get("id", "?"), entry.get("title", "")
+            content = " ".join(c.get("value", "") for c in entry.get("content", []))
+            if not entry.get("summary", "").strip():
+                hollow.append(f"{name}: entry without summary")
+            if full and not content.strip():
+                hollow.append(f"{name}: entry of a full-content feed without content")
+            elif full:
+                _whole_bodies(title, content, name, truncated, hollow)
+    elif kind == "page":
+        main = next(found[0] for found in map(root.xpath, ("//article", "//main", "//body")) if found)
+        title = " ".join(h.text_content() for h in main.xpath(".//h1"))
+        for element in main.xpath(".//h1 | .//nav | .//header | .//footer | .//*[contains(@class, 'meta')]"):
+            element.drop_tree()
+        text = main.text_content()
+        if not text.strip():
+            hollow.append(f"{title.strip()[:60]}: page without body text")
+        else:
+            _whole_bodies(title, text, title.strip()[:60], truncated, hollow)
+    return None, truncated, hollow
 
 
-# -- the server ---------------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((HOST, 0))
-        return int(sock.getsockname()[1])
-
-
-def server_command(server: str, port: int) -> list[str]:
-    if server == "granian":
-        return [
-            str(BIN / "granian"),
-            "--interface",
-            "wsgi",
-            "--factory",
-            "--workers",
-            "2",
-            "--host",
-            HOST,
-            "--port",
-            str(port),
-            "feeds:create_app",
-        ]
-    if server == "gunicorn":
-        import gunicorn
-
-        control = ["--no-control-socket"] if gunicorn.version_info >= (27,) else []
-        return [
-            sys.executable,
-            "-m",
-            "gunicorn",
-            "--workers",
-            "2",
-            "--bind",
-            f"{HOST}:{port}",
-            "--graceful-timeout",
-            "5",
-            *control,
-            "feeds:create_app()",
-        ]
-    raise ValueError(f"unknown server {server!r}")
-
-
-def server_version(server: str) -> str:
-    try:
-        from importlib.metadata import version
-
-        return f"{server} {version(server)}"
-    except Exception:  # noqa: BLE001
-        return server
-
-
-def stop_server(proc: subprocess.Popen) -> None:
-    """SIGTERM the server's process group, SIGKILL whatever is left after a grace period."""
-    for sig, grace in ((signal.SIGTERM, 10.0), (signal.SIGKILL, 5.0)):
-        try:
-            os.killpg(proc.pid, sig)
-        except ProcessLookupError:
-            return
-        try:
-            proc.wait(timeout=grace)
-        except subprocess.TimeoutExpired:
-            continue
-        try:  # workers that outlived the master
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        return
-
-
-def vm_rss_mb(pid: int) -> float:
-    try:
-        with open(f"/proc/{pid}/status") as fh:
-            for line in fh:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return 0.0
-
-
-def server_rss(proc: subprocess.Popen) -> dict[str, float]:
-    """VmRSS of the main process and of each worker (every descendant), in MB."""
-    found = {"main": vm_rss_mb(proc.pid)}
-    for pid in descendants(proc.pid):
-        found[str(pid)] = vm_rss_mb(pid)
-    return found
-
-
-def request(port: int, path: str, timeout: float = 5.0) -> tuple[int, bytes]:
-    conn = http.client.HTTPConnection(HOST, port, timeout=timeout)
-    try:
-        conn.request("GET", path)
-        response = conn.getresponse()
-        return response.status, response.read()
-    finally:
-        conn.close()
-
-
-def wait_healthy(proc: subprocess.Popen, port: int, log: Path, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(
-                f"server exited with {proc.returncode}:\n{log.read_text(errors='replace')[-3000:]}"
-            )
-        try:
-            if request(port, "/healthz", timeout=1.0)[0] == 200:
-                return
-        except OSError:
-            pass
-        time.sleep(0.1)
-    raise RuntimeError(f"server not healthy after {timeout} s:\n{log.read_text(errors='replace')[-3000:]}")
+def _whole_bodies(title: str, text: str, name: str, truncated: list[str], hollow: list[str]) -> None:
+    """A soak article (its marker in the title) shows its body from BEGIN to END."""
+    for marker in BODY_MARKER.findall(title):
+        begins, ends = f"BEGIN-{marker}" in text, f"END-{marker}" in text
+        if not begins and not ends:
+            hollow.append(f"{name}: {marker} without its body")
+        elif not (begins and ends):
+            truncated.append(f"{name}: {marker} {'without its end' if begins else 'without its start'}")
 
 
 # -- the site and its changes ---------------------------------------------------------------
@@ -469,15 +375,17 @@ def soak_config(base: str, marker: str, broken: str = "") -> str:
     )
 
 
+def paragraphs(rng: random.Random, count: int) -> list[str]:
+    return [
+        " ".join(rng.choice(WORDS).lower() for _ in range(rng.randint(40, 90))) + "." for _ in range(count)
+    ]
+
+
 def article_text(
     number: int, marker: str, topic: str, date: datetime, updated: datetime, rng: random.Random
 ) -> str:
     title = " ".join(rng.choice(WORDS) for _ in range(4))
-    paragraphs = [
-        " ".join(rng.choice(WORDS).lower() for _ in range(rng.randint(40, 90))) + "."
-        for _ in range(rng.randint(3, 8))
-    ]
-    body = f"BEGIN-{marker}\n\n" + "\n\n".join(paragraphs) + f"\n\nEND-{marker}\n"
+    body = f"BEGIN-{marker}\n\n" + "\n\n".join(paragraphs(rng, rng.randint(3, 8))) + f"\n\nEND-{marker}\n"
     return (
         f"---\nid: soak-{number}\ntitle: Soak {marker} {title}\ndate: {date.isoformat()}\n"
         f"updated: {updated.isoformat()}\ntopics: [{topic}]\nsummary: Ein Soak-Artikel.\n---\n{body}"
@@ -502,17 +410,38 @@ def write_renamed(path: Path, text: str, rng: random.Random) -> None:
     os.replace(tmp, path)
 
 
+# A YAML alias bomb in ``tags:`` (0.5 KB): 9 anchors, each a list of 9 of the one before.
+BOMB = (
+    "---\ntitle: Alias-Bombe\ndate: 2025-01-01\ntags:\n"
+    + "".join(f"  - &a{i} [{', '.join([f'*a{i - 1}' if i else 'lol'] * 9)}]\n" for i in range(9))
+    + "---\nEine Alias-Bombe.\n"
+)
+
+
+def big_article(marker: str, rng: random.Random) -> str:
+    """A well-formed article of more than 2 MiB."""
+    body = [f"BEGIN-{marker}"]
+    while sum(map(len, body)) <= 2 << 20:
+        body += paragraphs(rng, 50)
+    return f"---\ntitle: Groß {marker}\ndate: 2025-01-01\nsummary: Sehr lang.\n---\n" + "\n\n".join(
+        [*body, f"END-{marker}\n"]
+    )
+
+
 class Mutator(threading.Thread):
-    """Adds, edits and deletes soak articles and rewrites config.yaml until ``until``."""
+    """Adds, edits and deletes soak articles, rewrites config.yaml and drops hostile files until
+    ``until``."""
 
     def __init__(self, soak: Soak, until: float) -> None:
         super().__init__(name="soak-mutator", daemon=True)
         self.soak = soak
         self.until = until
         self.rng = random.Random(soak.options.seed)
+        self.hostile_rng = random.Random(soak.options.seed + 1)  # the changes stay as without hostiles
         self.alive: dict[int, tuple[Path, str, datetime]] = {}  # number -> path, marker, date
         self.numbers = 0
         self.config_number = 0
+        self.dropped: list[Path] = []
         self.error: BaseException | None = None
 
     def run(self) -> None:
@@ -527,8 +456,16 @@ class Mutator(threading.Thread):
         config_every = min(15.0, max(6.0, seconds / 4))
         next_config = time.monotonic() + min(3.0, config_every)
         broken_next = True  # a short run gets its broken config early
+        start = time.monotonic()
+        middle = start + (self.until - start) / 2
+        later = [self.hostile_rng.uniform(middle + 5, self.until - 6) for _ in range(int(seconds // 60))]
+        rounds = [middle, *sorted(t for t in later if t > middle)] if soak.options.hostile else []
         while time.monotonic() < self.until:
             now = time.monotonic()
+            if rounds and now >= rounds[0]:
+                rounds.pop(0)
+                self.hostile_round()
+                continue
             if now >= next_config:
                 if broken_next and now + 7.0 < self.until:
                     self.broken_config()
@@ -567,8 +504,7 @@ class Mutator(threading.Thread):
         path.parent.mkdir(exist_ok=True)
         wall = datetime.now(UTC)
         if embargo:
-            lifts = (wall + timedelta(seconds=embargo)).replace(microsecond=0) + timedelta(seconds=1)
-            date = lifts
+            date = (wall + timedelta(seconds=embargo)).replace(microsecond=0) + timedelta(seconds=1)
         else:
             date = (wall - timedelta(seconds=60)).replace(microsecond=0)
         text = article_text(number, marker, topic, date, date, rng)
@@ -578,14 +514,8 @@ class Mutator(threading.Thread):
         if embargo:
             at += (date - datetime.now(UTC)).total_seconds()
         self.alive[number] = (path, marker, date)
-        soak.record(
-            Change(
-                "embargo" if embargo else "add",
-                marker,
-                at,
-                "in place, 3 chunks" if chunked else "renamed into place",
-            )
-        )
+        how = "in place, 3 chunks" if chunked else "renamed into place"
+        soak.record(Change("embargo" if embargo else "add", marker, at, how))
         soak.set_pages([f"/articles/soak-{n}" for n in self.alive])
 
     def edit(self, number: int) -> None:
@@ -624,20 +554,41 @@ class Mutator(threading.Thread):
 
     def broken_config(self) -> None:
         soak = self.soak
-        kinds = list(BROKEN)
-        kind = kinds[self.config_number % len(kinds)]
+        kind = list(BROKEN)[self.config_number % len(BROKEN)]
         self.config_number += 1
-        soak.config.write_text(
-            soak_config(soak.base_config, soak.new_marker("C"), BROKEN[kind]), encoding="utf-8"
-        )
+        text = soak_config(soak.base_config, soak.new_marker("C"), BROKEN[kind])
+        soak.config.write_text(text, encoding="utf-8")
         broke = time.monotonic()
         soak.result.health_degraded.append(soak.wait_health("degraded", broke, 3.0, in_a_row=1))
         time.sleep(max(0.0, broke + 3.0 - time.monotonic()))  # stays broken for 3 s
         self.good_config()
         soak.result.health_ok.append(soak.wait_health("ok", time.monotonic(), 3.0, in_a_row=5))
 
+    # -- hostile files ----------------------------------------------------------------------------
 
-# -- the pollers ----------------------------------------------------------------------------
+    def hostile_round(self) -> None:
+        """Replace the last round's hostile files with new ones, one kind a second apart: what
+        anyone who can write into the articles folder can plant."""
+        soak, rng = self.soak, self.hostile_rng
+        for path in self.dropped:
+            path.unlink(missing_ok=True)
+        self.dropped = []
+        number = len(soak.result.drops) // len(soak.options.hostile) + 1
+        for kind in soak.options.hostile:
+            path = soak.articles / "klima" / f"{'leak' if kind == 'symlink' else kind}-{number}.md"
+            if kind == "symlink":
+                path.symlink_to(soak.outside)
+            elif kind == "pipe":
+                os.mkfifo(path)  # opening it for reading blocks until a writer opens it too
+            else:
+                write_renamed(path, BOMB if kind == "bomb" else big_article(soak.new_marker("B"), rng), rng)
+            self.dropped.append(path)
+            with soak.lock:
+                soak.result.drops.append(f"{kind} {path.relative_to(soak.articles)}")
+            time.sleep(min(1.0, max(0.0, self.until - time.monotonic())))
+
+
+# -- the pollers and the health probe ----------------------------------------------------------
 
 
 class Poller(threading.Thread):
@@ -652,30 +603,24 @@ class Poller(threading.Thread):
         self.gzip = number % 2 == 1
         self.cache: dict[str, tuple[str | None, str | None]] = {}  # path -> etag, last-modified
         self.conn: http.client.HTTPConnection | None = None
-        self.requests = 0
         self.lm_backwards = 0
 
-    def connection(self) -> http.client.HTTPConnection:
-        if self.conn is None:
-            self.conn = http.client.HTTPConnection(HOST, self.soak.port, timeout=10)
-        return self.conn
-
-    def get(self, path: str, conditional: bool = True) -> tuple[int, dict[str, str], bytes, float, float]:
+    def get(self, path: str) -> tuple[int, dict[str, str], bytes, float, float]:
         headers = {"User-Agent": f"soak-poller/{self.number}"}
         if self.gzip:
             headers["Accept-Encoding"] = "gzip"
         etag, lm = self.cache.get(path, (None, None))
-        if conditional:
-            if etag and self.mode in ("both", "inm"):
-                headers["If-None-Match"] = etag
-            if lm and self.mode in ("both", "ims"):
-                headers["If-Modified-Since"] = lm
+        if etag and self.mode in ("both", "inm"):
+            headers["If-None-Match"] = etag
+        if lm and self.mode in ("both", "ims"):
+            headers["If-Modified-Since"] = lm
         sent = time.monotonic()
         for attempt in (1, 2):
-            conn = self.connection()
+            if self.conn is None:
+                self.conn = http.client.HTTPConnection(harness.HOST, self.soak.port, timeout=TIMEOUT)
             try:
-                conn.request("GET", path, headers=headers)
-                response = conn.getresponse()
+                self.conn.request("GET", path, headers=headers)
+                response = self.conn.getresponse()
                 body = response.read()
                 received = time.monotonic()
                 if response.getheader("Connection", "").lower() == "close":
@@ -702,15 +647,15 @@ class Poller(threading.Thread):
             targets = soak.targets()
             path = targets[offset % len(targets)]
             offset += 1
+            sent = time.monotonic()
             try:
                 status, headers, body, sent, received = self.get(path)
             except (OSError, http.client.HTTPException) as exc:
-                soak.client_error(type(exc).__name__)
+                soak.failed(path, exc, sent)
                 time.sleep(0.05)
                 continue
-            self.requests += 1
             soak.answer(path, status, headers, body, sent, received)
-            if status == 200:
+            if status == 200 and "no-store" not in headers.get("cache-control", ""):
                 old = self.cache.get(path)
                 etag, lm = headers.get("etag"), headers.get("last-modified")
                 if old and old[1] and lm and old[0] != etag and _http_time(lm) < _http_time(old[1]):
@@ -718,32 +663,60 @@ class Poller(threading.Thread):
                 self.cache[path] = (etag, lm)
             elif status == 404:
                 self.cache.pop(path, None)
-            if soak.options.interval:
-                time.sleep(soak.options.interval)
 
-    def final_check(self, current: dict[str, set[str]]) -> list[str]:
+    def final_check(self, current: dict[str, set[str]], deadline: float) -> list[str]:
         """After the changes: a 304 must mean the client holds the current bytes, whichever
         worker answers (fresh connections land on any of them)."""
-        stale = []
-        self.close()
+        stale: list[str] = []
         for path, (etag, _) in sorted(self.cache.items()):
             if not etag or path not in current:
                 continue
             for _ in range(3):
+                if time.monotonic() > deadline:
+                    self.soak.result.final_cut_short = True
+                    return stale
+                self.close()
+                sent = time.monotonic()
                 try:
                     status, *_ = self.get(path)
                 except (OSError, http.client.HTTPException) as exc:
-                    self.soak.client_error(type(exc).__name__)
+                    self.soak.failed(path, exc, sent)
                     continue
                 finally:
                     self.close()
                 if status == 304 and _base(etag) not in current[path]:
-                    stale.append(
-                        f"{path} (poller {self.number}, {self.mode}: holds {etag}, current "
-                        f"{sorted(current[path])})"
-                    )
+                    holds = f"poller {self.number}, {self.mode}: holds {etag}"
+                    stale.append(f"{path} ({holds}, current {sorted(current[path])})")
                     break
         return stale
+
+
+class HealthProbe(threading.Thread):
+    """Asks /healthz every HEALTH_EVERY seconds on a fresh connection and records how long it took."""
+
+    def __init__(self, soak: Soak, until: float) -> None:
+        super().__init__(name="soak-health", daemon=True)
+        self.soak = soak
+        self.until = until
+
+    def run(self) -> None:
+        result = self.soak.result
+        while time.monotonic() < self.until:
+            sent = time.monotonic()
+            try:
+                status = harness.fetch(self.soak.port, "/healthz", timeout=TIMEOUT).status
+                took = time.monotonic() - sent
+                result.health.append(took)
+                if status != 200:
+                    result.health_failures.append(f"{status} sent at {sent - self.soak.started:.1f} s")
+            except (OSError, http.client.HTTPException) as exc:
+                took = time.monotonic() - sent
+                result.health_failures.append(
+                    f"{type(exc).__name__}, sent at {sent - self.soak.started:.1f} s"
+                )
+                if isinstance(exc, TimeoutError):
+                    result.health.append(took)
+            time.sleep(max(0.0, HEALTH_EVERY - took))
 
 
 def _base(etag: str | None) -> str:
@@ -751,8 +724,6 @@ def _base(etag: str | None) -> str:
 
 
 def _http_time(value: str) -> float:
-    from email.utils import parsedate_to_datetime
-
     try:
         return parsedate_to_datetime(value).timestamp()
     except (TypeError, ValueError):
@@ -769,23 +740,26 @@ class Soak:
         self.result = Result(options, datetime.now(UTC))
         self.lock = threading.Lock()
         self.port = 0
+        self.started = 0.0  # monotonic: when the pollers started
         self.config = work / "site" / "config.yaml"
         self.articles = work / "site" / "articles"
+        rng = random.Random(options.seed)
+        self.secret = f"SOAKSECRET{rng.randrange(16**12):012x}X"
+        self.outside = work / "outside" / "secret.md"  # the symlink's target, outside the site
         self.base_config = ""
         self.static: list[str] = []
         self.pages: list[str] = []
-        self.full_paths: set[str] = set()  # documents that show whole bodies
+        self.summary_feeds: set[str] = set()  # operator feeds with content: summary
+        self.full_paths: set[str] = set()  # feeds that show whole bodies
         self.listing_paths: set[str] = set()  # documents that list every article (for deletions)
         self.markers = 0
         self.pending: dict[str, Change] = {}  # marker -> change not yet seen (add, edit, embargo, config)
         self.deletions: dict[str, Change] = {}
-        self.last_seen: dict[str, float] = {}  # marker -> when it was last seen
         self.bodies: set[bytes] = set()
-        self.checks: list[tuple[str, Future]] = []
+        self.checks: list[tuple[str, Future[tuple[str | None, list[str], list[str]]]]] = []
         self.dates: dict[tuple[str, str], list[str]] = defaultdict(list)  # Last-Modified in order seen
         self.date_spans: dict[tuple[str, str], dict[str, list[float]]] = defaultdict(dict)  # first, last
         self.executor: ProcessPoolExecutor | None = None
-        self.summary_feeds: set[str] = set()
 
     # -- shared state used by the threads -------------------------------------------------------
 
@@ -817,29 +791,32 @@ class Soak:
         with self.lock:
             return self.static + self.pages
 
-    def client_error(self, name: str) -> None:
+    def failed(self, path: str, exc: BaseException, sent: float) -> None:
         with self.lock:
-            self.result.client_errors[name] += 1
+            if isinstance(exc, TimeoutError):
+                self.result.hangs.append(f"{path} sent at {sent - self.started:.1f} s")
+            else:
+                self.result.client_errors[type(exc).__name__] += 1
 
     def answer(
         self, path: str, status: int, headers: dict[str, str], body: bytes, sent: float, received: float
     ) -> None:
         result = self.result
         etag, lm = headers.get("etag"), headers.get("last-modified")
+        cacheable = "no-store" not in headers.get("cache-control", "")
         with self.lock:
             result.requests += 1
             result.statuses[status] += 1
             if status >= 500:
-                result.fivexx.append(f"{status} {path}: {body[:200]!r}")
-            if etag and lm and status in (200, 304):
+                retry = f" (Retry-After: {headers['retry-after']})" if "retry-after" in headers else ""
+                result.fivexx.append(f"{status} {path}{retry}: {body[:200]!r}")
+            if etag and lm and status in (200, 304) and cacheable:
                 dates = self.dates[(path, _base(etag))]
                 if not dates or dates[-1] != lm:
                     dates.append(lm)
                 span = self.date_spans[(path, _base(etag))].setdefault(lm, [received, received])
                 span[1] = received
-        if status != 200:
-            return
-        if headers.get("content-encoding") == "gzip":
+        if body and headers.get("content-encoding") == "gzip":
             try:
                 body = gzip.decompress(body)
             except (OSError, EOFError) as exc:
@@ -849,8 +826,13 @@ class Soak:
         text = body.decode("utf-8", "replace")
         found = set(MARKER.findall(text))
         with self.lock:
+            if self.secret in text:
+                result.leaks.append(f"{status} {path}")
+            if status != 200:
+                return
+            result.uncacheable += not cacheable
+            result.big_shown += any(m.startswith("SOAKB") for m in found)
             for marker in found:
-                self.last_seen[marker] = received
                 change = self.pending.pop(marker, None)
                 if change is not None:
                     change.seen = received
@@ -864,10 +846,10 @@ class Soak:
             new = digest not in self.bodies
             self.bodies.add(digest)
         if new and self.executor is not None:
-            kind = "feed" if path.startswith("/feeds/") else "html"
-            future = self.executor.submit(
-                check_document, kind, path in self.full_paths or path.startswith("/articles/"), body
+            kind = (
+                "feed" if path.startswith("/feeds/") else "page" if path.startswith("/articles/") else "index"
             )
+            future = self.executor.submit(check_document, kind, path in self.full_paths, body)
             with self.lock:
                 self.checks.append((path, future))
 
@@ -876,17 +858,13 @@ class Soak:
         deadline, streak = since + timeout, 0
         while time.monotonic() < deadline:
             try:
-                code, body = request(self.port, "/healthz", timeout=2.0)
-            except OSError:
-                code, body = 0, b"{}"
-            if code != 200:
-                with self.lock:
-                    self.result.health_errors += 1
-                streak = 0
-            else:
-                streak = streak + 1 if json.loads(body).get("status") == status else 0
-                if streak >= in_a_row:
-                    return time.monotonic() - since
+                reply = harness.fetch(self.port, "/healthz", timeout=2.0)
+            except (OSError, http.client.HTTPException):
+                reply = harness.Reply(0, {}, b"{}")
+            ok = reply.status == 200 and json.loads(reply.body).get("status") == status
+            streak = streak + 1 if ok else 0  # a non-200 is the health probe's to report
+            if streak >= in_a_row:
+                return time.monotonic() - since
             time.sleep(0.02)
         return None
 
@@ -895,49 +873,51 @@ class Soak:
     def prepare(self) -> None:
         import yaml
 
-        site = self.work / "site"
-        site.mkdir(parents=True)
-        shutil.copytree(REPO / "articles", self.articles)
-        self.base_config = (REPO / "config.yaml").read_text(encoding="utf-8")
+        harness.copy_demo_site(self.work / "site")
+        self.base_config = self.config.read_text(encoding="utf-8")
         self.config.write_text(soak_config(self.base_config, "SOAKC0X"), encoding="utf-8")
+        self.outside.parent.mkdir()
+        self.outside.write_text(
+            f"---\ntitle: Geheim {self.secret}\ndate: 2025-01-01\n---\n{self.secret} darf nie erscheinen.\n",
+            encoding="utf-8",
+        )
         data = yaml.safe_load(self.config.read_text(encoding="utf-8"))
         default = (data.get("defaults") or {}).get("content", "full")
         self.summary_feeds = {
-            name for name, spec in data["feeds"].items() if spec.get("content", default) == "summary"
+            n for n, spec in data["feeds"].items() if spec.get("content", default) == "summary"
         }
 
     def discover(self) -> None:
         """Every feed linked from the index (RSS and Atom), the index, and some demo pages."""
-        status, body = request(self.port, "/")
-        if status != 200:
-            raise RuntimeError(f"index answered {status}")
-        text = body.decode()
+        reply = harness.fetch(self.port, "/", timeout=TIMEOUT)
+        if reply.status != 200:
+            raise RuntimeError(f"index answered {reply.status}")
+        text = reply.body.decode()
         feeds = sorted(set(re.findall(r'href="[^"]*?(/feeds/[a-z0-9_-]+\.(?:rss|atom))"', text)))
         pages = sorted(set(re.findall(r'href="[^"]*?(/articles/[^"#?]+)"', text)))
-        rng = random.Random(self.options.seed)
-        chosen = rng.sample(pages, min(self.options.pages, len(pages)))
+        chosen = random.Random(self.options.seed).sample(pages, min(PAGES, len(pages)))
         self.static = feeds + ["/"] + chosen
         self.full_paths = {f for f in feeds if f.rsplit("/", 1)[1].split(".")[0] not in self.summary_feeds}
         self.listing_paths = {"/feeds/alle.rss", "/feeds/alle.atom", "/"}
 
-    def final_consensus(self, tries: int = 6) -> dict[str, set[str]]:
+    def final_consensus(self, deadline: float, tries: int = 6) -> dict[str, set[str]]:
         """Ask for every URL on fresh connections (so every worker answers): one ETag each, and
         one Last-Modified per ETag, once the changes have settled."""
         current: dict[str, set[str]] = {}
         for path in self.targets():
             answers = set()
             for _ in range(tries):
+                if time.monotonic() > deadline:
+                    self.result.final_cut_short = True
+                    return current
+                sent = time.monotonic()
                 try:
-                    conn = http.client.HTTPConnection(HOST, self.port, timeout=10)
-                    conn.request("GET", path)
-                    response = conn.getresponse()
-                    response.read()
-                    conn.close()
+                    reply = harness.fetch(self.port, path, timeout=TIMEOUT)
                 except (OSError, http.client.HTTPException) as exc:
-                    self.client_error(type(exc).__name__)
+                    self.failed(path, exc, sent)
                     continue
-                if response.status == 200:
-                    answers.add((_base(response.getheader("ETag")), response.getheader("Last-Modified")))
+                if reply.status == 200 and "no-store" not in reply.headers.get("cache-control", ""):
+                    answers.add((_base(reply.headers.get("etag")), reply.headers.get("last-modified", "")))
             if not answers:
                 continue
             self.result.final_checked += 1
@@ -951,77 +931,65 @@ class Soak:
     def run(self) -> Result:
         options, result = self.options, self.result
         self.prepare()
-        self.port = free_port()
-        log = self.work / "server.log"
-        env = {
-            **os.environ,
-            "FEEDS_CONFIG": str(self.config),
-            "FEEDS_WATCH": "1",
-            "FEEDS_STATE_DIR": str(self.work / "state"),
-            "PYTHONUNBUFFERED": "1",
-        }
-        env.pop("PROMETHEUS_MULTIPROC_DIR", None)
-        result.server_version = server_version(options.server)
-        context = multiprocessing.get_context("spawn")  # no fork of a process with threads
-        self.executor = ProcessPoolExecutor(max_workers=1, mp_context=context)
-        with open(log, "wb") as out:
-            proc = subprocess.Popen(
-                server_command(options.server, self.port),
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                env=env,
-                cwd=self.work,
-                start_new_session=True,
-            )
+        result.server_version = f"{options.server} {version(options.server)}"
+        self.executor = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
+        server = harness.start(
+            harness.SERVERS[options.server],
+            self.work / "server.log",
+            config=self.config,
+            state_dir=self.work / "state",
+            memory_limit=MEMORY_LIMIT,
+            cwd=self.work,
+        )
+        self.port = server.port
         try:
-            wait_healthy(proc, self.port, log)
             self.discover()
-            self.executor.submit(check_document, "html", False, b"<html><body></body></html>").result(60)
-            started = time.monotonic()
-            until = started + options.seconds
+            self.executor.submit(check_document, "index", False, b"<html><body></body></html>").result(60)
+            self.started = time.monotonic()
+            until = self.started + options.seconds
             pollers = [Poller(self, n, until) for n in range(options.pollers)]
-            for poller in pollers:
-                poller.start()
+            threads: list[threading.Thread] = [*pollers, HealthProbe(self, until)]
+            for thread in threads:
+                thread.start()
             time.sleep(min(1.0, options.seconds / 10))  # every worker has rendered what it serves
-            result.rss_start = server_rss(proc)
+            result.rss_start = server_rss(server)
             mutator = Mutator(self, until - TAIL)
             mutator.start()
-            mutator.join(options.seconds + 60)
-            for poller in pollers:
-                poller.join(max(0.0, until - time.monotonic()) + 30)
-            result.duration = time.monotonic() - started
-            result.rss_end = server_rss(proc)
+            mutator.join(options.seconds + 120)
+            for thread in threads:
+                thread.join(max(0.0, until - time.monotonic()) + 2 * TIMEOUT)
+            result.duration = time.monotonic() - self.started
+            result.rss_end = server_rss(server)
             if mutator.error is not None:
                 raise RuntimeError(f"mutator failed: {mutator.error!r}") from mutator.error
-            current = self.final_consensus()
+            deadline = time.monotonic() + FINAL_BUDGET
+            current = self.final_consensus(deadline)
             for poller in pollers:
-                result.stale_caches += poller.final_check(current)
+                result.stale_caches += poller.final_check(current, deadline)
                 result.lm_backwards += poller.lm_backwards
-            if proc.poll() is not None:
-                raise RuntimeError(f"server exited with {proc.returncode} during the soak")
+            if server.process.poll() is not None:
+                raise RuntimeError(f"server exited with {server.process.returncode} during the soak")
         finally:
-            stop_server(proc)
+            harness.stop(server)
             self.executor.shutdown(wait=False, cancel_futures=False)
-        self.collect(log)
+        self.collect(server.log)
         return result
 
     def collect(self, log: Path) -> None:
         result = self.result
         for path, future in self.checks:
             try:
-                malformed, truncated, bodiless = future.result(timeout=300)
+                malformed, truncated, hollow = future.result(timeout=300)
             except Exception as exc:  # noqa: BLE001
-                malformed, truncated, bodiless = f"checker failed: {exc!r}", [], []
+                malformed, truncated, hollow = f"checker failed: {exc!r}", [], []
             result.validated += 1
             if malformed:
                 result.malformed.append(f"{path}: {malformed}")
-            result.truncated += [f"{path}: {m}" for m in truncated]
-            result.bodiless += [f"{path}: {m}" for m in bodiless]
+            result.truncated += [f"{path}: {t}" for t in truncated]
+            result.hollow += [f"{path}: {h}" for h in hollow]
         if self.executor is not None:
             self.executor.shutdown(wait=True)
         result.urls = len(self.static) + MAX_POOL
-        result.lm_interleaved = []
         for (path, etag), dates in sorted(self.dates.items()):
             if len(dates) == len(set(dates)):
                 continue
@@ -1034,31 +1002,25 @@ class Soak:
                 f"{path} {etag}: {' ⇄ '.join(sorted(set(dates), key=_http_time))} "
                 f"({len(dates) - 1} switches in {max(window, 0):.2f} s)"
             )
-        text = log.read_text(errors="replace")
-        result.tracebacks = text.count("Traceback (most recent call last)")
+        result.tracebacks = log.read_text(errors="replace").count("Traceback (most recent call last)")
 
 
-def run(options: Options) -> Result:
-    """Run one soak; the server and the temporary site are always removed afterwards."""
-    with tempfile.TemporaryDirectory(prefix="feeds-soak-") as work:
-        soak = Soak(options, Path(work))
-        result = soak.run()
-        if options.out is not None:
-            write_report(options.out, result.markdown())
-        return result
+def server_rss(server: harness.Server) -> dict[str, float]:
+    """VmRSS of the main process and of each worker (every descendant), in MB."""
+    main, *workers = server.memory().items()
+    return {"main": main[1].rss_mb, **{str(pid): m.rss_mb for pid, m in workers}}
 
 
-HEADER = """# Soak test
-
-`bench/soak.py` runs the production server (2 workers, live reload on) on 127.0.0.1 against a
-copy of the demo site while pollers send conditional GETs and a mutator adds, edits (in place in
-flushed chunks, or renamed into place) and deletes articles, adds embargoed ones and rewrites
-`config.yaml`, sometimes broken for 3 seconds. See the docstring of `bench/soak.py` for what is
-measured; `tests/test_soak.py` runs a 20-second version in the test suite.
-
-    .venv/bin/python bench/soak.py --pollers 16 --minutes 3 --out bench/SOAK.md
-
-"""
+def run(options: Options, keep: Path | None = None) -> Result:
+    """Run one soak; the server is always stopped, and the site, its state and the server log
+    removed afterwards unless they are kept in ``keep`` (a new folder)."""
+    with tempfile.TemporaryDirectory(prefix="feeds-soak-") as temporary:
+        work = keep or Path(temporary)
+        work.mkdir(parents=True, exist_ok=keep is None)
+        result = Soak(options, work).run()
+    if options.out is not None:
+        write_report(options.out, result.markdown())
+    return result
 
 
 def write_report(out: Path, report: str) -> None:
@@ -1067,7 +1029,7 @@ def write_report(out: Path, report: str) -> None:
     try:
         text = out.read_text(encoding="utf-8")
     except FileNotFoundError:
-        text = HEADER
+        text = ""
     if BEGIN_MARK in text and END_MARK in text:
         head, rest = text.split(BEGIN_MARK, 1)
         tail = rest.split(END_MARK, 1)[1].lstrip("\n")
@@ -1079,27 +1041,28 @@ def write_report(out: Path, report: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--pollers", type=int, default=16)
     parser.add_argument("--minutes", type=float, default=5.0)
     parser.add_argument("--seconds", type=float, help="overrides --minutes")
-    parser.add_argument("--server", choices=("granian", "gunicorn"), default="granian")
+    parser.add_argument("--server", choices=sorted(harness.SERVERS), default="granian")
     parser.add_argument("--out", type=Path, help="write the report into this Markdown file")
     parser.add_argument("--seed", type=int, default=5)
-    parser.add_argument("--interval", type=float, default=0.0, help="pause of a poller between requests (s)")
+    parser.add_argument("--keep", type=Path, help="a new folder to keep the site, state and server log in")
+    parser.add_argument(
+        "--hostile",
+        default=",".join(HOSTILE),
+        help="hostile files to drop, comma-separated (default: all; '' none)",
+    )
     args = parser.parse_args(argv)
     seconds = args.seconds if args.seconds is not None else args.minutes * 60
     if seconds < 10:
         parser.error("run at least 10 seconds")
-    options = Options(
-        pollers=args.pollers,
-        seconds=seconds,
-        server=args.server,
-        out=args.out,
-        seed=args.seed,
-        interval=args.interval,
-    )
-    result = run(options)
+    hostile = tuple(kind for kind in args.hostile.split(",") if kind)
+    if set(hostile) - set(HOSTILE):
+        parser.error(f"--hostile: choose from {', '.join(HOSTILE)}")
+    options = Options(args.pollers, seconds, args.server, args.out, args.seed, hostile)
+    result = run(options, args.keep)
     print(result.markdown())
     return 1 if result.failures() else 0
 

@@ -1,10 +1,11 @@
-"""Shared fixtures: small sites built in tmp_path, a pinned clock, app/client/runner."""
+"""Shared fixtures: small sites built in tmp_path, a pinned clock, app/client/runner, servers."""
 
 from __future__ import annotations
 
 import os
+import sys
 import textwrap
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -18,6 +19,14 @@ from feeds import create_app
 
 REPO = Path(__file__).resolve().parent.parent
 DEMO_CONFIG = REPO / "config.yaml"
+BENCH = REPO / "bench"
+if str(BENCH) not in sys.path:
+    # bench/harness.py (servers on loopback) is shared with the benchmark and the soak, and a
+    # process spawned by the soak imports its modules by name.
+    sys.path.insert(0, str(BENCH))
+
+import harness  # noqa: E402
+
 SHARED = REPO.parent / "shared"
 NOW = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 
@@ -128,8 +137,12 @@ def make_site(tmp_path: Path) -> MakeSite:
     BASE_CONFIG (pass ``raw_config`` to write config.yaml text verbatim).
     """
 
-    def make(articles: dict[str, str | bytes] | None = None, config: dict | None = None,
-             raw_config: str | None = None, name: str = "site") -> Path:
+    def make(
+        articles: dict[str, str | bytes] | None = None,
+        config: dict | None = None,
+        raw_config: str | None = None,
+        name: str = "site",
+    ) -> Path:
         root = tmp_path / name
         folder = root / "articles"
         folder.mkdir(parents=True, exist_ok=True)
@@ -164,3 +177,33 @@ def client(app: Flask) -> FlaskClient:
 @pytest.fixture
 def runner() -> CliRunner:
     return CliRunner()
+
+
+StartServer = Callable[..., harness.Server]
+
+
+@pytest.fixture
+def start_server(tmp_path: Path) -> Iterator[StartServer]:
+    """Start ``gunicorn 'feeds:create_app()'`` over a config on a free loopback port, live
+    reload on as in production, its state in tmp_path; every server is stopped after the test."""
+    servers: list[harness.Server] = []
+
+    def start(
+        config: Path, name: str = "server", *, workers: int = 1, access_log: Path | None = None
+    ) -> harness.Server:
+        extra = ["--graceful-timeout", "2"]
+        if access_log is not None:
+            extra += ["--access-logfile", str(access_log)]
+        server = harness.start(
+            lambda port: harness.gunicorn_command(port, workers, extra=extra),
+            tmp_path / f"{name}.log",
+            config=config,
+            state_dir=tmp_path / f"{name}-state",
+            timeout=20.0,
+        )
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        harness.stop(server)

@@ -16,10 +16,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import feedparser
+import harness
 import pytest
+from conftest import StartServer
 from reader import Entry, Reader, make_reader
-
-from test_processes import Server, StartServer, copy_demo_site, fetch, start_gunicorn  # noqa: F401
 
 FEED = "alle"  # every published article of the demo site, full content
 RELOAD_TIMEOUT = 5.0
@@ -30,10 +30,15 @@ ACCESS_LINE = re.compile(r'"(?P<method>[A-Z]+) (?P<path>\S+) HTTP/[\d.]+" (?P<st
 
 @dataclass
 class Subscription:
-    server: Server
+    server: harness.Server
+    access_log: Path
     site: Path
-    url: str
+    path: str  # of the feed on the server
     reader: Reader
+
+    @property
+    def url(self) -> str:
+        return self.server.url(self.path)
 
     def update(self) -> list[Entry]:
         self.reader.update_feeds(feed=self.url, scheduled=False)
@@ -43,37 +48,38 @@ class Subscription:
 
     def reader_requests(self, at_least: int = 0) -> list[tuple[str, int]]:
         """(path, status) of every request the reader made, from the server's access log."""
-        assert self.server.access_log is not None
         deadline = time.monotonic() + 2.0
         while True:  # gunicorn writes the line just after the response; give it a moment
-            text = self.server.access_log.read_text() if self.server.access_log.exists() else ""
+            text = self.access_log.read_text() if self.access_log.exists() else ""
             found = [(m["path"], int(m["status"])) for m in map(ACCESS_LINE.search, text.splitlines()) if m]
             if len(found) >= at_least or time.monotonic() > deadline:
                 return found
             time.sleep(0.05)
 
     def served_ids(self) -> list[str]:
-        return [e.id for e in feedparser.parse(fetch(self.url).body).entries]
+        return [e.id for e in feedparser.parse(self.server.fetch(self.path).body).entries]
 
     def wait_for_new_bytes(self, etag: str) -> None:
         """Poll until the server serves changed bytes (live reload picked the files up)."""
         deadline = time.monotonic() + RELOAD_TIMEOUT
         while time.monotonic() < deadline:
-            if fetch(self.url).headers.get("ETag") != etag:
+            if self.server.fetch(self.path).headers.get("etag") != etag:
                 return
             time.sleep(0.1)
         pytest.fail(f"the server still serves ETag {etag} {RELOAD_TIMEOUT} s after the articles changed")
 
 
 @pytest.fixture(params=["rss", "atom"])
-def subscription(request: pytest.FixtureRequest, tmp_path: Path,
-                 start_gunicorn: StartServer) -> Iterator[Subscription]:  # noqa: F811
-    config = copy_demo_site(tmp_path / "site")
-    server = start_gunicorn(config, "reader", access_log=tmp_path / "access.log")
+def subscription(
+    request: pytest.FixtureRequest, tmp_path: Path, start_server: StartServer
+) -> Iterator[Subscription]:
+    config = harness.copy_demo_site(tmp_path / "site")
+    access_log = tmp_path / "access.log"
+    server = start_server(config, "reader", access_log=access_log)
     reader = make_reader(str(tmp_path / "db.sqlite"))
-    url = server.url(f"/feeds/{FEED}.{request.param}")
-    reader.add_feed(url)
-    yield Subscription(server, config.parent, url, reader)
+    subscription = Subscription(server, access_log, config.parent, f"/feeds/{FEED}.{request.param}", reader)
+    reader.add_feed(subscription.url)
+    yield subscription
     reader.close()
 
 
@@ -95,7 +101,7 @@ def test_first_update_gets_every_entry_and_an_unchanged_feed_is_a_304(subscripti
     assert all(e.title and e.link and (e.published or e.updated) for e in entries)
 
     again = subscription.update()
-    path = "/feeds/" + subscription.url.rsplit("/feeds/", 1)[1]
+    path = subscription.path
     requests = subscription.reader_requests(at_least=2)
     assert [r for r in requests if r[0] == path] == [(path, 200), (path, 304)], requests
     assert sorted(ids_of(again)) == sorted(expected)
@@ -103,12 +109,14 @@ def test_first_update_gets_every_entry_and_an_unchanged_feed_is_a_304(subscripti
 
 def test_a_new_article_is_exactly_one_new_entry(subscription: Subscription) -> None:
     before = subscription.update()
-    etag = fetch(subscription.url).headers["ETag"]
+    etag = subscription.server.fetch(subscription.path).headers["etag"]
     published = (datetime.now(UTC) - timedelta(hours=1)).replace(microsecond=0).isoformat()
     new = subscription.site / "articles" / "klima" / "reader-neu.md"
-    new.write_text(f"---\nid: reader-neu\ntitle: Neu für den Reader\ndate: {published}\n"
-                   "topics: [Klima]\n---\nEin neuer Artikel, während der Reader abonniert ist.\n",
-                   encoding="utf-8")
+    new.write_text(
+        f"---\nid: reader-neu\ntitle: Neu für den Reader\ndate: {published}\n"
+        "topics: [Klima]\n---\nEin neuer Artikel, während der Reader abonniert ist.\n",
+        encoding="utf-8",
+    )
     subscription.wait_for_new_bytes(etag)
 
     after = subscription.update()
@@ -123,11 +131,13 @@ def test_a_new_article_is_exactly_one_new_entry(subscription: Subscription) -> N
 def test_an_edited_article_changes_the_same_entry(subscription: Subscription) -> None:
     before = subscription.update()
     entry_id = next(i for i in ids_of(before) if i.endswith(f":{EDITED_ID}"))
-    etag = fetch(subscription.url).headers["ETag"]
+    etag = subscription.server.fetch(subscription.path).headers["etag"]
     path = subscription.site / EDITED
     text = path.read_text(encoding="utf-8")
-    edited = text.replace("date: 2025-11-05T11:30:00+01:00\n",
-                          "date: 2025-11-05T11:30:00+01:00\nupdated: 2025-11-06T09:00:00+01:00\n")
+    edited = text.replace(
+        "date: 2025-11-05T11:30:00+01:00\n",
+        "date: 2025-11-05T11:30:00+01:00\nupdated: 2025-11-06T09:00:00+01:00\n",
+    )
     assert edited != text
     path.write_text(edited + "\nKORREKTUR: Die Redaktion hat diesen Artikel ergänzt.\n", encoding="utf-8")
     subscription.wait_for_new_bytes(etag)
