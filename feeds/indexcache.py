@@ -25,16 +25,62 @@ from typing import Any
 from .articles import Author, DateSource, Meta, Stamp, Topic, topic
 from .config import SiteConfig
 from .errors import Problem, Severity
+from .markup import is_clean
 from .records import Record
 
 log = logging.getLogger(__name__)
 APPLICATION_ID = 0x46454544  # "FEED": marks the file as ours (PRAGMA application_id)
-FORMAT = 5  # PRAGMA user_version; another number is another layout
+FORMAT = 6  # PRAGMA user_version; another number is another layout
+# One column per field: SQLite hands back str/int/None in C, and typeof() checks them there.
+_COLUMNS = (
+    ("path", "text"),
+    ("size", "integer"),
+    ("mtime_ns", "integer"),
+    ("retry", "integer"),
+    ("problems", "text?"),  # JSON, NULL when there are none
+    ("id", "text?"),  # NULL: the file has no usable metadata; the rest of the row is then NULL
+    ("title", "text"),
+    ("published", "integer"),
+    ("updated", "integer"),
+    ("url", "text"),
+    ("permalink", "text"),
+    ("topics", "text"),  # slug US name RS slug US name ... (clean text never holds US or RS)
+    ("tags", "text"),
+    ("authors", "text"),  # name US email US uri RS ...
+    ("language", "text?"),
+    ("draft", "integer"),
+    ("image", "text?"),
+    ("image_type", "text?"),
+    ("image_length", "integer"),
+    ("sources", "text"),  # source RS source ...
+    ("summary", "text?"),
+    ("body_start", "integer"),
+    ("dated_by", "text"),
+)
 _SCHEMA = (
-    "CREATE TABLE IF NOT EXISTS files (path TEXT PRIMARY KEY, size INTEGER NOT NULL, "
-    "mtime_ns INTEGER NOT NULL, meta TEXT, problems TEXT NOT NULL, retry INTEGER NOT NULL)",
+    f"CREATE TABLE IF NOT EXISTS files ({', '.join(name for name, _ in _COLUMNS)}, PRIMARY KEY (path))",
     "CREATE TABLE IF NOT EXISTS info (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
 )
+_FILE_COLUMNS = 5  # path .. problems: present for every file; the rest only with metadata
+_YEARS = (-30_578_688_000, 253_370_764_800)  # 1001-01-01 .. 9999-01-01: RSS needs four digits
+
+
+def _well_typed() -> str:
+    """SQL keeping only rows whose every column has the type written (checked in C)."""
+
+    def check(name: str, kind: str) -> str:
+        if kind.endswith("?"):
+            return f"typeof({name}) IN ('{kind[:-1]}', 'null')"
+        return f"typeof({name}) = '{kind}'"
+
+    file_part = " AND ".join(check(name, kind) for name, kind in _COLUMNS[:_FILE_COLUMNS])
+    meta_part = " AND ".join(check(name, kind) for name, kind in _COLUMNS[_FILE_COLUMNS + 1 :])
+    dates = " AND ".join(f"{name} BETWEEN {_YEARS[0]} AND {_YEARS[1]}" for name in ("published", "updated"))
+    return f"{file_part} AND (id IS NULL OR (typeof(id) = 'text' AND {meta_part} AND {dates}))"
+
+
+_SELECT = f"SELECT {', '.join(name for name, _ in _COLUMNS)} FROM files WHERE {_well_typed()}"
+_US, _RS = "\x1f", "\x1e"
 _META_FIELDS = tuple(f.name for f in fields(Meta))
 
 
@@ -68,19 +114,19 @@ class IndexCache:
             with closing(self._connect()) as db:
                 if not self._is_ours(db) or _info(db, "config") != config_key(config):
                     return {}
-                rows = db.execute("SELECT path, size, mtime_ns, meta, problems, retry FROM files").fetchall()
+                total = db.execute("SELECT count(*) FROM files").fetchone()[0]
+                rows = db.execute(_SELECT).fetchall()
         except sqlite3.Error as exc:
             self._give_up(f"cannot read it ({exc})")
             return {}
         records: dict[str, Record] = {}
-        bad = 0
+        decode = _Decoder()
         for row in rows:
             try:
-                rel, record = _decode_row(row)
-            except (TypeError, ValueError, KeyError, OverflowError):
-                bad += 1
+                records[row[0]] = decode.row(row)
+            except (TypeError, ValueError, KeyError, OverflowError, OSError):
                 continue
-            records[rel] = record
+        bad = total - len(records)
         if bad:
             log.warning(
                 "index cache %s: ignored %d malformed rows (those files are read again)", self.path, bad
@@ -112,7 +158,7 @@ class IndexCache:
                 gone = [(rel,) for rel, record in rows.items() if record is None]
                 db.executemany("DELETE FROM files WHERE path = ?", gone)
                 db.executemany(
-                    "INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?, ?, ?)",
+                    f"INSERT OR REPLACE INTO files VALUES ({', '.join('?' * len(_COLUMNS))})",
                     [_encode_row(rel, record) for rel, record in rows.items() if record is not None],
                 )
                 db.execute("COMMIT")
@@ -209,79 +255,115 @@ def config_key(config: SiteConfig) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-# -- rows: plain JSON, checked on the way back --------------------------------------------------
+# -- rows: plain data, checked on the way back ---------------------------------------------------
 
 
-def _encode_row(rel: str, record: Record) -> tuple[str, int, int, str | None, str, int]:
-    meta = None if record.meta is None else json.dumps(_encode_meta(record.meta), ensure_ascii=False)
+def _encode_row(rel: str, record: Record) -> tuple[object, ...]:
     problems = [[p.path, p.line, p.message, p.severity.value] for p in record.problems]
-    return (
+    head = (
         rel,
         record.stamp.size,
         record.stamp.mtime_ns,
-        meta,
-        json.dumps(problems, ensure_ascii=False),
         int(record.retry),
+        json.dumps(problems, ensure_ascii=False) if problems else None,
     )
-
-
-def _encode_meta(meta: Meta) -> list[Any]:
-    return [
+    meta = record.meta
+    if meta is None:
+        return head + (None,) * (len(_COLUMNS) - _FILE_COLUMNS)
+    return head + (
         meta.id,
-        meta.path,
         meta.title,
         int(meta.published.timestamp()),
         int(meta.updated.timestamp()),
         meta.url,
         meta.permalink,
-        [[t.slug, t.name] for t in meta.topics],
-        [[t.slug, t.name] for t in meta.tags],
-        [[a.name, a.email, a.uri] for a in meta.authors],
+        _RS.join(f"{t.slug}{_US}{t.name}" for t in meta.topics),
+        _RS.join(f"{t.slug}{_US}{t.name}" for t in meta.tags),
+        _RS.join(f"{a.name}{_US}{a.email or ''}{_US}{a.uri or ''}" for a in meta.authors),
         meta.language,
-        meta.draft,
+        int(meta.draft),
         meta.image,
         meta.image_type,
         meta.image_length,
-        list(meta.sources),
+        _RS.join(meta.sources),
         meta.given_summary,
-        [meta.version.size, meta.version.mtime_ns],
         meta.body_start,
         meta.dated_by.value,
-    ]
-
-
-def _decode_row(row: tuple[Any, ...]) -> tuple[str, Record]:
-    rel, size, mtime_ns, meta, problems, retry = row
-    decoded = None if meta is None else _decode_meta(json.loads(_text(meta)))
-    found = tuple(_problem(p) for p in _list(json.loads(_text(problems))))
-    return _text(rel), Record(decoded, Stamp(_int(size), _int(mtime_ns)), found, bool(_int(retry)))
-
-
-def _decode_meta(value: Any) -> Meta:
-    (ident, path, title, published, updated, url, permalink, topics, tags, authors, language, draft,
-     image, image_type, image_length, sources, summary, version_, body_start, dated_by) = _list(value, 20)  # fmt: skip  # noqa: E501
-    return Meta(
-        id=_text(ident),
-        path=_text(path),
-        title=_text(title),
-        published=_time(published),
-        updated=_time(updated),
-        url=_text(url),
-        permalink=_text(permalink),
-        topics=_topics(topics),
-        tags=_topics(tags),
-        authors=tuple(_author(a) for a in _list(authors)),
-        language=_optional_text(language),
-        draft=_bool(draft),
-        image=_optional_text(image),
-        image_type=_optional_text(image_type),
-        image_length=_int(image_length),
-        sources=tuple(_text(s) for s in _list(sources)),
-        given_summary=_optional_text(summary),
-        version=Stamp(*(_int(v) for v in _list(version_, 2))),
-        body_start=_int(body_start),
-        dated_by=DateSource(_text(dated_by)),
     )
+
+
+class _Decoder:
+    """Rows back into records; the many repeated topic and author lists are decoded once."""
+
+    def __init__(self) -> None:
+        self._topics: dict[str, tuple[Topic, ...]] = {"": ()}
+        self._authors: dict[str, tuple[Author, ...]] = {"": ()}
+
+    def row(self, row: tuple[Any, ...]) -> Record:
+        (rel, size, mtime_ns, retry, problems, ident, title, published, updated, url, permalink, topics,
+         tags, authors, language, draft, image, image_type, image_length, sources, summary, body_start,
+         dated_by) = row  # fmt: skip
+        stamp = Stamp(size, mtime_ns)
+        found = () if problems is None else tuple(_problem(p) for p in _list(json.loads(problems)))
+        if ident is None:
+            return Record(None, stamp, found, bool(retry))
+        texts = (
+            ident,
+            rel,
+            title,
+            url,
+            permalink,
+            language,
+            image,
+            image_type,
+            summary,
+            sources.replace(_RS, ""),
+        )
+        if not is_clean("".join(t for t in texts if t)):  # it would make a feed fail to render
+            raise ValueError("characters XML forbids")
+        meta = Meta(
+            id=ident,
+            path=rel,
+            title=title,
+            published=datetime.fromtimestamp(published, UTC),
+            updated=datetime.fromtimestamp(updated, UTC),
+            url=url,
+            permalink=permalink,
+            topics=self.topics(topics),
+            tags=self.topics(tags),
+            authors=self.authors(authors),
+            language=language,
+            draft=bool(draft),
+            image=image,
+            image_type=image_type,
+            image_length=image_length,
+            sources=tuple(sources.split(_RS)) if sources else (),
+            given_summary=summary,
+            version=stamp,
+            body_start=body_start,
+            dated_by=DateSource(dated_by),
+        )
+        return Record(meta, stamp, found, bool(retry))
+
+    def topics(self, raw: str) -> tuple[Topic, ...]:
+        found = self._topics.get(raw)
+        if found is None:
+            pairs = [item.split(_US) for item in raw.split(_RS)]
+            if any(len(pair) != 2 for pair in pairs) or not is_clean(raw.replace(_US, "").replace(_RS, "")):
+                raise ValueError("malformed topics")
+            found = self._topics[raw] = tuple(topic(slug, name) for slug, name in pairs)
+        return found
+
+    def authors(self, raw: str) -> tuple[Author, ...]:
+        found = self._authors.get(raw)
+        if found is None:
+            triples = [item.split(_US) for item in raw.split(_RS)]
+            if any(len(triple) != 3 for triple in triples) or not is_clean(
+                raw.replace(_US, "").replace(_RS, "")
+            ):
+                raise ValueError("malformed authors")
+            found = self._authors[raw] = tuple(Author(n, e or None, u or None) for n, e, u in triples)
+        return found
 
 
 def _problem(value: Any) -> Problem:
@@ -289,15 +371,6 @@ def _problem(value: Any) -> Problem:
     return Problem(
         _text(path), None if line is None else _int(line), _text(message), Severity(_text(severity))
     )
-
-
-def _topics(value: Any) -> tuple[Topic, ...]:
-    return tuple(topic(_text(slug), _text(name)) for slug, name in (_list(t, 2) for t in _list(value)))
-
-
-def _author(value: Any) -> Author:
-    name, email, uri = _list(value, 3)
-    return Author(_text(name), _optional_text(email), _optional_text(uri))
 
 
 def _list(value: Any, length: int | None = None) -> list[Any]:
@@ -312,21 +385,7 @@ def _text(value: Any) -> str:
     return value
 
 
-def _optional_text(value: Any) -> str | None:
-    return None if value is None else _text(value)
-
-
 def _int(value: Any) -> int:
     if not isinstance(value, int) or isinstance(value, bool):
         raise TypeError("expected a whole number")
     return value
-
-
-def _bool(value: Any) -> bool:
-    if not isinstance(value, bool):
-        raise TypeError("expected true or false")
-    return value
-
-
-def _time(value: Any) -> datetime:
-    return datetime.fromtimestamp(_int(value), UTC)

@@ -33,6 +33,11 @@ def clean_text(text: str, replacement: str = "") -> str:
     return _ILLEGAL.sub(replacement, text)
 
 
+def is_clean(text: str) -> bool:
+    """True if ``text`` holds no character XML 1.0 forbids (what :func:`clean_text` removes)."""
+    return _ILLEGAL.search(text) is None
+
+
 def _safe_reference(match: re.Match[str]) -> str:
     code = int(match[1][1:], 16) if match[1][0] in "xX" else int(match[1])
     legal = (

@@ -8,7 +8,6 @@ overwritten and never fatal.
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import pickle
 import sqlite3
@@ -93,14 +92,20 @@ def test_malformed_rows_are_ignored_and_those_files_read_again(
     config = load_config(make_site())
     cache = IndexCache(tmp_path / "index.sqlite")
     good = load_records(config, cache)
+    forgeries = {
+        "politik/erster.md": "title = 42",  # not text
+        "politik/zweiter.md": "problems = 'not json'",
+        "klima/dritter.txt": "title = 'bell ' || char(7)",  # would make the feed fail to render
+        "klima/entwurf.md": "published = 99999999999999",  # no date a feed can carry
+        "klima/sperrfrist.md": "topics = 'no separator'",
+    }
     with sqlite3.connect(cache.path) as db:
-        forged = json.dumps(["x"] * 20)  # a row that claims to be an article but is not one
-        db.execute("UPDATE files SET meta = ? WHERE path = 'politik/erster.md'", (forged,))
-        db.execute("UPDATE files SET problems = 'not json' WHERE path = 'politik/zweiter.md'")
+        for rel, change in forgeries.items():
+            db.execute(f"UPDATE files SET {change} WHERE path = ?", (rel,))
     parses.clear()
     with caplog.at_level(logging.WARNING):
         assert load_records(config, cache) == good
-    assert sorted(parses) == ["politik/erster.md", "politik/zweiter.md"]
+    assert sorted(parses) == sorted(forgeries)
     assert "malformed" in caplog.text
 
 
