@@ -44,6 +44,7 @@ def shared(rel: str) -> Path:
         pytest.skip(f"needs {path}: ../shared exists only for CI and developers")
     return path
 
+
 BASE_CONFIG: dict = {
     "site": {
         "title": "Testseite",

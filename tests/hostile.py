@@ -71,8 +71,19 @@ MARKUP = [
     "&#0; &#x1; &#xFFFE; &#55296; &bogus;",
     "\u00a0\u2028\u2029\u200b\ufeff",
 ]
-TOPIC_POOL = ["Übersee", "Straße", "ukraine krieg", "Ukraine-Krieg", "🦊", "أخبار", "עברית",
-              "C++ & <Co>", "]]>", "Ärger über Öl", "a" * 120]
+TOPIC_POOL = [
+    "Übersee",
+    "Straße",
+    "ukraine krieg",
+    "Ukraine-Krieg",
+    "🦊",
+    "أخبار",
+    "עברית",
+    "C++ & <Co>",
+    "]]>",
+    "Ärger über Öl",
+    "a" * 120,
+]
 
 
 @dataclass(frozen=True)
@@ -119,81 +130,196 @@ def _fixed_articles(rng: random.Random) -> dict[str, bytes]:
         "---\n"
         f"Text mit {CONTROL} Steuerzeichen.\n\n" + "".join(f"Zeichen {c} hier.\n\n" for c in CONTROL)
     )
-    files["cdata/ende.md"] = _front({
-        "id": "cdata-ende", "title": "Ende ]]> des CDATA <![CDATA[", "date": "2025-03-02T10:00:00+01:00",
-        "summary": "Zusammenfassung ]]> mit <![CDATA[ drin", "topics": ["]]>", "CDATA"],
-        "tags": ["]]>"], "author": "Autor ]]>", "sources": ["Quelle ]]>"],
-    }) + "\n\n".join(MARKUP) + "\n"
-    files["xss/skripte.md"] = _front({
-        "id": "xss-skripte", "title": '<script>alert("titel")</script> & <b onclick="x()">fett</b>',
-        "date": "2025-03-03T10:00:00+01:00", "summary": '<img src=x onerror="alert(1)"> Zusammenfassung',
-        "author": {"name": "<script>alert(1)</script>", "email": "x@example.org",
-                   "uri": "javascript:alert(1)"},
-        "image": "javascript:alert(1)", "link": "javascript:alert(2)", "topics": ["<script>"],
-    }) + "\n\n".join(SCRIPTS) + "\n"
-    files["emoji/tiere.md"] = _front({
-        "id": "emoji-😀", "title": " ".join(EMOJI) + " Emoji-Titel", "date": "2025-03-04T10:00:00+01:00",
-        "topics": ["🦊", "🇩🇪 Deutschland"], "tags": EMOJI[:3], "author": "🦊 Fuchs",
-        "summary": "Emoji " + "".join(EMOJI),
-    }) + "# " + "".join(EMOJI) + "\n\n" + " ".join(EMOJI * 3) + "\n"
-    files["rtl/arabisch.md"] = _front({
-        "title": RTL[0] + " " + RTL[2], "date": "2025-03-05T10:00:00+03:00", "language": "ar",
-        "topics": ["أخبار"], "author": "كاتب",
-    }) + "\n\n".join(RTL) + "\n"
+    files["cdata/ende.md"] = (
+        _front(
+            {
+                "id": "cdata-ende",
+                "title": "Ende ]]> des CDATA <![CDATA[",
+                "date": "2025-03-02T10:00:00+01:00",
+                "summary": "Zusammenfassung ]]> mit <![CDATA[ drin",
+                "topics": ["]]>", "CDATA"],
+                "tags": ["]]>"],
+                "author": "Autor ]]>",
+                "sources": ["Quelle ]]>"],
+            }
+        )
+        + "\n\n".join(MARKUP)
+        + "\n"
+    )
+    files["xss/skripte.md"] = (
+        _front(
+            {
+                "id": "xss-skripte",
+                "title": '<script>alert("titel")</script> & <b onclick="x()">fett</b>',
+                "date": "2025-03-03T10:00:00+01:00",
+                "summary": '<img src=x onerror="alert(1)"> Zusammenfassung',
+                "author": {
+                    "name": "<script>alert(1)</script>",
+                    "email": "x@example.org",
+                    "uri": "javascript:alert(1)",
+                },
+                "image": "javascript:alert(1)",
+                "link": "javascript:alert(2)",
+                "topics": ["<script>"],
+            }
+        )
+        + "\n\n".join(SCRIPTS)
+        + "\n"
+    )
+    files["emoji/tiere.md"] = (
+        _front(
+            {
+                "id": "emoji-😀",
+                "title": " ".join(EMOJI) + " Emoji-Titel",
+                "date": "2025-03-04T10:00:00+01:00",
+                "topics": ["🦊", "🇩🇪 Deutschland"],
+                "tags": EMOJI[:3],
+                "author": "🦊 Fuchs",
+                "summary": "Emoji " + "".join(EMOJI),
+            }
+        )
+        + "# "
+        + "".join(EMOJI)
+        + "\n\n"
+        + " ".join(EMOJI * 3)
+        + "\n"
+    )
+    files["rtl/arabisch.md"] = (
+        _front(
+            {
+                "title": RTL[0] + " " + RTL[2],
+                "date": "2025-03-05T10:00:00+03:00",
+                "language": "ar",
+                "topics": ["أخبار"],
+                "author": "كاتب",
+            }
+        )
+        + "\n\n".join(RTL)
+        + "\n"
+    )
     files["rtl/hebraeisch.txt"] = "\n".join([RTL[1] + " כותרת", *RTL, "עוד פסקה."]) + "\n"
     words = ["Überlänge", "Titel", "mit", "sehr", "vielen", "Wörtern", "ÄÖÜ", "🦊", "]]>", "<b>"]
     long_title = ""
     while len(long_title) < 10_000:
         long_title += rng.choice(words) + " "
-    files["lang/titel.md"] = _front({
-        "id": "langer-titel", "title": long_title[:10_000], "date": "2025-03-06T10:00:00+01:00",
-        "summary": long_title[:5000],
-    }) + (long_title + "\n\n") * 3
+    files["lang/titel.md"] = (
+        _front(
+            {
+                "id": "langer-titel",
+                "title": long_title[:10_000],
+                "date": "2025-03-06T10:00:00+01:00",
+                "summary": long_title[:5000],
+            }
+        )
+        + (long_title + "\n\n") * 3
+    )
     files["ohne-datum.md"] = "# Ohne Datum und ohne Thema\n\nDieser Artikel hat weder Datum noch Thema.\n"
     files["ohne-thema.md"] = _front({"title": "Ohne Thema", "date": "2025-03-07T10:00:00+01:00"}) + "Text.\n"
-    files["doppelt/a.md"] = _front({"id": "doppelt", "title": "Doppelte ID (erste)",
-                                    "date": "2025-03-08T10:00:00+01:00"}) + "Erste.\n"
-    files["doppelt/b.md"] = _front({"id": "doppelt", "title": "Doppelte ID (zweite)",
-                                    "date": "2025-03-09T10:00:00+01:00"}) + "Zweite.\n"
-    files["crlf/bom.md"] = ("\ufeff" + _front({
-        "title": "BOM und CRLF", "date": "2025-03-10T10:00:00+01:00", "topics": ["Zeilenenden"],
-    }) + "Absatz eins.\n\nAbsatz zwei mit [Link](/relativ).\n").replace("\n", "\r\n").encode("utf-8")
-    files["crlf/export.txt"] = ("\ufeffExport mit CRLF und BOM\r\nErster Absatz.\r\nZwischentitel\r\n"
-                                "Zweiter Absatz.\rAlter Mac-Zeilenumbruch.\r\nDetails | |\r\n---|---|\r\n"
-                                "Quellen | Agentur\r\n").encode("utf-8")
+    files["doppelt/a.md"] = (
+        _front({"id": "doppelt", "title": "Doppelte ID (erste)", "date": "2025-03-08T10:00:00+01:00"})
+        + "Erste.\n"
+    )
+    files["doppelt/b.md"] = (
+        _front({"id": "doppelt", "title": "Doppelte ID (zweite)", "date": "2025-03-09T10:00:00+01:00"})
+        + "Zweite.\n"
+    )
+    files["crlf/bom.md"] = (
+        (
+            "\ufeff"
+            + _front(
+                {
+                    "title": "BOM und CRLF",
+                    "date": "2025-03-10T10:00:00+01:00",
+                    "topics": ["Zeilenenden"],
+                }
+            )
+            + "Absatz eins.\n\nAbsatz zwei mit [Link](/relativ).\n"
+        )
+        .replace("\n", "\r\n")
+        .encode("utf-8")
+    )
+    files["crlf/export.txt"] = (
+        "\ufeffExport mit CRLF und BOM\r\nErster Absatz.\r\nZwischentitel\r\n"
+        "Zweiter Absatz.\rAlter Mac-Zeilenumbruch.\r\nDetails | |\r\n---|---|\r\n"
+        "Quellen | Agentur\r\n"
+    ).encode("utf-8")
     files["kaputt/utf8.md"] = (
         b"---\ntitle: Kaputtes \xff\xfe UTF-8 \xc3\x28\ndate: 2025-03-11T10:00:00+01:00\n---\n"
         b"Overlong \xc0\xaf, lone continuation \x80, truncated \xe2\x82, surrogate \xed\xa0\x80, "
         b"Latin-1 Gr\xf6\xdfe.\n"
     )
     files["kaputt/latin1.txt"] = "Latin-1 statt UTF-8: Größe\nÄrger über Öl.\n".encode("latin-1")
-    files["umlaute/größe.md"] = _front({
-        "title": "Größenwahn: Ärger über Öl in der Straße", "date": "2025-03-12T10:00:00+01:00",
-        "topics": ["Übersee", "Straße", "ÄRGER über öl"], "tags": ["Maß", "Fußgänger"],
-        "author": {"name": "Jürgen Weiß", "email": "juergen.weiss@example.org"},
-    }) + "Über die Größe der Maßnahmen für Fußgänger wird gestritten. Öl, Äpfel, Übermut.\n"
+    files["umlaute/größe.md"] = (
+        _front(
+            {
+                "title": "Größenwahn: Ärger über Öl in der Straße",
+                "date": "2025-03-12T10:00:00+01:00",
+                "topics": ["Übersee", "Straße", "ÄRGER über öl"],
+                "tags": ["Maß", "Fußgänger"],
+                "author": {"name": "Jürgen Weiß", "email": "juergen.weiss@example.org"},
+            }
+        )
+        + "Über die Größe der Maßnahmen für Fußgänger wird gestritten. Öl, Äpfel, Übermut.\n"
+    )
     files["umlaute/übersee.txt"] = "Übersee-Nachrichten für Ärzte\nÖffentliche Äußerungen über Straßen.\n"
-    files["relativ/links.md"] = _front({
-        "title": "Relative Links", "date": "2025-03-13T10:00:00+01:00", "image": "bilder/ein bild.jpg",
-    }) + "\n\n".join(RELATIVE) + "\n"
-    files["relativ/bild-url.md"] = _front({
-        "title": "Bild mit absoluter URL", "date": "2025-03-14T10:00:00+01:00",
-        "image": "https://cdn.example.net/bild.png?x=1&y=2", "link": "https://example.org/a?b=1&c=2#x",
-    }) + "Text.\n"
-    files["zeit/gleich-a.md"] = _front({"id": "gleich-a", "title": "Gleiche Zeit A",
-                                        "date": "2025-03-15T10:00:00+01:00"}) + "A.\n"
-    files["zeit/gleich-b.md"] = _front({"id": "gleich-b", "title": "Gleiche Zeit B",
-                                        "date": "2025-03-15T09:00:00Z"}) + "B.\n"
-    files["zeit/rueckwaerts.md"] = _front({"title": "Updated vor Date", "date": "2025-03-16T10:00:00+01:00",
-                                           "updated": "2024-01-01T00:00:00Z"}) + "Text.\n"
-    files["zeit/unlesbar.md"] = "---\ntitle: Unlesbares Datum\ndate: gestern\nupdated: 31.12.2025\n---\nText.\n"
-    files["autoren/viele.md"] = _front({
-        "title": "Viele Autoren", "date": "2025-03-17T10:00:00+01:00",
-        "author": ["Eins", {"name": "Zwei ]]>", "email": "zwei@example.org", "uri": "https://example.org/zwei"},
-                   {"name": "Drei", "email": "kein-at", "uri": "ftp://example.org"}, {"name": "Vier <x>"},
-                   {"name": "Fünf", "email": "fuenf@example.org", "uri": "https://example.org/ein autor"},
-                   {"name": "Sechs", "email": "<sechs@example.org>", "uri": "/autoren/sechs"}],
-    }) + "Text.\n"
+    files["relativ/links.md"] = (
+        _front(
+            {
+                "title": "Relative Links",
+                "date": "2025-03-13T10:00:00+01:00",
+                "image": "bilder/ein bild.jpg",
+            }
+        )
+        + "\n\n".join(RELATIVE)
+        + "\n"
+    )
+    files["relativ/bild-url.md"] = (
+        _front(
+            {
+                "title": "Bild mit absoluter URL",
+                "date": "2025-03-14T10:00:00+01:00",
+                "image": "https://cdn.example.net/bild.png?x=1&y=2",
+                "link": "https://example.org/a?b=1&c=2#x",
+            }
+        )
+        + "Text.\n"
+    )
+    files["zeit/gleich-a.md"] = (
+        _front({"id": "gleich-a", "title": "Gleiche Zeit A", "date": "2025-03-15T10:00:00+01:00"}) + "A.\n"
+    )
+    files["zeit/gleich-b.md"] = (
+        _front({"id": "gleich-b", "title": "Gleiche Zeit B", "date": "2025-03-15T09:00:00Z"}) + "B.\n"
+    )
+    files["zeit/rueckwaerts.md"] = (
+        _front(
+            {
+                "title": "Updated vor Date",
+                "date": "2025-03-16T10:00:00+01:00",
+                "updated": "2024-01-01T00:00:00Z",
+            }
+        )
+        + "Text.\n"
+    )
+    files["zeit/unlesbar.md"] = (
+        "---\ntitle: Unlesbares Datum\ndate: gestern\nupdated: 31.12.2025\n---\nText.\n"
+    )
+    files["autoren/viele.md"] = (
+        _front(
+            {
+                "title": "Viele Autoren",
+                "date": "2025-03-17T10:00:00+01:00",
+                "author": [
+                    "Eins",
+                    {"name": "Zwei ]]>", "email": "zwei@example.org", "uri": "https://example.org/zwei"},
+                    {"name": "Drei", "email": "kein-at", "uri": "ftp://example.org"},
+                    {"name": "Vier <x>"},
+                    {"name": "Fünf", "email": "fuenf@example.org", "uri": "https://example.org/ein autor"},
+                    {"name": "Sechs", "email": "<sechs@example.org>", "uri": "/autoren/sechs"},
+                ],
+            }
+        )
+        + "Text.\n"
+    )
     files["typen/falsch.md"] = (
         "---\ntitle: 12345\ndate: 2025-03-18\ntopics: {a: b}\ntags: 7\nauthor: [1, 2]\nsummary: [x]\n"
         "language: 'de DE'\nid: 'a b?c#d%e/../f'\nimage: 42\nlink: /relativ\n"
@@ -208,16 +334,35 @@ def _fixed_articles(rng: random.Random) -> dict[str, bytes]:
     files["unbrauchbar/offen.md"] = "---\ntitle: Nie geschlossen\n\nText.\n"
     files["unbrauchbar/liste.md"] = "---\n- a\n- b\n---\nText.\n"
     # Never published: drafts, embargoes, ignored names.
-    files["geheim/entwurf.md"] = _front({
-        "id": "entwurf-geheim", "title": f"{DRAFT_MARKER} Entwurf", "date": "2025-02-01T10:00:00+01:00",
-        "draft": True, "topics": [f"{DRAFT_MARKER}-Thema"], "summary": DRAFT_MARKER,
-    }) + f"{DRAFT_MARKER}\n"
-    files["geheim/sperrfrist.md"] = _front({
-        "id": "sperrfrist-geheim", "title": f"{EMBARGO_MARKER} Sperrfrist", "date": "2031-01-01T06:00:00+01:00",
-        "topics": [f"{EMBARGO_MARKER}-Thema"], "tags": [EMBARGO_MARKER], "summary": EMBARGO_MARKER,
-    }) + f"{EMBARGO_MARKER}\n"
-    files["geheim/draft-ja.md"] = (f"---\ntitle: {DRAFT_MARKER} yes\ndate: 2025-02-02\ndraft: yes\n"
-                                   f"---\n{DRAFT_MARKER}\n")
+    files["geheim/entwurf.md"] = (
+        _front(
+            {
+                "id": "entwurf-geheim",
+                "title": f"{DRAFT_MARKER} Entwurf",
+                "date": "2025-02-01T10:00:00+01:00",
+                "draft": True,
+                "topics": [f"{DRAFT_MARKER}-Thema"],
+                "summary": DRAFT_MARKER,
+            }
+        )
+        + f"{DRAFT_MARKER}\n"
+    )
+    files["geheim/sperrfrist.md"] = (
+        _front(
+            {
+                "id": "sperrfrist-geheim",
+                "title": f"{EMBARGO_MARKER} Sperrfrist",
+                "date": "2031-01-01T06:00:00+01:00",
+                "topics": [f"{EMBARGO_MARKER}-Thema"],
+                "tags": [EMBARGO_MARKER],
+                "summary": EMBARGO_MARKER,
+            }
+        )
+        + f"{EMBARGO_MARKER}\n"
+    )
+    files["geheim/draft-ja.md"] = (
+        f"---\ntitle: {DRAFT_MARKER} yes\ndate: 2025-02-02\ndraft: yes\n---\n{DRAFT_MARKER}\n"
+    )
     files["_intern/notiz.md"] = f"# {IGNORED_MARKER}\n\n{IGNORED_MARKER}\n"
     files[".versteckt.md"] = f"# {IGNORED_MARKER}\n\n{IGNORED_MARKER}\n"
     files["sichtbar/.versteckt/x.md"] = f"# {IGNORED_MARKER}\n\n{IGNORED_MARKER}\n"
@@ -226,8 +371,10 @@ def _fixed_articles(rng: random.Random) -> dict[str, bytes]:
 
 def _random_article(rng: random.Random, n: int) -> tuple[str, bytes]:
     pools = [SCRIPTS, EMOJI, RTL, UMLAUTS, RELATIVE, MARKUP, list(CONTROL), ["]]>"]]
+
     def mix(k: int) -> str:
         return " ".join(rng.choice(rng.choice(pools)) for _ in range(k))
+
     meta: dict = {"title": mix(rng.randint(1, 4)) + f" #{n}", "date": _date(rng)}
     if rng.random() < 0.5:
         meta["updated"] = _date(rng)

@@ -7,12 +7,13 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import MakeSite
 
 from feeds.articles import Meta
 from feeds.bodies import Bodies
 from feeds.config import SiteConfig, load_config
 from feeds.records import parse_file
+
+from conftest import MakeSite
 
 V1 = "---\nid: x\ntitle: Eins\ndate: 2025-01-01\n---\nVERSION-ONE body.\n"
 V2 = "---\nid: x\ntitle: Zwei\ndate: 2025-01-01\n---\nVERSION-TWO body, longer than the first.\n"

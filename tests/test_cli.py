@@ -16,10 +16,11 @@ from pathlib import Path
 import feedparser
 import pytest
 from click.testing import CliRunner
-from conftest import DEMO_CONFIG, NOW, SMALL_ARTICLES, MakeSite
 
 from feeds import create_app
 from feeds.cli import cli
+
+from conftest import DEMO_CONFIG, NOW, SMALL_ARTICLES, MakeSite
 
 SMALL_FEEDS = ("alle", "kurz", "klima", "politik")
 BROKEN_YAML_ARTICLE = """\
@@ -479,7 +480,9 @@ def test_stamp_dates_writes_first_seen_and_keeps_every_entry_id(
     runner: CliRunner, make_site: MakeSite, tmp_path: Path
 ) -> None:
     plain = "Ohne Datum\nErster Absatz.\n"
-    config = make_site(articles={"a/ohne.txt": plain, "a/mit.md": "---\ntitle: Mit\ndate: 2025-01-01\n---\nx\n"})
+    config = make_site(
+        articles={"a/ohne.txt": plain, "a/mit.md": "---\ntitle: Mit\ndate: 2025-01-01\n---\nx\n"}
+    )
     state = {"FEEDS_STATE_DIR": str(tmp_path / "state")}
     before = invoke(runner, config, "get", "/feeds/alle.atom")
     assert before.exit_code == 0
@@ -492,8 +495,11 @@ def test_stamp_dates_writes_first_seen_and_keeps_every_entry_id(
     text = (config.parent / "articles" / "a" / "ohne.txt").read_text(encoding="utf-8")
     assert text.startswith("---\nfirst_seen: ") and text.endswith("---\n" + plain)
     # A fresh clone (no state folder) now gives the same ids and the same date.
-    fresh = runner.invoke(cli, ["--config", str(config), "get", "/feeds/alle.atom"],
-                          env={"FEEDS_STATE_DIR": str(tmp_path / "other-machine")})
+    fresh = runner.invoke(
+        cli,
+        ["--config", str(config), "get", "/feeds/alle.atom"],
+        env={"FEEDS_STATE_DIR": str(tmp_path / "other-machine")},
+    )
     after = feedparser.parse(fresh.output.encode()).entries
     assert [e.id for e in after] == ids_before
     first_seen = text.split("\n")[1].removeprefix("first_seen: ")

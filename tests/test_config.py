@@ -5,11 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import DEMO_CONFIG
 
 from feeds.config import MAX_ARTICLE_BYTES, MAX_BYTES, config_path_from_env, load_config
 from feeds.errors import ConfigError, Problem
 from feeds.selection import specs_for_topics
+
+from conftest import DEMO_CONFIG
 
 # Line numbers below refer to this text (line 1 is "site:").
 GOOD = """\

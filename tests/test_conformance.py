@@ -27,10 +27,10 @@ from flask import Flask
 from flask.testing import FlaskClient
 from lxml import etree
 
-import hostile
 from feeds import create_app
 from feeds.site import Site, open_site
 
+import hostile
 from conftest import DEMO_CONFIG, NOW, shared
 
 ATOM = "http://www.w3.org/2005/Atom"
@@ -48,10 +48,35 @@ RFC822 = re.compile(
 RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d+)?(?:Z|[+-]\d{2}:\d{2})$")
 SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")
 IRI_FORBIDDEN = re.compile(r'[\s<>"{}|\\^`\x00-\x1f\x7f]')
-URL_ATTRIBUTES = ("href", "src", "action", "formaction", "poster", "cite", "data", "background",
-                  "longdesc", "usemap", "manifest", "xlink:href", "{http://www.w3.org/1999/xlink}href")
-UNSAFE_ELEMENTS = {"script", "style", "iframe", "object", "embed", "form", "base", "meta", "link",
-                   "frame", "frameset", "applet"}
+URL_ATTRIBUTES = (
+    "href",
+    "src",
+    "action",
+    "formaction",
+    "poster",
+    "cite",
+    "data",
+    "background",
+    "longdesc",
+    "usemap",
+    "manifest",
+    "xlink:href",
+    "{http://www.w3.org/1999/xlink}href",
+)
+UNSAFE_ELEMENTS = {
+    "script",
+    "style",
+    "iframe",
+    "object",
+    "embed",
+    "form",
+    "base",
+    "meta",
+    "link",
+    "frame",
+    "frameset",
+    "applet",
+}
 DEMO_SECRETS = ("DRAFT-SECRET", "EMBARGO-SECRET")
 DEMO_HIDDEN = ("haushaltsentwurf-entwurf", "quartalszahlen-embargo")
 
@@ -94,11 +119,19 @@ def quiet_app(config: Path, state: Path) -> Flask:
 def published(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Published:
     state = tmp_path_factory.mktemp("state")
     if request.param == "demo":
-        return Published("demo", DEMO_CONFIG, open_site(str(DEMO_CONFIG), lambda: NOW),
-                         DEMO_SECRETS, DEMO_HIDDEN, state)
+        return Published(
+            "demo", DEMO_CONFIG, open_site(str(DEMO_CONFIG), lambda: NOW), DEMO_SECRETS, DEMO_HIDDEN, state
+        )
     corpus = hostile.generate(tmp_path_factory.mktemp("hostile"), hostile.SEED)
-    return Published("hostile", corpus.config, open_site(str(corpus.config), lambda: NOW),
-                     corpus.secrets, corpus.hidden_ids, state, corpus.empty_feeds)
+    return Published(
+        "hostile",
+        corpus.config,
+        open_site(str(corpus.config), lambda: NOW),
+        corpus.secrets,
+        corpus.hidden_ids,
+        state,
+        corpus.empty_feeds,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -117,6 +150,7 @@ def report(problems: list[str]) -> str:
 
 
 # --- IRIs and HTML inside entries ------------------------------------------------------------
+
 
 def iri_problem(value: str | None, *, web: bool) -> str | None:
     """Why ``value`` is not an absolute IRI (``web``: one a reader may follow), or None."""
@@ -165,6 +199,7 @@ def html_problems(fragment: str | None) -> list[str]:
 
 # --- Atom ------------------------------------------------------------------------------------
 
+
 def test_atom_is_valid_against_the_rfc4287_schema(published: Published, atom_schema: etree.RelaxNG) -> None:
     problems = []
     for name, fmt, _ in published.feeds():
@@ -188,12 +223,17 @@ def _atom_date(element: etree._Element | None, where: str, problems: list[str]) 
 
 def _alternates(parent: etree._Element, where: str, problems: list[str]) -> list[etree._Element]:
     links = parent.findall("a:link", NS)
-    seen = Counter((link.get("type"), link.get("hreflang")) for link in links
-                   if link.get("rel", "alternate") == "alternate")
+    seen = Counter(
+        (link.get("type"), link.get("hreflang"))
+        for link in links
+        if link.get("rel", "alternate") == "alternate"
+    )
     for (kind, lang), count in seen.items():
         if count > 1:
-            problems.append(f"{where}: {count} alternate links with type={kind} hreflang={lang} "
-                            "(RFC 4287 4.1.1/4.1.2 allow one)")
+            problems.append(
+                f"{where}: {count} alternate links with type={kind} hreflang={lang} "
+                "(RFC 4287 4.1.1/4.1.2 allow one)"
+            )
     return links
 
 
@@ -257,6 +297,7 @@ def test_atom_rules_relax_ng_cannot_express(published: Published) -> None:
 
 # --- RSS 2.0 and the RSS Best Practices Profile -----------------------------------------------
 
+
 def _rss_date(text: str | None, where: str, problems: list[str]) -> datetime | None:
     if text is None:
         return None
@@ -289,8 +330,11 @@ def rss_problems(name: str, rss: etree._Element) -> list[str]:
             problems.append(f"{where}: channel needs exactly one non-empty <{tag}>, has {len(found)}")
     urls = [(f"{where} channel <link>", channel.findtext("link"))]
     urls += [(f"{where} <docs>", d.text) for d in channel.findall("docs")]
-    urls += [(f"{where} <image><{t}>", image.findtext(t))
-             for image in channel.findall("image") for t in ("url", "link")]
+    urls += [
+        (f"{where} <image><{t}>", image.findtext(t))
+        for image in channel.findall("image")
+        for t in ("url", "link")
+    ]
     languages = channel.findall("language")
     if len(languages) != 1:
         problems.append(f"{where}: {len(languages)} <language> elements, expected one")
@@ -320,14 +364,16 @@ def rss_problems(name: str, rss: etree._Element) -> list[str]:
         for enclosure in item.findall("enclosure"):
             urls.append((f"{at} <enclosure url>", enclosure.get("url")))
             if not (enclosure.get("length") or "").isdigit() or not enclosure.get("type"):
-                problems.append(f"{at}: <enclosure> needs url, a numeric length and a type: "
-                                f"{dict(enclosure.attrib)}")
+                problems.append(
+                    f"{at}: <enclosure> needs url, a numeric length and a type: {dict(enclosure.attrib)}"
+                )
         guid = item.find("guid")
         if guid is not None:
             guids[guid.text] += 1
             if guid.get("isPermaLink", "true") == "true":  # the default is true (RSS 2.0)
-                if (why := iri_problem(guid.text, web=True)) is not None or \
-                        urlsplit(guid.text or "").scheme not in ("http", "https"):
+                if (why := iri_problem(guid.text, web=True)) is not None or urlsplit(
+                    guid.text or ""
+                ).scheme not in ("http", "https"):
                     problems.append(f"{at}: guid is a permalink but not an http(s) URL ({why})")
         for author in item.findall("author"):
             if "@" not in (author.text or ""):
@@ -335,8 +381,10 @@ def rss_problems(name: str, rss: etree._Element) -> list[str]:
         published = _rss_date(item.findtext("pubDate"), f"{at} <pubDate>", problems)
         if published and build and published > build:
             problems.append(f"{at}: pubDate {published} after lastBuildDate {build}")
-        for tag, html in (("description", item.findtext("description")),
-                          ("content:encoded", item.findtext("content:encoded", namespaces=NS))):
+        for tag, html in (
+            ("description", item.findtext("description")),
+            ("content:encoded", item.findtext("content:encoded", namespaces=NS)),
+        ):
             problems += [f"{at} <{tag}>: {p}" for p in html_problems(html)]
     problems += [f"{where}: guid {g!r} used {n} times" for g, n in guids.items() if n > 1]
     for label, value in urls:
@@ -354,6 +402,7 @@ def test_rss_has_required_elements_and_follows_best_practices(published: Publish
 
 
 # --- feedparser: what a consumer sees --------------------------------------------------------
+
 
 def _entry_key(entry: feedparser.FeedParserDict) -> tuple[str, str]:
     return entry.get("id", ""), entry.get("link", "")
@@ -410,6 +459,7 @@ def test_entries_are_newest_first_with_ids_unique(published: Published) -> None:
 
 # --- the publishing rules --------------------------------------------------------------------
 
+
 def test_drafts_embargoes_and_ignored_files_are_absent(published: Published) -> None:
     """CONTRACT: a draft or a future date is published nowhere (no feed, page, index)."""
     client = published.client()
@@ -418,9 +468,12 @@ def test_drafts_embargoes_and_ignored_files_are_absent(published: Published) -> 
         documents[f"/feeds/{name}.{fmt}"] = body
     for article in published.site.published():
         documents[f"/articles/{article.id}"] = published.site.page(article.id).body
-    problems = [f"{path}: contains {secret!r}" for path, body in documents.items()
-                for secret in published.secrets
-                if secret.encode() in body or secret.lower().encode() in body]
+    problems = [
+        f"{path}: contains {secret!r}"
+        for path, body in documents.items()
+        for secret in published.secrets
+        if secret.encode() in body or secret.lower().encode() in body
+    ]
     for article_id in published.hidden_ids:
         answer = client.get(f"/articles/{article_id}")
         if answer.status_code != 404:
@@ -450,10 +503,13 @@ def test_empty_feed_is_valid_and_dated(published: Published, atom_schema: etree.
 
 # --- the hostile corpus itself ---------------------------------------------------------------
 
+
 def test_hostile_corpus_is_reproducible(tmp_path: Path) -> None:
     def snapshot(root: Path) -> dict[str, bytes]:
         corpus = hostile.generate(root, hostile.SEED)
-        files = {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+        files = {
+            p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()
+        }
         return files | {"#feed": open_site(str(corpus.config), lambda: NOW).feed("alle", "atom").body}
 
     assert snapshot(tmp_path / "a") == snapshot(tmp_path / "b")
@@ -475,8 +531,9 @@ def test_hostile_corpus_covers_its_hazards(tmp_path: Path) -> None:
     assert not feedparser.parse(site.feed(hostile.EMPTY_FEED, "rss").body).entries
 
 
-@pytest.mark.parametrize("field", ["site.title", "site.description", "site.author",
-                                   "feeds.alle.title", "feeds.alle.description"])
+@pytest.mark.parametrize(
+    "field", ["site.title", "site.description", "site.author", "feeds.alle.title", "feeds.alle.description"]
+)
 def test_control_characters_in_config_never_break_a_feed(tmp_path: Path, field: str) -> None:
     """An operator pasting text with a control character gets a repaired feed or a config
     error at load, never a 500 on the first request."""
@@ -502,20 +559,28 @@ def test_control_characters_in_config_never_break_a_feed(tmp_path: Path, field: 
     assert client.get("/").status_code == 200
 
 
-@pytest.mark.parametrize("line", [
-    'link: "http://[::1"', 'image: "https://[x"', 'author: {name: A, uri: "https://[x"}',
-    'link: "https://ex.org:99999/"', 'image: "http://[::1]:x/"',
-])
+@pytest.mark.parametrize(
+    "line",
+    [
+        'link: "http://[::1"',
+        'image: "https://[x"',
+        'author: {name: A, uri: "https://[x"}',
+        'link: "https://ex.org:99999/"',
+        'image: "http://[::1]:x/"',
+    ],
+)
 def test_unparsable_urls_in_front_matter_never_break_the_site(tmp_path: Path, line: str) -> None:
     """urlsplit raises ValueError on some URLs; one such article must not take the site down."""
     articles = tmp_path / "articles"
     articles.mkdir()
     (articles / "gut.md").write_text("---\ntitle: Gut\ndate: 2025-01-01\n---\nText\n", encoding="utf-8")
-    (articles / "kaputt.md").write_text(f"---\ntitle: Kaputt\ndate: 2025-01-02\n{line}\n---\nText\n",
-                                        encoding="utf-8")
+    (articles / "kaputt.md").write_text(
+        f"---\ntitle: Kaputt\ndate: 2025-01-02\n{line}\n---\nText\n", encoding="utf-8"
+    )
     config = tmp_path / "config.yaml"
-    config.write_text(yaml.safe_dump({"site": {"title": "T", "url": SITE_URL}, "feeds": {"alle": {}}}),
-                      encoding="utf-8")
+    config.write_text(
+        yaml.safe_dump({"site": {"title": "T", "url": SITE_URL}, "feeds": {"alle": {}}}), encoding="utf-8"
+    )
     client = quiet_app(config, tmp_path / "state").test_client()
     for fmt in ("rss", "atom"):
         answer = client.get(f"/feeds/alle.{fmt}")
@@ -523,8 +588,11 @@ def test_unparsable_urls_in_front_matter_never_break_the_site(tmp_path: Path, li
         parsed = feedparser.parse(answer.data)
         assert not parsed.bozo
         assert "Gut" in [e.title for e in parsed.entries]
-        problems = atom_problems("alle", etree.fromstring(answer.data)) if fmt == "atom" else \
-            rss_problems("alle", etree.fromstring(answer.data))
+        problems = (
+            atom_problems("alle", etree.fromstring(answer.data))
+            if fmt == "atom"
+            else rss_problems("alle", etree.fromstring(answer.data))
+        )
         assert not problems, report(problems)
 
 
@@ -535,8 +603,9 @@ def test_control_characters_in_folder_names_never_break_a_feed(tmp_path: Path, f
     article.parent.mkdir(parents=True)
     article.write_text("---\ntitle: A\ndate: 2025-01-01\n---\nText\n", encoding="utf-8")
     config = tmp_path / "config.yaml"
-    config.write_text(yaml.safe_dump({"site": {"title": "T", "url": SITE_URL}, "feeds": {"alle": {}}}),
-                      encoding="utf-8")
+    config.write_text(
+        yaml.safe_dump({"site": {"title": "T", "url": SITE_URL}, "feeds": {"alle": {}}}), encoding="utf-8"
+    )
     client = quiet_app(config, tmp_path / "state").test_client()
     index = client.get("/")
     assert index.status_code == 200

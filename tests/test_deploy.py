@@ -34,8 +34,9 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
-from conftest import REPO, MakeSite
 from granian.cli import cli as granian_cli
+
+from conftest import REPO, MakeSite
 
 UNIT = REPO / "deploy" / "feeds.service"
 README = REPO / "README.md"
@@ -178,7 +179,7 @@ def _holds_socket(pid: int, inodes: set[str]) -> bool:
         links = [os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd")]
     except OSError:
         return False
-    return any(link[len("socket:["):-1] in inodes for link in links if link.startswith("socket:["))
+    return any(link[len("socket:[") : -1] in inodes for link in links if link.startswith("socket:["))
 
 
 def wait_for(check: Callable[[], T | None], timeout: float, what: str, log: Path | None = None) -> T:
@@ -260,8 +261,12 @@ class Granian:
         """SIGTERM to the main process (as systemd's KillMode=mixed does); seconds until all is gone."""
         started = time.monotonic()
         os.kill(self.pid, signal.SIGTERM)
-        wait_for(lambda: self.process.poll() is not None and not self.group(), bound,
-                 "granian and all its workers gone after SIGTERM", self.log)
+        wait_for(
+            lambda: self.process.poll() is not None and not self.group(),
+            bound,
+            "granian and all its workers gone after SIGTERM",
+            self.log,
+        )
         return time.monotonic() - started
 
     def tail(self) -> str:
@@ -280,17 +285,26 @@ def start_granian(tmp_path: Path, production_args: list[str]) -> Iterator[StartG
         port = free_port()
         log = tmp_path / f"granian-{port}.log"
         child_env = {k: v for k, v in os.environ.items() if not k.startswith("GRANIAN_")}
-        child_env.update({
-            "FEEDS_CONFIG": str(config),
-            "FEEDS_STATE_DIR": str(tmp_path / "state"),
-            "FEEDS_WATCH": "1",  # as in production
-            "PYTHONPATH": os.pathsep.join(filter(None, [str(TESTS), os.environ.get("PYTHONPATH")])),
-            **(env or {}),
-        })
+        child_env.update(
+            {
+                "FEEDS_CONFIG": str(config),
+                "FEEDS_STATE_DIR": str(tmp_path / "state"),
+                "FEEDS_WATCH": "1",  # as in production
+                "PYTHONPATH": os.pathsep.join(filter(None, [str(TESTS), os.environ.get("PYTHONPATH")])),
+                **(env or {}),
+            }
+        )
         command = [sys.executable, "-m", "granian", *serve_args(production_args, port, app)]
         with log.open("wb") as out:
-            process = subprocess.Popen(command, cwd=REPO, env=child_env, stdin=subprocess.DEVNULL,
-                                       stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+            process = subprocess.Popen(
+                command,
+                cwd=REPO,
+                env=child_env,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         server = Granian(process, port, log)
         started.append(server)
         return server
@@ -325,7 +339,8 @@ def _port_is_free(port: int) -> bool:
 
 
 def test_sigterm_while_workers_load_the_index_stops_everything(
-        make_site: MakeSite, start_granian: StartGranian, production_args: list[str], tmp_path: Path) -> None:
+    make_site: MakeSite, start_granian: StartGranian, production_args: list[str], tmp_path: Path
+) -> None:
     params = granian_params(production_args)
     bound = kill_timeout(params) + STOP_SLACK
     assert SLOW_START > 2 * bound, "the slow factory must outlast the stop"
@@ -349,7 +364,8 @@ def test_sigterm_while_workers_load_the_index_stops_everything(
 
 
 def test_sigterm_while_serving_stops_everything_and_frees_the_port(
-        make_site: MakeSite, start_granian: StartGranian, production_args: list[str]) -> None:
+    make_site: MakeSite, start_granian: StartGranian, production_args: list[str]
+) -> None:
     params = granian_params(production_args)
     server = start_granian(make_site())
     server.wait_serving(params["workers"])
@@ -368,7 +384,8 @@ def test_sigterm_while_serving_stops_everything_and_frees_the_port(
 
 
 def test_killed_workers_are_respawned_and_the_site_answers_again(
-        make_site: MakeSite, start_granian: StartGranian, production_args: list[str]) -> None:
+    make_site: MakeSite, start_granian: StartGranian, production_args: list[str]
+) -> None:
     params = granian_params(production_args)
     assert params["respawn_failed_workers"], "without it one dead worker stops the whole server"
     server = start_granian(make_site())
@@ -394,7 +411,8 @@ def test_unit_runs_the_readme_production_command() -> None:
     unit_args = unit_command(unit)
     assert Path(readme_args[0]).name == "granian" and Path(unit_args[0]).name == "granian"
     assert granian_params(unit_args[1:]) == granian_params(readme_args[1:]), (
-        f"README.md: {shlex.join(readme_args)}\n{UNIT.name}: {shlex.join(unit_args)}")
+        f"README.md: {shlex.join(readme_args)}\n{UNIT.name}: {shlex.join(unit_args)}"
+    )
     assert unit_environment(unit)["FEEDS_CONFIG"] == readme_env["FEEDS_CONFIG"]
 
 
@@ -431,7 +449,8 @@ def test_unit_passes_systemd_analyze_verify(tmp_path: Path) -> None:
     text = UNIT.read_text(encoding="utf-8").replace(unit_command(read_unit(UNIT))[0], str(granian))
     copy = tmp_path / UNIT.name
     copy.write_text(text, encoding="utf-8")
-    result = subprocess.run(["systemd-analyze", "verify", str(copy)], capture_output=True, text=True,
-                            timeout=120, check=False)
+    result = subprocess.run(
+        ["systemd-analyze", "verify", str(copy)], capture_output=True, text=True, timeout=120, check=False
+    )
     output = (result.stdout + result.stderr).strip()
     assert result.returncode == 0 and not output, output

@@ -8,13 +8,14 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import feedparser
-import harness
 import lxml.html
 import pytest
 import yaml
-from conftest import DEMO_CONFIG, REPO
 
 from feeds import create_app
+
+import harness
+from conftest import DEMO_CONFIG, REPO
 
 
 @pytest.fixture(scope="module")

@@ -13,12 +13,13 @@ from pathlib import Path
 import feedparser
 import lxml.html
 import pytest
-from conftest import DEMO_CONFIG, NOW, MakeSite
 from lxml import etree
 
 from feeds import export
 from feeds.export import MANIFEST, MARKER, MARKER_BYTES, ExportRefused, build, read_manifest, target_refusal
 from feeds.site import FORMATS, Site, open_site
+
+from conftest import DEMO_CONFIG, NOW, MakeSite
 
 SECRETS = (b"DRAFT-SECRET", b"EMBARGO-SECRET")
 
@@ -259,7 +260,12 @@ def test_refusal_comes_before_anything_is_written(make_site: MakeSite) -> None:
     with pytest.raises(ExportRefused, match="is the state folder"):
         build(other, path.parent / "other-state")
     assert snapshot(path.parent) == before
-    assert sorted(p.name for p in path.parent.iterdir()) == ["articles", "config.yaml", "other-state", "state"]
+    assert sorted(p.name for p in path.parent.iterdir()) == [
+        "articles",
+        "config.yaml",
+        "other-state",
+        "state",
+    ]
 
 
 def test_target_that_is_a_file_is_refused(make_site: MakeSite, out: Path) -> None:

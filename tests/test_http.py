@@ -36,25 +36,36 @@ def http_time(value: str) -> datetime:
 
 # --- content types and cache headers --------------------------------------------------------
 
-@pytest.mark.parametrize(("path", "content_type"), [
-    ("/feeds/alle.rss", "application/rss+xml; charset=utf-8"),
-    ("/feeds/politik.rss", "application/rss+xml; charset=utf-8"),
-    ("/feeds/alle.atom", "application/atom+xml; charset=utf-8"),
-    ("/feeds/klima.atom", "application/atom+xml; charset=utf-8"),
-    ("/", "text/html; charset=utf-8"),
-    ("/articles/erster", "text/html; charset=utf-8"),
-])
+
+@pytest.mark.parametrize(
+    ("path", "content_type"),
+    [
+        ("/feeds/alle.rss", "application/rss+xml; charset=utf-8"),
+        ("/feeds/politik.rss", "application/rss+xml; charset=utf-8"),
+        ("/feeds/alle.atom", "application/atom+xml; charset=utf-8"),
+        ("/feeds/klima.atom", "application/atom+xml; charset=utf-8"),
+        ("/", "text/html; charset=utf-8"),
+        ("/articles/erster", "text/html; charset=utf-8"),
+    ],
+)
 def test_content_type(client: FlaskClient, path: str, content_type: str) -> None:
     response = client.get(path)
     assert response.status_code == 200
     assert response.headers["Content-Type"] == content_type
 
 
-@pytest.mark.parametrize(("path", "max_age"), [
-    ("/feeds/alle.rss", 300), ("/feeds/alle.atom", 300),
-    ("/feeds/kurz.rss", 600), ("/feeds/kurz.atom", 600),
-    ("/feeds/klima.rss", 300), ("/", 300), ("/articles/zweiter", 300),
-])
+@pytest.mark.parametrize(
+    ("path", "max_age"),
+    [
+        ("/feeds/alle.rss", 300),
+        ("/feeds/alle.atom", 300),
+        ("/feeds/kurz.rss", 600),
+        ("/feeds/kurz.atom", 600),
+        ("/feeds/klima.rss", 300),
+        ("/", 300),
+        ("/articles/zweiter", 300),
+    ],
+)
 def test_cache_headers(client: FlaskClient, path: str, max_age: int) -> None:
     response = client.get(path)
     assert response.headers["Cache-Control"] == f"public, max-age={max_age}"
@@ -81,6 +92,7 @@ def test_last_modified_of_page_is_article_update(client: FlaskClient) -> None:
 
 # --- gzip -----------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("path", DOCS)
 def test_gzip_when_accepted(client: FlaskClient, path: str) -> None:
     identity = client.get(path)
@@ -96,14 +108,17 @@ def test_gzip_when_accepted(client: FlaskClient, path: str) -> None:
         assert zipped.headers[header] == identity.headers[header]
 
 
-@pytest.mark.parametrize(("accept", "zipped"), [
-    ("gzip, deflate, br", True),
-    ("br;q=1.0, gzip;q=0.8, *;q=0.1", True),
-    ("GZIP", True),  # RFC 9110 8.4.1: content codings are case-insensitive
-    ("gzip;q=0", False),
-    ("deflate, br", False),
-    ("identity", False),
-])
+@pytest.mark.parametrize(
+    ("accept", "zipped"),
+    [
+        ("gzip, deflate, br", True),
+        ("br;q=1.0, gzip;q=0.8, *;q=0.1", True),
+        ("GZIP", True),  # RFC 9110 8.4.1: content codings are case-insensitive
+        ("gzip;q=0", False),
+        ("deflate, br", False),
+        ("identity", False),
+    ],
+)
 def test_accept_encoding_negotiation(client: FlaskClient, accept: str, zipped: bool) -> None:
     response = client.get("/feeds/alle.rss", headers={"Accept-Encoding": accept})
     assert response.status_code == 200
@@ -131,8 +146,7 @@ INM_CASES = [
 
 
 @pytest.mark.parametrize("path", DOCS)
-@pytest.mark.parametrize(("inm", "gz", "status"), [c[1:] for c in INM_CASES],
-                         ids=[c[0] for c in INM_CASES])
+@pytest.mark.parametrize(("inm", "gz", "status"), [c[1:] for c in INM_CASES], ids=[c[0] for c in INM_CASES])
 def test_if_none_match(client: FlaskClient, path: str, inm: str, gz: bool, status: int) -> None:
     plain = client.get(path, headers=GZIP if gz else {})
     tag = strong_tag(client.get(path))
@@ -151,18 +165,27 @@ def test_if_none_match(client: FlaskClient, path: str, inm: str, gz: bool, statu
 
 def _ims(client: FlaskClient, path: str, delta: timedelta | None, **extra: str):
     last_modified = client.get(path).headers["Last-Modified"]
-    value = (format_datetime(http_time(last_modified) + delta, usegmt=True)
-             if delta is not None else "yesterday-ish, not a date")
+    value = (
+        format_datetime(http_time(last_modified) + delta, usegmt=True)
+        if delta is not None
+        else "yesterday-ish, not a date"
+    )
     return client.get(path, headers={"If-Modified-Since": value, **extra})
 
 
 @pytest.mark.parametrize("path", DOCS)
-@pytest.mark.parametrize(("delta", "status"), [
-    (timedelta(0), 304), (timedelta(seconds=-1), 200), (timedelta(days=-400), 200),
-    (timedelta(days=1), 304), (None, 200),
-], ids=["equal", "one second older", "much older", "newer", "garbage"])
-def test_if_modified_since(client: FlaskClient, path: str, delta: timedelta | None,
-                           status: int) -> None:
+@pytest.mark.parametrize(
+    ("delta", "status"),
+    [
+        (timedelta(0), 304),
+        (timedelta(seconds=-1), 200),
+        (timedelta(days=-400), 200),
+        (timedelta(days=1), 304),
+        (None, 200),
+    ],
+    ids=["equal", "one second older", "much older", "newer", "garbage"],
+)
+def test_if_modified_since(client: FlaskClient, path: str, delta: timedelta | None, status: int) -> None:
     plain = client.get(path)
     response = _ims(client, path, delta)
     assert response.status_code == status
@@ -187,6 +210,7 @@ def test_matching_tag_with_old_date_is_304(client: FlaskClient, path: str) -> No
 
 
 # --- HEAD -----------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("gz", [False, True], ids=["identity", "gzip"])
 @pytest.mark.parametrize("path", DOCS)
@@ -214,12 +238,26 @@ def test_head_conditional(client: FlaskClient, path: str) -> None:
 
 # --- errors and health ----------------------------------------------------------------------
 
-@pytest.mark.parametrize("path", [
-    "/feeds/nope.rss", "/feeds/alle.json", "/feeds/x.json", "/feeds/../config.yaml",
-    "/feeds/UPPER.rss", "/feeds/alle", "/feeds/", "/articles/nope", "/articles/klima/entwurf",
-    "/articles/klima/sperrfrist", "/random/path", "/articles/../../etc/passwd",
-    "/articles/%2e%2e/%2e%2e/config.yaml", "/feeds/alle.rss/extra",
-])
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/feeds/nope.rss",
+        "/feeds/alle.json",
+        "/feeds/x.json",
+        "/feeds/../config.yaml",
+        "/feeds/UPPER.rss",
+        "/feeds/alle",
+        "/feeds/",
+        "/articles/nope",
+        "/articles/klima/entwurf",
+        "/articles/klima/sperrfrist",
+        "/random/path",
+        "/articles/../../etc/passwd",
+        "/articles/%2e%2e/%2e%2e/config.yaml",
+        "/feeds/alle.rss/extra",
+    ],
+)
 def test_not_found_is_short_plain_text(client: FlaskClient, path: str) -> None:
     response = client.get(path)
     assert response.status_code == 404
@@ -238,13 +276,16 @@ def test_healthz(client: FlaskClient) -> None:
 
 # --- determinism and change -----------------------------------------------------------------
 
+
 def test_same_files_give_identical_documents(make_site: MakeSite) -> None:
     """Two processes, or two machines with the same files elsewhere, behind one cache."""
     first_path = make_site(name="one")
     other_path = make_site(name="two")  # same articles and config, another folder
-    clients = [create_app(first_path, clock=lambda: NOW).test_client(),
-               create_app(first_path, clock=lambda: NOW).test_client(),
-               create_app(other_path, clock=lambda: NOW).test_client()]
+    clients = [
+        create_app(first_path, clock=lambda: NOW).test_client(),
+        create_app(first_path, clock=lambda: NOW).test_client(),
+        create_app(other_path, clock=lambda: NOW).test_client(),
+    ]
     for path in [*FEED_PATHS, "/", "/articles/erster", "/articles/klima/dritter"]:
         for headers in ({}, GZIP):
             answers = [c.get(path, headers=headers) for c in clients]
@@ -295,6 +336,7 @@ def test_if_match(client: FlaskClient, gz: bool) -> None:
 
 # --- methods and the access log ----------------------------------------------------------------
 
+
 @pytest.mark.parametrize("method", ["POST", "PUT", "DELETE", "PATCH", "OPTIONS"])
 @pytest.mark.parametrize("path", DOCS)
 def test_other_methods_on_documents_get_405_with_allow(client: FlaskClient, method: str, path: str) -> None:
@@ -308,12 +350,19 @@ def test_other_methods_on_unknown_paths_are_still_404(client: FlaskClient) -> No
     assert client.post("/nirgends").status_code == 404
 
 
-@pytest.mark.parametrize("raw, shown", [
-    ("/feeds/x%0a127.0.0.1 \"GET /admin\" 200", "/feeds/x\\x0a127.0.0.1"),
-    ("/%1b[2J%1b]0;owned%07", "/\\x1b[2J\\x1b]0;owned\\x07"),
-])
+@pytest.mark.parametrize(
+    "raw, shown",
+    [
+        ('/feeds/x%0a127.0.0.1 "GET /admin" 200', "/feeds/x\\x0a127.0.0.1"),
+        ("/%1b[2J%1b]0;owned%07", "/\\x1b[2J\\x1b]0;owned\\x07"),
+    ],
+)
 def test_the_access_log_cannot_be_forged(
-    make_site: MakeSite, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, raw: str, shown: str
+    make_site: MakeSite,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    raw: str,
+    shown: str,
 ) -> None:
     monkeypatch.setenv("FEEDS_ACCESS_LOG", "1")
     client = create_app(make_site(), clock=lambda: NOW).test_client()

@@ -15,7 +15,6 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from conftest import NOW, MakeSite
 
 import feeds.records
 from feeds import create_app
@@ -23,6 +22,8 @@ from feeds.cli import cli
 from feeds.config import load_config
 from feeds.indexcache import APPLICATION_ID, IndexCache
 from feeds.records import load_records
+
+from conftest import NOW, MakeSite
 
 
 def cache_path(state: Path, config_path: Path) -> Path:
@@ -64,7 +65,9 @@ def test_a_planted_pickle_never_runs(make_site: MakeSite, tmp_path: Path) -> Non
         target.write_bytes(pickle.dumps({"format": 4, "records": Planted(marker)}))
     client = create_app(config, clock=lambda: NOW, watch=False, state_dir=state).test_client()
     assert client.get("/feeds/alle.atom").status_code == 200
-    result = CliRunner().invoke(cli, ["--config", str(config), "get", "/"], env={"FEEDS_STATE_DIR": str(state)})
+    result = CliRunner().invoke(
+        cli, ["--config", str(config), "get", "/"], env={"FEEDS_STATE_DIR": str(state)}
+    )
     assert result.exit_code == 0
     assert not marker.exists()
 

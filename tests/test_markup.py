@@ -22,6 +22,7 @@ def blocks(fragment: str) -> list[tuple[str, str]]:
 
 # --- clean_text --------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("bad", ["\x00", "\x08", "\x0b", "\x0c", "\x1f", "\x7f", "\ufffe", "\uffff"])
 def test_clean_text_removes_xml_illegal_characters(bad):
     assert clean_text(f"Vor{bad}her") == "Vorher"
@@ -33,6 +34,7 @@ def test_clean_text_keeps_legal_text_unchanged():
 
 
 # --- plain_to_html -----------------------------------------------------------------------------
+
 
 def test_plain_every_line_is_a_paragraph():
     html = plain_to_html("Erster Absatz.\nZweiter Absatz.\n\n\nDritter Absatz!\n")
@@ -53,14 +55,18 @@ def test_plain_short_last_line_is_not_a_subheading():
     assert blocks(html) == [("p", "Ein Absatz."), ("p", "Mit freundlichen Grüßen")]
 
 
-@pytest.mark.parametrize("line", [
-    "Das ist ein Satz.",
-    "Was nun?",
-    "Er sagte:",
-    "Wie „immer“",
-    "Ende (siehe oben)",
-    "Ein sehr langer Satz ohne Punkt am Ende " * 5,
-], ids=["period", "question", "colon", "quote", "paren", "long"])
+@pytest.mark.parametrize(
+    "line",
+    [
+        "Das ist ein Satz.",
+        "Was nun?",
+        "Er sagte:",
+        "Wie „immer“",
+        "Ende (siehe oben)",
+        "Ein sehr langer Satz ohne Punkt am Ende " * 5,
+    ],
+    ids=["period", "question", "colon", "quote", "paren", "long"],
+)
 def test_plain_line_with_closing_punctuation_or_long_is_a_paragraph(line):
     html = plain_to_html(f"{line}\nDanach folgt Text.")
     assert [tag for tag, _ in blocks(html)] == ["p", "p"]
@@ -72,7 +78,11 @@ def test_plain_pipe_table_becomes_table():
     assert [el.tag for el in root] == ["p", "table", "p"]
     table = root[1]
     assert [c.text_content().strip() for c in table.iter("th")] == ["Land", "Soldaten"]
-    rows = [[c.text_content().strip() for c in tr.iter("td")] for tr in table.iter("tr") if tr.find("td") is not None]
+    rows = [
+        [c.text_content().strip() for c in tr.iter("td")]
+        for tr in table.iter("tr")
+        if tr.find("td") is not None
+    ]
     assert rows == [["Nordkorea", "11.000"], ["Russland", ""]]
 
 
@@ -95,6 +105,7 @@ def test_plain_empty_body_gives_no_html():
 
 # --- sanitize ----------------------------------------------------------------------------------
 
+
 def test_sanitize_removes_scripts_with_their_content():
     root = tree(sanitize("<p>Text<script>alert('x')</script></p>", BASE))
     assert root.find(".//script") is None
@@ -102,11 +113,14 @@ def test_sanitize_removes_scripts_with_their_content():
     assert root.text_content() == "Text"
 
 
-@pytest.mark.parametrize("tag, fragment", [
-    ("p", '<p onclick="steal()">Klick</p>'),
-    ("img", '<img src="a.png" onerror="steal()">'),
-    ("a", '<a href="https://ok.example/" onmouseover="steal()">Link</a>'),
-])
+@pytest.mark.parametrize(
+    "tag, fragment",
+    [
+        ("p", '<p onclick="steal()">Klick</p>'),
+        ("img", '<img src="a.png" onerror="steal()">'),
+        ("a", '<a href="https://ok.example/" onmouseover="steal()">Link</a>'),
+    ],
+)
 def test_sanitize_removes_event_handlers(tag, fragment):
     root = tree(sanitize(fragment, BASE))
     assert root.find(f".//{tag}") is not None  # the element itself is harmless and stays
@@ -134,12 +148,15 @@ def test_sanitize_keeps_harmless_markup():
     assert root.find(".//a").get("href") == "https://other.example/x"
 
 
-@pytest.mark.parametrize("base, src, expected", [
-    (BASE, "images/a.png", "https://news.example.org/images/a.png"),
-    (BASE, "/archiv/1", "https://news.example.org/archiv/1"),
-    ("https://example.org/news/", "images/a.png", "https://example.org/news/images/a.png"),
-    ("https://example.org/news/", "https://cdn.example/b.png", "https://cdn.example/b.png"),
-])
+@pytest.mark.parametrize(
+    "base, src, expected",
+    [
+        (BASE, "images/a.png", "https://news.example.org/images/a.png"),
+        (BASE, "/archiv/1", "https://news.example.org/archiv/1"),
+        ("https://example.org/news/", "images/a.png", "https://example.org/news/images/a.png"),
+        ("https://example.org/news/", "https://cdn.example/b.png", "https://cdn.example/b.png"),
+    ],
+)
 def test_sanitize_makes_relative_urls_absolute(base, src, expected):
     root = tree(sanitize(f'<p><a href="{src}">L</a><img src="{src}"></p>', base))
     assert root.find(".//a").get("href") == expected
@@ -151,6 +168,7 @@ def test_sanitize_output_is_xml_clean():
 
 
 # --- html_to_text ------------------------------------------------------------------------------
+
 
 def test_html_to_text_strips_tags_and_decodes_entities():
     assert html_to_text("<p>Preis: <b>5 &euro;</b> &amp; &lt;mehr&gt;</p>") == "Preis: 5 € & <mehr>"
@@ -170,6 +188,7 @@ def test_html_to_text_of_empty_fragment():
 
 
 # --- shorten -----------------------------------------------------------------------------------
+
 
 def test_shorten_leaves_short_text_alone():
     assert shorten("Kurzer   Text\n hier", 280) == "Kurzer Text hier"

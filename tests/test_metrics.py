@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from conftest import NOW, MakeSite
 from flask.testing import FlaskClient
 
 from feeds import create_app
 from feeds.site import Site
+
+from conftest import NOW, MakeSite
 
 
 def sample(client: FlaskClient, name: str, **labels: str) -> float:

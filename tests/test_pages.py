@@ -17,8 +17,9 @@ from flask import Flask
 from flask.testing import FlaskClient
 from werkzeug.serving import make_server
 
-from conftest import DEMO_CONFIG, NOW, MakeSite
 from feeds import create_app
+
+from conftest import DEMO_CONFIG, NOW, MakeSite
 
 CHROMIUM = "/usr/bin/chromium"
 CANONICAL = "https://news.example.org/articles/erster"
@@ -45,11 +46,13 @@ def feed_links(doc: lxml.html.HtmlElement) -> set[tuple[str, str]]:
 
 
 def autodiscovery(doc: lxml.html.HtmlElement) -> Counter[tuple[str, str]]:
-    return Counter((link.get("type"), link.get("href"))
-                   for link in doc.xpath("/html/head/link[@rel='alternate']"))
+    return Counter(
+        (link.get("type"), link.get("href")) for link in doc.xpath("/html/head/link[@rel='alternate']")
+    )
 
 
 # --- index ----------------------------------------------------------------------------------
+
 
 def test_index_lists_every_feed_in_both_formats(client: FlaskClient) -> None:
     doc = parse(client.get("/"))
@@ -60,8 +63,7 @@ def test_index_lists_every_feed_in_both_formats(client: FlaskClient) -> None:
 
 def test_index_autodiscovery_once_per_feed_and_format(client: FlaskClient) -> None:
     found = autodiscovery(parse(client.get("/")))
-    expected = {(FEED_TYPES[fmt], f"/feeds/{name}.{fmt}")
-                for name in SMALL_FEEDS for fmt in FEED_TYPES}
+    expected = {(FEED_TYPES[fmt], f"/feeds/{name}.{fmt}") for name in SMALL_FEEDS for fmt in FEED_TYPES}
     assert set(found) == expected
     assert all(count == 1 for count in found.values())
     for _, href in found:
@@ -79,7 +81,8 @@ def test_demo_index_lists_operator_feeds() -> None:
     topics = {p.name for p in (DEMO_CONFIG.parent / "articles").iterdir() if p.is_dir()}
     assert topics <= listed  # every topic folder gets its own feed
     assert {href for _, href in autodiscovery(doc)} == {
-        f"/feeds/{name}.{fmt}" for name in listed for fmt in FEED_TYPES}
+        f"/feeds/{name}.{fmt}" for name in listed for fmt in FEED_TYPES
+    }
 
 
 @pytest.mark.parametrize("which", ["small", "demo"])
@@ -110,15 +113,14 @@ def test_drafts_and_embargoed_articles_are_nowhere(client: FlaskClient) -> None:
         assert client.get(path).status_code == 404
 
 
-
 def test_unpublished_topics_leave_no_trace(make_site: MakeSite) -> None:
     """A topic used only by a draft or an embargoed article must not announce itself."""
     articles = {
         "politik/erster.md": "---\ntitle: Erster\ndate: 2025-04-28T09:30:00+02:00\n---\nText\n",
         "politik/plan.md": "---\ntitle: Plan\ndate: 2025-05-04T08:00:00+02:00\ndraft: true\n"
-                           "topics: [Fusion Acme-Bigcorp]\n---\nx\n",
+        "topics: [Fusion Acme-Bigcorp]\n---\nx\n",
         "politik/rueck.md": "---\ntitle: R\ndate: 2999-01-01T08:00:00+01:00\n"
-                            "topics: [Rücktritt Kanzler]\n---\ny\n",
+        "topics: [Rücktritt Kanzler]\n---\ny\n",
         "geheim/solo.md": "---\ntitle: S\ndate: 2025-05-04T08:00:00+02:00\ndraft: true\n---\nz\n",
     }
     client = create_app(make_site(articles), clock=lambda: NOW).test_client()
@@ -126,8 +128,11 @@ def test_unpublished_topics_leave_no_trace(make_site: MakeSite) -> None:
     listed = {name for name, _ in feed_links(doc)}
     discovered = {href for _, href in autodiscovery(doc)}
     titles = " ".join(doc.xpath("//link/@title")) + doc.text_content()
-    for slug, name in [("fusion-acme-bigcorp", "Fusion Acme-Bigcorp"),
-                       ("ruecktritt-kanzler", "Rücktritt Kanzler"), ("geheim", "geheim")]:
+    for slug, name in [
+        ("fusion-acme-bigcorp", "Fusion Acme-Bigcorp"),
+        ("ruecktritt-kanzler", "Rücktritt Kanzler"),
+        ("geheim", "geheim"),
+    ]:
         assert slug not in listed
         assert not [href for href in discovered if href.startswith(f"/feeds/{slug}.")]
         assert name not in titles
@@ -136,8 +141,10 @@ def test_unpublished_topics_leave_no_trace(make_site: MakeSite) -> None:
 
 def test_odd_article_ids_resolve_from_the_index(make_site: MakeSite) -> None:
     names = ["politik/Grüße aus Köln?.md", "politik/100%.md", "politik/a#b.md", "politik/x+y.md"]
-    articles = {n: f"---\ntitle: T{i}\ndate: 2025-05-0{i + 1}T08:00:00+02:00\n---\nText {i}\n"
-                for i, n in enumerate(names)}
+    articles = {
+        n: f"---\ntitle: T{i}\ndate: 2025-05-0{i + 1}T08:00:00+02:00\n---\nText {i}\n"
+        for i, n in enumerate(names)
+    }
     client = create_app(make_site(articles), clock=lambda: NOW).test_client()
     hrefs = parse(client.get("/")).xpath("//ul[@class='articles']/li/a/@href")
     assert len(hrefs) == len(names)
@@ -148,6 +155,7 @@ def test_odd_article_ids_resolve_from_the_index(make_site: MakeSite) -> None:
 
 
 # --- article page ---------------------------------------------------------------------------
+
 
 def test_article_page(client: FlaskClient) -> None:
     response = client.get("/articles/erster")
@@ -166,13 +174,15 @@ def test_article_page(client: FlaskClient) -> None:
 
 
 def test_non_ascii_title_survives(make_site: MakeSite) -> None:
-    articles = {"politik/umlaut.md": """\
+    articles = {
+        "politik/umlaut.md": """\
         ---
         title: Grüße aus Köln – „Zitat“
         date: 2025-05-01T08:00:00+02:00
         ---
         Straße
-        """}
+        """
+    }
     client = create_app(make_site(articles), clock=lambda: NOW).test_client()
     doc = parse(client.get("/articles/politik/umlaut"))
     assert doc.xpath("//h1")[0].text_content() == "Grüße aus Köln – „Zitat“"
@@ -180,20 +190,23 @@ def test_non_ascii_title_survives(make_site: MakeSite) -> None:
 
 
 def test_article_language_sets_html_lang(make_site: MakeSite) -> None:
-    articles = {"science/comet.md": """\
+    articles = {
+        "science/comet.md": """\
         ---
         title: A comet
         date: 2025-05-01T08:00:00+02:00
         language: en
         ---
         Bright.
-        """}
+        """
+    }
     client = create_app(make_site(articles), clock=lambda: NOW).test_client()
     assert parse(client.get("/articles/science/comet")).get("lang") == "en"
 
 
 def test_article_body_is_sanitized(make_site: MakeSite) -> None:
-    articles = {"politik/boese.md": """\
+    articles = {
+        "politik/boese.md": """\
         ---
         title: Böse
         date: 2025-05-01T08:00:00+02:00
@@ -206,12 +219,18 @@ def test_article_body_is_sanitized(make_site: MakeSite) -> None:
 
         <iframe src="https://evil.example/"></iframe>
         <img src="x.png" onerror="steal()">
-        """}
+        """
+    }
     client = create_app(make_site(articles), clock=lambda: NOW).test_client()
     doc = parse(client.get("/articles/politik/boese"))
     assert not doc.xpath("//script | //iframe | //object | //embed")
-    assert not [attr for el in doc.iter() if isinstance(el.tag, str)
-                for attr in el.attrib if attr.lower().startswith("on")]
+    assert not [
+        attr
+        for el in doc.iter()
+        if isinstance(el.tag, str)
+        for attr in el.attrib
+        if attr.lower().startswith("on")
+    ]
     hrefs = doc.xpath("//@href | //@src")
     assert not [h for h in hrefs if h.strip().lower().startswith("javascript:")]
     text = doc.xpath("//article")[0].text_content()
@@ -219,6 +238,7 @@ def test_article_body_is_sanitized(make_site: MakeSite) -> None:
 
 
 # --- one real browser -----------------------------------------------------------------------
+
 
 @pytest.fixture
 def live_server(make_site: MakeSite) -> Iterator[str]:
@@ -236,10 +256,23 @@ def live_server(make_site: MakeSite) -> Iterator[str]:
 
 def dump_dom(url: str, profile: Path) -> lxml.html.HtmlElement:
     result = subprocess.run(
-        [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-         "--no-first-run", "--disable-background-networking", "--disable-component-update",
-         "--disable-sync", f"--user-data-dir={profile}", "--dump-dom", url],
-        capture_output=True, timeout=60, check=False,
+        [
+            CHROMIUM,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            f"--user-data-dir={profile}",
+            "--dump-dom",
+            url,
+        ],
+        capture_output=True,
+        timeout=60,
+        check=False,
     )
     assert result.returncode == 0, result.stderr.decode(errors="replace")[-2000:]
     return lxml.html.fromstring(result.stdout)
@@ -253,7 +286,10 @@ def test_real_browser_renders_index_and_article(live_server: str, tmp_path: Path
     assert feed_links(index) == {(name, fmt) for name in SMALL_FEEDS for fmt in FEED_TYPES}
     articles = index.xpath("//ul[@class='articles']/li/a")
     assert [a.get("href") for a in articles] == [
-        "/articles/klima/dritter", "/articles/zweiter", "/articles/erster"]
+        "/articles/klima/dritter",
+        "/articles/zweiter",
+        "/articles/erster",
+    ]
     assert not any(s in index.text_content() for s in SECRETS)
 
     page = dump_dom(f"{live_server}/articles/erster", tmp_path / "profile")
@@ -261,4 +297,3 @@ def test_real_browser_renders_index_and_article(live_server: str, tmp_path: Path
     assert page.xpath("//h1")[0].text_content() == "Erster Artikel"
     assert page.xpath("//link[@rel='canonical']/@href") == [CANONICAL]
     assert "Absatz" in page.xpath("//article")[0].text_content()
-

@@ -8,20 +8,22 @@ from pathlib import Path
 
 import lxml.html
 import pytest
-from conftest import NOW, shared
 
 from feeds.articles import EPOCH, Author, DateSource, SourceFile, Stamp, entry_id
-from feeds.parsing import parse_article, stamped
 from feeds.config import load_config
 from feeds.errors import Severity
 from feeds.ledger import Ledger
+from feeds.parsing import parse_article, stamped
 from feeds.site import load_index
+
+from conftest import NOW, shared
 
 
 def load_articles(config):
     """What the server would publish from these files: the index's articles and problems."""
     index = load_index(config, None, Ledger(None), lambda: NOW)
     return index.articles(), index.problems()
+
 
 MTIME = 1_700_000_000.0  # 2023-11-14T22:13:20Z
 HEADINGS = ("h1", "h2", "h3", "h4", "h5", "h6")
@@ -96,12 +98,15 @@ def test_front_matter_keys_are_all_used(site):
     assert tree(a.html).find(".//strong").text == "fetter"
 
 
-@pytest.mark.parametrize("value, expected", [
-    ("Redaktion Ost", (Author("Redaktion Ost"),)),
-    ("{name: Ben, email: ben@example.org}", (Author("Ben", "ben@example.org"),)),
-    ("[Anna, {name: Ben}]", (Author("Anna"), Author("Ben"))),
-    (None, (Author("Redaktion"),)),  # the site's author
-])
+@pytest.mark.parametrize(
+    "value, expected",
+    [
+        ("Redaktion Ost", (Author("Redaktion Ost"),)),
+        ("{name: Ben, email: ben@example.org}", (Author("Ben", "ben@example.org"),)),
+        ("[Anna, {name: Ben}]", (Author("Anna"), Author("Ben"))),
+        (None, (Author("Redaktion"),)),  # the site's author
+    ],
+)
 def test_author_forms(site, value, expected):
     line = f"author: {value}\n" if value else ""
     a = ok(site, f"---\ntitle: T\ndate: 2025-01-01\n{line}---\nText.\n")
@@ -114,12 +119,16 @@ def test_derived_summary_is_plain_text_of_body(site):
 
 
 def test_plain_txt_form(site):
-    a = ok(site, "Titel der Meldung\nErster Absatz.\nZwischentitel\nZweiter Absatz.\n",
-           path="klima/meldung.txt")
+    a = ok(
+        site, "Titel der Meldung\nErster Absatz.\nZwischentitel\nZweiter Absatz.\n", path="klima/meldung.txt"
+    )
     assert a.title == "Titel der Meldung"
     root = tree(a.html)
     assert [("h" if el.tag in HEADINGS else el.tag, el.text_content()) for el in root] == [
-        ("p", "Erster Absatz."), ("h", "Zwischentitel"), ("p", "Zweiter Absatz.")]
+        ("p", "Erster Absatz."),
+        ("h", "Zwischentitel"),
+        ("p", "Zweiter Absatz."),
+    ]
 
 
 def test_md_without_front_matter_takes_first_line_as_title(site):
@@ -155,6 +164,7 @@ def test_real_newsroom_sample(site):
 
 # --- topics and ids ----------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("topics", ["Ukraine-Krieg", "ukraine krieg", "ukraine-krieg", "[UKRAINE KRIEG]"])
 def test_topic_names_compare_by_slug(site, topics):
     a = ok(site, f"---\ntitle: T\ndate: 2025-01-01\ntopics: {topics}\n---\nText.\n")
@@ -166,38 +176,48 @@ def test_duplicate_topic_spellings_are_one_topic(site):
     assert len(a.topics) == 1
 
 
-@pytest.mark.parametrize("path, front, topics", [
-    ("politik/2025/x.md", "", {"politik"}),
-    ("Wirtschaft/x.md", "", {"wirtschaft"}),
-    ("x.md", "", set()),
-    ("politik/x.md", "topics: klima\n", {"klima"}),  # explicit topics replace the folder
-])
+@pytest.mark.parametrize(
+    "path, front, topics",
+    [
+        ("politik/2025/x.md", "", {"politik"}),
+        ("Wirtschaft/x.md", "", {"wirtschaft"}),
+        ("x.md", "", set()),
+        ("politik/x.md", "topics: klima\n", {"klima"}),  # explicit topics replace the folder
+    ],
+)
 def test_topic_from_first_folder(site, path, front, topics):
     a = ok(site, f"---\ntitle: T\ndate: 2025-01-01\n{front}---\nx\n", path=path)
     assert a.topic_slugs == topics
 
 
-@pytest.mark.parametrize("path, expected", [
-    ("politik/2025/kursk.md", "politik/2025/kursk"),
-    ("klima/bericht.txt", "klima/bericht"),
-    ("notiz.markdown", "notiz"),
-])
+@pytest.mark.parametrize(
+    "path, expected",
+    [
+        ("politik/2025/kursk.md", "politik/2025/kursk"),
+        ("klima/bericht.txt", "klima/bericht"),
+        ("notiz.markdown", "notiz"),
+    ],
+)
 def test_default_id_is_path_without_extension(site, path, expected):
     assert ok(site, "---\ntitle: T\ndate: 2025-01-01\n---\nx\n", path=path).id == expected
 
 
 # --- dates -------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("value, expected", [
-    ("2025-07-01T12:00:00", utc(2025, 7, 1, 10)),  # naive, Berlin summer time +02:00
-    ("2025-01-15T12:00:00", utc(2025, 1, 15, 11)),  # naive, Berlin winter time +01:00
-    ("'2025-07-01 12:00'", utc(2025, 7, 1, 10)),  # quoted string, naive
-    ("2025-07-01", utc(2025, 6, 30, 22)),  # plain date: midnight in Berlin
-    ("2025-01-15", utc(2025, 1, 14, 23)),
-    ("2025-04-28T09:30:00+02:00", utc(2025, 4, 28, 7, 30)),  # aware: kept
-    ("2025-04-28T09:30:00-05:00", utc(2025, 4, 28, 14, 30)),
-    ("2025-04-28T09:30:00Z", utc(2025, 4, 28, 9, 30)),
-])
+
+@pytest.mark.parametrize(
+    "value, expected",
+    [
+        ("2025-07-01T12:00:00", utc(2025, 7, 1, 10)),  # naive, Berlin summer time +02:00
+        ("2025-01-15T12:00:00", utc(2025, 1, 15, 11)),  # naive, Berlin winter time +01:00
+        ("'2025-07-01 12:00'", utc(2025, 7, 1, 10)),  # quoted string, naive
+        ("2025-07-01", utc(2025, 6, 30, 22)),  # plain date: midnight in Berlin
+        ("2025-01-15", utc(2025, 1, 14, 23)),
+        ("2025-04-28T09:30:00+02:00", utc(2025, 4, 28, 7, 30)),  # aware: kept
+        ("2025-04-28T09:30:00-05:00", utc(2025, 4, 28, 14, 30)),
+        ("2025-04-28T09:30:00Z", utc(2025, 4, 28, 9, 30)),
+    ],
+)
 def test_dates_become_aware_utc(site, value, expected):
     a = ok(site, f"---\ntitle: T\ndate: {value}\n---\nx\n")
     assert a.published == expected
@@ -205,11 +225,14 @@ def test_dates_become_aware_utc(site, value, expected):
     assert a.updated.utcoffset() == timedelta(0)
 
 
-@pytest.mark.parametrize("updated, expected", [
-    (None, utc(2025, 5, 1, 6)),  # defaults to published
-    ("2025-05-02T10:00:00+02:00", utc(2025, 5, 2, 8)),
-    ("2025-04-01T10:00:00+02:00", utc(2025, 5, 1, 6)),  # never earlier than published
-])
+@pytest.mark.parametrize(
+    "updated, expected",
+    [
+        (None, utc(2025, 5, 1, 6)),  # defaults to published
+        ("2025-05-02T10:00:00+02:00", utc(2025, 5, 2, 8)),
+        ("2025-04-01T10:00:00+02:00", utc(2025, 5, 1, 6)),  # never earlier than published
+    ],
+)
 def test_updated(site, updated, expected):
     extra = f"updated: {updated}\n" if updated else ""
     a = ok(site, f"---\ntitle: T\ndate: 2025-05-01T08:00:00\n{extra}---\nx\n")
@@ -261,12 +284,15 @@ def test_unreadable_date_is_reported_with_line(site, value):
     assert any(p.line == 3 and "date" in p.message and p.path == "p/x.md" for p in problems), problems
 
 
-@pytest.mark.parametrize("front, published_at_now", [
-    ("date: 2025-05-01\n", True),
-    ("date: 2025-05-01\ndraft: true\n", False),
-    ("date: 2030-01-01T08:00:00+01:00\n", False),
-    ("date: 2025-05-01\ndraft: 'maybe'\n", False),  # unclear: err on the side of not publishing
-])
+@pytest.mark.parametrize(
+    "front, published_at_now",
+    [
+        ("date: 2025-05-01\n", True),
+        ("date: 2025-05-01\ndraft: true\n", False),
+        ("date: 2030-01-01T08:00:00+01:00\n", False),
+        ("date: 2025-05-01\ndraft: 'maybe'\n", False),  # unclear: err on the side of not publishing
+    ],
+)
 def test_drafts_and_future_dates_are_not_published(site, front, published_at_now):
     a, _ = parse(site, f"---\ntitle: T\n{front}---\nx\n")
     assert a.is_published(NOW) is published_at_now
@@ -279,6 +305,7 @@ def test_embargoed_article_appears_when_its_time_comes(site):
 
 
 # --- body: Markdown, sanitizing, absolute URLs, clean text ------------------------------------
+
 
 def test_markdown_commonmark_with_tables(site):
     body = "Text mit *kursiv*.\n\n- eins\n- zwei\n\n| Land | Zahl |\n|---|---|\n| Nordkorea | 11000 |\n"
@@ -311,12 +338,21 @@ def test_body_is_sanitized(site):
     assert "Klick" in root.text_content()
 
 
-@pytest.mark.parametrize("url, link, image", [
-    ("https://news.example.org", "https://news.example.org/archiv/1",
-     "https://news.example.org/images/a.png"),
-    ("https://example.org/news", "https://example.org/news/archiv/1",
-     "https://example.org/news/images/a.png"),
-])
+@pytest.mark.parametrize(
+    "url, link, image",
+    [
+        (
+            "https://news.example.org",
+            "https://news.example.org/archiv/1",
+            "https://news.example.org/images/a.png",
+        ),
+        (
+            "https://example.org/news",
+            "https://example.org/news/archiv/1",
+            "https://example.org/news/images/a.png",
+        ),
+    ],
+)
 def test_relative_links_and_images_become_absolute(make_site, url, link, image):
     site = load_config(make_site(articles={}, config={"site": {"url": url}}))
     a = ok(site, "---\ntitle: T\ndate: 2025-01-01\n---\n[Link](archiv/1) ![Bild](images/a.png)\n")
@@ -336,23 +372,31 @@ def test_xml_illegal_characters_are_removed(site, bad):
 
 @pytest.mark.parametrize("escape", ["\\x07", "\\x01", "\\uFFFE"])
 def test_xml_illegal_characters_written_as_yaml_escapes_are_removed(site, escape):
-    a = ok(site, f'---\ntitle: "Alarm{escape}Glocke"\ntopics: ["Ticker{escape}"]\n'
-                 f'author: "Red{escape}aktion"\ndate: 2025-01-01\n---\nx\n')
+    a = ok(
+        site,
+        f'---\ntitle: "Alarm{escape}Glocke"\ntopics: ["Ticker{escape}"]\n'
+        f'author: "Red{escape}aktion"\ndate: 2025-01-01\n---\nx\n',
+    )
     text = a.title + a.topics[0].name + a.authors[0].name
     assert not any(c in text for c in "\x07\x01\ufffe"), repr(text)
 
 
 # --- bad inputs --------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("data, line, words", [
-    (b"---\ntitle: T\ndate: 2025-01-01\nfoo: a: b\n---\nx\n", 4, "YAML"),
-    (b"---\ntitle: T\ntitle: U\n---\nx\n", 3, "duplicate"),
-    (b"---\ntitle: T\ndate: 2025-01-01\nText ohne Ende\n", 1, "never closed"),
-    (b"---\n- eins\n- zwei\n---\nx\n", 2, "mapping"),
-    (b"", None, "empty"),
-    (b"  \n\t\r\n\n", None, "empty"),
-    (b"Titel\nText\x00\x01\x02\xff", None, "binary"),
-], ids=["bad-yaml", "duplicate-key", "unclosed", "list", "empty", "whitespace", "binary"])
+
+@pytest.mark.parametrize(
+    "data, line, words",
+    [
+        (b"---\ntitle: T\ndate: 2025-01-01\nfoo: a: b\n---\nx\n", 4, "YAML"),
+        (b"---\ntitle: T\ntitle: U\n---\nx\n", 3, "duplicate"),
+        (b"---\ntitle: T\ndate: 2025-01-01\nText ohne Ende\n", 1, "never closed"),
+        (b"---\n- eins\n- zwei\n---\nx\n", 2, "mapping"),
+        (b"", None, "empty"),
+        (b"  \n\t\r\n\n", None, "empty"),
+        (b"Titel\nText\x00\x01\x02\xff", None, "binary"),
+    ],
+    ids=["bad-yaml", "duplicate-key", "unclosed", "list", "empty", "whitespace", "binary"],
+)
 def test_unusable_file_is_left_out_and_reported(site, data, line, words):
     a, problems = parse(site, data, path="politik/kaputt.md")
     assert a is None
@@ -372,7 +416,9 @@ def test_invalid_utf8_is_repaired_and_reported(site):
 
 
 def test_bom_and_crlf_are_accepted(site):
-    data = b"\xef\xbb\xbf---\r\ntitle: Mit BOM\r\ndate: 2025-01-01\r\n---\r\nErste Zeile.\r\nZweite Zeile.\r\n"
+    data = (
+        b"\xef\xbb\xbf---\r\ntitle: Mit BOM\r\ndate: 2025-01-01\r\n---\r\nErste Zeile.\r\nZweite Zeile.\r\n"
+    )
     a = ok(site, data, path="k/x.txt")
     assert a.title == "Mit BOM"
     assert [p.text for p in tree(a.html).iter("p")] == ["Erste Zeile.", "Zweite Zeile."]
@@ -403,10 +449,18 @@ def test_small_site_loads(make_site):
     assert by_id["klima/dritter"].topic_slugs == {"klima"}
 
 
-@pytest.mark.parametrize("bad", [
-    b"---\ntitle: [unclosed\n---\nx\n", b"---\ntitle: T\n", b"---\n- a\n---\n", b"",
-    b"\x00\x01binary", b"T\n\xff\xfe kaputt\n",
-], ids=["yaml", "unclosed", "list", "empty", "binary", "utf8"])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        b"---\ntitle: [unclosed\n---\nx\n",
+        b"---\ntitle: T\n",
+        b"---\n- a\n---\n",
+        b"",
+        b"\x00\x01binary",
+        b"T\n\xff\xfe kaputt\n",
+    ],
+    ids=["yaml", "unclosed", "list", "empty", "binary", "utf8"],
+)
 def test_bad_file_does_not_break_the_others(make_site, bad):
     path = make_site(articles={"a/gut.md": GOOD, "a/kaputt.md": bad, "b/auch-gut.txt": "Titel\nText."})
     articles, problems = load_articles(load_config(path))
@@ -426,11 +480,21 @@ def test_duplicate_ids_keep_one_and_report_the_other(make_site):
 
 
 def test_only_article_files_outside_hidden_and_underscore_names_are_read(make_site):
-    path = make_site(articles={
-        "a/eins.md": GOOD, "a/zwei.markdown": GOOD, "a/drei.txt": GOOD,
-        ".versteckt.md": GOOD, "_entwurf.md": GOOD, "_intern/x.md": GOOD, ".git/y.md": GOOD,
-        "a/.z.md": GOOD, "a/notiz.rst": GOOD, "a/seite.html": GOOD, "a/README": GOOD,
-    })
+    path = make_site(
+        articles={
+            "a/eins.md": GOOD,
+            "a/zwei.markdown": GOOD,
+            "a/drei.txt": GOOD,
+            ".versteckt.md": GOOD,
+            "_entwurf.md": GOOD,
+            "_intern/x.md": GOOD,
+            ".git/y.md": GOOD,
+            "a/.z.md": GOOD,
+            "a/notiz.rst": GOOD,
+            "a/seite.html": GOOD,
+            "a/README": GOOD,
+        }
+    )
     articles, problems = load_articles(load_config(path))
     assert sorted(a.id for a in articles) == ["a/drei", "a/eins", "a/zwei"]
     assert problems == []

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import harness
 import lxml.html
+
+import harness
 from conftest import StartServer
 
 

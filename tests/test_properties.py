@@ -21,23 +21,33 @@ import yaml
 from hypothesis import HealthCheck, Phase, example, given, settings
 from hypothesis import strategies as st
 from lxml import etree
+from test_conformance import atom_problems, rss_problems
 
 from feeds import create_app
 from feeds.articles import Article, SourceFile, Stamp
-from feeds.parsing import parse_article
 from feeds.config import FeedSpec, SiteConfig, load_config
+from feeds.parsing import parse_article
 from feeds.render import render_atom, render_rss
 from feeds.site import open_site
 
 from conftest import NOW, shared
-from test_conformance import atom_problems, rss_problems
 
-SETTINGS = settings(max_examples=60, deadline=None, derandomize=True, database=None,
-                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+SETTINGS = settings(
+    max_examples=60,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
 SLUG = re.compile(r"^[a-z0-9][a-z0-9_-]{0,99}$")
 SITE = {
-    "site": {"title": "Testseite", "url": "https://news.example.org", "language": "de",
-             "timezone": "Europe/Berlin", "author": "Redaktion"},
+    "site": {
+        "title": "Testseite",
+        "url": "https://news.example.org",
+        "language": "de",
+        "timezone": "Europe/Berlin",
+        "author": "Redaktion",
+    },
     "articles": "articles",
     "feeds": {"alle": {"title": "Alle"}, "kurz": {"title": "Kurz", "content": "summary"}},
 }
@@ -46,25 +56,44 @@ SITE = {
 text = st.text()
 short = st.text(max_size=40)
 moment = st.one_of(
-    st.datetimes(min_value=datetime(1970, 1, 2), max_value=datetime(9998, 12, 31),
-                 timezones=st.sampled_from([UTC, None])),
-    st.dates(), text,
+    st.datetimes(
+        min_value=datetime(1970, 1, 2),
+        max_value=datetime(9998, 12, 31),
+        timezones=st.sampled_from([UTC, None]),
+    ),
+    st.dates(),
+    text,
 )
 # URL-shaped text reaches the code paths that keep or resolve links, not only the rejections.
-url = st.one_of(text, st.builds("{}{}".format, st.sampled_from(
-    ["https://", "http://", "/", "", "javascript:", "//", "mailto:", "HTTPS://ex.org/"]), text))
+url = st.one_of(
+    text,
+    st.builds(
+        "{}{}".format,
+        st.sampled_from(["https://", "http://", "/", "", "javascript:", "//", "mailto:", "HTTPS://ex.org/"]),
+        text,
+    ),
+)
 person = st.one_of(
     text,
     st.fixed_dictionaries({"name": text}, optional={"email": text, "uri": url}),
 )
-article_fields = st.fixed_dictionaries({}, optional={
-    "id": text, "title": text, "date": moment, "updated": moment,
-    "topics": st.one_of(text, st.lists(short, max_size=4)),
-    "tags": st.one_of(text, st.lists(short, max_size=4)),
-    "author": st.one_of(person, st.lists(person, max_size=3)),
-    "summary": text, "language": text, "image": url, "link": url,
-    "sources": st.one_of(text, st.lists(short, max_size=3)),
-})
+article_fields = st.fixed_dictionaries(
+    {},
+    optional={
+        "id": text,
+        "title": text,
+        "date": moment,
+        "updated": moment,
+        "topics": st.one_of(text, st.lists(short, max_size=4)),
+        "tags": st.one_of(text, st.lists(short, max_size=4)),
+        "author": st.one_of(person, st.lists(person, max_size=3)),
+        "summary": text,
+        "language": text,
+        "image": url,
+        "link": url,
+        "sources": st.one_of(text, st.lists(short, max_size=3)),
+    },
+)
 
 
 @pytest.fixture(scope="module")
@@ -91,8 +120,7 @@ def front_matter(fields: dict, body: str) -> bytes:
     return f"---\n{dumped}---\n{body}".encode()
 
 
-def check_feeds(spec: FeedSpec, site: SiteConfig, entries: list[Article],
-                schema: etree.RelaxNG) -> None:
+def check_feeds(spec: FeedSpec, site: SiteConfig, entries: list[Article], schema: etree.RelaxNG) -> None:
     """Both formats: no exception, well-formed, Atom valid, no bozo, same bytes twice."""
     updated = max((a.updated for a in entries), default=NOW)
     for render in (render_rss, render_atom):
@@ -114,9 +142,13 @@ def _case(**fields: object) -> dict:
 
 
 @SETTINGS
-@given(fields=article_fields, body=text, suffix=st.sampled_from(["md", "markdown", "txt"]),
-       folder=st.sampled_from(["", "politik/", "Über see/"]),
-       mtime=st.integers(min_value=0, max_value=2**31 - 1))
+@given(
+    fields=article_fields,
+    body=text,
+    suffix=st.sampled_from(["md", "markdown", "txt"]),
+    folder=st.sampled_from(["", "politik/", "Über see/"]),
+    mtime=st.integers(min_value=0, max_value=2**31 - 1),
+)
 # Found by this test before; kept so they are tried on every run.
 @example(**_case(date=date(1000, 1, 1)))  # 23:06:32 UTC on 999-12-31: a three-digit RFC 822 year
 @example(**_case(link="http://[::1"))  # urlsplit raises ValueError("Invalid IPv6 URL")
@@ -125,10 +157,18 @@ def _case(**fields: object) -> dict:
 @example(**_case(author={"name": "a", "uri": "HTTP:"}))  # a scheme without a host is no IRI
 @example(**_case(author={"name": "a", "uri": "https://a b"}))
 def test_any_text_in_any_field_parses_and_renders(
-    site_config: SiteConfig, specs: dict[str, FeedSpec], atom_schema: etree.RelaxNG,
-    fields: dict, body: str, suffix: str, folder: str, mtime: int,
+    site_config: SiteConfig,
+    specs: dict[str, FeedSpec],
+    atom_schema: etree.RelaxNG,
+    fields: dict,
+    body: str,
+    suffix: str,
+    folder: str,
+    mtime: int,
 ) -> None:
-    source = SourceFile(f"{folder}artikel.{suffix}", front_matter(fields, body), Stamp(len(body), mtime * 10**9))
+    source = SourceFile(
+        f"{folder}artikel.{suffix}", front_matter(fields, body), Stamp(len(body), mtime * 10**9)
+    )
     article, problems = parse_article(source, site_config)
     assert parse_article(source, site_config) == (article, problems), "parsing is not pure"
     if article is None:
@@ -141,17 +181,46 @@ def test_any_text_in_any_field_parses_and_renders(
 
 
 @SETTINGS
-@given(raw=st.lists(st.tuples(st.sampled_from(["id", "title", "date", "topics", "tags", "author",
-                                               "summary", "updated", "draft", "link", "image"]),
-                              text), max_size=6),
-       body=text, front=st.booleans(), bom=st.booleans(), crlf=st.booleans())
+@given(
+    raw=st.lists(
+        st.tuples(
+            st.sampled_from(
+                [
+                    "id",
+                    "title",
+                    "date",
+                    "topics",
+                    "tags",
+                    "author",
+                    "summary",
+                    "updated",
+                    "draft",
+                    "link",
+                    "image",
+                ]
+            ),
+            text,
+        ),
+        max_size=6,
+    ),
+    body=text,
+    front=st.booleans(),
+    bom=st.booleans(),
+    crlf=st.booleans(),
+)
 def test_raw_text_written_into_front_matter_never_raises(
-    site_config: SiteConfig, specs: dict[str, FeedSpec], atom_schema: etree.RelaxNG,
-    raw: list[tuple[str, str]], body: str, front: bool, bom: bool, crlf: bool,
+    site_config: SiteConfig,
+    specs: dict[str, FeedSpec],
+    atom_schema: etree.RelaxNG,
+    raw: list[tuple[str, str]],
+    body: str,
+    front: bool,
+    bom: bool,
+    crlf: bool,
 ) -> None:
     """Unescaped text pasted after ``key:``: bad YAML is a reported problem, never a crash."""
     lines = "".join(f"{key}: {value}\n" for key, value in raw)
-    content = (f"---\n{lines}---\n{body}" if front else body)
+    content = f"---\n{lines}---\n{body}" if front else body
     if crlf:
         content = content.replace("\n", "\r\n")
     data = (b"\xef\xbb\xbf" if bom else b"") + content.encode()
@@ -164,8 +233,9 @@ def test_raw_text_written_into_front_matter_never_raises(
 
 @SETTINGS
 @given(data=st.binary(max_size=300))
-def test_arbitrary_bytes_never_raise(site_config: SiteConfig, specs: dict[str, FeedSpec],
-                                     atom_schema: etree.RelaxNG, data: bytes) -> None:
+def test_arbitrary_bytes_never_raise(
+    site_config: SiteConfig, specs: dict[str, FeedSpec], atom_schema: etree.RelaxNG, data: bytes
+) -> None:
     article, problems = parse_article(SourceFile("bytes.txt", data), site_config)
     if article is None:
         assert problems
@@ -174,16 +244,23 @@ def test_arbitrary_bytes_never_raise(site_config: SiteConfig, specs: dict[str, F
 
 
 folder_name = st.text(min_size=1, max_size=30).filter(
-    lambda s: "/" not in s and "\x00" not in s and not s.startswith((".", "_"))
-    and s.strip() == s and len(s.encode()) < 200)
+    lambda s: (
+        "/" not in s
+        and "\x00" not in s
+        and not s.startswith((".", "_"))
+        and s.strip() == s
+        and len(s.encode()) < 200
+    )
+)
 
 
 # Every example writes files and starts an app: shrinking a failure would take half a minute,
 # so this one reports the failing example as found (test_conformance has minimal repros).
 @settings(SETTINGS, phases=[Phase.explicit, Phase.reuse, Phase.generate])
 @given(articles=st.lists(st.tuples(folder_name, article_fields, text), min_size=1, max_size=4))
-def test_sites_written_as_files_serve_every_feed(atom_schema: etree.RelaxNG,
-                                                 articles: list[tuple[str, dict, str]]) -> None:
+def test_sites_written_as_files_serve_every_feed(
+    atom_schema: etree.RelaxNG, articles: list[tuple[str, dict, str]]
+) -> None:
     """Files on disk, arbitrary folder names as topics: every feed of the site is valid,
     served at a URL-safe name, and loading the same files twice gives the same bytes."""
     with tempfile.TemporaryDirectory() as tmp:

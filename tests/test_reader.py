@@ -16,10 +16,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import feedparser
-import harness
 import pytest
-from conftest import StartServer
 from reader import Entry, Reader, make_reader
+
+import harness
+from conftest import StartServer
 
 FEED = "alle"  # every published article of the demo site, full content
 RELOAD_TIMEOUT = 5.0

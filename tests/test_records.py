@@ -5,13 +5,13 @@ from __future__ import annotations
 import os
 from datetime import UTC, datetime
 
-from conftest import MakeSite
-
 from feeds.articles import DateSource
 from feeds.config import load_config
 from feeds.index import Index
 from feeds.ledger import Ledger
 from feeds.records import dated, load_records, parse_file
+
+from conftest import MakeSite
 
 T0 = datetime(2025, 6, 1, tzinfo=UTC)
 GOOD = "---\ntitle: Gut\ndate: 2025-01-01\n---\nText.\n"

@@ -33,8 +33,13 @@ FORMATS = ("rss", "atom")
 BASE = "https://news.example.org/"
 
 SITE = SiteConfig(
-    title="Testseite", url=BASE, description="Beschreibung", language="de",
-    timezone="Europe/Berlin", author="Redaktion", articles_dir=Path("."),
+    title="Testseite",
+    url=BASE,
+    description="Beschreibung",
+    language="de",
+    timezone="Europe/Berlin",
+    author="Redaktion",
+    articles_dir=Path("."),
 )
 
 
@@ -46,9 +51,15 @@ def spec(**kw) -> FeedSpec:
 def art(id: str, day: int, hour: int = 10, **kw) -> Article:
     published = datetime(2025, 5, day, hour, 0, tzinfo=UTC)
     values = {
-        "id": id, "path": f"x/{id}.md", "title": f"Titel {id}", "published": published,
-        "updated": published, "html": f"<p>Text {id}</p>", "summary": f"Kurz {id}",
-        "url": f"{BASE}articles/{id}", "permalink": f"{BASE}articles/{id}",
+        "id": id,
+        "path": f"x/{id}.md",
+        "title": f"Titel {id}",
+        "published": published,
+        "updated": published,
+        "html": f"<p>Text {id}</p>",
+        "summary": f"Kurz {id}",
+        "url": f"{BASE}articles/{id}",
+        "permalink": f"{BASE}articles/{id}",
         "authors": (Author("Redaktion"),),
     }
     return Article(**(values | kw))
@@ -76,6 +87,7 @@ def entry_ids(body: bytes, fmt: str) -> list[str]:
 
 # --- order and ids -------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("fmt", FORMATS)
 def test_entries_keep_the_given_newest_first_order(fmt: str) -> None:
     body = RENDER[fmt](spec(), SITE, [A3, A2, A1])
@@ -89,23 +101,35 @@ def test_entry_ids_are_tag_uris_shared_by_rss_guid_and_atom_id() -> None:
     rss, atom = render_rss(spec(), SITE, entries), render_atom(spec(), SITE, entries)
     guids = xp(parse(rss), "/rss/channel/item/guid")
     assert [g.get("isPermaLink") for g in guids] == ["false"] * 3
-    assert [g.text for g in guids] == entry_ids(atom, "atom") == [
-        "tag:news.example.org,2025-05-03:a3",
-        "tag:news.example.org,2025-05-02:a2",
-        "tag:news.example.org,2025-05-01:pfad/mit~punkt.x",
-    ]
+    assert (
+        [g.text for g in guids]
+        == entry_ids(atom, "atom")
+        == [
+            "tag:news.example.org,2025-05-03:a3",
+            "tag:news.example.org,2025-05-02:a2",
+            "tag:news.example.org,2025-05-01:pfad/mit~punkt.x",
+        ]
+    )
     assert [e.id for e in feedparser.parse(rss).entries] == [g.text for g in guids]
 
 
 @pytest.mark.parametrize("fmt", FORMATS)
 def test_entry_id_survives_edits(fmt: str) -> None:
-    edited = art("a1", 1, title="Neuer Titel", updated=datetime(2025, 6, 1, tzinfo=UTC),
-                 summary="anders", html="<p>anders</p>")
+    edited = art(
+        "a1",
+        1,
+        title="Neuer Titel",
+        updated=datetime(2025, 6, 1, tzinfo=UTC),
+        summary="anders",
+        html="<p>anders</p>",
+    )
     assert entry_ids(RENDER[fmt](spec(), SITE, [edited]), fmt) == entry_ids(
-        RENDER[fmt](spec(), SITE, [A1]), fmt)
+        RENDER[fmt](spec(), SITE, [A1]), fmt
+    )
 
 
 # --- feed-level metadata -------------------------------------------------------------------
+
 
 def feed_updated(body: bytes, fmt: str) -> datetime:
     root = parse(body)
@@ -182,10 +206,14 @@ def test_rss_ttl_is_max_age_in_whole_minutes_rounded_up(max_age: int, ttl: int) 
 
 # --- entry contents ------------------------------------------------------------------------
 
-AUTHORED = art("a1", 1, authors=(
-    Author("Anna Beispiel", "anna@example.org", "https://anna.example.org/"),
-    Author("Bernd Ohne-Mail"),
-))
+AUTHORED = art(
+    "a1",
+    1,
+    authors=(
+        Author("Anna Beispiel", "anna@example.org", "https://anna.example.org/"),
+        Author("Bernd Ohne-Mail"),
+    ),
+)
 
 
 def test_rss_author_only_with_email_and_dc_creator_for_the_rest() -> None:
@@ -226,9 +254,13 @@ def test_topics_and_tags_become_categories_in_both_formats() -> None:
     assert {c.lower() for c in xp(rss, "//item/category/text()")} == {"ukraine-krieg", "kursk"}
     categories = xp(atom, "//a:entry/a:category")
     assert [(c.get("term"), c.get("label")) for c in categories] == [
-        ("ukraine-krieg", "Ukraine-Krieg"), ("kursk", "Kursk")]
+        ("ukraine-krieg", "Ukraine-Krieg"),
+        ("kursk", "Kursk"),
+    ]
     assert {t.term for t in feedparser.parse(render_atom(spec(), SITE, [tagged])).entries[0].tags} == {
-        "ukraine-krieg", "kursk"}
+        "ukraine-krieg",
+        "kursk",
+    }
 
 
 @pytest.mark.parametrize("content", ["full", "summary"])
@@ -254,7 +286,8 @@ def test_rss_enclosure_for_an_article_image() -> None:
     body = render_rss(spec(), SITE, [IMAGED])
     enclosures = xp(parse(body), "//item/enclosure")
     assert [(e.get("url"), e.get("type"), e.get("length")) for e in enclosures] == [
-        (f"{BASE}images/kursk.jpg", "image/jpeg", "2048")]
+        (f"{BASE}images/kursk.jpg", "image/jpeg", "2048")
+    ]
     assert feedparser.parse(body).entries[0].enclosures[0].href == f"{BASE}images/kursk.jpg"
 
 
@@ -308,13 +341,13 @@ def test_atom_dates_are_rfc3339() -> None:
 
 # --- validity ------------------------------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def atom_schema() -> etree.RelaxNG:
     return etree.RelaxNG(etree.parse(str(shared("schemas/atom.rng"))))
 
 
-@pytest.mark.parametrize("entries", [[], [AUTHORED, replace(IMAGED, id="b")]],
-                         ids=["empty", "entries"])
+@pytest.mark.parametrize("entries", [[], [AUTHORED, replace(IMAGED, id="b")]], ids=["empty", "entries"])
 def test_atom_validates_against_rfc4287_schema(entries: list, atom_schema: etree.RelaxNG) -> None:
     for content in ("full", "summary"):
         doc = parse(render_atom(spec(content=content), SITE, entries))
@@ -355,7 +388,10 @@ BIG = "<p>" + "Langer Absatz mit vielen Wörtern. " * 300 + "</p>"  # about 10 K
 
 
 def big_entries(count: int) -> list[Article]:
-    return [art(f"b{i:02d}", 28 - i // 10, 20 - i % 10, html=BIG, summary=f"Kurzfassung {i}") for i in range(count)]
+    return [
+        art(f"b{i:02d}", 28 - i // 10, 20 - i % 10, html=BIG, summary=f"Kurzfassung {i}")
+        for i in range(count)
+    ]
 
 
 def shown(body: bytes, fmt: str) -> list[tuple[str, bool]]:

@@ -19,9 +19,16 @@ NOW = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 BASE = "https://news.example.org/"
 
 SITE = SiteConfig(
-    title="Testseite", url=BASE, description="Beschreibung", language="de",
-    timezone="Europe/Berlin", author="Redaktion", articles_dir=Path("."),
-    limit=30, max_age=120, content="summary",
+    title="Testseite",
+    url=BASE,
+    description="Beschreibung",
+    language="de",
+    timezone="Europe/Berlin",
+    author="Redaktion",
+    articles_dir=Path("."),
+    limit=30,
+    max_age=120,
+    content="summary",
 )
 
 
@@ -29,12 +36,28 @@ def topics(*names: str) -> tuple[Topic, ...]:
     return tuple(Topic(slug(n), n) for n in names)
 
 
-def art(id: str, published: datetime = NOW - timedelta(days=1), *, path: str | None = None,
-        topic: tuple[str, ...] = (), tag: tuple[str, ...] = (), draft: bool = False) -> Article:
+def art(
+    id: str,
+    published: datetime = NOW - timedelta(days=1),
+    *,
+    path: str | None = None,
+    topic: tuple[str, ...] = (),
+    tag: tuple[str, ...] = (),
+    draft: bool = False,
+) -> Article:
     return Article(
-        id=id, path=path or f"x/{id}.md", title=id, published=published, updated=published,
-        html="", summary="", url=f"{BASE}articles/{id}", permalink=f"{BASE}articles/{id}",
-        topics=topics(*topic), tags=topics(*tag), draft=draft,
+        id=id,
+        path=path or f"x/{id}.md",
+        title=id,
+        published=published,
+        updated=published,
+        html="",
+        summary="",
+        url=f"{BASE}articles/{id}",
+        permalink=f"{BASE}articles/{id}",
+        topics=topics(*topic),
+        tags=topics(*tag),
+        draft=draft,
     )
 
 
@@ -77,10 +100,16 @@ def feed(name: str = "f", **kw) -> FeedSpec:
 
 # --- time ----------------------------------------------------------------------------------
 
+
 def test_newest_first_orders_by_date_then_id() -> None:
     t = NOW - timedelta(days=3)
-    shuffled = [art("b", t), art("z", t - timedelta(hours=1)), art("c", t), art("a", t),
-                art("n", t + timedelta(minutes=1))]
+    shuffled = [
+        art("b", t),
+        art("z", t - timedelta(hours=1)),
+        art("c", t),
+        art("a", t),
+        art("n", t + timedelta(minutes=1)),
+    ]
     assert ids(newest_first(shuffled)) == ["n", "a", "b", "c", "z"]
     assert ids(newest_first(reversed(shuffled))) == ["n", "a", "b", "c", "z"]
 
@@ -88,7 +117,9 @@ def test_newest_first_orders_by_date_then_id() -> None:
 def test_newest_first_compares_instants_not_wall_times() -> None:
     berlin = datetime(2025, 5, 1, 13, 0, tzinfo=ZoneInfo("Europe/Berlin"))  # 11:00 UTC
     assert ids(newest_first([art("local", berlin), art("utc", datetime(2025, 5, 1, 12, 0, tzinfo=UTC))])) == [
-        "utc", "local"]
+        "utc",
+        "local",
+    ]
 
 
 def test_published_at_hides_drafts_and_the_future() -> None:
@@ -119,6 +150,7 @@ def test_next_release_is_the_earliest_embargo_ignoring_drafts() -> None:
 
 # --- topics and feed specs -----------------------------------------------------------------
 
+
 def test_topic_names_take_the_spelling_of_the_first_article_by_path() -> None:
     articles = [
         art("b", path="z/b.md", topic=("ukraine krieg", "Klima")),
@@ -131,8 +163,11 @@ def test_topic_names_take_the_spelling_of_the_first_article_by_path() -> None:
 
 def test_feed_specs_list_operator_feeds_then_topic_feeds_by_slug() -> None:
     site = replace(SITE, feeds=(feed("zeta"), feed("alpha")))
-    articles = [art("1", topic=("Wirtschaft",)), art("2", topic=("Klima", "Sport")),
-                art("3", topic=("Ärger",))]
+    articles = [
+        art("1", topic=("Wirtschaft",)),
+        art("2", topic=("Klima", "Sport")),
+        art("3", topic=("Ärger",)),
+    ]
     specs = feed_specs(site, articles)
     assert [s.name for s in specs] == ["zeta", "alpha", "aerger", "klima", "sport", "wirtschaft"]
     assert [s.is_topic_feed for s in specs] == [False, False, True, True, True, True]
@@ -158,33 +193,42 @@ def test_topic_feeds_false_gives_only_operator_feeds() -> None:
 
 # --- select --------------------------------------------------------------------------------
 
+
 def _day(n: int) -> datetime:
     return NOW - timedelta(days=n)
 
 
-VISIBLE = newest_first([
-    art("ukr", _day(1), topic=("Ukraine-Krieg",), tag=("Kursk",)),
-    art("nk", _day(2), topic=("Nordkorea", "Technik")),
-    art("klima", _day(3), topic=("Klima",), tag=("Hitze",)),
-    art("tech", _day(4), topic=("Technik",), tag=("kursk",)),
-    art("none", _day(5)),
-])
+VISIBLE = newest_first(
+    [
+        art("ukr", _day(1), topic=("Ukraine-Krieg",), tag=("Kursk",)),
+        art("nk", _day(2), topic=("Nordkorea", "Technik")),
+        art("klima", _day(3), topic=("Klima",), tag=("Hitze",)),
+        art("tech", _day(4), topic=("Technik",), tag=("kursk",)),
+        art("none", _day(5)),
+    ]
+)
 
 
-@pytest.mark.parametrize("spec, expected", [
-    (feed(), ["ukr", "nk", "klima", "tech", "none"]),
-    (feed(topics=("ukraine-krieg", "nordkorea")), ["ukr", "nk"]),
-    (feed(exclude_topics=("technik",)), ["ukr", "klima", "none"]),
-    (feed(topics=("nordkorea", "technik"), exclude_topics=("nordkorea",)), ["tech"]),
-    (feed(tags=("kursk",)), ["ukr", "tech"]),
-    (feed(topics=("technik",), tags=("kursk",)), ["tech"]),
-    (feed(topics=("gibt-es-nicht",)), []),
-], ids=["all", "topics-any-of", "exclude", "topics-and-exclude", "tags", "topics-and-tags", "none"])
+@pytest.mark.parametrize(
+    "spec, expected",
+    [
+        (feed(), ["ukr", "nk", "klima", "tech", "none"]),
+        (feed(topics=("ukraine-krieg", "nordkorea")), ["ukr", "nk"]),
+        (feed(exclude_topics=("technik",)), ["ukr", "klima", "none"]),
+        (feed(topics=("nordkorea", "technik"), exclude_topics=("nordkorea",)), ["tech"]),
+        (feed(tags=("kursk",)), ["ukr", "tech"]),
+        (feed(topics=("technik",), tags=("kursk",)), ["tech"]),
+        (feed(topics=("gibt-es-nicht",)), []),
+    ],
+    ids=["all", "topics-any-of", "exclude", "topics-and-exclude", "tags", "topics-and-tags", "none"],
+)
 def test_select_filters(spec: FeedSpec, expected: list[str]) -> None:
     assert ids(select(spec, VISIBLE)) == expected
 
 
-@pytest.mark.parametrize("limit, expected", [(1, ["ukr"]), (2, ["ukr", "nk"]), (50, ["ukr", "nk", "klima", "tech", "none"])])
+@pytest.mark.parametrize(
+    "limit, expected", [(1, ["ukr"]), (2, ["ukr", "nk"]), (50, ["ukr", "nk", "klima", "tech", "none"])]
+)
 def test_select_keeps_the_newest_up_to_the_limit(limit: int, expected: list[str]) -> None:
     assert ids(select(feed(limit=limit), VISIBLE)) == expected
 

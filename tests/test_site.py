@@ -11,10 +11,11 @@ import lxml.html
 import pytest
 from lxml import etree
 
-from conftest import DEMO_CONFIG, NOW, MakeSite
 from feeds import create_app
 from feeds.errors import NotFound
 from feeds.site import FORMATS, Site, open_site
+
+from conftest import DEMO_CONFIG, NOW, MakeSite
 
 SECRETS = ("DRAFT-SECRET", "EMBARGO-SECRET")
 EMBARGO_LIFTS = datetime(2030, 1, 1, 7, 0, tzinfo=UTC)  # SMALL_ARTICLES' sperrfrist.md
@@ -59,6 +60,7 @@ def entry_titles(body: bytes) -> list[str]:
 
 # --- determinism ---------------------------------------------------------------------------
 
+
 def test_two_loads_of_the_same_files_give_identical_documents(make_site: MakeSite) -> None:
     path = make_site()
     first, second = every_document(load(path)), every_document(load(path))
@@ -67,21 +69,32 @@ def test_two_loads_of_the_same_files_give_identical_documents(make_site: MakeSit
     for key, doc in first.items():
         other = second[key]
         assert (doc.body, doc.gzipped, doc.etag, doc.last_modified) == (
-            other.body, other.gzipped, other.etag, other.last_modified), key
+            other.body,
+            other.gzipped,
+            other.etag,
+            other.last_modified,
+        ), key
 
 
 def test_copies_in_different_folders_give_identical_documents(make_site: MakeSite) -> None:
     one, two = load(make_site(name="eins")), load(make_site(name="zwei"))
     docs_one, docs_two = every_document(one), every_document(two)
     assert {k: (d.body, d.etag) for k, d in docs_one.items()} == {
-        k: (d.body, d.etag) for k, d in docs_two.items()}
+        k: (d.body, d.etag) for k, d in docs_two.items()
+    }
 
 
 def test_two_app_instances_serve_identical_bytes_and_validators(make_site: MakeSite) -> None:
     path = make_site()
     clients = [create_app(path, clock=lambda: NOW).test_client() for _ in range(2)]
-    urls = ["/", "/articles/erster", "/feeds/alle.rss", "/feeds/alle.atom", "/feeds/kurz.atom",
-            "/feeds/politik.rss"]
+    urls = [
+        "/",
+        "/articles/erster",
+        "/feeds/alle.rss",
+        "/feeds/alle.atom",
+        "/feeds/kurz.atom",
+        "/feeds/politik.rss",
+    ]
     for url in urls:
         a, b = (c.get(url) for c in clients)
         assert a.status_code == b.status_code == 200, url
@@ -104,6 +117,7 @@ def test_etag_differs_between_documents(make_site: MakeSite) -> None:
 
 
 # --- nothing unpublished leaks -------------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def demo() -> Site:
@@ -141,20 +155,26 @@ def test_demo_pages_and_index_never_show_drafts_or_embargoed(demo: Site) -> None
 
 
 def test_a_topic_used_only_by_a_draft_is_not_revealed(make_site: MakeSite) -> None:
-    site = load(make_site({
-        "a/sichtbar.md": "---\ntitle: Sichtbar\ndate: 2025-01-01\n---\nText\n",
-        "b/geheim.md": "---\ntitle: Geheim\ndate: 2025-01-02\ndraft: true\n"
-                       "topics: [DRAFT-SECRET Fusion]\n---\nText\n",
-        "c/spaeter.md": "---\ntitle: Spaeter\ndate: 2031-01-01\n"
-                        "topics: [EMBARGO-SECRET Uebernahme]\n---\nText\n",
-    }))
+    site = load(
+        make_site(
+            {
+                "a/sichtbar.md": "---\ntitle: Sichtbar\ndate: 2025-01-01\n---\nText\n",
+                "b/geheim.md": "---\ntitle: Geheim\ndate: 2025-01-02\ndraft: true\n"
+                "topics: [DRAFT-SECRET Fusion]\n---\nText\n",
+                "c/spaeter.md": "---\ntitle: Spaeter\ndate: 2031-01-01\n"
+                "topics: [EMBARGO-SECRET Uebernahme]\n---\nText\n",
+            }
+        )
+    )
     text = html_text(site.index_page().body) + "".join(
-        feed_text(site.feed(n, f).body) for n in site.specs for f in FORMATS)
+        feed_text(site.feed(n, f).body) for n in site.specs for f in FORMATS
+    )
     for secret in SECRETS:
         assert secret.lower() not in text.lower()
 
 
 # --- time moves on -------------------------------------------------------------------------
+
 
 def test_an_embargoed_article_appears_when_its_time_comes(make_site: MakeSite) -> None:
     path = make_site()
@@ -192,11 +212,13 @@ def test_served_last_modified_increases_when_the_embargo_lifts(make_site: MakeSi
     now[0] = EMBARGO_LIFTS + timedelta(minutes=5)
     after = client.get("/feeds/alle.rss")
     assert parsedate_to_datetime(after.headers["Last-Modified"]) > parsedate_to_datetime(
-        before.headers["Last-Modified"])
+        before.headers["Last-Modified"]
+    )
     assert after.headers["ETag"] != before.headers["ETag"]
 
 
 # --- lookups and empty feeds ---------------------------------------------------------------
+
 
 @pytest.mark.parametrize("name, fmt", [("nope", "rss"), ("alle", "json"), ("alle", ""), ("", "atom")])
 def test_unknown_feed_raises_not_found(make_site: MakeSite, name: str, fmt: str) -> None:
@@ -239,10 +261,14 @@ def test_a_config_change_after_an_article_edit_reaches_rendered_documents(make_s
     site = load(path)
     assert "https://news.example.org/" in site.feed("alle", "atom").body.decode()
     edited = path.parent / "articles" / "politik" / "erster.md"
-    edited.write_text(edited.read_text(encoding="utf-8").replace("Erster Artikel", "Bearbeitet"), encoding="utf-8")
+    edited.write_text(
+        edited.read_text(encoding="utf-8").replace("Erster Artikel", "Bearbeitet"), encoding="utf-8"
+    )
     assert site.apply(["politik/erster.md"]) is True
     assert "Bearbeitet" in site.feed("alle", "atom").body.decode()
-    path.write_text(path.read_text(encoding="utf-8").replace("news.example.org", "neu.example.org"), encoding="utf-8")
+    path.write_text(
+        path.read_text(encoding="utf-8").replace("news.example.org", "neu.example.org"), encoding="utf-8"
+    )
     assert site.apply(config_changed=True) is True
     for name in ("alle", "politik"):
         for fmt in FORMATS:
@@ -258,13 +284,17 @@ def test_metrics_count_the_index_in_use_after_a_config_reload(make_site: MakeSit
 
     def loaded() -> float:
         text = client.get("/metrics").get_data(as_text=True)
-        return float(next(line.split()[1] for line in text.splitlines() if line.startswith("feeds_articles_loaded")))
+        return float(
+            next(line.split()[1] for line in text.splitlines() if line.startswith("feeds_articles_loaded"))
+        )
 
     assert loaded() == 5
     (path.parent / "articles" / "politik" / "dritter.md").write_text(
         "---\ntitle: Neu\ndate: 2025-06-01\n---\nx\n", encoding="utf-8"
     )
-    path.write_text(path.read_text(encoding="utf-8").replace("news.example.org", "neu.example.org"), encoding="utf-8")
+    path.write_text(
+        path.read_text(encoding="utf-8").replace("news.example.org", "neu.example.org"), encoding="utf-8"
+    )
     site: Site = app.extensions["feeds"]
     assert site.apply(config_changed=True) is True  # a new url: the articles are read again
     assert loaded() == 6
@@ -276,7 +306,10 @@ def test_check_names_the_feeds_trimmed_to_max_bytes(make_site: MakeSite) -> None
     from feeds.cli import cli
 
     body = "Ein langer Absatz. " * 2000  # ~38 KB per article
-    articles = {f"politik/lang{i}.md": f"---\ntitle: Lang {i}\ndate: 2025-05-0{i + 1}\n---\n{body}\n" for i in range(4)}
+    articles = {
+        f"politik/lang{i}.md": f"---\ntitle: Lang {i}\ndate: 2025-05-0{i + 1}\n---\n{body}\n"
+        for i in range(4)
+    }
     path = make_site(articles=articles, config={"defaults": {"max_bytes": 65536}})
     site = load(path)
     doc = site.feed("alle", "atom")
@@ -306,12 +339,16 @@ def test_requests_never_wait_on_a_parse(make_site: MakeSite, monkeypatch: pytest
         return real(source, config)
 
     monkeypatch.setattr(feeds.records, "parse_meta", slow)
-    (path.parent / "articles" / "politik" / "neu.md").write_text("---\ntitle: Neu\ndate: 2025-06-01\n---\nx\n")
+    (path.parent / "articles" / "politik" / "neu.md").write_text(
+        "---\ntitle: Neu\ndate: 2025-06-01\n---\nx\n"
+    )
     reload = threading.Thread(target=site.apply, args=(["politik/neu.md"],))
     reload.start()
     assert parsing.wait(10)
     answers: list[int] = []
-    reader = threading.Thread(target=lambda: answers.extend(client.get(p).status_code for p in ("/healthz", "/feeds/alle.rss", "/")))
+    reader = threading.Thread(
+        target=lambda: answers.extend(client.get(p).status_code for p in ("/healthz", "/feeds/alle.rss", "/"))
+    )
     reader.start()
     reader.join(10)
     release.set()
@@ -329,14 +366,25 @@ def test_a_site_can_be_built_from_articles_in_memory() -> None:
     from feeds.index import Index
 
     config = SiteConfig(
-        title="Im Speicher", url="https://mem.example.org/", description="", language="de",
-        timezone="UTC", author=None, articles_dir=Path("/nonexistent"),
+        title="Im Speicher",
+        url="https://mem.example.org/",
+        description="",
+        language="de",
+        timezone="UTC",
+        author=None,
+        articles_dir=Path("/nonexistent"),
     )
     article = Article(
-        id="eins", path="t/eins.md", title="Eins", published=NOW - timedelta(days=1),
-        updated=NOW - timedelta(days=1), url="https://mem.example.org/articles/eins",
-        permalink="https://mem.example.org/articles/eins", topics=(Topic("t", "T"),),
-        html="<p>MEMORY-BODY</p>", summary="Kurz",
+        id="eins",
+        path="t/eins.md",
+        title="Eins",
+        published=NOW - timedelta(days=1),
+        updated=NOW - timedelta(days=1),
+        url="https://mem.example.org/articles/eins",
+        permalink="https://mem.example.org/articles/eins",
+        topics=(Topic("t", "T"),),
+        html="<p>MEMORY-BODY</p>",
+        summary="Kurz",
     )
     site = Site(config, Index.of(config, [article]), clock=lambda: NOW)
     assert list(site.specs) == ["t"]

@@ -16,12 +16,13 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
-from conftest import NOW, MakeSite
 
 from feeds import create_app
 from feeds.articles import Stamp
 from feeds.cli import cli
 from feeds.sources import Listed, Refused, read_source, replace_if_unchanged, scan
+
+from conftest import NOW, MakeSite
 
 SECRET = "TOP-SECRET-OUTSIDE-THE-FOLDER"
 GOOD = "---\ntitle: Gut\ndate: 2025-01-01\n---\nText.\n"
@@ -162,7 +163,10 @@ def test_symlinks_inside_the_folder_are_read(make_site: MakeSite) -> None:
     (articles / "extra" / "alias.md").symlink_to(articles / "politik" / "erster.md")
     listed = {item.rel: item.refusal for item in scan(articles)}
     assert listed["extra/alias.md"] is None
-    assert read_source(articles, "extra/alias.md", 1 << 20).data == (articles / "politik" / "erster.md").read_bytes()
+    assert (
+        read_source(articles, "extra/alias.md", 1 << 20).data
+        == (articles / "politik" / "erster.md").read_bytes()
+    )
 
 
 def test_replace_if_unchanged_refuses_a_file_that_moved_on(tmp_path: Path) -> None:

@@ -22,18 +22,19 @@ import feedparser
 import lxml.html
 import pytest
 from click.testing import CliRunner
-from conftest import NOW, MakeSite
 from flask import Flask
 from flask.testing import FlaskClient
 
 import feeds.bodies
 import feeds.records
-import feeds.sources
 import feeds.site
+import feeds.sources
 from feeds import create_app
 from feeds.cli import cli
 from feeds.errors import ConfigError
 from feeds.site import Site
+
+from conftest import NOW, MakeSite
 
 VISIBLE_WITHIN = 2.0  # the promise for articles and config
 NOT_BEFORE = 0.3  # how long a half-written file is watched for not showing up
