@@ -21,7 +21,8 @@ import json
 import logging
 import sqlite3
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -68,19 +69,11 @@ class Ledger:
         self._db: sqlite3.Connection | None = None
         if path is not None:
             try:
-                path.parent.mkdir(parents=True, exist_ok=True)
-                db = sqlite3.connect(str(path), timeout=10, isolation_level=None, check_same_thread=False)
-                db.execute("PRAGMA trusted_schema = OFF")
-                _claim(db, path)
-                db.execute("PRAGMA journal_mode=WAL")
-                db.execute("PRAGMA synchronous=NORMAL")
-                for statement in _SCHEMA:
-                    db.execute(statement)
-                self._db = db
+                self._db = _open(path)
             except (OSError, sqlite3.Error, _Foreign) as exc:
                 log.warning(
-                    "validator ledger %s unusable (%s); Last-Modified is kept in memory "
-                    "only, so it may differ between processes",
+                    "ledger %s unusable (%s); Last-Modified and first-seen dates are kept in memory "
+                    "only, so they may differ between processes and restarts",
                     path,
                     exc,
                 )
@@ -127,25 +120,20 @@ class Ledger:
         assert self._db is not None
         db = self._db
         try:
-            db.execute("BEGIN IMMEDIATE")  # one writer at a time across processes
-            row = db.execute(
-                "SELECT etag, lm, seq FROM versions WHERE key = ? ORDER BY seq DESC LIMIT 1", (key,)
-            ).fetchone()
-            lm = decide((row[0], row[1]) if row else None, etag, natural, now)
-            if row is None or row[0] != etag:
-                seq = (row[2] if row else 0) + 1
-                db.execute(
-                    "INSERT OR REPLACE INTO versions (key, etag, lm, seq) VALUES (?, ?, ?, ?)",
-                    (key, etag, lm, seq),
-                )
-                db.execute("DELETE FROM versions WHERE key = ? AND seq <= ?", (key, seq - KEEP))
-            db.execute("COMMIT")
+            with _immediate(db):
+                row = db.execute(
+                    "SELECT etag, lm, seq FROM versions WHERE key = ? ORDER BY seq DESC LIMIT 1", (key,)
+                ).fetchone()
+                lm = decide((row[0], row[1]) if row else None, etag, natural, now)
+                if row is None or row[0] != etag:
+                    seq = (row[2] if row else 0) + 1
+                    db.execute(
+                        "INSERT OR REPLACE INTO versions (key, etag, lm, seq) VALUES (?, ?, ?, ?)",
+                        (key, etag, lm, seq),
+                    )
+                    db.execute("DELETE FROM versions WHERE key = ? AND seq <= ?", (key, seq - KEEP))
             return lm
         except sqlite3.Error as exc:
-            try:
-                db.execute("ROLLBACK")
-            except sqlite3.Error:
-                pass
             log.warning("validator ledger write failed (%s); using the natural date", exc)
             return natural
 
@@ -175,22 +163,17 @@ class Ledger:
             }
             missing = wanted - known.keys()
             if missing:
-                db.execute("BEGIN IMMEDIATE")
-                db.executemany(
-                    "INSERT OR IGNORE INTO first_seen VALUES (?, ?)", [(i, stamp) for i in missing]
-                )
-                rows = db.execute(
-                    "SELECT id, seen FROM first_seen WHERE id IN (SELECT value FROM json_each(?))",
-                    (json.dumps(sorted(missing)),),
-                ).fetchall()
-                db.execute("COMMIT")
+                with _immediate(db):
+                    db.executemany(
+                        "INSERT OR IGNORE INTO first_seen VALUES (?, ?)", [(i, stamp) for i in missing]
+                    )
+                    rows = db.execute(
+                        "SELECT id, seen FROM first_seen WHERE id IN (SELECT value FROM json_each(?))",
+                        (json.dumps(sorted(missing)),),
+                    ).fetchall()
                 known.update({i: s for i, s in rows if isinstance(s, int)})
             return known
         except sqlite3.Error as exc:
-            try:
-                db.execute("ROLLBACK")
-            except sqlite3.Error:
-                pass
             log.warning("validator ledger: first-seen dates unavailable (%s); kept in memory", exc)
             return None
 
@@ -200,8 +183,37 @@ class Ledger:
             self._db = None
 
 
+@contextmanager
+def _immediate(db: sqlite3.Connection) -> Iterator[None]:
+    """One writer at a time across processes; rolled back if anything fails."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    except BaseException:
+        with suppress(sqlite3.Error):
+            db.execute("ROLLBACK")
+        raise
+    db.execute("COMMIT")
+
+
 class _Foreign(Exception):
     """The ledger file belongs to something else; it is left alone."""
+
+
+def _open(path: Path) -> sqlite3.Connection:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    db = sqlite3.connect(str(path), timeout=10, isolation_level=None, check_same_thread=False)
+    try:
+        db.execute("PRAGMA trusted_schema = OFF")  # a planted file's views and triggers run nothing
+        _claim(db, path)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=NORMAL")
+        for statement in _SCHEMA:
+            db.execute(statement)
+    except BaseException:
+        db.close()
+        raise
+    return db
 
 
 def _claim(db: sqlite3.Connection, path: Path) -> None:
