@@ -25,11 +25,17 @@ def printable(value: object) -> str:
 
 
 class _Printable(logging.Formatter):
+    """Escapes what is interpolated into a message (paths, names, request lines).
+
+    The format strings are the program's own (and may style their text, as Werkzeug's do);
+    tracebacks keep their newlines.
+    """
+
     def format(self, record: logging.LogRecord) -> str:
-        formatted = super().format(record)
-        message = record.getMessage()
-        # Escape the message, keep the traceback's own newlines.
-        return formatted.replace(message, printable(message), 1) if message else formatted
+        if isinstance(record.args, tuple):
+            record = logging.makeLogRecord(record.__dict__)
+            record.args = tuple(printable(a) if isinstance(a, str) else a for a in record.args)
+        return super().format(record)
 
 
 def configure(level: int = logging.INFO) -> None:

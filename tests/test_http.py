@@ -372,3 +372,28 @@ def test_the_access_log_cannot_be_forged(
     line = record.getMessage()
     assert "\n" not in line and "\x1b" not in line and "\x07" not in line
     assert shown in line
+
+
+def test_log_lines_escape_what_files_and_clients_send_but_keep_the_program_s_own(
+    make_site: MakeSite, capfd: pytest.CaptureFixture[str]
+) -> None:
+    import logging
+
+    from feeds import logs
+
+    root = logging.getLogger()
+    saved, level = root.handlers[:], root.level
+    root.handlers.clear()
+    try:
+        logs.configure()
+        logging.getLogger("feeds.test").warning("article problem: %s", "evil\nname.md: forged line")
+        logging.getLogger("werkzeug").info("\x1b[33mPress CTRL+C to quit\x1b[0m")
+    finally:
+        for handler in root.handlers[:]:
+            root.removeHandler(handler)
+        root.handlers[:] = saved
+        root.setLevel(level)
+    err = capfd.readouterr().err
+    assert "article problem: evil\\x0aname.md: forged line" in err
+    assert len(err.splitlines()) == 2
+    assert "\x1b[33mPress CTRL+C" in err
