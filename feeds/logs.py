@@ -32,9 +32,10 @@ class _Printable(logging.Formatter):
     """
 
     def format(self, record: logging.LogRecord) -> str:
-        if isinstance(record.args, tuple):
+        args = record.args
+        if isinstance(args, tuple):
             record = logging.makeLogRecord(record.__dict__)
-            record.args = tuple(printable(a) if isinstance(a, str) else a for a in record.args)
+            record.args = tuple(printable(a) if isinstance(a, str) else a for a in args)
         return super().format(record)
 
 
