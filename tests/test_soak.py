@@ -13,11 +13,12 @@ from __future__ import annotations
 import re
 
 import pytest
-import soak  # bench/soak.py: conftest puts bench/ on sys.path
 import yaml
-from conftest import DEMO_CONFIG, NOW, MakeSite, StartServer
 
 from feeds import create_app
+
+import soak  # bench/soak.py: conftest puts bench/ on sys.path
+from conftest import DEMO_CONFIG, NOW, MakeSite, StartServer
 
 # -- the soak's document checker, on documents of known shape (fast) ----------------------------
 
