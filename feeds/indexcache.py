@@ -147,6 +147,8 @@ class IndexCache:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             with closing(self._connect()) as db:
+                if db.execute("PRAGMA application_id").fetchone()[0] == APPLICATION_ID:
+                    db.execute("PRAGMA journal_mode = WAL")  # only ever on our own file
                 db.execute("BEGIN IMMEDIATE")
                 if not self._claim(db):
                     db.execute("ROLLBACK")
@@ -169,6 +171,8 @@ class IndexCache:
         db = sqlite3.connect(str(self.path), timeout=10, isolation_level=None)
         # Views and triggers in a planted file must not call functions with side effects.
         db.execute("PRAGMA trusted_schema = OFF")
+        # A cache: a commit need not wait for the disk (WAL keeps the file consistent anyway).
+        db.execute("PRAGMA synchronous = NORMAL")
         return db
 
     def _is_ours(self, db: sqlite3.Connection) -> bool:

@@ -362,11 +362,11 @@ class Site:
                 changed |= self._index.apply(rel, record)
                 if record is not None and record.meta is not None and body:
                     self._bodies.offer(record.meta, body)
-        if self._cache is not None:
-            self._cache.update(config, {rel: record for rel, (record, _) in reads.items()})
         if changed:
             with self._lock:
-                self._generation += 1
+                self._generation += 1  # readers see the change now; the cache can follow
+        if self._cache is not None:
+            self._cache.update(config, {rel: record for rel, (record, _) in reads.items()})
         return changed
 
     def reload_config(self) -> bool:

@@ -16,6 +16,7 @@ import re
 import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 from .articles import SUFFIXES, SourceFile, Stamp
@@ -100,6 +101,12 @@ def _kind(mode: int) -> str:
     return _KINDS.get(stat.S_IFMT(mode), "not a regular file")
 
 
+@lru_cache(maxsize=16)
+def _real(root: str) -> str:
+    """The articles folder's real path (resolved once per folder: it is read thousands of times)."""
+    return os.path.realpath(root)
+
+
 def _inside(path: str, real_root: str) -> bool:
     return path == real_root or path.startswith(real_root.rstrip("/") + "/")
 
@@ -121,8 +128,7 @@ def read_source(root: Path, rel: str, max_bytes: int) -> SourceFile:
         st = os.fstat(fd)
         if (st.st_dev, st.st_ino) != (before.st_dev, before.st_ino) or not stat.S_ISREG(st.st_mode):
             raise Refused(errno.EAGAIN, "replaced while being opened; not read", rel)
-        real_root = os.path.realpath(root)
-        if not _inside(_real_path(fd, path), real_root):
+        if not _inside(_real_path(fd, path), _real(str(root))):
             raise Refused(errno.EACCES, "a symlink to a file outside the articles folder; not read", rel)
         data = _read_at_most(fd, max_bytes + 1)
     finally:
@@ -162,7 +168,7 @@ def _image_sizes(root: Path, data: bytes) -> dict[str, int]:
     if not found:
         return {}
     name = found.group(1).decode("utf-8", "replace").strip()
-    real_root = os.path.realpath(root)
+    real_root = _real(str(root))
     candidate = os.path.realpath(os.path.join(real_root, name))
     try:
         st = os.stat(candidate)
