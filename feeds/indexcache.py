@@ -14,6 +14,7 @@ import hashlib
 import json
 import logging
 import sqlite3
+import threading
 from collections.abc import Iterator, Mapping
 from contextlib import closing, contextmanager
 from dataclasses import fields
@@ -90,6 +91,9 @@ class IndexCache:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._usable = True
+        self._pending: dict[str, tuple[SiteConfig, dict[str, Record | None]]] = {}
+        self._pending_lock = threading.Lock()
+        self._writer: threading.Thread | None = None
 
     @contextmanager
     def exclusive(self) -> Iterator[None]:
@@ -138,8 +142,33 @@ class IndexCache:
         self._transaction(config, records, replace_all=True)
 
     def update(self, config: SiteConfig, changed: Mapping[str, Record | None]) -> None:
-        """Upsert changed files' rows; None deletes a file's row."""
-        self._transaction(config, changed, replace_all=False)
+        """Upsert changed files' rows (None deletes a row) on a thread of its own.
+
+        A commit can wait for the disk; the watcher that calls this must be free for the next
+        change at once. Updates queued meanwhile are written together; lost ones (the process
+        ends first) only cost those files a parse at the next start.
+        """
+        with self._pending_lock:
+            pending = self._pending.setdefault(config_key(config), (config, {}))[1]
+            pending.update(changed)
+            if self._writer is None or not self._writer.is_alive():
+                self._writer = threading.Thread(target=self._write_pending, name="feeds-cache", daemon=True)
+                self._writer.start()
+
+    def flush(self) -> None:
+        """Wait until queued updates are written (tests, tools)."""
+        writer = self._writer
+        if writer is not None:
+            writer.join()
+
+    def _write_pending(self) -> None:
+        while True:
+            with self._pending_lock:
+                if not self._pending:
+                    self._writer = None
+                    return
+                _, (config, rows) = self._pending.popitem()
+            self._transaction(config, rows, replace_all=False)
 
     def _transaction(self, config: SiteConfig, rows: Mapping[str, Record | None], replace_all: bool) -> None:
         if not self._usable:

@@ -391,3 +391,35 @@ def test_a_site_can_be_built_from_articles_in_memory() -> None:
     entry = feedparser.parse(site.feed("t", "atom").body).entries[0]
     assert entry.title == "Eins" and "MEMORY-BODY" in entry.content[0].value
     assert "MEMORY-BODY" in site.page("eins").body.decode()
+
+
+def test_a_change_never_waits_for_the_index_cache_to_reach_the_disk(
+    make_site: MakeSite, tmp_path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The cache commits on its own thread: a slow disk (an fsync of hundreds of ms) must not
+    hold up the next change, which the watcher applies on the heels of the last."""
+    import threading
+
+    from feeds.indexcache import IndexCache
+
+    path = make_site()
+    site = open_site(str(path), clock=lambda: NOW, state_dir=tmp_path / "state")
+    disk, real = threading.Event(), IndexCache._transaction
+
+    def slow_disk(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        disk.wait(30)
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(IndexCache, "_transaction", slow_disk)
+    article = path.parent / "articles" / "politik" / "erster.md"
+    for title in ("Eins", "Zwei"):
+        article.write_text(f"---\nid: erster\ntitle: {title}\ndate: 2025-04-28\n---\nx\n", encoding="utf-8")
+        done = threading.Thread(target=site.apply, args=(["politik/erster.md"],))
+        done.start()
+        done.join(10)
+        assert not done.is_alive(), "a change waited for the cache write"
+        assert title in site.feed("alle", "atom").body.decode()
+    disk.set()
+    site._cache.flush()  # type: ignore[union-attr]
+    restarted = open_site(str(path), clock=lambda: NOW, state_dir=tmp_path / "state")
+    assert "Zwei" in restarted.feed("alle", "atom").body.decode()
