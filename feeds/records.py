@@ -14,7 +14,7 @@ import logging
 import multiprocessing
 import os
 import signal
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import nullcontext
@@ -144,6 +144,23 @@ def load_records(config: SiteConfig, cache: IndexCache | None) -> dict[str, Reco
             for problem in record.problems:
                 log.warning("article problem: %s", problem)
     return records
+
+
+def stale_paths(config: SiteConfig, records: Mapping[str, Record]) -> list[str]:
+    """Paths whose file is not the version in ``records`` (changed, new, gone), by size and mtime."""
+    root = config.articles_dir
+    listed = {item.rel: item for item in scan(root)}
+    stale = [rel for rel in records if rel not in listed]
+    for rel, item in listed.items():
+        record = records.get(rel)
+        if record is None:
+            stale.append(rel)
+        elif item.refusal is not None:
+            if record.meta is not None:  # was an article, now a pipe or a link out of the folder
+                stale.append(rel)
+        elif record.stamp != _stamp(os.path.join(root, rel)):
+            stale.append(rel)
+    return sorted(stale)
 
 
 def _stamp(path: str) -> Stamp | None:

@@ -33,7 +33,7 @@ from .errors import ConfigError, NotFound, Problem, Unsettled
 from .index import Index
 from .indexcache import IndexCache
 from .ledger import Ledger
-from .records import dated, load_records, parse_file
+from .records import dated, load_records, parse_file, stale_paths
 from .render import EPOCH, MEDIA_TYPES, Format, last_modified, render_feed
 from .selection import specs_for_topics
 
@@ -348,6 +348,13 @@ class Site:
             for hook in self.reload_hooks:
                 hook(True)
         return changed
+
+    def catch_up(self) -> bool:
+        """Read every file that changed, appeared or went since the index was loaded."""
+        paths = stale_paths(self._config, self._index.records)
+        if paths:
+            log.info("%d article file(s) changed while the index was being loaded", len(paths))
+        return self.apply(paths)
 
     def _read(self, paths: list[str]) -> bool:
         """Parse first, then update the index: requests never wait on a parse."""

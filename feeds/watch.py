@@ -115,6 +115,12 @@ class Watcher:
             self.observer.stop()
 
     def _run(self) -> None:
+        try:
+            # The index was read before the observer started (seconds, for a large archive, or in
+            # another process before a fork): whatever changed meanwhile is read now.
+            self.site.catch_up()
+        except Exception:
+            log.exception("catching up with changes made during start-up failed")
         while not self._stop.is_set():
             try:
                 first = self.events.get(timeout=0.25)

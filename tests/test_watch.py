@@ -762,3 +762,35 @@ def test_replaced_documents_are_not_kept_alive(start: Callable[..., Live]) -> No
         o for o in gc.get_objects() if isinstance(o, feeds.site.Document) and b"MEMORY-EDIT-0." in o.body
     ]
     assert len(alive) <= 3 * len(urls), f"{len(alive)} documents alive for {len(urls)} URLs"
+
+
+def test_changes_made_while_the_index_was_loading_are_not_missed(make_site: MakeSite, tmp_path: Path) -> None:
+    """A worker reads its index before its watcher starts (seconds at 100,000 articles, or in
+    another process before a fork): an edit, a new file, a deletion or a pipe made in that window
+    must reach it without the files being touched again."""
+    from feeds.watch import Watcher
+
+    path = make_site(raw_config=CONFIG)
+    app = create_app(path, clock=lambda: NOW, watch=False, state_dir=tmp_path / "state")
+    client = app.test_client()
+    articles = path.parent / "articles"
+    erster = articles / "politik" / "erster.md"
+    erster.write_text(
+        erster.read_text(encoding="utf-8").replace("Erster Artikel", "WHILE-LOADING"), encoding="utf-8"
+    )
+    (articles / "politik" / "neu.md").write_text(article("neu", "NEW-WHILE-LOADING"), encoding="utf-8")
+    (articles / "politik" / "zweiter.md").unlink()
+    assert "WHILE-LOADING" not in client.get("/feeds/alle.atom").get_data(as_text=True)
+    watcher = Watcher(app.extensions["feeds"])
+    watcher.start()
+    try:
+        wait_for(
+            lambda: (
+                "WHILE-LOADING" in (feed := client.get("/feeds/alle.atom").get_data(as_text=True))
+                and "NEW-WHILE-LOADING" in feed
+                and client.get("/articles/zweiter").status_code == 404
+            ),
+            what="changes made before the watcher started",
+        )
+    finally:
+        watcher.stop()
