@@ -349,12 +349,11 @@ class Site:
                 hook(True)
         return changed
 
-    def catch_up(self) -> bool:
-        """Read every file that changed, appeared or went since the index was loaded."""
-        paths = stale_paths(self._config, self._index.records)
-        if paths:
-            log.info("%d article file(s) changed while the index was being loaded", len(paths))
-        return self.apply(paths)
+    def stale_paths(self) -> list[str]:
+        """Article paths whose file changed, appeared or went since the index read them."""
+        with self._index.lock:
+            records = dict(self._index.records)
+        return stale_paths(self._config, records)
 
     def _read(self, paths: list[str]) -> bool:
         """Parse first, then update the index: requests never wait on a parse."""

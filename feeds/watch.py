@@ -116,9 +116,7 @@ class Watcher:
 
     def _run(self) -> None:
         try:
-            # The index was read before the observer started (seconds, for a large archive, or in
-            # another process before a fork): whatever changed meanwhile is read now.
-            self.site.catch_up()
+            self._catch_up()
         except Exception:
             log.exception("catching up with changes made during start-up failed")
         while not self._stop.is_set():
@@ -173,6 +171,29 @@ class Watcher:
             site.apply(sorted(paths), config_changed)
             if site.config.articles_dir != before:
                 self._rewatch()
+
+    def _catch_up(self) -> None:
+        """Read what changed between reading the index and starting the observer.
+
+        That takes seconds for a large archive (or happened in another process before a fork).
+        A file modified in the last moment may still be being written: it waits until it has
+        been quiet for DEFER seconds, unless its close event comes first.
+        """
+        root = self.site.config.articles_dir
+        now, ready = time.time(), []
+        for rel in self.site.stale_paths():
+            path = os.path.join(root, rel)
+            try:
+                recent = now - os.stat(path).st_mtime < DEFER
+            except OSError:
+                recent = False  # gone
+            if recent:
+                self._deferred[path] = time.monotonic() + DEFER
+            else:
+                ready.append(rel)
+        if ready:
+            log.info("%d article file(s) changed while the index was being loaded", len(ready))
+            self.site.apply(ready)
 
     def _release_deferred(self) -> None:
         now = time.monotonic()
