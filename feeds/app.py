@@ -5,13 +5,17 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from flask import Flask
 
 from . import http, logs
-from .config import config_path_from_env
+from .config import config_path_from_env, load_config
 from .metrics import Metrics
 from .site import Clock, Site, open_site, utc_now
+
+if TYPE_CHECKING:
+    from .watch import Watcher
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +42,15 @@ def create_app(
     """
     logs.configure()  # under gunicorn or granian: one line per event
     path = config_path_from_env(config_path)
-    site = open_site(path, clock, state_dir or state_dir_for(path))
+    watching = watch if watch is not None else os.environ.get("FEEDS_WATCH", "1") != "0"
+    # Observe before reading the articles: what changes while they are read is not lost.
+    early = _observe(path) if watching else None
+    try:
+        site = open_site(path, clock, state_dir or state_dir_for(path))
+    except BaseException:
+        if early is not None:
+            early.stop()
+        raise
     log.info(
         "loaded %s: %d articles, %d feeds, %d problems",
         path,
@@ -50,20 +62,29 @@ def create_app(
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.extensions["feeds"] = site
     metrics = app.extensions["feeds.metrics"] = Metrics(site)
-    if watch if watch is not None else os.environ.get("FEEDS_WATCH", "1") != "0":
-        _watch(app, site)
+    if early is not None:
+        _watch(app, site, early)
     http.init_app(app, site, metrics)
     return app
 
 
-def _watch(app: Flask, site: Site) -> None:
+def _observe(config_path: Path) -> Watcher:
     from .watch import Watcher
 
-    def start() -> None:
-        watcher = Watcher(site)
-        watcher.start()
+    return Watcher.observing(config_path, load_config(config_path).articles_dir)
+
+
+def _watch(app: Flask, site: Site, early: Watcher) -> None:
+    from .watch import Watcher
+
+    early.start(site)
+    app.extensions["feeds.watcher"] = early
+
+    def after_fork() -> None:
+        # Threads do not survive fork: a worker forked from a preloaded app starts its own,
+        # which first catches up with what changed since the index was read.
+        watcher = Watcher(site.config_path, site.config.articles_dir)
+        watcher.start(site)
         app.extensions["feeds.watcher"] = watcher
 
-    start()
-    # Threads do not survive fork: a worker forked from a preloaded app starts its own.
-    os.register_at_fork(after_in_child=start)
+    os.register_at_fork(after_in_child=after_fork)

@@ -76,49 +76,72 @@ class _Handler(FileSystemEventHandler):
 
 
 class Watcher:
-    """Watches the articles folder and the config file of one :class:`Site`."""
+    """Watches the articles folder and the config file of one site.
 
-    def __init__(self, site: Site) -> None:
-        self.site = site
+    Observing can begin before the site exists (:meth:`observing`), so that what changes while
+    the index is read queues up as events; a watcher started on a loaded site (after a fork)
+    first compares the files with the index instead.
+    """
+
+    def __init__(self, config_path: Path, articles_dir: Path) -> None:
+        self.config_path = config_path
+        self.articles_dir = articles_dir
+        self.site: Site | None = None
         self.events: queue.SimpleQueue[tuple[str, str]] = queue.SimpleQueue()
         self.observer: BaseObserver | None = None
         self.pid = os.getpid()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="feeds-watch", daemon=True)
-        self._watched_articles: Path | None = None
         self._handler: _Handler | None = None
-        self._deferred: dict[str, float] = {}  # created files to look at again, and when
+        self._deferred: dict[str, float] = {}  # files to look at again once quiet, and when
+        self._catch_up_first = True
 
-    def start(self) -> None:
+    @classmethod
+    def observing(cls, config_path: Path, articles_dir: Path) -> Watcher:
+        """A watcher whose events queue up until :meth:`start` gives it the site."""
+        watcher = cls(config_path, articles_dir)
+        watcher._begin_observing()
+        watcher._catch_up_first = False
+        return watcher
+
+    def start(self, site: Site) -> None:
+        self.site = site
+        if self.observer is None:
+            self._begin_observing()
+        self._thread.start()
+        site.set_watched(True)
+        log.info("watching %s and %s for changes", self.articles_dir, self.config_path)
+
+    def _begin_observing(self) -> None:
         try:
             self.observer = self._observe(Observer(), closes_reported=True)
         except OSError as exc:  # e.g. the inotify watch limit; slower but still live
             log.warning("inotify unavailable (%s); polling for changes every second", exc)
             self.observer = self._observe(PollingObserver(timeout=1), closes_reported=False)
-        self._thread.start()
-        self.site.set_watched(True)
-        log.info("watching %s and %s for changes", self.site.config.articles_dir, self.site.config_path)
 
     def _observe(self, observer: BaseObserver, closes_reported: bool) -> BaseObserver:
         handler = self._handler = _Handler(self.events, closes_reported)
-        self._watched_articles = self.site.config.articles_dir
-        observer.schedule(handler, str(self._watched_articles), recursive=True)
-        observer.schedule(handler, str(self.site.config_path.resolve().parent), recursive=False)
+        observer.schedule(handler, str(self.articles_dir), recursive=True)
+        observer.schedule(handler, str(self.config_path.resolve().parent), recursive=False)
         observer.daemon = True
         observer.start()
         return observer
 
     def stop(self) -> None:
         self._stop.set()
-        self.site.set_watched(False)
+        if self.site is not None:
+            self.site.set_watched(False)
         if self.observer is not None:
             self.observer.stop()
 
     def _run(self) -> None:
-        try:
-            self._catch_up()
-        except Exception:
-            log.exception("catching up with changes made during start-up failed")
+        site = self.site
+        assert site is not None, "start() gives the watcher its site"
+        if self._catch_up_first:
+            try:
+                self._catch_up(site)
+            except Exception:
+                log.exception("catching up with changes made during start-up failed")
         while not self._stop.is_set():
             try:
                 first = self.events.get(timeout=0.25)
@@ -133,12 +156,11 @@ class Watcher:
                 except queue.Empty:
                     break
             try:
-                self._apply(batch)
+                self._apply(site, batch)
             except Exception:  # a reload must never kill the watcher
                 log.exception("reload failed; keeping what was served before")
 
-    def _apply(self, batch: list[tuple[str, str]]) -> None:
-        site = self.site
+    def _apply(self, site: Site, batch: list[tuple[str, str]]) -> None:
         config_file = site.config_path.resolve()
         root = site.config.articles_dir
         paths: set[str] = set()
@@ -170,18 +192,18 @@ class Watcher:
             before = site.config.articles_dir
             site.apply(sorted(paths), config_changed)
             if site.config.articles_dir != before:
-                self._rewatch()
+                self._rewatch(site.config.articles_dir)
 
-    def _catch_up(self) -> None:
+    def _catch_up(self, site: Site) -> None:
         """Read what changed between reading the index and starting the observer.
 
         That takes seconds for a large archive (or happened in another process before a fork).
         A file modified in the last moment may still be being written: it waits until it has
         been quiet for DEFER seconds, unless its close event comes first.
         """
-        root = self.site.config.articles_dir
+        root = site.config.articles_dir
         now, ready = time.time(), []
-        for rel in self.site.stale_paths():
+        for rel in site.stale_paths():
             path = os.path.join(root, rel)
             try:
                 recent = now - os.stat(path).st_mtime < DEFER
@@ -193,7 +215,7 @@ class Watcher:
                 ready.append(rel)
         if ready:
             log.info("%d article file(s) changed while the index was being loaded", len(ready))
-            self.site.apply(ready)
+            site.apply(ready)
 
     def _release_deferred(self) -> None:
         now = time.monotonic()
@@ -210,7 +232,8 @@ class Watcher:
             else:
                 self._deferred[raw] = now + DEFER
 
-    def _rewatch(self) -> None:
+    def _rewatch(self, articles_dir: Path) -> None:
         if self.observer is not None:
             self.observer.stop()
+        self.articles_dir = articles_dir
         self.observer = self._observe(Observer(), closes_reported=True)

@@ -781,8 +781,9 @@ def test_changes_made_while_the_index_was_loading_are_not_missed(make_site: Make
     (articles / "politik" / "neu.md").write_text(article("neu", "NEW-WHILE-LOADING"), encoding="utf-8")
     (articles / "politik" / "zweiter.md").unlink()
     assert "WHILE-LOADING" not in client.get("/feeds/alle.atom").get_data(as_text=True)
-    watcher = Watcher(app.extensions["feeds"])
-    watcher.start()
+    site = app.extensions["feeds"]
+    watcher = Watcher(site.config_path, site.config.articles_dir)  # as after a fork: no early events
+    watcher.start(site)
     try:
         wait_for(
             lambda: (
@@ -794,3 +795,32 @@ def test_changes_made_while_the_index_was_loading_are_not_missed(make_site: Make
         )
     finally:
         watcher.stop()
+
+
+def test_a_change_made_just_after_the_index_was_read_is_not_missed(
+    make_site: MakeSite, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Found by the benchmark: the slower of two workers served an edit made during its start-up
+    only after the next change. The observer now starts before the articles are read."""
+    import feeds.app
+
+    path = make_site(raw_config=CONFIG)
+    erster = path.parent / "articles" / "politik" / "erster.md"
+    real = feeds.app.open_site
+
+    def load_then_edit(*args, **kwargs):  # type: ignore[no-untyped-def]
+        site = real(*args, **kwargs)  # the index holds the old version now
+        erster.write_text(
+            erster.read_text(encoding="utf-8").replace("Erster Artikel", "JUST-AFTER"), encoding="utf-8"
+        )
+        return site
+
+    monkeypatch.setattr(feeds.app, "open_site", load_then_edit)
+    app = create_app(path, clock=lambda: NOW, watch=True, state_dir=tmp_path / "state")
+    try:
+        client = app.test_client()
+        wait_for(
+            lambda: "JUST-AFTER" in client.get("/feeds/alle.atom").get_data(as_text=True), what="the edit"
+        )
+    finally:
+        _stop(app)
