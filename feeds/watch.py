@@ -43,10 +43,26 @@ DEFER = 1.0  # a created file opened by someone is read once unchanged this long
 OPENED_KEPT = 4096  # recently opened paths remembered (to tell a new file from a moved-in one)
 
 
+# While the index is read, our own reads of every file would each bring an open and a close
+# event, handled in Python, competing with the load: the early observer does not ask for them.
+WITHOUT_OPENS = [
+    FileCreatedEvent,
+    FileClosedEvent,
+    FileMovedEvent,
+    FileDeletedEvent,
+    DirCreatedEvent,
+    DirMovedEvent,
+    DirDeletedEvent,
+]
+
+
 class _Handler(FileSystemEventHandler):
-    def __init__(self, events: queue.SimpleQueue[tuple[str, str]], closes_reported: bool) -> None:
+    def __init__(
+        self, events: queue.SimpleQueue[tuple[str, str]], closes_reported: bool, sees_opens: bool = True
+    ) -> None:
         self.events = events
         self.closes_reported = closes_reported
+        self.sees_opens = sees_opens
         self.opened: dict[str, float] = {}  # path -> when it was last opened
 
     def on_any_event(self, event: FileSystemEvent) -> None:
@@ -64,7 +80,10 @@ class _Handler(FileSystemEventHandler):
             self.opened.pop(src, None)
             # Created by a writer (an open follows: wait for its close) or moved in from
             # outside the tree (nothing follows: read it).
-            self.events.put(("file" if not self.closes_reported else "created", src))
+            if not self.closes_reported:
+                self.events.put(("file", src))
+            else:
+                self.events.put(("created" if self.sees_opens else "created-unseen", src))
         elif isinstance(event, FileOpenedEvent):
             # Not queued: every read (ours, the other workers') opens files, and queued events
             # would keep a batch open. Only consulted to tell a new file from a moved-in one.
@@ -100,29 +119,38 @@ class Watcher:
     def observing(cls, config_path: Path, articles_dir: Path) -> Watcher:
         """A watcher whose events queue up until :meth:`start` gives it the site."""
         watcher = cls(config_path, articles_dir)
-        watcher._begin_observing()
+        watcher._begin_observing(sees_opens=False)
         watcher._catch_up_first = False
         return watcher
 
     def start(self, site: Site) -> None:
         self.site = site
-        if self.observer is None:
-            self._begin_observing()
+        early = self.observer
+        self._begin_observing()  # the full observer; the early one stops once it runs: no gap
+        if early is not None:
+            early.stop()
         self._thread.start()
         site.set_watched(True)
         log.info("watching %s and %s for changes", self.articles_dir, self.config_path)
 
-    def _begin_observing(self) -> None:
+    def _begin_observing(self, sees_opens: bool = True) -> None:
         try:
-            self.observer = self._observe(Observer(), closes_reported=True)
+            self.observer = self._observe(Observer(), closes_reported=True, sees_opens=sees_opens)
         except OSError as exc:  # e.g. the inotify watch limit; slower but still live
             log.warning("inotify unavailable (%s); polling for changes every second", exc)
             self.observer = self._observe(PollingObserver(timeout=1), closes_reported=False)
 
-    def _observe(self, observer: BaseObserver, closes_reported: bool) -> BaseObserver:
-        handler = self._handler = _Handler(self.events, closes_reported)
-        observer.schedule(handler, str(self.articles_dir), recursive=True)
-        observer.schedule(handler, str(self.config_path.resolve().parent), recursive=False)
+    def _observe(
+        self, observer: BaseObserver, closes_reported: bool, sees_opens: bool = True
+    ) -> BaseObserver:
+        handler = _Handler(self.events, closes_reported, sees_opens)
+        if sees_opens or self._handler is None:
+            self._handler = handler
+        wanted = None if sees_opens or not closes_reported else WITHOUT_OPENS
+        observer.schedule(handler, str(self.articles_dir), recursive=True, event_filter=wanted)
+        observer.schedule(
+            handler, str(self.config_path.resolve().parent), recursive=False, event_filter=wanted
+        )
         observer.daemon = True
         observer.start()
         return observer
@@ -166,9 +194,11 @@ class Watcher:
         paths: set[str] = set()
         config_changed = False
         for kind, raw in batch:
-            if kind == "created" and self._handler is not None and raw in self._handler.opened:
-                # Opened since it was created: a writer whose close will follow, or a reader
-                # (another worker) of a file moved in. Look again once it has been quiet.
+            if kind == "created-unseen" or (
+                kind == "created" and self._handler is not None and raw in self._handler.opened
+            ):
+                # Opened since it was created (or opens are not observed): a writer whose close
+                # will follow, or a reader of a file moved in. Look again once it has been quiet.
                 self._deferred[raw] = time.monotonic() + DEFER
                 continue
             self._deferred.pop(raw, None)
