@@ -14,8 +14,8 @@ from .app import state_dir_for
 from .articles import DateSource
 from .config import config_path_from_env, load_config
 from .errors import ConfigError, Problem, Severity
-from .export import ExportRefused, check_target
 from .export import build as build_export
+from .outfolder import ExportRefused, check_target
 from .parsing import stamped
 from .render import feed_url
 from .site import FORMATS, Site, open_site

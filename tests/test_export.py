@@ -15,8 +15,9 @@ import lxml.html
 import pytest
 from lxml import etree
 
-from feeds import export
-from feeds.export import MANIFEST, MARKER, MARKER_BYTES, ExportRefused, build, read_manifest, target_refusal
+from feeds import outfolder
+from feeds.export import build
+from feeds.outfolder import MANIFEST, MARKER, MARKER_BYTES, ExportRefused, read_manifest, target_refusal
 from feeds.site import FORMATS, Site, open_site
 
 from conftest import DEMO_CONFIG, NOW, MakeSite
@@ -471,7 +472,7 @@ def test_old_tree_keeps_what_changed_during_the_build(make_site: MakeSite, out: 
     os.link(out / "index.html", old.parent / "keep")  # stands in for a copy swapped in
     old.mkdir()
     (old / MARKER).write_bytes(MARKER_BYTES)
-    (old / MANIFEST).write_bytes(export.manifest_bytes(["index.html"]))
+    (old / MANIFEST).write_bytes(outfolder.manifest_bytes(["index.html"]))
     (old / "index.html").write_text("ours: the manifest says so")
     (old / "late.txt").write_text("arrived while the build ran")
     os.link(out / "feeds" / "alle.rss", old / "alle-copy")  # not at the same path in out: kept
