@@ -94,6 +94,8 @@ class Index:
     _by_updated: NewestFirst = field(default_factory=lambda: NewestFirst(_updated_key))
     _names: dict[str, dict[str, str]] = field(default_factory=dict)  # slug -> path -> spelling
     _spelling: dict[str, tuple[str, str]] = field(default_factory=dict)  # slug -> first (path, name)
+    _revision: int = 0  # moves with every record taken in, visible or not
+    _problems: tuple[int, list[Problem]] | None = None
 
     # -- building ---------------------------------------------------------------------------
 
@@ -115,6 +117,7 @@ class Index:
         until a complete one is read, so readers never see a truncated or missing entry.
         """
         with self.lock:
+            self._revision += 1
             old = self.records.get(rel)
             if record is None:
                 if old is None:
@@ -234,14 +237,19 @@ class Index:
     # -- queries (call with ``lock`` held when consistency across calls matters) -------------
 
     def problems(self) -> list[Problem]:
+        """Every file's problems, sorted; computed once per change (``/healthz`` asks often)."""
         with self.lock:
+            if self._problems is not None and self._problems[0] == self._revision:
+                return list(self._problems[1])
             found = [p for r in self.records.values() for p in r.problems]
             for article_id, paths in self._claims.items():
                 for rel in paths[1:]:
                     found.append(
                         Problem(rel, None, f"id {article_id!r} is already used by {paths[0]}; left out")
                     )
-        return sorted(found, key=lambda p: (p.path, p.line or 0))
+            result = sorted(found, key=lambda p: (p.path, p.line or 0))
+            self._problems = (self._revision, result)
+        return list(result)
 
     def article(self, article_id: str, now: datetime) -> Meta | None:
         meta = self._by_id.get(article_id)
