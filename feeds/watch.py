@@ -108,7 +108,6 @@ class Watcher:
         self.site: Site | None = None
         self.events: queue.SimpleQueue[tuple[str, str]] = queue.SimpleQueue()
         self.observer: BaseObserver | None = None
-        self.pid = os.getpid()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="feeds-watch", daemon=True)
         self._handler: _Handler | None = None
@@ -125,6 +124,7 @@ class Watcher:
 
     def start(self, site: Site) -> None:
         self.site = site
+        self.articles_dir = site.config.articles_dir  # the config may have changed meanwhile
         early = self.observer
         self._begin_observing()  # the full observer; the early one stops once it runs: no gap
         if early is not None:
