@@ -43,10 +43,6 @@ class Listed:
     refusal: str | None = None
 
 
-def is_article_name(name: str) -> bool:
-    return not name.startswith((".", "_")) and name.lower().endswith(SUFFIXES)
-
-
 def scan(root: Path, under: str = "") -> Iterator[Listed]:
     """Article files under ``root`` (or its sub-folder ``under``), sorted, nothing opened.
 
