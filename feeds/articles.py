@@ -86,6 +86,7 @@ class Meta:
     image: str | None = None
     image_type: str | None = None
     image_length: int = 0
+    image_alt: str | None = None
     sources: tuple[str, ...] = ()
     given_summary: str | None = None
     version: Stamp = NO_STAMP

@@ -12,11 +12,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urljoin, urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from . import fields
 from .errors import ConfigError, Problem
+from .slugs import slug
 from .yamlfile import LineDict, YAMLProblem, line_of, load_yaml
 
 CONTENT_MODES = ("full", "summary")
@@ -56,6 +57,15 @@ class FeedSpec:
 
 
 @dataclass(frozen=True)
+class TopicName:
+    """How a topic is shown: its feed's title and description (``topics:`` in the config)."""
+
+    slug: str
+    title: str
+    description: str = ""
+
+
+@dataclass(frozen=True)
 class SiteConfig:
     """The whole validated configuration; ``url`` always ends with a slash."""
 
@@ -74,6 +84,11 @@ class SiteConfig:
     path: Path = field(default=Path("config.yaml"))
     max_bytes: int = MAX_BYTES
     max_article_bytes: int = MAX_ARTICLE_BYTES
+    icon: str | None = None  # absolute URLs
+    logo: str | None = None
+    topic_names: tuple[TopicName, ...] = ()
+    hubs: tuple[str, ...] = ()  # WebSub hubs
+    purge: tuple[str, ...] = ()  # HTTP caches that take PURGE
 
     @property
     def tz(self) -> ZoneInfo:
@@ -127,6 +142,34 @@ def _base_url(value: object) -> str:
     return url.rstrip("/") + "/"
 
 
+def _asset(value: object) -> str:
+    """A picture's path under the site (``/static/icon.png``) or absolute http(s) URL; kept as given.
+
+    Made absolute against ``site.url`` once the whole section is read (:func:`_absolute`).
+    """
+    form = "a path such as /static/icon.png or an http(s) URL"
+    if not isinstance(value, str) or not value.strip():
+        raise TypeError(form)
+    given = value.strip()
+    try:
+        fields.http_url(urljoin("https://example.org/", given))
+    except ValueError as exc:
+        raise ValueError(f"{form} ({str(exc).rpartition('(')[2].rstrip(')')})") from None
+    return given
+
+
+def _absolute(site: Mapping[str, Any], key: str) -> str | None:
+    given = site.get(key)
+    return None if given is None else fields.http_url(urljoin(site["url"], given))
+
+
+def _url_list(value: object) -> tuple[str, ...]:
+    items = [value] if isinstance(value, str) else value
+    if not isinstance(items, list) or not items:
+        raise TypeError(f"a list of URLs, each {fields.URL_FORM}")
+    return tuple(dict.fromkeys(fields.http_url(item) for item in items))
+
+
 def _timezone(value: object) -> str:
     """A zone known to this machine's tz database; an unknown one would only fail while rendering."""
     form = "an IANA time zone such as Europe/Berlin"
@@ -164,7 +207,7 @@ _TOP = {
     "topic_feeds": _Key(fields.boolean, True),
     "max_article_bytes": _Key(fields.whole(*MAX_ARTICLE_BYTES_RANGE, "bytes"), MAX_ARTICLE_BYTES),
 }
-_TOP_KEYS = ("site", *_TOP, "defaults", "feeds")
+_TOP_KEYS = ("site", *_TOP, "defaults", "feeds", "topics", "websub", "cache")
 _SITE = {
     "title": _Key(fields.non_empty_text, required=True),
     "url": _Key(_base_url, required=True),
@@ -172,7 +215,15 @@ _SITE = {
     "language": _Key(fields.language_tag, "en"),
     "timezone": _Key(_timezone, "UTC"),
     "author": _Key(fields.non_empty_text),
+    "icon": _Key(_asset),
+    "logo": _Key(_asset),
 }
+_TOPIC = {
+    "title": _Key(fields.non_empty_text, required=True),
+    "description": _Key(fields.text, ""),
+}
+_WEBSUB = {"hubs": _Key(_url_list, ())}
+_CACHE = {"purge": _Key(_url_list, ())}
 _DEFAULTS = {
     "limit": _Key(fields.whole(*LIMIT_RANGE), LIMIT),
     "max_age": _Key(fields.whole(*MAX_AGE_RANGE, "seconds"), MAX_AGE),
@@ -211,11 +262,17 @@ class _Validator:
         defaults = self.values(self.section(data, "defaults", _DEFAULTS), "defaults", _DEFAULTS)
         feeds = self.feeds(data, {**defaults, "language": site["language"]})
         articles_dir = self.articles_dir(data, path, top["articles"])
+        topic_names = self.topic_names(data)
+        websub = self.values(self.section(data, "websub", _WEBSUB), "websub", _WEBSUB)
+        cache = self.values(self.section(data, "cache", _CACHE), "cache", _CACHE)
         if self.problems:
             return None
         return SiteConfig(
-            **site,
+            **{**site, "icon": _absolute(site, "icon"), "logo": _absolute(site, "logo")},
             **defaults,
+            topic_names=topic_names,
+            hubs=websub["hubs"],
+            purge=cache["purge"],
             articles_dir=articles_dir,
             topic_feeds=top["topic_feeds"],
             max_article_bytes=top["max_article_bytes"],
@@ -228,6 +285,43 @@ class _Validator:
             missing = "site: required, expected a mapping with title and url"
             self.problems.append(Problem(self.path, 1, missing))
         return self.values(self.section(data, "site", _SITE), "site", _SITE)
+
+    def topic_names(self, data: Mapping[Any, Any]) -> tuple[TopicName, ...]:
+        """``topics:``, keyed by topic name (compared by slug); a bare string is the title."""
+        raw = data.get("topics")
+        if raw is None:
+            return ()
+        if not isinstance(raw, Mapping):
+            self.error(
+                data, "topics", "topics", f"expected a mapping of topic slugs to titles, got {_show(raw)}"
+            )
+            return ()
+        found: dict[str, TopicName] = {}
+        for key, given in raw.items():
+            dotted = f"topics.{key}"
+            if not isinstance(key, str) or not key.strip():
+                self.error(raw, key, dotted, "a topic name such as klima or ukraine-krieg")
+                continue
+            if isinstance(given, str):
+                given = LineDict({"title": given})
+            if not isinstance(given, Mapping):
+                self.error(
+                    raw,
+                    key,
+                    dotted,
+                    f"expected a title or a mapping with title and description, got {_show(given)}",
+                )
+                continue
+            self.unknown_keys(given, dotted, tuple(_TOPIC))
+            values = self.values(given, dotted, _TOPIC)
+            topic_slug = slug(key)
+            if topic_slug in found:
+                self.error(
+                    raw, key, dotted, f"names topic {topic_slug!r} a second time (topics compare by slug)"
+                )
+            elif values["title"] is not None:
+                found[topic_slug] = TopicName(topic_slug, values["title"], values["description"])
+        return tuple(found.values())
 
     def articles_dir(self, data: Mapping[Any, Any], path: Path, folder: str) -> Path:
         """A missing folder is an error now rather than a site with no articles later."""

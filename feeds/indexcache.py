@@ -31,7 +31,7 @@ from .records import Record
 
 log = logging.getLogger(__name__)
 APPLICATION_ID = 0x46454544  # "FEED": marks the file as ours (PRAGMA application_id)
-FORMAT = 6  # PRAGMA user_version; another number is another layout
+FORMAT = 7  # PRAGMA user_version; another number is another layout
 # One column per field: SQLite hands back str/int/None in C, and typeof() checks them there.
 _COLUMNS = (
     ("path", "text"),
@@ -53,6 +53,7 @@ _COLUMNS = (
     ("image", "text?"),
     ("image_type", "text?"),
     ("image_length", "integer"),
+    ("image_alt", "text?"),
     ("sources", "text"),  # source RS source ...
     ("summary", "text?"),
     ("body_start", "integer"),
@@ -318,6 +319,7 @@ def _encode_row(rel: str, record: Record) -> tuple[object, ...]:
         meta.image,
         meta.image_type,
         meta.image_length,
+        meta.image_alt,
         _RS.join(meta.sources),
         meta.given_summary,
         meta.body_start,
@@ -334,8 +336,8 @@ class _Decoder:
 
     def row(self, row: tuple[Any, ...]) -> Record:
         (rel, size, mtime_ns, retry, problems, ident, title, published, updated, url, permalink, topics,
-         tags, authors, language, draft, image, image_type, image_length, sources, summary, body_start,
-         dated_by) = row  # fmt: skip
+         tags, authors, language, draft, image, image_type, image_length, image_alt, sources, summary,
+         body_start, dated_by) = row  # fmt: skip
         stamp = Stamp(size, mtime_ns)
         found = () if problems is None else tuple(_problem(p) for p in _list(json.loads(problems)))
         if ident is None:
@@ -349,6 +351,7 @@ class _Decoder:
             language,
             image,
             image_type,
+            image_alt,
             summary,
             sources.replace(_RS, ""),
         )
@@ -370,6 +373,7 @@ class _Decoder:
             image=image,
             image_type=image_type,
             image_length=image_length,
+            image_alt=image_alt,
             sources=tuple(sources.split(_RS)) if sources else (),
             given_summary=summary,
             version=stamp,

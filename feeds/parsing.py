@@ -52,6 +52,7 @@ KEYS = (
     "language",
     "draft",
     "image",
+    "image_alt",
     "link",
     "sources",
 )
@@ -149,6 +150,7 @@ def parse_meta(source: SourceFile, site: SiteConfig) -> tuple[Meta | None, str, 
         image=image,
         image_type=image_type,
         image_length=image_length,
+        image_alt=_image_alt(front) if image else None,
         sources=_sources(front),
         given_summary=_given_summary(front),
         version=source.stamp,
@@ -319,6 +321,12 @@ def _image(front: _Front, site: SiteConfig, sizes: Mapping[str, int]) -> tuple[s
         return None, None, 0
     media_type = mimetypes.guess_type(url)[0] or "application/octet-stream"
     return url, media_type, sizes.get(given.strip(), 0)
+
+
+def _image_alt(front: _Front) -> str | None:
+    """What the image shows, for people who cannot see it; also its caption in Media RSS."""
+    given = front.typed("image_alt", str, "a short text describing the image")
+    return _one_line(given) or None if given else None
 
 
 def _draft(front: _Front) -> bool:

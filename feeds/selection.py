@@ -11,14 +11,17 @@ def specs_for_topics(site: SiteConfig, topics: dict[str, str]) -> tuple[FeedSpec
     specs = list(site.feeds)
     if site.topic_feeds:
         taken = {spec.name for spec in specs}
+        named = {t.slug: t for t in site.topic_names}
         for topic_slug, name in sorted(topics.items()):
             if topic_slug in taken:
                 continue
+            shown = named.get(topic_slug)
+            title = shown.title if shown else f"{site.title}: {name}"
             specs.append(
                 FeedSpec(
                     name=topic_slug,
-                    title=f"{site.title}: {name}",
-                    description=site.description or f"{site.title}: {name}",
+                    title=title,
+                    description=(shown and shown.description) or site.description or title,
                     topics=(topic_slug,),
                     limit=site.limit,
                     max_age=site.max_age,
