@@ -17,7 +17,7 @@ from .errors import ConfigError, Problem, Severity
 from .export import build as build_export
 from .outfolder import ExportRefused, check_target
 from .parsing import stamped
-from .render import feed_url
+from .links import feed_url
 from .site import FORMATS, Site, open_site
 from .sources import read_source, replace_if_unchanged
 

@@ -18,7 +18,8 @@ class Document:
     ``<etag>-gzip`` so the two representations never share a strong tag (RFC 9110 8.8.3).
     ``complete`` is False when an entry had to be left out because its file is being written:
     such a document is sent once, uncacheable, and never kept. ``note`` says how a feed was
-    trimmed to stay under its ``max_bytes``.
+    trimmed to stay under its ``max_bytes``. ``links`` go into an HTTP ``Link`` header
+    (WebSub §4: a subscriber may find the hub from the headers without parsing the body).
     """
 
     body: bytes
@@ -30,10 +31,17 @@ class Document:
     natural: datetime  # the newest entry's date, before the ledger kept it from going back
     complete: bool = True
     note: str = ""
+    links: tuple[tuple[str, str], ...] = ()  # (rel, absolute URL)
 
 
 def make_document(
-    body: bytes, mimetype: str, modified: datetime, max_age: int, complete: bool = True, note: str = ""
+    body: bytes,
+    mimetype: str,
+    modified: datetime,
+    max_age: int,
+    complete: bool = True,
+    note: str = "",
+    links: tuple[tuple[str, str], ...] = (),
 ) -> Document:
     return Document(
         body=body,
@@ -46,4 +54,5 @@ def make_document(
         natural=modified.replace(microsecond=0),
         complete=complete,
         note=note,
+        links=links,
     )

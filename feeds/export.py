@@ -71,10 +71,14 @@ def export_files(site: Site, attempts: int = 3) -> dict[str, Document]:
 
 
 def _documents(site: Site) -> dict[str, Document]:
-    files: dict[str, Document] = {"index.html": site.index_page()}
-    for name in sorted(site.specs):
+    files: dict[str, Document] = {"index.html": site.index_page(), "feeds.opml": site.opml()}
+    for name, spec in sorted(site.specs.items()):
+        files[f"feeds/{name}.html"] = site.feed_page(name)  # served for /feeds/<name> (README)
         for fmt in FORMATS:
             files[f"feeds/{name}.{fmt}"] = site.feed(name, fmt)
+        for page in range(1, site.archived(spec) + 1):
+            for fmt in FORMATS:
+                files[f"feeds/{name}/archive/{page}.{fmt}"] = site.archive(name, page, fmt)
     for article in site.published():
         files[f"articles/{article.id}.html"] = site.page(article.id)
     return files

@@ -29,7 +29,11 @@ from .metrics import Metrics
 from .site import FORMATS, Site
 
 bp = Blueprint("feeds", __name__)
-_FEED_FILE = re.compile(rf"^/feeds/(?P<name>[a-z0-9][a-z0-9_-]*)\.(?P<fmt>{'|'.join(FORMATS)})$")
+_NAME = "(?P<name>[a-z0-9][a-z0-9_-]*)"
+_FORMAT = rf"\.(?P<fmt>{'|'.join(FORMATS)})"
+_FEED_FILE = re.compile(rf"^/feeds/{_NAME}{_FORMAT}$")
+_FEED_PAGE = re.compile(rf"^/feeds/{_NAME}$")
+_ARCHIVE = re.compile(rf"^/feeds/{_NAME}/archive/(?P<page>[1-9][0-9]{{0,8}}){_FORMAT}$")
 _ALLOW = [("Allow", "GET, HEAD"), ("Content-Type", "text/plain; charset=utf-8")]
 _NO_STORE = ("Cache-Control", "no-store")
 ANSWERS_KEPT = 8192  # header sets kept, one per URL (feeds, the index, popular pages)
@@ -57,6 +61,8 @@ class Answers:
             ("Cache-Control", f"public, max-age={doc.max_age}"),
             ("Vary", "Accept-Encoding"),
         ]
+        if doc.links:
+            common.append(("Link", ", ".join(f'<{url}>; rel="{rel}"' for rel, url in doc.links)))
         return cls(
             tags=frozenset({tag, tag_gz, f"W/{tag}", f"W/{tag_gz}", "*"}),
             last_modified=last_modified,
@@ -134,9 +140,18 @@ class DocumentApp:
         try:
             if path.startswith("/feeds/"):
                 match = _FEED_FILE.match(path)
-                if match is None:
-                    return None
-                return "feed", path[7:], self.site.feed(match["name"], match["fmt"])
+                if match is not None:
+                    return "feed", path[7:], self.site.feed(match["name"], match["fmt"])
+                match = _FEED_PAGE.match(path)
+                if match is not None:
+                    return "feedpage", match["name"], self.site.feed_page(match["name"])
+                match = _ARCHIVE.match(path)
+                if match is not None:
+                    document = self.site.archive(match["name"], int(match["page"]), match["fmt"])
+                    return "archive", match["name"], document
+                return None
+            if path == "/feeds.opml":
+                return "opml", "", self.site.opml()
             if path.startswith("/articles/"):
                 if not path.isascii():  # WSGI hands the path over as Latin-1 decoded bytes
                     path = path.encode("latin-1").decode("utf-8", "replace")

@@ -274,25 +274,37 @@ class Index:
             if bucket.has_published(now)
         }
 
-    def select(self, spec: FeedSpec, now: datetime) -> list[Meta]:
-        """A feed's entries, newest first; walks only the topics the feed names."""
-        if spec.topics:
-            buckets = [self._topics[t].published(now) for t in spec.topics if t in self._topics]
-            stream: Iterable[Meta] = (
-                heapq.merge(*buckets, key=_key) if len(buckets) > 1 else (buckets[0] if buckets else iter(()))
-            )
-        else:
-            stream = self.published(now)
+    def select(self, spec: FeedSpec, now: datetime, limit: int | None = None) -> list[Meta]:
+        """A feed's entries, newest first, at most ``limit`` (default the feed's own; 0: all).
+
+        Walks only the topics the feed names.
+        """
+        wanted = spec.limit if limit is None else limit
         chosen: list[Meta] = []
         seen: set[str] = set()
-        for meta in stream:
+        for meta in self._stream(spec, now):
             if meta.id in seen or not matches(spec, meta):
                 continue
             seen.add(meta.id)
             chosen.append(meta)
-            if len(chosen) >= spec.limit:
+            if len(chosen) == wanted:
                 break
         return chosen
+
+    def total(self, spec: FeedSpec, now: datetime) -> int:
+        """How many entries the feed has in all (its archive's size), without a walk when it can."""
+        if not (spec.exclude_topics or spec.tags or len(spec.topics) > 1):
+            bucket = self._topics.get(spec.topics[0]) if spec.topics else self._all
+            return 0 if bucket is None else len(bucket) - bucket.first_published(now)
+        return len(self.select(spec, now, 0))
+
+    def _stream(self, spec: FeedSpec, now: datetime) -> Iterable[Meta]:
+        if not spec.topics:
+            return self.published(now)
+        buckets = [self._topics[t].published(now) for t in spec.topics if t in self._topics]
+        if len(buckets) > 1:
+            return heapq.merge(*buckets, key=_key)
+        return buckets[0] if buckets else iter(())
 
     def newest(self, now: datetime) -> datetime | None:
         """The newest ``updated`` among visible articles (not only the newest published)."""

@@ -16,16 +16,18 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 from importlib.metadata import PackageNotFoundError, version
-from urllib.parse import urljoin
 
 from feedgen.feed import FeedGenerator
 from lxml import etree
 
 from .articles import Article, Meta, entry_id
 from .config import FeedSpec, SiteConfig
+from .links import DocLinks, subscription_links
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 ATOM = "http://www.w3.org/2005/Atom"
+HISTORY = "http://purl.org/syndication/history/1.0"  # RFC 5005 fh:archive
+MEDIA = "http://search.yahoo.com/mrss/"
 _PARSER = etree.XMLParser(resolve_entities=False, no_network=True, huge_tree=True)
 
 
@@ -34,17 +36,15 @@ class Format(StrEnum):
 
     RSS = "rss"
     ATOM = "atom"
+    JSON = "json"
 
 
 MEDIA_TYPES = {
     Format.RSS: "application/rss+xml; charset=utf-8",
     Format.ATOM: "application/atom+xml; charset=utf-8",
+    Format.JSON: "application/feed+json",
 }
 _LOCALE_LOCK = threading.Lock()  # feedgen's RSS dates call locale.setlocale (process-wide)
-
-
-def feed_url(site: SiteConfig, name: str, fmt: str) -> str:
-    return urljoin(site.url, f"feeds/{name}.{fmt}")
 
 
 def last_modified(entries: Sequence[Meta], fallback: datetime = EPOCH) -> datetime:
@@ -60,18 +60,31 @@ def _generator_version() -> str:
 
 
 def _build(
-    spec: FeedSpec, site: SiteConfig, entries: Sequence[Article], fmt: str, updated: datetime, full: int
+    spec: FeedSpec,
+    site: SiteConfig,
+    entries: Sequence[Article],
+    links: DocLinks,
+    fmt: str,
+    updated: datetime,
+    full: int,
 ) -> FeedGenerator:
     fg = FeedGenerator()
     # dc:creator is for RSS only: in Atom, <author> already names everyone.
     fg.load_extension("dc", atom=False, rss=True)
-    self_url = feed_url(site, spec.name, fmt)
-    fg.id(self_url)
+    # The feed's id is its subscription URL, archive pages included (RFC 5005 §4: one feed).
+    fg.id(links.current or links.self_url)
     fg.title(spec.title)
     fg.description(spec.description or spec.title)
     # feedgen uses the href of the *last* link() call as the RSS channel <link>.
-    fg.link(href=self_url, rel="self", type=MEDIA_TYPES[Format(fmt)].split(";")[0])
-    fg.link(href=site.url, rel="alternate", type="text/html")
+    fg.link(href=links.self_url, rel="self", type=MEDIA_TYPES[Format(fmt)].split(";")[0])
+    fg.link(href=links.html_url, rel="alternate", type="text/html")
+    if fmt == "atom":
+        if site.icon:
+            fg.icon(site.icon)
+        if site.logo:
+            fg.logo(site.logo)
+    elif site.logo or site.icon:  # RSS has one picture; its title and link must be the channel's
+        fg.image(url=site.logo or site.icon, title=spec.title, link=links.html_url)
     fg.language(spec.language)
     fg.author({"name": site.author or site.title})
     fg.generator("feeds", _generator_version())
@@ -126,6 +139,7 @@ def render_rss(
     spec: FeedSpec,
     site: SiteConfig,
     entries: Sequence[Article],
+    links: DocLinks | None = None,
     updated: datetime | None = None,
     full: int | None = None,
 ) -> bytes:
@@ -136,42 +150,98 @@ def render_rss(
     """
     stamp = updated or last_modified(entries)
     with _LOCALE_LOCK:
-        fg = _build(spec, site, entries, "rss", stamp, _full(spec, entries, full))
-        return bytes(fg.rss_str(pretty=True))
+        links = links or subscription_links(site, spec.name, "rss", 0)
+        fg = _build(spec, site, entries, links, "rss", stamp, _full(spec, entries, full))
+        raw = bytes(fg.rss_str(pretty=True))
+    root = etree.fromstring(raw, parser=_PARSER)
+    channel = root.find("channel")
+    assert channel is not None
+    _add_links(channel, links, after=channel.find(f"{{{ATOM}}}link"))
+    for element, article in zip(channel.iterfind("item"), entries, strict=True):
+        _add_media(element, article)
+    return _serialize(root)
 
 
 def render_atom(
     spec: FeedSpec,
     site: SiteConfig,
     entries: Sequence[Article],
+    links: DocLinks | None = None,
     updated: datetime | None = None,
     full: int | None = None,
 ) -> bytes:
     """Atom 1.0 bytes; ``entries`` newest first, already selected and limited (``full`` as RSS)."""
     stamp = updated or last_modified(entries)
     with _LOCALE_LOCK:
-        fg = _build(spec, site, entries, "atom", stamp, _full(spec, entries, full))
+        links = links or subscription_links(site, spec.name, "atom", 0)
+        fg = _build(spec, site, entries, links, "atom", stamp, _full(spec, entries, full))
         raw = bytes(fg.atom_str(pretty=True))
-    return _restore_entry_links(raw, entries)
+    root = etree.fromstring(raw, parser=_PARSER)
+    own = root.findall(f"{{{ATOM}}}link")
+    _add_links(root, links, after=own[-1] if own else None)
+    for element, article in zip(root.iterfind(f"{{{ATOM}}}entry"), entries, strict=True):
+        _restore_entry_links(element, article)
+        _add_media(element, article)
+    return _serialize(root)
 
 
-def _restore_entry_links(raw: bytes, entries: Sequence[Article]) -> bytes:
+def _restore_entry_links(element: etree._Element, article: Article) -> None:
     """Put back the rel/type/length that feedgen 1.0 drops from Atom entry links.
 
     Its ``atom_entry`` rebinds the loop variable to the new element before copying the
     attributes, so every entry link comes out bare; an image would then read as a second
     alternate link instead of an enclosure.
     """
-    root = etree.fromstring(raw, parser=_PARSER)
-    for element, article in zip(root.iterfind(f"{{{ATOM}}}entry"), entries, strict=True):
-        links = element.findall(f"{{{ATOM}}}link")
-        links[0].set("rel", "alternate")
-        links[0].set("type", "text/html")
-        if article.image and article.image_type and len(links) > 1:
-            links[1].set("rel", "enclosure")
-            links[1].set("type", article.image_type)
-            links[1].set("length", str(article.image_length))
-    return bytes(etree.tostring(root, pretty_print=True, xml_declaration=True, encoding="UTF-8"))
+    links = element.findall(f"{{{ATOM}}}link")
+    links[0].set("rel", "alternate")
+    links[0].set("type", "text/html")
+    if article.image and article.image_type and len(links) > 1:
+        links[1].set("rel", "enclosure")
+        links[1].set("type", article.image_type)
+        links[1].set("length", str(article.image_length))
+
+
+def _add_links(parent: etree._Element, links: DocLinks, after: etree._Element | None) -> None:
+    """WebSub hubs (W3C WebSub §4) and RFC 5005 archive links, as atom:link in both formats.
+
+    feedgen writes only ``self`` into RSS, and would make the last link the channel's <link>.
+    """
+    wanted = [("hub", hub) for hub in links.hubs] + [
+        (rel, href)
+        for rel, href in (
+            ("current", links.current),
+            ("prev-archive", links.prev_archive),
+            ("next-archive", links.next_archive),
+        )
+        if href
+    ]
+    position = parent.index(after) + 1 if after is not None else 0
+    for rel, href in wanted:
+        parent.insert(position, etree.Element(f"{{{ATOM}}}link", rel=rel, href=href))
+        position += 1
+    if links.archive:  # RFC 5005 §4: an archive document says so
+        parent.insert(position, etree.Element(f"{{{HISTORY}}}archive"))
+
+
+def _add_media(element: etree._Element, article: Article) -> None:
+    """The image once more as Media RSS: FreshRSS and Miniflux show media elements, not links."""
+    if not article.image:
+        return
+    content = etree.SubElement(element, f"{{{MEDIA}}}content", url=article.image, medium="image")
+    if article.image_type:
+        content.set("type", article.image_type)
+    if article.image_length:
+        content.set("fileSize", str(article.image_length))
+    if article.image_alt:
+        etree.SubElement(content, f"{{{MEDIA}}}description", type="plain").text = article.image_alt
+    etree.SubElement(element, f"{{{MEDIA}}}thumbnail", url=article.image)
+
+
+def _serialize(root: etree._Element) -> bytes:
+    """Namespaces declared once, on the root, whichever element first used them."""
+    etree.cleanup_namespaces(root, top_nsmap={"fh": HISTORY, "media": MEDIA})
+    etree.indent(root, space="  ")
+    return bytes(etree.tostring(root, xml_declaration=True, encoding="UTF-8"))
 
 
 RENDERERS = {Format.RSS: render_rss, Format.ATOM: render_atom}
@@ -196,7 +266,12 @@ class Fitted:
 
 
 def render_feed(
-    fmt: Format, spec: FeedSpec, site: SiteConfig, entries: Sequence[Article], updated: datetime | None = None
+    fmt: Format,
+    spec: FeedSpec,
+    site: SiteConfig,
+    entries: Sequence[Article],
+    links: DocLinks | None = None,
+    updated: datetime | None = None,
 ) -> Fitted:
     """The feed, no larger than ``spec.max_bytes``.
 
@@ -207,9 +282,10 @@ def render_feed(
     """
     render = RENDERERS[fmt]
     limit = spec.max_bytes
+    links = links or subscription_links(site, spec.name, fmt, 0)
 
     def attempt(shown: int, full: int) -> bytes:
-        return render(spec, site, entries[:shown], updated or last_modified(entries), full)
+        return render(spec, site, entries[:shown], links, updated or last_modified(entries), full)
 
     count = len(entries)
     full = _full(spec, entries, None)

@@ -24,7 +24,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
-from . import pages
+from . import opml, pages
 from .articles import Meta
 from .bodies import Bodies
 from .config import FeedSpec, SiteConfig, load_config
@@ -33,13 +33,16 @@ from .errors import ConfigError, NotFound, Problem, Unsettled
 from .index import Index
 from .indexcache import IndexCache
 from .ledger import Ledger
+from .links import DocLinks, archive_links, subscription_links
 from .records import dated, load_records, parse_file, stale_paths
 from .render import EPOCH, MEDIA_TYPES, Format, last_modified, render_feed
 from .selection import specs_for_topics
 
 Clock = Callable[[], datetime]
 FORMATS = tuple(Format)
-PAGE_CACHE = 4096  # article pages kept rendered (feeds and the index are always kept)
+PAGE_CACHE = 4096  # article and archive pages kept rendered (feeds and the index are always kept)
+HISTORY_CACHE = 16  # feeds whose whole list of entries is kept for archive pages
+ARCHIVE_MAX_AGE = 24 * 60 * 60  # archive pages but the newest change only when history is rewritten
 RECHECK_SECONDS = 1.0  # how often a cached document asks the ledger for its date
 log = logging.getLogger(__name__)
 
@@ -56,6 +59,22 @@ class View:
     valid_until: datetime | None  # the next embargo: selections change then
     specs: dict[str, FeedSpec]
     newest: datetime
+
+
+def archive_pages(total: int, per_page: int) -> int:
+    """How many archive pages a feed of ``total`` entries has (RFC 5005 archived feeds).
+
+    The subscription document holds the newest ``per_page`` entries; everything older is cut
+    into pages of ``per_page`` counted from the oldest, so a new article only ever changes the
+    newest archive page, and every entry is in exactly one document.
+    """
+    return -(-max(0, total - per_page) // per_page)
+
+
+def archive_slice(total: int, per_page: int, page: int) -> slice:
+    """Where archive page ``page`` (1: the oldest) lies in the newest-first list of entries."""
+    older = total - per_page
+    return slice(total - min(page * per_page, older), total - (page - 1) * per_page)
 
 
 @dataclass
@@ -115,6 +134,7 @@ class Site:
         self._view: View | None = None
         self._docs: dict[tuple[str, str], _Cached] = {}
         self._pages: OrderedDict[tuple[str, str], None] = OrderedDict()  # LRU of page keys
+        self._histories: OrderedDict[str, tuple[View, list[Meta]]] = OrderedDict()
         self._lock = threading.RLock()
         # Observers (metrics, tests): called after each render (kind, seconds) and each
         # reload (True: applied, False: a broken config refused).
@@ -208,20 +228,105 @@ class Site:
 
     # -- documents ----------------------------------------------------------------------------
 
-    def feed(self, name: str, fmt: str) -> Document:
-        view = self.view()
+    def _spec(self, view: View, name: str, fmt: str | None = None) -> FeedSpec:
         spec = view.specs.get(name)
-        if spec is None or fmt not in FORMATS:
-            raise NotFound(f"no feed {name}.{fmt}")
+        if spec is None or (fmt is not None and fmt not in FORMATS):
+            raise NotFound(f"no feed {name}" + (f".{fmt}" if fmt else ""))
+        return spec
+
+    def archived(self, spec: FeedSpec) -> int:
+        """How many archive pages the feed has now."""
+        with self._index.lock:
+            return archive_pages(self._index.total(spec, self._clock()), spec.limit)
+
+    def feed(self, name: str, fmt: str) -> Document:
+        """The subscription document ``/feeds/<name>.<fmt>``."""
+        view = self.view()
+        spec = self._spec(view, name, fmt)
         form = Format(fmt)
 
         def inputs() -> tuple[Hashable, Callable[[], Document]]:
-            entries = self.feed_entries(spec)
+            with self._index.lock:
+                entries = self.feed_entries(spec)
+                links = subscription_links(self._config, name, form, self.archived(spec))
             natural = last_modified(entries, view.newest)
-            key = (self._config, spec, form, natural, tuple((m.id, m.path, m.version) for m in entries))
-            return key, lambda: self._render_feed(spec, form, entries, natural)
+            key = (
+                self._config,
+                spec,
+                form,
+                natural,
+                links,
+                tuple((m.id, m.path, m.version) for m in entries),
+            )
+            return key, lambda: self._render_feed(spec, form, entries, natural, links, spec.max_age)
 
         return self._document(("feed", f"{name}.{fmt}"), view, inputs)
+
+    def archive(self, name: str, page: int, fmt: str) -> Document:
+        """Archive page ``page`` of a feed (1: the oldest); NotFound past the newest."""
+        view = self.view()
+        spec = self._spec(view, name, fmt)
+        form = Format(fmt)
+
+        def inputs() -> tuple[Hashable, Callable[[], Document]]:
+            history = self._history(spec, view)
+            pages = archive_pages(len(history), spec.limit)
+            if not 1 <= page <= pages:
+                raise NotFound(f"no archive page {page} of feed {name}")
+            entries = history[archive_slice(len(history), spec.limit, page)]
+            links = archive_links(self._config, name, form, page, pages)
+            natural = last_modified(entries)
+            max_age = ARCHIVE_MAX_AGE if page < pages else spec.max_age
+            key = (self._config, spec, form, links, tuple((m.id, m.path, m.version) for m in entries))
+            return key, lambda: self._render_feed(spec, form, entries, natural, links, max_age)
+
+        return self._document(("archive", f"{name}/{page}.{fmt}"), view, inputs)
+
+    def _history(self, spec: FeedSpec, view: View) -> list[Meta]:
+        """Every entry of the feed, newest first, kept while nothing changes."""
+        kept = self._histories.get(spec.name)
+        if kept is not None and kept[0] is view:
+            return kept[1]
+        with self._index.lock:
+            history = self._index.select(spec, self._clock(), 0)
+        with self._lock:
+            self._histories[spec.name] = (view, history)
+            self._histories.move_to_end(spec.name)
+            if len(self._histories) > HISTORY_CACHE:
+                self._histories.popitem(last=False)
+        return history
+
+    def feed_page(self, name: str) -> Document:
+        """The feed's page for people, ``/feeds/<name>``: its newest entries and how to subscribe."""
+        view = self.view()
+        spec = self._spec(view, name)
+
+        def inputs() -> tuple[Hashable, Callable[[], Document]]:
+            with self._index.lock:
+                entries = self.feed_entries(spec)
+                archived = self.archived(spec)
+            natural = last_modified(entries, view.newest)
+            key = (self._config, spec, archived, tuple((m.id, m.path, m.version) for m in entries))
+            return key, lambda: make_document(
+                pages.render_feed_page(self._config, spec, entries, archived), HTML, natural, spec.max_age
+            )
+
+        return self._document(("feedpage", name), view, inputs)
+
+    def opml(self) -> Document:
+        """``/feeds.opml``: every feed, for a reader to import at once."""
+        view = self.view()
+
+        def inputs() -> tuple[Hashable, Callable[[], Document]]:
+            specs = tuple(view.specs.values())
+            return (self._config, specs, view.newest), lambda: make_document(
+                opml.render_opml(self._config, specs, view.newest),
+                opml.OPML_MEDIA_TYPE,
+                view.newest,
+                self._config.max_age,
+            )
+
+        return self._document(("opml", ""), view, inputs)
 
     def page(self, article_id: str) -> Document:
         """An article's page; :class:`Unsettled` while its file is being rewritten."""
@@ -288,7 +393,7 @@ class Site:
             # Unchanged bytes are still a new version if the document changed in between.
             cached = _Cached(view, fingerprint, self._dated(key, doc), time.monotonic())
             self._docs[key] = cached
-            if key[0] == "page":
+            if key[0] in ("page", "archive"):
                 self._pages[key] = None
                 self._pages.move_to_end(key)
                 if len(self._pages) > PAGE_CACHE:
@@ -307,19 +412,29 @@ class Site:
         if modified is not None and modified != cached.doc.last_modified:
             cached.doc = replace(cached.doc, last_modified=modified)
 
-    def _render_feed(self, spec: FeedSpec, fmt: Format, entries: list[Meta], natural: datetime) -> Document:
+    def _render_feed(
+        self,
+        spec: FeedSpec,
+        fmt: Format,
+        entries: list[Meta],
+        natural: datetime,
+        links: DocLinks,
+        max_age: int,
+    ) -> Document:
         articles = [self._bodies.article(m) for m in entries]
         shown = [a for a in articles if a is not None]
-        fitted = render_feed(fmt, spec, self._config, shown, natural)
+        fitted = render_feed(fmt, spec, self._config, shown, links, natural)
         if fitted.note:
-            log.info("feed %s.%s: %s", spec.name, fmt, fitted.note)
+            log.info("%s: %s", links.self_url, fitted.note)
         return make_document(
             fitted.body,
             MEDIA_TYPES[fmt],
             natural,
-            spec.max_age,
+            max_age,
             complete=len(shown) == len(entries),
             note=fitted.note,
+            links=tuple(("hub", hub) for hub in links.hubs)
+            + ((("self", links.self_url),) if links.hubs else ()),
         )
 
     def _render_page(self, meta: Meta, feeds: list[FeedSpec]) -> Document:

@@ -175,9 +175,15 @@ def test_wall_clock_never_reaches_the_bytes(fmt: str, entries: list, monkeypatch
     assert feed_updated(early, fmt).year not in (2001, 2099)
 
 
-def test_rss_channel_link_is_the_site_not_the_feed() -> None:
-    root = parse(render_rss(spec(), SITE, [A1]))
-    assert xp(root, "/rss/channel/link/text()") == [BASE]
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_html_link_is_the_feeds_page_for_people_not_the_feed(fmt: str) -> None:
+    root = parse(RENDER[fmt](spec(), SITE, [A1]))
+    page = f"{BASE}feeds/alle"
+    if fmt == "rss":
+        assert xp(root, "/rss/channel/link/text()") == [page]
+    else:
+        assert [link.get("href") for link in xp(root, "/a:feed/a:link[@rel='alternate']")] == [page]
+        assert xp(root, "/a:feed/a:link[@rel='alternate']/@type") == ["text/html"]
 
 
 @pytest.mark.parametrize("fmt", FORMATS)
@@ -421,7 +427,7 @@ def test_full_content_gives_way_from_the_oldest_entry_on(fmt: str) -> None:
     assert fitted.summarized == full.count(False) and fitted.dropped == 0
     # As much content as fits: one more full entry would not.
     keep = full.count(True)
-    assert len(RENDER[fmt](spec(), SITE, entries, None, keep + 1)) > limit
+    assert len(RENDER[fmt](spec(), SITE, entries, None, None, keep + 1)) > limit
     assert "summary only" in fitted.note and str(limit) in fitted.note
 
 
@@ -440,3 +446,68 @@ def test_entries_drop_from_the_oldest_when_summaries_alone_do_not_fit(fmt: str) 
 def test_atom_trimmed_to_size_still_validates(atom_schema: etree.RelaxNG) -> None:
     fitted = render_feed(Format.ATOM, spec(max_bytes=32 * 1024), SITE, big_entries(10))
     assert fitted.note and atom_schema.validate(parse(fitted.body)), atom_schema.error_log
+
+
+# --- pictures, hubs and archive links (what readers use) --------------------------------------
+
+CAPTIONED = replace(IMAGED, image_alt="Soldaten an der Grenze bei Kursk")
+MEDIA = "{http://search.yahoo.com/mrss/}"
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_article_image_is_also_media_rss_with_its_caption(fmt: str) -> None:
+    body = RENDER[fmt](spec(), SITE, [CAPTIONED])
+    entry = xp(parse(body), "//item" if fmt == "rss" else "//a:entry")[0]
+    content = entry.findall(f"{MEDIA}content")
+    assert [(c.get("url"), c.get("type"), c.get("medium"), c.get("fileSize")) for c in content] == [
+        (f"{BASE}images/kursk.jpg", "image/jpeg", "image", "2048")
+    ]
+    assert content[0].findtext(f"{MEDIA}description") == "Soldaten an der Grenze bei Kursk"
+    assert [t.get("url") for t in entry.findall(f"{MEDIA}thumbnail")] == [f"{BASE}images/kursk.jpg"]
+    parsed = feedparser.parse(body).entries[0]  # what FreshRSS-style readers take
+    assert parsed.media_content[0]["url"] == f"{BASE}images/kursk.jpg"
+    assert parsed.media_thumbnail[0]["url"] == f"{BASE}images/kursk.jpg"
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_article_without_image_has_no_media_elements(fmt: str) -> None:
+    assert b"search.yahoo.com/mrss" not in RENDER[fmt](spec(), SITE, [A1])
+
+
+def test_icon_and_logo_become_atom_icon_and_logo() -> None:
+    site = replace(SITE, icon=f"{BASE}static/icon.png", logo=f"{BASE}static/logo.png")
+    root = parse(render_atom(spec(), site, [A1]))
+    assert xp(root, "/a:feed/a:icon/text()") == [f"{BASE}static/icon.png"]
+    assert xp(root, "/a:feed/a:logo/text()") == [f"{BASE}static/logo.png"]
+    assert not xp(parse(render_atom(spec(), SITE, [A1])), "/a:feed/a:icon | /a:feed/a:logo")
+
+
+@pytest.mark.parametrize(
+    ("icon", "logo", "shown"),
+    [("icon.png", "logo.png", "logo.png"), ("icon.png", None, "icon.png"), (None, None, None)],
+)
+def test_rss_image_is_the_logo_or_else_the_icon_with_the_channels_title_and_link(
+    icon: str | None, logo: str | None, shown: str | None
+) -> None:
+    site = replace(SITE, icon=icon and f"{BASE}{icon}", logo=logo and f"{BASE}{logo}")
+    root = parse(render_rss(spec(), site, [A1]))
+    images = xp(root, "/rss/channel/image")
+    if shown is None:
+        assert images == []
+        return
+    assert [(i.findtext("url"), i.findtext("title"), i.findtext("link")) for i in images] == [
+        (f"{BASE}{shown}", xp(root, "/rss/channel/title/text()")[0], xp(root, "/rss/channel/link/text()")[0])
+    ]
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_hubs_are_announced_next_to_self(fmt: str) -> None:
+    from feeds.links import subscription_links
+
+    site = replace(SITE, hubs=("https://hub.example.net/", "https://pubsubhubbub.appspot.com/"))
+    root = parse(RENDER[fmt](spec(), site, [A1], subscription_links(site, "alle", fmt, 0)))
+    parent = "/rss/channel" if fmt == "rss" else "/a:feed"
+    assert xp(root, f"{parent}/a:link[@rel='hub']/@href") == list(site.hubs)
+    parsed = feedparser.parse(RENDER[fmt](spec(), site, [A1], subscription_links(site, "alle", fmt, 0)))
+    assert {link.href for link in parsed.feed.links if link.rel == "hub"} == set(site.hubs)
+    assert not xp(parse(RENDER[fmt](spec(), SITE, [A1])), f"{parent}/a:link[@rel='hub']")
