@@ -15,9 +15,9 @@ from .articles import DateSource
 from .config import config_path_from_env, load_config
 from .errors import ConfigError, Problem, Severity
 from .export import build as build_export
+from .links import feed_url
 from .outfolder import ExportRefused, check_target
 from .parsing import stamped
-from .links import feed_url
 from .site import FORMATS, Site, open_site
 from .sources import read_source, replace_if_unchanged
 

@@ -23,7 +23,6 @@ from .config import FeedSpec, SiteConfig
 from .links import DocLinks
 
 VERSION = "https://jsonfeed.org/version/1.1"
-MEDIA_TYPE = "application/feed+json; charset=utf-8"  # the spec's "Suggestions for Publishers"
 
 # RFC 6068 §2: what an addr-spec may keep unencoded in a mailto: URL; the rest is %-encoded.
 _MAILTO_SAFE = "@!$'()*+,;:-._~"

@@ -22,6 +22,7 @@ from lxml import etree
 
 from .articles import Article, Meta, entry_id
 from .config import FeedSpec, SiteConfig
+from .jsonfeed import render_json
 from .links import DocLinks, subscription_links
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -199,6 +200,8 @@ def _restore_entry_links(element: etree._Element, article: Article) -> None:
         links[1].set("rel", "enclosure")
         links[1].set("type", article.image_type)
         links[1].set("length", str(article.image_length))
+        if article.image_alt:
+            links[1].set("title", article.image_alt)
 
 
 def _add_links(parent: etree._Element, links: DocLinks, after: etree._Element | None) -> None:
@@ -233,7 +236,9 @@ def _add_media(element: etree._Element, article: Article) -> None:
     if article.image_length:
         content.set("fileSize", str(article.image_length))
     if article.image_alt:
-        etree.SubElement(content, f"{{{MEDIA}}}description", type="plain").text = article.image_alt
+        # media:title, not media:description: feedparser (and the readers built on it) takes a
+        # media:description for the entry's own content.
+        etree.SubElement(content, f"{{{MEDIA}}}title", type="plain").text = article.image_alt
     etree.SubElement(element, f"{{{MEDIA}}}thumbnail", url=article.image)
 
 
@@ -244,7 +249,7 @@ def _serialize(root: etree._Element) -> bytes:
     return bytes(etree.tostring(root, xml_declaration=True, encoding="UTF-8"))
 
 
-RENDERERS = {Format.RSS: render_rss, Format.ATOM: render_atom}
+RENDERERS = {Format.RSS: render_rss, Format.ATOM: render_atom, Format.JSON: render_json}
 
 
 @dataclass(frozen=True)

@@ -202,7 +202,9 @@ def test_archive_pages_are_valid_atom(make_site: MakeSite, tmp_path: Path) -> No
         assert root.findtext(f"{ATOM}id") == f"{BASE}/feeds/alle.atom"  # one logical feed
 
 
-def test_full_archive_pages_are_long_cacheable_and_the_newest_is_not(make_site: MakeSite, tmp_path: Path) -> None:
+def test_full_archive_pages_are_long_cacheable_and_the_newest_is_not(
+    make_site: MakeSite, tmp_path: Path
+) -> None:
     client = app_for(make_site(articles(range(1, 12)), CONFIG), tmp_path)
     pages = archive_pages(11, PER_PAGE)
     for page in range(1, pages + 1):

@@ -26,9 +26,9 @@ from reader import make_reader
 
 from feeds.articles import Article, Author, DateSource, Topic, entry_id
 from feeds.config import FeedSpec, SiteConfig
-from feeds.jsonfeed import MEDIA_TYPE, VERSION, render_json
+from feeds.jsonfeed import VERSION, render_json
 from feeds.links import DocLinks, archive_links, subscription_links
-from feeds.render import render_atom
+from feeds.render import MEDIA_TYPES, Format, render_atom
 
 BASE = "https://news.example.org/"
 SITE = SiteConfig(
@@ -562,7 +562,9 @@ def serve() -> Iterator[Callable[[str, bytes, str], str]]:
 
 def test_reader_sees_the_same_entries_in_json_as_in_atom(serve: Callable[[str, bytes, str], str]) -> None:
     full_spec = spec()
-    json_url = serve("/feeds/alle.json", render_json(full_spec, SITE, RICH, LINKS, full=3), MEDIA_TYPE)
+    json_url = serve(
+        "/feeds/alle.json", render_json(full_spec, SITE, RICH, LINKS, full=3), MEDIA_TYPES[Format.JSON]
+    )
     atom_url = serve("/feeds/alle.atom", render_atom(full_spec, SITE, RICH, full=3), "application/atom+xml")
     with make_reader(":memory:") as reader:
         for url in (json_url, atom_url):

@@ -462,11 +462,14 @@ def test_article_image_is_also_media_rss_with_its_caption(fmt: str) -> None:
     assert [(c.get("url"), c.get("type"), c.get("medium"), c.get("fileSize")) for c in content] == [
         (f"{BASE}images/kursk.jpg", "image/jpeg", "image", "2048")
     ]
-    assert content[0].findtext(f"{MEDIA}description") == "Soldaten an der Grenze bei Kursk"
+    assert content[0].findtext(f"{MEDIA}title") == "Soldaten an der Grenze bei Kursk"
     assert [t.get("url") for t in entry.findall(f"{MEDIA}thumbnail")] == [f"{BASE}images/kursk.jpg"]
     parsed = feedparser.parse(body).entries[0]  # what FreshRSS-style readers take
     assert parsed.media_content[0]["url"] == f"{BASE}images/kursk.jpg"
     assert parsed.media_thumbnail[0]["url"] == f"{BASE}images/kursk.jpg"
+    # The caption stays with the picture: it is neither the entry's title nor its content.
+    assert parsed.title == CAPTIONED.title
+    assert all("Kursk" not in c.value for c in parsed.get("content", []))
 
 
 @pytest.mark.parametrize("fmt", FORMATS)
