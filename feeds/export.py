@@ -79,6 +79,8 @@ def _documents(site: Site) -> dict[str, Document]:
         for page in range(1, site.archived(spec) + 1):
             for fmt in FORMATS:
                 files[f"feeds/{name}/archive/{page}.{fmt}"] = site.archive(name, page, fmt)
+    for rel in site.asset_paths():
+        files[f"static/{rel}"] = site.asset(rel)
     for article in site.published():
         files[f"articles/{article.id}.html"] = site.page(article.id)
     return files

@@ -152,6 +152,10 @@ class DocumentApp:
                 return None
             if path == "/feeds.opml":
                 return "opml", "", self.site.opml()
+            if path.startswith("/static/"):
+                if not path.isascii():
+                    path = path.encode("latin-1").decode("utf-8", "replace")
+                return "asset", "", self.site.asset(path[8:])
             if path.startswith("/articles/"):
                 if not path.isascii():  # WSGI hands the path over as Latin-1 decoded bytes
                     path = path.encode("latin-1").decode("utf-8", "replace")

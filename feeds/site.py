@@ -24,7 +24,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
-from . import opml, pages
+from . import assets, opml, pages
 from .articles import Meta
 from .bodies import Bodies
 from .config import FeedSpec, SiteConfig, load_config
@@ -129,6 +129,7 @@ class Site:
         self._state_dir = state_dir
         self._cache = _cache(config, state_dir)
         self._bodies = Bodies(config)
+        self._assets = assets.Assets()
         self._config_error: ConfigError | None = None
         self._generation = 1
         self._view: View | None = None
@@ -367,6 +368,13 @@ class Site:
             )
 
         return self._document(("index", ""), view, inputs)
+
+    def asset(self, rel: str) -> Document:
+        """A file of ``static/`` beside the config (the site's icon, logo, styles)."""
+        return self._assets.get(self._config, rel)
+
+    def asset_paths(self) -> list[str]:
+        return list(assets.listed(self._config))
 
     def _document(
         self, key: tuple[str, str], view: View, inputs: Callable[[], tuple[Hashable, Callable[[], Document]]]

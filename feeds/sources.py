@@ -43,7 +43,7 @@ class Listed:
     refusal: str | None = None
 
 
-def scan(root: Path, under: str = "") -> Iterator[Listed]:
+def scan(root: Path, under: str = "", suffixes: tuple[str, ...] = SUFFIXES) -> Iterator[Listed]:
     """Article files under ``root`` (or its sub-folder ``under``), sorted, nothing opened.
 
     Names starting with '.' or '_' are skipped. Symlinked folders are not followed (their files
@@ -53,10 +53,10 @@ def scan(root: Path, under: str = "") -> Iterator[Listed]:
     top = os.path.join(root, under) if under else str(root)
     real_root = os.path.realpath(root)
     prefix = under.rstrip("/") + "/" if under else ""
-    yield from _scan(top, prefix, real_root)
+    yield from _scan(top, prefix, real_root, suffixes)
 
 
-def _scan(folder: str, prefix: str, real_root: str) -> Iterator[Listed]:
+def _scan(folder: str, prefix: str, real_root: str, suffixes: tuple[str, ...]) -> Iterator[Listed]:
     try:
         with os.scandir(folder) as it:
             entries = sorted(it, key=lambda e: e.name)
@@ -68,9 +68,9 @@ def _scan(folder: str, prefix: str, real_root: str) -> Iterator[Listed]:
         rel = prefix + entry.name
         try:
             if entry.is_dir(follow_symlinks=False):
-                yield from _scan(entry.path, rel + "/", real_root)
+                yield from _scan(entry.path, rel + "/", real_root, suffixes)
                 continue
-            if not entry.name.lower().endswith(SUFFIXES):
+            if not entry.name.lower().endswith(suffixes):
                 continue
             if entry.is_symlink():
                 yield Listed(rel, _symlink_refusal(entry.path, real_root))
