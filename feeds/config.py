@@ -63,6 +63,7 @@ class TopicName:
     slug: str
     title: str
     description: str = ""
+    line: int = field(default=0, compare=False)  # in config.yaml, for warnings about it
 
 
 @dataclass(frozen=True)
@@ -320,7 +321,9 @@ class _Validator:
                     raw, key, dotted, f"names topic {topic_slug!r} a second time (topics compare by slug)"
                 )
             elif values["title"] is not None:
-                found[topic_slug] = TopicName(topic_slug, values["title"], values["description"])
+                found[topic_slug] = TopicName(
+                    topic_slug, values["title"], values["description"], line_of(raw, key) or 0
+                )
         return tuple(found.values())
 
     def articles_dir(self, data: Mapping[Any, Any], path: Path, folder: str) -> Path:

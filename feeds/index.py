@@ -274,6 +274,11 @@ class Index:
             if bucket.has_published(now)
         }
 
+    def topic_slugs(self) -> frozenset[str]:
+        """Topics of every article that is or will be published (drafts aside)."""
+        with self.lock:
+            return frozenset(self._names)
+
     def select(self, spec: FeedSpec, now: datetime, limit: int | None = None) -> list[Meta]:
         """A feed's entries, newest first, at most ``limit`` (default the feed's own; 0: all).
 

@@ -24,12 +24,12 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
-from . import assets, opml, pages
+from . import assets, fields, opml, pages
 from .articles import Meta
 from .bodies import Bodies
 from .config import FeedSpec, SiteConfig, load_config
 from .documents import HTML, Document, make_document
-from .errors import ConfigError, NotFound, Problem, Unsettled
+from .errors import ConfigError, NotFound, Problem, Severity, Unsettled
 from .index import Index
 from .indexcache import IndexCache
 from .ledger import Ledger
@@ -214,10 +214,28 @@ class Site:
             return self._index.topics(self._clock())
 
     def problems(self) -> list[Problem]:
-        found = self._index.problems()
+        found = self._unused_topic_names() + self._index.problems()
         if self._config_error is not None:
             found = list(self._config_error.problems) + found
         return found
+
+    def _unused_topic_names(self) -> list[Problem]:
+        """A ``topics:`` entry no article uses is most likely a misspelt slug."""
+        config = self._config
+        if not config.topic_names:
+            return []
+        used = self._index.topic_slugs()
+        return [
+            Problem(
+                str(config.path),
+                named.line or None,
+                f"topics.{named.slug}: no article has this topic; its title is unused"
+                + fields.did_you_mean(named.slug, used),
+                Severity.WARNING,
+            )
+            for named in config.topic_names
+            if named.slug not in used
+        ]
 
     def known_paths(self, rel_dir: str) -> list[str]:
         """Article paths known under a folder (for a folder that was moved or deleted)."""

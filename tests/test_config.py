@@ -583,3 +583,89 @@ def test_articles_folder_in_a_symlink_loop_is_reported(make_site):
         load_config(path)
     (problem,) = info.value.problems
     assert problem.line == 8 and "articles: folder" in problem.message
+
+
+# --- what readers use: pictures, topic names, hubs, caches -----------------------------------
+
+READERS = (
+    GOOD.replace(
+        "  author: Redaktion\n",
+        "  author: Redaktion\n  icon: /static/icon.png\n  logo: https://cdn.example.net/logo.png\n",
+    )
+    + """\
+topics:
+  Klima:
+    title: Klima und Umwelt
+    description: Alles zum Klima
+  ukraine krieg: Krieg in der Ukraine
+websub:
+  hubs: [https://hub.example.net/, https://pubsubhubbub.appspot.com/]
+cache:
+  purge: http://127.0.0.1:6081
+"""
+)
+
+
+def test_reader_keys_reach_the_config(make_site):
+    config = load_config(make_site(articles={}, raw_config=READERS))
+    assert config.icon == "https://news.example.org/static/icon.png"
+    assert config.logo == "https://cdn.example.net/logo.png"
+    assert [(t.slug, t.title, t.description) for t in config.topic_names] == [
+        ("klima", "Klima und Umwelt", "Alles zum Klima"),
+        ("ukraine-krieg", "Krieg in der Ukraine", ""),
+    ]
+    assert config.hubs == ("https://hub.example.net/", "https://pubsubhubbub.appspot.com/")
+    assert config.purge == ("http://127.0.0.1:6081/",)
+
+
+def test_topic_feeds_take_their_display_names(make_site):
+    config = load_config(make_site(articles={}, raw_config=READERS))
+    specs = {s.name: s for s in specs_for_topics(config, {"klima": "Klima", "sport": "Sport"})}
+    assert (specs["klima"].title, specs["klima"].description) == ("Klima und Umwelt", "Alles zum Klima")
+    assert specs["sport"].title == "Testseite: Sport"  # no entry: as before
+
+
+def test_site_under_a_path_resolves_icon_paths_against_it(make_site):
+    raw = READERS.replace("url: https://news.example.org", "url: https://example.org/news/")
+    raw = raw.replace("icon: /static/icon.png", "icon: static/icon.png")
+    assert (
+        load_config(make_site(articles={}, raw_config=raw)).icon == "https://example.org/news/static/icon.png"
+    )
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "line", "expected"),
+    [
+        ("  icon: /static/icon.png", "  icon: javascript:alert(1)", 8, "a path such as /static/icon.png"),
+        ("  icon: /static/icon.png", '  icon: "/a b\\"<x>.png"', 8, "a path such as /static/icon.png"),
+        ("  icon: /static/icon.png", "  icon: [a, b]", 8, "a path such as /static/icon.png"),
+        (
+            "  hubs: [https://hub.example.net/, https://pubsubhubbub.appspot.com/]",
+            "  hubs: [ftp://hub]",
+            27,
+            "http(s)",
+        ),
+        (
+            "  hubs: [https://hub.example.net/, https://pubsubhubbub.appspot.com/]",
+            "  hubs: []",
+            27,
+            "a list of URLs",
+        ),
+        ("  purge: http://127.0.0.1:6081", "  purge: 6081", 29, "a list of URLs"),
+        ("  ukraine krieg: Krieg in der Ukraine", "  ukraine krieg: [a, b]", 25, "a title or a mapping"),
+        (
+            "    description: Alles zum Klima",
+            "    descripton: Alles zum Klima",
+            24,
+            "did you mean 'description'",
+        ),
+        ("  ukraine krieg: Krieg in der Ukraine", "  KLIMA: Doppelt", 25, "a second time"),
+        ("    title: Klima und Umwelt", "    title: ''", 23, "a non-empty string"),
+    ],
+)
+def test_bad_reader_keys_are_reported_with_line(make_site, old, new, line, expected):
+    raw = replace_line(READERS, old, new)
+    path, problem = only_problem(make_site, raw)
+    assert raw.split("\n")[line - 1] == new  # the line the operator has to look at
+    assert problem.path == str(path) and problem.line == line, problem
+    assert expected in problem.message, problem

@@ -423,3 +423,14 @@ def test_a_change_never_waits_for_the_index_cache_to_reach_the_disk(
     site._cache.flush()  # type: ignore[union-attr]
     restarted = open_site(str(path), clock=lambda: NOW, state_dir=tmp_path / "state")
     assert "Zwei" in restarted.feed("alle", "atom").body.decode()
+
+
+def test_topic_names_no_article_uses_are_warned_with_line_and_hint(make_site: MakeSite) -> None:
+    config = make_site(config={"topics": {"klima": "Klima und Umwelt", "politk": "Politik"}})
+    site = open_site(config, lambda: NOW)
+    warnings = [p for p in site.problems() if "topics." in p.message]
+    assert [(p.severity.value, p.message) for p in warnings] == [
+        ("warning", "topics.politk: no article has this topic; its title is unused; did you mean 'politik'?")
+    ]
+    assert config.read_text().split("\n")[warnings[0].line - 1].strip().startswith("politk")
+    assert site.specs["klima"].title == "Klima und Umwelt"
