@@ -256,6 +256,30 @@ def _seconds(values: list[float | None]) -> str:
 # -- checking documents (in a separate process: feedparser is slow and holds the GIL) ---------
 
 
+def _json_feed(body: bytes) -> Any:
+    """A JSON Feed as the few feedparser keys the checks read (title, entries, content)."""
+    import json
+
+    doc = json.loads(body)
+    if not isinstance(doc, dict) or not doc.get("title") or not isinstance(doc.get("items"), list):
+        raise ValueError("not a JSON Feed with a title and items")
+    entries = [
+        {
+            "id": item["id"],
+            "title": item.get("title", ""),
+            "summary": item.get("summary", ""),
+            "content": [{"value": item["content_html"]}] if "content_html" in item else [],
+        }
+        for item in doc["items"]
+    ]
+    return _Parsed(feed={"title": doc["title"]}, entries=entries)
+
+
+class _Parsed(dict[str, Any]):
+    def __getattr__(self, name: str) -> Any:
+        return self[name]
+
+
 def check_document(kind: str, full: bool, body: bytes) -> tuple[str | None, list[str], list[str]]:
     """(why the document is malformed or None, truncated bodies, hollow entries or pages).
 
@@ -266,7 +290,9 @@ def check_document(kind: str, full: bool, body: bytes) -> tuple[str | None, list
     import lxml.html
 
     try:
-        if kind == "feed":
+        if kind == "feed" and body.lstrip().startswith(b"{"):  # JSON Feed: feedparser 6 cannot
+            parsed = _json_feed(body)
+        elif kind == "feed":
             lxml.etree.fromstring(body)
             parsed = feedparser.parse(body)
             if parsed.bozo:
@@ -476,14 +502,14 @@ class Soak:
         self.outside.write_text(secret, encoding="utf-8")
 
     def discover(self) -> None:
-        """Every feed linked from the index (RSS and Atom), the index, and some demo pages."""
+        """Every feed linked from the index (RSS, Atom, JSON Feed), the index, and some demo pages."""
         import yaml
 
         reply = harness.fetch(self.port, "/", timeout=TIMEOUT)
         if reply.status != 200:
             raise RuntimeError(f"index answered {reply.status}")
         text = reply.body.decode()
-        feeds = sorted(set(re.findall(r'href="[^"]*?(/feeds/[a-z0-9_-]+\.(?:rss|atom))"', text)))
+        feeds = sorted(set(re.findall(r'href="[^"]*?(/feeds/[a-z0-9_-]+\.(?:rss|atom|json))"', text)))
         pages = sorted(set(re.findall(r'href="[^"]*?(/articles/[^"#?]+)"', text)))
         self.static = [*feeds, "/", *random.Random(self.options.seed).sample(pages, min(PAGES, len(pages)))]
         data = yaml.safe_load(self.config.read_text(encoding="utf-8"))
@@ -585,9 +611,8 @@ class Soak:
             new = digest not in self.bodies
             self.bodies.add(digest)
         if new:
-            kind = (
-                "feed" if path.startswith("/feeds/") else "page" if path.startswith("/articles/") else "index"
-            )
+            is_feed = path.startswith("/feeds/") and "." in path.rsplit("/", 1)[1]  # not its page
+            kind = "feed" if is_feed else "page" if path.startswith("/articles/") else "index"
             future = self.executor.submit(check_document, kind, path in self.full_paths, body)
             with self.lock:
                 self.checks.append((path, future))
