@@ -40,7 +40,9 @@ def _item(item: dict[str, Any]) -> FeedParserDict:
         updated=item.get("date_modified"),
         updated_parsed=_date(item.get("date_modified")),
         authors=[FeedParserDict(a) for a in item.get("authors", [])],
-        enclosures=[FeedParserDict(href=a["url"], type=a.get("mime_type")) for a in item.get("attachments", [])],
+        enclosures=[
+            FeedParserDict(href=a["url"], type=a.get("mime_type")) for a in item.get("attachments", [])
+        ],
     )
 
 

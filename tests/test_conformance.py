@@ -19,6 +19,7 @@ from pathlib import Path
 from unittest import mock
 from urllib.parse import urlsplit
 
+import anyfeed
 import feedparser
 import lxml.html
 import pytest
@@ -30,7 +31,6 @@ from lxml import etree
 from feeds import create_app
 from feeds.site import Site, open_site
 
-import anyfeed
 import hostile
 from conftest import DEMO_CONFIG, NOW, shared
 

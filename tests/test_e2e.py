@@ -7,14 +7,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
 
-import feedparser
+import anyfeed
 import lxml.html
 import pytest
 import yaml
 
 from feeds import create_app
 
-import anyfeed
 import harness
 from conftest import DEMO_CONFIG, REPO
 

@@ -10,7 +10,7 @@ import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
-import feedparser
+import anyfeed
 import lxml.html
 import pytest
 from lxml import etree
@@ -20,7 +20,6 @@ from feeds.export import build
 from feeds.outfolder import MANIFEST, MARKER, MARKER_BYTES, ExportRefused, read_manifest, target_refusal
 from feeds.site import FORMATS, Site, open_site
 
-import anyfeed
 from conftest import DEMO_CONFIG, NOW, MakeSite
 
 SECRETS = (b"DRAFT-SECRET", b"EMBARGO-SECRET")
@@ -59,7 +58,8 @@ def crawl(site: Site) -> dict[str, bytes]:
         elif response.mimetype.endswith(("xml", "opml")):
             root = etree.fromstring(response.data)
             links = root.xpath(
-                "//@href | //@url | //@xmlUrl | //@htmlUrl | //*[local-name()='link' or local-name()='url']/text()"
+                "//@href | //@url | //@xmlUrl | //@htmlUrl"
+                " | //*[local-name()='link' or local-name()='url']/text()"
             )
         else:  # a picture
             links = []

@@ -7,6 +7,7 @@ well-formed XML, Atom is valid against the RFC 4287 schema, feedparser reads the
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import tempfile
@@ -24,8 +25,10 @@ from lxml import etree
 from test_conformance import atom_problems, rss_problems
 
 from feeds import create_app
-from feeds.articles import Article, SourceFile, Stamp
+from feeds.articles import Article, SourceFile, Stamp, entry_id
 from feeds.config import FeedSpec, SiteConfig, load_config
+from feeds.jsonfeed import render_json
+from feeds.links import subscription_links
 from feeds.parsing import parse_article
 from feeds.render import render_atom, render_rss
 from feeds.site import open_site
@@ -123,9 +126,11 @@ def front_matter(fields: dict, body: str) -> bytes:
 def check_feeds(spec: FeedSpec, site: SiteConfig, entries: list[Article], schema: etree.RelaxNG) -> None:
     """Both formats: no exception, well-formed, Atom valid, no bozo, same bytes twice."""
     updated = max((a.updated for a in entries), default=NOW)
+    json_feed = render_json(spec, site, entries, subscription_links(site, spec.name, "json", 0))
+    assert [item["id"] for item in json.loads(json_feed)["items"]] == [entry_id(site, a) for a in entries]
     for render in (render_rss, render_atom):
-        body = render(spec, site, entries, updated)
-        assert render(spec, site, entries, updated) == body, "rendering twice gave other bytes"
+        body = render(spec, site, entries, updated=updated)
+        assert render(spec, site, entries, updated=updated) == body, "rendering twice gave other bytes"
         tree = etree.fromstring(body)  # raises on anything not well-formed
         if render is render_atom:
             assert schema.validate(tree), schema.error_log

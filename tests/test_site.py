@@ -6,6 +6,7 @@ import gzip
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 
+import anyfeed
 import feedparser
 import lxml.html
 import pytest
@@ -15,7 +16,6 @@ from feeds import create_app
 from feeds.errors import NotFound
 from feeds.site import FORMATS, Site, open_site
 
-import anyfeed
 from conftest import DEMO_CONFIG, NOW, MakeSite
 
 SECRETS = ("DRAFT-SECRET", "EMBARGO-SECRET")
