@@ -65,6 +65,10 @@ class Links:
     def article(self, article: Meta) -> str:
         return f"{self.prefix}/articles/{id_path(article.id)}"
 
+    def local(self, url: str) -> str:
+        """A URL of this site made root-relative, like every other link on the pages."""
+        return url.replace(self.site.url, f"{self.prefix}/", 1) if url.startswith(self.site.url) else url
+
     def local_time(self, moment: datetime) -> str:
         return moment.astimezone(self.site.tz).strftime("%Y-%m-%d %H:%M")
 

@@ -35,7 +35,6 @@ FEED_TYPES = {"rss": "application/rss+xml", "atom": "application/atom+xml", "jso
 # through the functions that render them (see ``resolves``) until it serves those too.
 SECRETS = ("DRAFT-SECRET", "EMBARGO-SECRET")
 HOSTILE = "<script>alert(\"x\")</script> & 'Zitat' „Grüße“ 🦊"
-ICON = "https://news.example.org/static/icon.png"
 
 
 def parse(response) -> lxml.html.HtmlElement:
@@ -336,14 +335,20 @@ def test_feed_page_of_a_site_under_a_path(make_site: MakeSite) -> None:
     assert doc.xpath("//header/a/@href") == ["/news/"]
 
 
-@pytest.mark.parametrize("icon", [None, "/static/icon.png"])
-def test_site_icon_on_every_page(make_site: MakeSite, icon: str | None) -> None:
+@pytest.mark.parametrize(
+    ("icon", "href"),
+    [
+        (None, None),
+        ("/static/icon.png", "/static/icon.png"),  # the site's own: root-relative like every link
+        ("https://cdn.example.net/i.png", "https://cdn.example.net/i.png"),
+    ],
+)
+def test_site_icon_on_every_page(make_site: MakeSite, icon: str | None, href: str | None) -> None:
     config = make_site(config={"site": {"icon": icon}} if icon else None)
     client = create_app(config, clock=lambda: NOW).test_client()
-    site: Site = client.application.extensions["feeds"]
-    pages = [parse(client.get("/")), parse(client.get("/articles/erster")), feed_page(site, "alle")]
+    pages = [parse(client.get(p)) for p in ("/", "/articles/erster", "/feeds/alle")]
     for doc in pages:
-        assert doc.xpath("//link[@rel='icon']/@href") == ([ICON] if icon else [])
+        assert doc.xpath("//link[@rel='icon']/@href") == ([href] if href else [])
 
 
 # --- article page ---------------------------------------------------------------------------
