@@ -31,6 +31,7 @@ def create_app(
     *,
     clock: Clock = utc_now,
     watch: bool | None = None,
+    notify: bool | None = None,
     state_dir: Path | None = None,
 ) -> Flask:
     """Build the Flask app for one site.
@@ -39,6 +40,7 @@ def create_app(
     :class:`~feeds.errors.ConfigError` here, so a server never starts on a bad file.
     ``clock`` lets tests pin "now" (embargoes depend on it). ``watch`` (default: on unless
     ``FEEDS_WATCH=0``) reloads articles and config as they change, in every worker.
+    ``notify`` (default: as ``watch``) tells the config's WebSub hubs of every changed feed.
     """
     logs.configure()  # under gunicorn or granian: one line per event
     path = config_path_from_env(config_path)
@@ -64,6 +66,8 @@ def create_app(
     metrics = app.extensions["feeds.metrics"] = Metrics(site)
     if early is not None:
         _watch(app, site, early)
+    if notify if notify is not None else watching:
+        _notify(app, site)
     http.init_app(app, site, metrics)
     return app
 
@@ -86,5 +90,16 @@ def _watch(app: Flask, site: Site, early: Watcher) -> None:
         watcher = Watcher(site.config_path, site.config.articles_dir)
         watcher.start(site)
         app.extensions["feeds.watcher"] = watcher
+
+    os.register_at_fork(after_in_child=after_fork)
+
+
+def _notify(app: Flask, site: Site) -> None:
+    from .notify import Notifier
+
+    app.extensions["feeds.notifier"] = Notifier(site).start()
+
+    def after_fork() -> None:  # as for the watcher: a forked worker has none of its threads
+        app.extensions["feeds.notifier"] = app.extensions["feeds.notifier"].forked()
 
     os.register_at_fork(after_in_child=after_fork)

@@ -3,7 +3,9 @@
 Two promises live here: each document's Last-Modified, which never goes backwards, and the date
 each article without a ``date`` was first seen, which its place in every feed depends on. Unlike
 the index cache, this is state, not a cache: deleting it costs readers (dates move), so it is
-kept in a small SQLite file in the state folder, and in memory when that is unusable.
+kept in a small SQLite file in the state folder, and in memory when that is unusable. It also
+records which version of each document was last announced to WebSub hubs, so that a change is
+announced by one worker only (:meth:`Ledger.claim_change`).
 
 Last-Modified that never goes backwards and is the same in every process.
 
@@ -32,6 +34,7 @@ _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS versions (key TEXT NOT NULL, etag TEXT NOT NULL, lm INTEGER NOT NULL, "
     "seq INTEGER NOT NULL, PRIMARY KEY (key, etag))",
     "CREATE TABLE IF NOT EXISTS first_seen (id TEXT PRIMARY KEY, seen INTEGER NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS announced (key TEXT PRIMARY KEY, etag TEXT NOT NULL)",
 )
 APPLICATION_ID = 0x46454543  # marks the file as a feeds ledger (PRAGMA application_id)
 KEEP = 50  # versions remembered per document
@@ -65,6 +68,7 @@ class Ledger:
         self._lock = threading.Lock()
         self._memory: dict[str, dict[str, tuple[int, int]]] = {}  # key -> etag -> (lm, seq)
         self._seen: dict[str, int] = {}  # article id -> first seen (epoch seconds), without SQLite
+        self._announced: dict[str, str] = {}  # key -> etag last announced, without SQLite
         self._seq = 0
         self._db: sqlite3.Connection | None = None
         if path is not None:
@@ -177,6 +181,32 @@ class Ledger:
             log.warning("validator ledger: first-seen dates unavailable (%s); kept in memory", exc)
             return None
 
+    def claim_change(self, key: str, etag: str) -> bool:
+        """Whether this process is the one to announce ``etag`` as the new version of ``key``.
+
+        True exactly once per change, however many workers ask: the first to bring an ETag
+        that differs from the one recorded records it and is told to announce; everyone
+        bringing the recorded one is told not to. A key seen for the first time is recorded
+        and not announced (nobody can have subscribed to a document that did not exist, and
+        enabling notifications must not announce every document at once).
+        """
+        with self._lock:
+            if self._db is None:
+                before = self._announced.get(key)
+                self._announced[key] = etag
+                return before is not None and before != etag
+            db = self._db
+            try:
+                with _immediate(db):
+                    row = db.execute("SELECT etag FROM announced WHERE key = ?", (key,)).fetchone()
+                    if row is not None and row[0] == etag:
+                        return False
+                    db.execute("INSERT OR REPLACE INTO announced (key, etag) VALUES (?, ?)", (key, etag))
+                return row is not None
+            except sqlite3.Error as exc:
+                log.warning("validator ledger: cannot record the change of %s (%s); not announced", key, exc)
+                return False
+
     def close(self) -> None:
         if self._db is not None:
             self._db.close()
@@ -221,6 +251,6 @@ def _claim(db: sqlite3.Connection, path: Path) -> None:
     if app == APPLICATION_ID:
         return
     tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-    if app != 0 or not tables <= {"versions", "first_seen"}:
+    if app != 0 or not tables <= {"versions", "first_seen", "announced"}:
         raise _Foreign(f"{path} is not a feeds ledger; left untouched")
     db.execute(f"PRAGMA application_id = {APPLICATION_ID}")  # an empty file, or ours from before

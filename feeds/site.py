@@ -157,6 +157,11 @@ class Site:
         return self._state_dir
 
     @property
+    def ledger(self) -> Ledger:
+        """What every worker process has promised (dates, announcements); shared by them all."""
+        return self._ledger
+
+    @property
     def config_error(self) -> ConfigError | None:
         """Why the config file on disk is not the one being served, if it is not."""
         return self._config_error

@@ -79,3 +79,23 @@ def test_an_unusable_state_folder_falls_back_to_memory(tmp_path: Path) -> None:
     ledger = Ledger(blocker / "l.sqlite")
     assert ledger.first_seen(["x"], T0) == {"x": T0}
     assert ledger.first_seen(["x"], T0 + timedelta(days=1)) == {"x": T0}
+
+
+@pytest.mark.parametrize("shared", [True, False], ids=["sqlite", "memory"])
+def test_a_change_is_claimed_once_and_a_new_document_is_only_recorded(tmp_path: Path, shared: bool) -> None:
+    ledger = Ledger(tmp_path / "l.sqlite" if shared else None)
+    url = "https://news.example.org/feeds/alle.atom"
+    assert not ledger.claim_change(url, "one")  # first seen: the baseline, nothing to announce
+    assert not ledger.claim_change(url, "one")
+    assert ledger.claim_change(url, "two")
+    assert not ledger.claim_change(url, "two")
+    assert ledger.claim_change(url, "one")  # back to the old bytes: a change too
+    assert not ledger.claim_change("https://news.example.org/feeds/neu.atom", "x")
+
+
+def test_of_all_workers_bringing_a_change_exactly_one_claims_it(tmp_path: Path) -> None:
+    workers = [Ledger(tmp_path / "l.sqlite") for _ in range(3)]
+    assert not any(w.claim_change("u", "one") for w in workers)
+    assert [w.claim_change("u", "two") for w in workers] == [True, False, False]
+    assert [w.claim_change("u", "three") for w in reversed(workers)] == [True, False, False]
+    assert not Ledger(tmp_path / "l.sqlite").claim_change("u", "three")  # a restart announces nothing

@@ -1,0 +1,365 @@
+"""Telling others that a feed changed: WebSub publish notifications, once per change.
+
+Every worker process runs a :class:`Notifier` on a thread of its own. It wakes when the site
+applies a change (a reload hook) and when an embargoed article comes out (the view's
+``valid_until``: no file changes then), lets a burst of changes settle, and looks at every
+subscription document. One whose ETag differs from the version last announced is claimed in
+the ledger that all workers share (:meth:`~feeds.ledger.Ledger.claim_change`): workers render
+byte-identical documents, so exactly one claim wins, and only that worker notifies the hubs.
+
+Deliveries go through an :class:`Outbox`: one sending thread per destination host (a slow hub
+delays nobody else), a timeout on every request, retries with exponential backoff, and a newer
+change superseding a retry still waiting. Requests never touch any of this and reload hooks
+only set an event, so neither ever waits for a hub. The outbox knows nothing of WebSub: a
+:class:`Delivery` is a method, a URL, a body and headers, so cache purges can use it too.
+
+Limits: a delivery still waiting for its retry when its process exits is lost (the claim is
+already recorded). Workers that apply a burst of changes in different steps may each announce
+a different intermediate version; the hub fetches the current document either way.
+"""
+
+from __future__ import annotations
+
+import heapq
+import http.client
+import itertools
+import logging
+import math
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Sequence
+from contextlib import suppress
+from dataclasses import dataclass
+from email.message import Message
+from typing import IO
+from urllib.parse import urlencode, urlsplit
+
+from .errors import NotFound
+from .links import feed_url
+from .site import FORMATS, Site
+
+log = logging.getLogger(__name__)
+
+DELAYS = (1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 60.0)  # seconds before each retry: 8 attempts in all
+TIMEOUT = 10.0  # seconds for one request
+DEBOUNCE = 0.2  # seconds without a change before a pass
+SETTLE_MAX = 2.0  # a steady stream of changes still gets a pass this often
+INCOMPLETE_RETRY = 1.0  # a document missing an entry being written is looked at again after this
+RECHECK_MAX = 60.0  # an embargo far off: the clock is looked at again after this
+READ_MAX = 65536  # bytes of an answer read (its status is what counts)
+USER_AGENT = "feeds (WebSub publisher)"
+FORM = "application/x-www-form-urlencoded"
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One request, sent until it is answered with a 2xx or its retries run out.
+
+    Equal deliveries are one: a new one replaces an equal one still waiting for its retry.
+    """
+
+    method: str
+    url: str
+    body: bytes = b""
+    headers: tuple[tuple[str, str], ...] = ()
+    kind: str = "request"  # for the log: what it is ...
+    about: str = ""  # ... and what changed (a feed's URL)
+
+
+def publish(hub: str, topic: str) -> Delivery:
+    """A WebSub publish notification to ``hub`` that ``topic`` changed.
+
+    WebSub leaves the publish request to each hub; they take a form with ``hub.mode=publish``
+    and the topic as ``hub.url`` (PubSubHubbub 0.4 hubs) or ``hub.topic`` (others): both go.
+    """
+    body = urlencode({"hub.mode": "publish", "hub.url": topic, "hub.topic": topic}).encode()
+    return Delivery("POST", hub, body, (("Content-Type", FORM),), "WebSub publish", topic)
+
+
+class _NoRedirects(urllib.request.HTTPRedirectHandler):
+    """A redirected POST would arrive as a GET (urllib's rule): report the status instead."""
+
+    def redirect_request(
+        self,
+        req: urllib.request.Request,
+        fp: IO[bytes],
+        code: int,
+        msg: str,
+        headers: Message,
+        newurl: str,
+    ) -> urllib.request.Request | None:
+        return None
+
+
+_OPENER = urllib.request.build_opener(_NoRedirects)
+
+
+def send(delivery: Delivery, timeout: float) -> str | None:
+    """Send ``delivery`` once: None if it was answered with a 2xx, otherwise what went wrong."""
+    request = urllib.request.Request(
+        delivery.url,
+        data=delivery.body,
+        headers={"User-Agent": USER_AGENT, **dict(delivery.headers)},
+        method=delivery.method,
+    )
+    try:
+        with _OPENER.open(request, timeout=timeout) as response:
+            response.read(READ_MAX)
+            status = int(response.status)
+    except urllib.error.HTTPError as exc:
+        exc.close()
+        return f"HTTP {exc.code}"
+    except urllib.error.URLError as exc:
+        return str(exc.reason)
+    except (OSError, http.client.HTTPException, ValueError) as exc:
+        return str(exc) or type(exc).__name__
+    return None if 200 <= status < 300 else f"HTTP {status}"
+
+
+class Outbox:
+    """Deliveries on their way: one sending thread per destination host, started when needed.
+
+    ``delays`` are the seconds before each retry (so ``len(delays) + 1`` attempts in all).
+    """
+
+    def __init__(self, delays: Sequence[float] = DELAYS, timeout: float = TIMEOUT) -> None:
+        self._delays = tuple(delays)
+        self._timeout = timeout
+        self._lanes: dict[str, _Lane] = {}
+        self._lock = threading.Lock()
+        self._closed = False
+
+    def fresh(self) -> Outbox:
+        """An empty outbox with the same settings."""
+        return Outbox(self._delays, self._timeout)
+
+    def put(self, delivery: Delivery) -> None:
+        host = urlsplit(delivery.url).netloc
+        with self._lock:
+            if self._closed:
+                return
+            lane = self._lanes.get(host)
+            if lane is None:
+                lane = self._lanes[host] = _Lane(host, self._delays, self._timeout)
+        lane.put(delivery)
+
+    def join(self, timeout: float) -> bool:
+        """Wait until nothing is waiting or being sent; False if that took longer than ``timeout``."""
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            lanes = list(self._lanes.values())
+        return all(lane.join(deadline - time.monotonic()) for lane in lanes)
+
+    def close(self, timeout: float = 1.0) -> None:
+        """Drop what is waiting and stop the threads (a request under way runs out by itself)."""
+        with self._lock:
+            self._closed = True
+            lanes = list(self._lanes.values())
+        for lane in lanes:
+            lane.close(timeout)
+
+
+class _Lane:
+    """The deliveries to one host, sent one at a time, each retried on its own schedule."""
+
+    def __init__(self, host: str, delays: tuple[float, ...], timeout: float) -> None:
+        self._delays = delays
+        self._timeout = timeout
+        self._cond = threading.Condition()
+        self._waiting: dict[Delivery, tuple[int, int]] = {}  # delivery -> (ticket, attempt)
+        self._due: list[tuple[float, int, Delivery]] = []  # heap of (when, ticket, delivery)
+        self._tickets = itertools.count()
+        self._busy = False
+        self._closed = False
+        self._thread = threading.Thread(target=self._run, name=f"feeds-send {host}", daemon=True)
+        self._thread.start()
+
+    def put(self, delivery: Delivery) -> None:
+        with self._cond:
+            self._schedule(delivery, 1, time.monotonic())
+            self._cond.notify_all()
+
+    def join(self, timeout: float) -> bool:
+        with self._cond:
+            return self._cond.wait_for(lambda: not self._waiting and not self._busy, max(0.0, timeout))
+
+    def close(self, timeout: float) -> None:
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+        self._thread.join(timeout)
+
+    def _schedule(self, delivery: Delivery, attempt: int, when: float) -> None:
+        """Queue ``delivery``; an equal one already waiting is replaced (its ticket goes stale)."""
+        ticket = next(self._tickets)
+        self._waiting[delivery] = (ticket, attempt)
+        heapq.heappush(self._due, (when, ticket, delivery))
+
+    def _next(self) -> tuple[Delivery, int] | None:
+        with self._cond:
+            while not self._closed:
+                while self._due and self._waiting.get(self._due[0][2], (-1, 0))[0] != self._due[0][1]:
+                    heapq.heappop(self._due)  # superseded by a newer equal delivery
+                wait = self._due[0][0] - time.monotonic() if self._due else None
+                if wait is not None and wait <= 0:
+                    delivery = heapq.heappop(self._due)[2]
+                    self._busy = True
+                    return delivery, self._waiting.pop(delivery)[1]
+                self._cond.notify_all()  # for join(): nothing is due now
+                self._cond.wait(wait)
+            return None
+
+    def _run(self) -> None:
+        while (item := self._next()) is not None:
+            delivery, attempt = item
+            try:
+                error = send(delivery, self._timeout)
+            except Exception as exc:  # a bug here must not end the lane
+                log.exception("%s of %s to %s failed", delivery.kind, delivery.about, delivery.url)
+                error = f"{type(exc).__name__}: {exc}"
+            self._done(delivery, attempt, error)
+
+    def _done(self, delivery: Delivery, attempt: int, error: str | None) -> None:
+        d = delivery
+        with self._cond:
+            self._busy = False
+            self._cond.notify_all()
+            if error is None:
+                log.info("%s of %s to %s: sent", d.kind, d.about, d.url)
+            elif d in self._waiting:
+                log.warning("%s of %s to %s failed (%s); a newer one waits", d.kind, d.about, d.url, error)
+            elif attempt > len(self._delays) or self._closed:
+                log.error(
+                    "%s of %s to %s failed (%s); gave up after %d attempts",
+                    d.kind,
+                    d.about,
+                    d.url,
+                    error,
+                    attempt,
+                )
+            else:
+                delay = self._delays[attempt - 1]
+                self._schedule(d, attempt + 1, time.monotonic() + delay)
+                log.warning(
+                    "%s of %s to %s failed (%s); attempt %d of %d, next in %g s",
+                    d.kind,
+                    d.about,
+                    d.url,
+                    error,
+                    attempt,
+                    len(self._delays) + 1,
+                    delay,
+                )
+
+
+class Notifier:
+    """Announces each changed subscription document to the site's WebSub hubs, once per change.
+
+    :meth:`start` runs it on a daemon thread; :meth:`sweep` is one pass, for tests.
+    """
+
+    def __init__(self, site: Site, outbox: Outbox | None = None, *, debounce: float = DEBOUNCE) -> None:
+        self._site = site
+        self._outbox = outbox or Outbox()
+        self._debounce = debounce
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._seen: dict[str, str] = {}  # feed URL -> the ETag this process last looked at
+        self._incomplete = False
+        self._thread = threading.Thread(target=self._run, name="feeds-notify", daemon=True)
+
+    @property
+    def outbox(self) -> Outbox:
+        return self._outbox
+
+    def start(self) -> Notifier:
+        self._site.reload_hooks.append(self.wake)
+        self._thread.start()
+        return self
+
+    def wake(self, applied: bool = True) -> None:
+        """A reload hook: a pass soon (after the burst settles), never any work here."""
+        if applied:
+            self._wake.set()
+
+    def forked(self) -> Notifier:
+        """A new notifier for a forked child, where this one's threads do not exist."""
+        self._site.reload_hooks.remove(self.wake)
+        return Notifier(self._site, self._outbox.fresh(), debounce=self._debounce).start()
+
+    def close(self, timeout: float = 2.0) -> None:
+        with suppress(ValueError):
+            self._site.reload_hooks.remove(self.wake)
+        self._stop.set()
+        self._wake.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+        self._outbox.close(timeout)
+
+    def sweep(self) -> list[str]:
+        """Look at every subscription document; the URLs whose change this process announced."""
+        site = self._site
+        config = site.config
+        if not config.hubs:
+            self._incomplete = False
+            return []
+        seen: dict[str, str] = {}
+        claimed: list[str] = []
+        incomplete = False
+        for name in list(site.specs):
+            for fmt in FORMATS:
+                url = feed_url(config, name, fmt)
+                try:
+                    doc = site.feed(name, fmt)
+                except NotFound:  # gone since the list was taken
+                    continue
+                except Exception:  # as a request for it would fail; the others still go
+                    log.exception("WebSub notifier: feed %s.%s could not be rendered", name, fmt)
+                    continue
+                if not doc.complete:  # an entry's file is being written: look again soon
+                    incomplete = True
+                    continue
+                seen[url] = doc.etag
+                if self._seen.get(url) != doc.etag and site.ledger.claim_change(url, doc.etag):
+                    claimed.append(url)
+        self._seen, self._incomplete = seen, incomplete
+        if claimed:
+            log.info("%d feed document(s) changed; notifying %d hub(s)", len(claimed), len(config.hubs))
+        for url in claimed:
+            for hub in config.hubs:
+                self._outbox.put(publish(hub, url))
+        return claimed
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.sweep()
+            except Exception:
+                log.exception("WebSub notifier: a pass failed; trying again at the next change")
+            self._sleep()
+
+    def _sleep(self) -> None:
+        """Until a change has settled, an embargo ends, or a document being written is done."""
+        timeout = self._until_release()
+        if self._incomplete:
+            timeout = min(timeout, INCOMPLETE_RETRY)
+        if not self._wake.wait(None if math.isinf(timeout) else timeout):
+            return
+        deadline = time.monotonic() + SETTLE_MAX
+        self._wake.clear()
+        while not self._stop.is_set() and self._wake.wait(self._debounce) and time.monotonic() < deadline:
+            self._wake.clear()
+
+    def _until_release(self) -> float:
+        """Seconds until the next embargoed article comes out (inf: none is waiting)."""
+        try:
+            until = self._site.view().valid_until
+        except Exception:
+            log.exception("WebSub notifier: no view of the site")
+            return RECHECK_MAX
+        if until is None:
+            return math.inf
+        left = (until - self._site.now()).total_seconds()
+        return min(max(left, 0.0) + 0.01, RECHECK_MAX)
