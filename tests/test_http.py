@@ -400,3 +400,21 @@ def test_log_lines_escape_what_files_and_clients_send_but_keep_the_program_s_own
     assert "article problem: evil\\x0aname.md: forged line" in err
     assert len(err.splitlines()) == 2
     assert "\x1b[33mPress CTRL+C" in err
+
+
+def test_hub_and_self_are_announced_in_a_link_header_of_every_feed_format(make_site) -> None:
+    hubs = ["https://hub.example.net/", "https://pubsubhubbub.appspot.com/"]
+    client = create_app(make_site(config={"websub": {"hubs": hubs}}), clock=lambda: NOW).test_client()
+    for fmt in ("rss", "atom", "json"):
+        response = client.get(f"/feeds/alle.{fmt}")
+        expected = (
+            '<https://hub.example.net/>; rel="hub", <https://pubsubhubbub.appspot.com/>; rel="hub", '
+            f'<https://news.example.org/feeds/alle.{fmt}>; rel="self"'
+        )
+        assert response.headers["Link"] == expected
+        again = client.get(f"/feeds/alle.{fmt}", headers={"If-None-Match": response.headers["ETag"]})
+        assert again.status_code == 304 and again.headers["Link"] == expected
+    assert "Link" not in client.get("/").headers
+    assert "Link" not in client.get("/feeds/alle").headers
+    plain = create_app(make_site(name="plain"), clock=lambda: NOW).test_client()
+    assert "Link" not in plain.get("/feeds/alle.atom").headers

@@ -474,8 +474,7 @@ def test_a_real_hub_brings_a_subscriber_the_changed_feed(
     def command(port: int) -> list[str]:
         # The self URL must be where the server listens, so the hub can fetch it.
         write_site(make_site, [websub_hub], url=f"http://{HOST}:{port}/")
-        extra = ["--graceful-timeout", "2", "--pythonpath", str(TESTS)]
-        return harness.gunicorn_command(port, 2, app="websub_links:create_app()", extra=extra)
+        return harness.gunicorn_command(port, 2, extra=["--graceful-timeout", "2"])
 
     subscriber = Subscriber()
     server = harness.start(
