@@ -24,6 +24,9 @@ CONTENT_MODES = ("full", "summary")
 CONTENT = "full"
 LIMIT = 50
 MAX_AGE = 300
+# RFC 5861: a cache may answer from a stale copy while it refetches, or while the origin fails.
+STALE_WHILE_REVALIDATE = 60
+STALE_IF_ERROR = 24 * 60 * 60
 MAX_BYTES = 1024 * 1024  # a feed document never grows past this (FeedBurner cut at 512 KB-1 MB)
 MAX_ARTICLE_BYTES = 2 * 1024 * 1024  # larger article files are left out, not read
 # Bounds, so a typo cannot ask for a million entries, a century of caching or a 1 GB feed.
@@ -54,6 +57,8 @@ class FeedSpec:
     language: str = "en"
     is_topic_feed: bool = False
     max_bytes: int = MAX_BYTES
+    stale_while_revalidate: int = STALE_WHILE_REVALIDATE
+    stale_if_error: int = STALE_IF_ERROR
 
 
 @dataclass(frozen=True)
@@ -85,6 +90,8 @@ class SiteConfig:
     path: Path = field(default=Path("config.yaml"))
     max_bytes: int = MAX_BYTES
     max_article_bytes: int = MAX_ARTICLE_BYTES
+    stale_while_revalidate: int = STALE_WHILE_REVALIDATE
+    stale_if_error: int = STALE_IF_ERROR
     icon: str | None = None  # absolute URLs
     logo: str | None = None
     topic_names: tuple[TopicName, ...] = ()
@@ -230,6 +237,8 @@ _DEFAULTS = {
     "max_age": _Key(fields.whole(*MAX_AGE_RANGE, "seconds"), MAX_AGE),
     "content": _Key(fields.one_of(*CONTENT_MODES), CONTENT),
     "max_bytes": _Key(fields.whole(*MAX_BYTES_RANGE, "bytes"), MAX_BYTES),
+    "stale_while_revalidate": _Key(fields.whole(*MAX_AGE_RANGE, "seconds"), STALE_WHILE_REVALIDATE),
+    "stale_if_error": _Key(fields.whole(*MAX_AGE_RANGE, "seconds"), STALE_IF_ERROR),
 }
 _FEED = {  # defaults come from the feed's name, defaults: and site.language
     "title": _Key(fields.non_empty_text),

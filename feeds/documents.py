@@ -32,6 +32,20 @@ class Document:
     complete: bool = True
     note: str = ""
     links: tuple[tuple[str, str], ...] = ()  # (rel, absolute URL)
+    stale_while_revalidate: int = 0  # RFC 5861, for caches in front
+    stale_if_error: int = 0
+
+    @property
+    def cache_control(self) -> str:
+        stale = [
+            f"{name}={seconds}"
+            for name, seconds in (
+                ("stale-while-revalidate", self.stale_while_revalidate),
+                ("stale-if-error", self.stale_if_error),
+            )
+            if seconds
+        ]
+        return ", ".join([f"public, max-age={self.max_age}", *stale])
 
 
 def make_document(
@@ -42,7 +56,9 @@ def make_document(
     complete: bool = True,
     note: str = "",
     links: tuple[tuple[str, str], ...] = (),
+    stale: tuple[int, int] = (0, 0),
 ) -> Document:
+    """``stale``: seconds a cache may serve it stale while revalidating, and while the origin fails."""
     return Document(
         body=body,
         # mtime=0 keeps the gzip header free of the clock: same bytes on every machine.
@@ -55,4 +71,6 @@ def make_document(
         complete=complete,
         note=note,
         links=links,
+        stale_while_revalidate=stale[0],
+        stale_if_error=stale[1],
     )

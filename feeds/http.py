@@ -58,7 +58,7 @@ class Answers:
         last_modified = http_date(doc.last_modified)
         common = [
             ("Last-Modified", last_modified),
-            ("Cache-Control", f"public, max-age={doc.max_age}"),
+            ("Cache-Control", doc.cache_control),
             ("Vary", "Accept-Encoding"),
         ]
         if doc.links:

@@ -26,6 +26,8 @@ def specs_for_topics(site: SiteConfig, topics: dict[str, str]) -> tuple[FeedSpec
                     limit=site.limit,
                     max_age=site.max_age,
                     max_bytes=site.max_bytes,
+                    stale_while_revalidate=site.stale_while_revalidate,
+                    stale_if_error=site.stale_if_error,
                     content=site.content,
                     language=site.language,
                     is_topic_feed=True,

@@ -77,6 +77,10 @@ def archive_slice(total: int, per_page: int, page: int) -> slice:
     return slice(total - min(page * per_page, older), total - (page - 1) * per_page)
 
 
+def _stale(source: FeedSpec | SiteConfig) -> tuple[int, int]:
+    return source.stale_while_revalidate, source.stale_if_error
+
+
 @dataclass
 class _Cached:
     view: View
@@ -332,7 +336,11 @@ class Site:
             natural = last_modified(entries, view.newest)
             key = (self._config, spec, archived, tuple((m.id, m.path, m.version) for m in entries))
             return key, lambda: make_document(
-                pages.render_feed_page(self._config, spec, entries, archived), HTML, natural, spec.max_age
+                pages.render_feed_page(self._config, spec, entries, archived),
+                HTML,
+                natural,
+                spec.max_age,
+                stale=_stale(spec),
             )
 
         return self._document(("feedpage", name), view, inputs)
@@ -348,6 +356,7 @@ class Site:
                 opml.OPML_MEDIA_TYPE,
                 view.newest,
                 self._config.max_age,
+                stale=_stale(self._config),
             )
 
         return self._document(("opml", ""), view, inputs)
@@ -388,6 +397,7 @@ class Site:
                 HTML,
                 view.newest,
                 self._config.max_age,
+                stale=_stale(self._config),
             )
 
         return self._document(("index", ""), view, inputs)
@@ -466,6 +476,7 @@ class Site:
             note=fitted.note,
             links=tuple(("hub", hub) for hub in links.hubs)
             + ((("self", links.self_url),) if links.hubs else ()),
+            stale=_stale(spec),
         )
 
     def _render_page(self, meta: Meta, feeds: list[FeedSpec]) -> Document:
@@ -473,7 +484,7 @@ class Site:
         if article is None:
             raise Unsettled(f"article {meta.id} is being written; try again in a moment")
         body = pages.render_article(self._config, article, feeds)
-        return make_document(body, HTML, meta.updated, self._config.max_age)
+        return make_document(body, HTML, meta.updated, self._config.max_age, stale=_stale(self._config))
 
     # -- change -------------------------------------------------------------------------------
 

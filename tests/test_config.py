@@ -524,9 +524,9 @@ def test_misspelt_key_message_has_the_exact_format(make_site, line, typo, dotted
 @pytest.mark.parametrize(
     "line, key, allowed",
     [
-        (5, "zzzz", "allowed: site, articles, topic_feeds, max_article_bytes, defaults, feeds"),
-        (9, "  zzzz", "allowed: limit, max_age, content, max_bytes"),
-        (14, "    zzzz", "max_age, content, max_bytes, language"),
+        (5, "zzzz", "allowed: site, articles, topic_feeds, max_article_bytes, defaults, feeds, topics"),
+        (9, "  zzzz", "allowed: limit, max_age, content, max_bytes, stale_while_revalidate, stale_if_error"),
+        (14, "    zzzz", "max_age, content, max_bytes, stale_while_revalidate, stale_if_error, language"),
     ],
 )
 def test_unknown_key_without_a_close_match_lists_every_allowed_key(make_site, line, key, allowed):

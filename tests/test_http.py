@@ -64,11 +64,16 @@ def test_content_type(client: FlaskClient, path: str, content_type: str) -> None
         ("/feeds/klima.rss", 300),
         ("/", 300),
         ("/articles/zweiter", 300),
+        ("/feeds/kurz.json", 600),
+        ("/feeds/kurz", 600),
+        ("/feeds.opml", 300),
     ],
 )
 def test_cache_headers(client: FlaskClient, path: str, max_age: int) -> None:
     response = client.get(path)
-    assert response.headers["Cache-Control"] == f"public, max-age={max_age}"
+    assert response.headers["Cache-Control"] == (
+        f"public, max-age={max_age}, stale-while-revalidate=60, stale-if-error=86400"
+    )
     assert response.headers["Vary"] == "Accept-Encoding"
     assert strong_tag(response)
 
@@ -418,3 +423,23 @@ def test_hub_and_self_are_announced_in_a_link_header_of_every_feed_format(make_s
     assert "Link" not in client.get("/feeds/alle").headers
     plain = create_app(make_site(name="plain"), clock=lambda: NOW).test_client()
     assert "Link" not in plain.get("/feeds/alle.atom").headers
+
+
+def test_stale_lifetimes_are_configurable_per_site_and_feed(make_site) -> None:
+    config = make_site(
+        config={
+            "defaults": {"stale_while_revalidate": 10, "stale_if_error": 3600},
+            "feeds": {"kurz": {"stale_while_revalidate": 0, "stale_if_error": 0}},
+        }
+    )
+    client = create_app(config, clock=lambda: NOW).test_client()
+    assert client.get("/feeds/alle.atom").headers["Cache-Control"] == (
+        "public, max-age=300, stale-while-revalidate=10, stale-if-error=3600"
+    )
+    assert client.get("/").headers["Cache-Control"].endswith("stale-while-revalidate=10, stale-if-error=3600")
+    for path in ("/feeds/kurz.rss", "/feeds/kurz"):  # 0: caches must not serve it stale
+        assert client.get(path).headers["Cache-Control"] == "public, max-age=600"
+    etag = client.get("/feeds/alle.atom").headers["ETag"]
+    not_modified = client.get("/feeds/alle.atom", headers={"If-None-Match": etag})
+    assert not_modified.status_code == 304
+    assert not_modified.headers["Cache-Control"].endswith("stale-if-error=3600")
