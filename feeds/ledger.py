@@ -181,20 +181,21 @@ class Ledger:
             log.warning("validator ledger: first-seen dates unavailable (%s); kept in memory", exc)
             return None
 
-    def claim_change(self, key: str, etag: str) -> bool:
+    def claim_change(self, key: str, etag: str, new: bool = False) -> bool:
         """Whether this process is the one to announce ``etag`` as the new version of ``key``.
 
         True exactly once per change, however many workers ask: the first to bring an ETag
         that differs from the one recorded records it and is told to announce; everyone
         bringing the recorded one is told not to. A key seen for the first time is recorded
         and not announced (nobody can have subscribed to a document that did not exist, and
-        enabling notifications must not announce every document at once).
+        enabling notifications must not announce every document at once), unless ``new``: a
+        document that appears while serving may have been cached as a 404.
         """
         with self._lock:
             if self._db is None:
                 before = self._announced.get(key)
                 self._announced[key] = etag
-                return before is not None and before != etag
+                return (before is not None or new) and before != etag
             db = self._db
             try:
                 with _immediate(db):
@@ -202,7 +203,7 @@ class Ledger:
                     if row is not None and row[0] == etag:
                         return False
                     db.execute("INSERT OR REPLACE INTO announced (key, etag) VALUES (?, ?)", (key, etag))
-                return row is not None
+                return row is not None or new
             except sqlite3.Error as exc:
                 log.warning("validator ledger: cannot record the change of %s (%s); not announced", key, exc)
                 return False

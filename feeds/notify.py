@@ -1,11 +1,13 @@
-"""Telling others that a feed changed: WebSub publish notifications, once per change.
+"""Telling others that documents changed: WebSub publishes and cache purges, once per change.
 
 Every worker process runs a :class:`Notifier` on a thread of its own. It wakes when the site
 applies a change (a reload hook) and when an embargoed article comes out (the view's
 ``valid_until``: no file changes then), lets a burst of changes settle, and looks at every
-subscription document. One whose ETag differs from the version last announced is claimed in
-the ledger that all workers share (:meth:`~feeds.ledger.Ledger.claim_change`): workers render
-byte-identical documents, so exactly one claim wins, and only that worker notifies the hubs.
+document (:mod:`feeds.inventory`). One whose token differs from the version last announced is
+claimed in the ledger that all workers share (:meth:`~feeds.ledger.Ledger.claim_change`):
+workers render byte-identical documents, so exactly one claim wins, and only that worker
+notifies the hubs (``websub.hubs``, subscription documents) and purges the caches
+(``cache.purge``, every changed or vanished document).
 
 Deliveries go through an :class:`Outbox`: one sending thread per destination host (a slow hub
 delays nobody else), a timeout on every request, retries with exponential backoff, and a newer
@@ -29,16 +31,15 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from contextlib import suppress
 from dataclasses import dataclass
 from email.message import Message
 from typing import IO
 from urllib.parse import urlencode, urlsplit
 
-from .errors import NotFound
-from .links import feed_url
-from .site import FORMATS, Site
+from . import inventory
+from .site import Site
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +67,11 @@ class Delivery:
     headers: tuple[tuple[str, str], ...] = ()
     kind: str = "request"  # for the log: what it is ...
     about: str = ""  # ... and what changed (a feed's URL)
+
+
+def purge(cache: str, path: str, host: str) -> Delivery:
+    """A PURGE of ``path`` at ``cache``, for the host clients ask it for (the cache's key)."""
+    return Delivery("PURGE", cache.rstrip("/") + path, b"", (("Host", host),), "cache purge", path)
 
 
 def publish(hub: str, topic: str) -> Delivery:
@@ -255,7 +261,7 @@ class _Lane:
 
 
 class Notifier:
-    """Announces each changed subscription document to the site's WebSub hubs, once per change.
+    """Announces each changed document to the hubs and the caches of the config, once per change.
 
     :meth:`start` runs it on a daemon thread; :meth:`sweep` is one pass, for tests.
     """
@@ -266,7 +272,7 @@ class Notifier:
         self._debounce = debounce
         self._wake = threading.Event()
         self._stop = threading.Event()
-        self._seen: dict[str, str] = {}  # feed URL -> the ETag this process last looked at
+        self._seen: dict[str, tuple[Hashable, str]] = {}  # URL -> (key, ETag) last looked at
         self._incomplete = False
         self._thread = threading.Thread(target=self._run, name="feeds-notify", daemon=True)
 
@@ -299,38 +305,61 @@ class Notifier:
         self._outbox.close(timeout)
 
     def sweep(self) -> list[str]:
-        """Look at every subscription document; the URLs whose change this process announced."""
+        """Look at every document; the URLs whose change this process announced."""
         site = self._site
         config = site.config
-        if not config.hubs:
-            self._incomplete = False
+        if not (config.hubs or config.purge):
+            self._seen, self._incomplete = {}, False
             return []
-        seen: dict[str, str] = {}
+        documents = list(inventory.subscription_documents(site))
+        if config.purge:  # a cache holds every other document too
+            documents += inventory.other_documents(site)
+        first, incomplete = not self._seen, False
+        seen: dict[str, tuple[Hashable, str]] = {}
         claimed: list[str] = []
-        incomplete = False
-        for name in list(site.specs):
-            for fmt in FORMATS:
-                url = feed_url(config, name, fmt)
-                try:
-                    doc = site.feed(name, fmt)
-                except NotFound:  # gone since the list was taken
-                    continue
-                except Exception:  # as a request for it would fail; the others still go
-                    log.exception("WebSub notifier: feed %s.%s could not be rendered", name, fmt)
-                    continue
-                if not doc.complete:  # an entry's file is being written: look again soon
-                    incomplete = True
-                    continue
-                seen[url] = doc.etag
-                if self._seen.get(url) != doc.etag and site.ledger.claim_change(url, doc.etag):
-                    claimed.append(url)
+        for entry in documents:
+            before = self._seen.get(entry.url)
+            if before is not None and entry.key is not None and before[0] == entry.key:
+                seen[entry.url] = before  # nothing it depends on moved: not even rendered
+                continue
+            try:
+                etag = entry.etag()
+            except Exception:  # as a request for it would fail; the others still count
+                log.exception("notifier: %s could not be rendered", entry.url)
+                continue
+            if etag is None:  # an entry's file is being written: look again soon
+                incomplete = True
+                if before is not None:
+                    seen[entry.url] = before
+                continue
+            seen[entry.url] = (entry.key, etag)
+            if (before is None or before[1] != etag) and site.ledger.claim_change(
+                entry.url, etag, new=not first
+            ):
+                claimed.append(entry.url)
+        listed = {entry.url for entry in documents}
+        gone = [url for url in self._seen if url not in listed and site.ledger.claim_change(url, "")]
         self._seen, self._incomplete = seen, incomplete
-        if claimed:
-            log.info("%d feed document(s) changed; notifying %d hub(s)", len(claimed), len(config.hubs))
-        for url in claimed:
-            for hub in config.hubs:
-                self._outbox.put(publish(hub, url))
-        return claimed
+        self._announce(claimed, gone)
+        return claimed + gone
+
+    def _announce(self, claimed: list[str], gone: list[str]) -> None:
+        config = self._site.config
+        if config.hubs:
+            feeds = set(inventory.feed_urls(self._site))
+            topics = [url for url in claimed if url in feeds]
+            if topics:
+                log.info("%d feed document(s) changed; notifying %d hub(s)", len(topics), len(config.hubs))
+            for url in topics:
+                for hub in config.hubs:
+                    self._outbox.put(publish(hub, url))
+        changed = claimed + gone
+        if changed and config.purge:
+            log.info("%d document(s) changed; purging them from %d cache(s)", len(changed), len(config.purge))
+            host = urlsplit(config.url).netloc
+            for url in changed:
+                for cache in config.purge:
+                    self._outbox.put(purge(cache, inventory.path_of(url), host))
 
     def _run(self) -> None:
         while not self._stop.is_set():

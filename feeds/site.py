@@ -310,6 +310,24 @@ class Site:
 
         return self._document(("archive", f"{name}/{page}.{fmt}"), view, inputs)
 
+    def archive_versions(self, name: str) -> list[tuple[Hashable, ...]]:
+        """For each archive page of the feed (1 first), what its bytes depend on, without rendering.
+
+        Equal tuples mean equal documents; a purge needs to know which of thousands of pages
+        changed, and rendering them all to find out would cost more than the purge.
+        """
+        view = self.view()
+        spec = self._spec(view, name)
+        history = self._history(spec, view)
+        pages = archive_pages(len(history), spec.limit)
+        return [
+            (
+                page < pages,
+                tuple((m.id, m.version) for m in history[archive_slice(len(history), spec.limit, page)]),
+            )
+            for page in range(1, pages + 1)
+        ]
+
     def _history(self, spec: FeedSpec, view: View) -> list[Meta]:
         """Every entry of the feed, newest first, kept while nothing changes."""
         kept = self._histories.get(spec.name)

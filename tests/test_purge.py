@@ -1,0 +1,177 @@
+"""Purge on change: every document whose bytes changed is PURGEd from each cache, once.
+
+Real gunicorn with three workers and live reload in front of a recording cache (a loopback
+HTTP server that records each PURGE). What a change must purge is found the way a cache would
+see it: every document reachable from the index is fetched before and after, and the ones whose
+ETag changed (or that appeared or went away) are exactly the ones purged, each once.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import lxml.html
+import pytest
+from lxml import etree
+
+from feeds.inventory import path_of
+from feeds.notify import purge
+from feeds.site import FORMATS
+
+import harness
+from conftest import MakeSite, StartServer
+from test_notify import ARTICLES, retitle, serving, wait_until
+
+HOST = harness.HOST
+SITE_URL = "https://news.example.org/"
+ATOM = "{http://www.w3.org/2005/Atom}"
+
+
+class RecordingCache:
+    """A cache on loopback that records each PURGE (path, Host) and answers 200."""
+
+    def __init__(self) -> None:
+        self.purges: list[tuple[float, str, str]] = []
+        self.lock = threading.Lock()
+        cache = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_PURGE(self) -> None:  # noqa: N802 - the method's name
+                with cache.lock:
+                    cache.purges.append((time.monotonic(), self.path, self.headers["Host"]))
+                self.send_response(200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer((HOST, 0), Handler)
+        self.server.daemon_threads = True
+        threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"http://{HOST}:{self.server.server_port}"
+
+    def settle(self, since: int, quiet: float = 1.0, timeout: float = 10.0) -> list[tuple[str, str]]:
+        """The (path, Host) purged after the first ``since``, once ``quiet`` seconds pass without any."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self.lock:
+                last = self.purges[-1][0] if self.purges else 0.0
+                count = len(self.purges)
+            if count > since and time.monotonic() - last >= quiet:
+                with self.lock:
+                    return [(path, host) for _, path, host in self.purges[since:]]
+            time.sleep(0.05)
+        raise AssertionError(f"no quiet round of purges within {timeout} s")
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def cache() -> Iterator[RecordingCache]:
+    recording = RecordingCache()
+    yield recording
+    recording.close()
+
+
+def documents(server: harness.Server) -> dict[str, str]:
+    """Every document a cache in front could hold, by path, with its ETag."""
+    found: dict[str, str] = {}
+    todo = ["/", "/feeds.opml"]
+    index = lxml.html.fromstring(server.fetch("/").body)
+    todo += [h for h in index.xpath("//a/@href") if h.startswith(("/feeds/", "/articles/"))]
+    while todo:
+        path = todo.pop()
+        if path in found:
+            continue
+        reply = server.fetch(path)
+        assert reply.status == 200, path
+        found[path] = reply.headers["etag"]
+        if path.endswith(".atom"):  # archive pages, in every format
+            for link in etree.fromstring(reply.body).iter(f"{ATOM}link"):
+                if link.get("rel") in ("prev-archive", "next-archive"):
+                    base = path_of(link.get("href", "")).rpartition(".")[0]
+                    todo += [f"{base}.{fmt}" for fmt in FORMATS]
+    return found
+
+
+def changed(before: dict[str, str], after: dict[str, str]) -> list[str]:
+    return sorted(p for p in before.keys() | after.keys() if before.get(p) != after.get(p))
+
+
+def test_a_change_purges_exactly_the_documents_it_changed_once(
+    make_site: MakeSite, start_server: StartServer, cache: RecordingCache
+) -> None:
+    config = make_site(ARTICLES, {"site": {"url": SITE_URL}, "cache": {"purge": [cache.url]}})
+    server = serving(start_server, config, 3)
+    before = documents(server)
+    assert any("/archive/" in p for p in before)  # "kurz" (two entries) has an archive page
+
+    retitle(config, "politik/erster.md", "Erster Artikel, berichtigt")
+    first = cache.settle(0)
+    after = documents(server)
+    assert Counter(first).most_common(1)[0][1] == 1  # each once, however many workers
+    assert {host for _, host in first} == {"news.example.org"}  # the host clients ask for
+    expected = changed(before, after)
+    assert sorted(path for path, _ in first) == expected
+    assert "/articles/erster" in expected and "/feeds/alle.atom" in expected
+    assert "/feeds/klima.atom" not in expected  # a feed the article is not in stays cached
+
+    # A new article: its page (which a cache may hold as a 404) and what lists it.
+    new = config.parent / "articles" / "politik" / "vierter.md"
+    new.write_text("---\nid: vierter\ntitle: Vierter\ndate: 2025-05-04T08:00:00+02:00\n---\nText\n")
+    second = cache.settle(len(first))
+    assert sorted(path for path, _ in second) == changed(after, documents(server))
+    assert "/articles/vierter" in {path for path, _ in second}
+
+    # Deleted: its page goes from the cache too.
+    current = documents(server)
+    new.unlink()
+    third = cache.settle(len(first) + len(second))
+    assert "/articles/vierter" in {path for path, _ in third}
+    assert sorted(path for path, _ in third) == changed(current, documents(server))
+
+
+def test_same_bytes_rewritten_purge_nothing(
+    make_site: MakeSite, start_server: StartServer, cache: RecordingCache
+) -> None:
+    config = make_site(ARTICLES, {"site": {"url": SITE_URL}, "cache": {"purge": [cache.url]}})
+    serving(start_server, config, 2)
+    zweiter = config.parent / "articles" / "politik" / "zweiter.md"
+    zweiter.write_bytes(zweiter.read_bytes())
+    time.sleep(1.5)
+    assert cache.purges == []
+
+
+def test_a_purge_names_the_cache_path_and_the_sites_host() -> None:
+    delivery = purge("http://127.0.0.1:6081/", "/news/feeds/alle.atom", "example.org")
+    assert (delivery.method, delivery.url) == ("PURGE", "http://127.0.0.1:6081/news/feeds/alle.atom")
+    assert dict(delivery.headers) == {"Host": "example.org"}
+
+
+def test_purges_wait_for_no_request(make_site: MakeSite, start_server: StartServer) -> None:
+    """A cache that is down: the change is still served at once, and the log names the cache."""
+    dead = f"http://{HOST}:{harness.free_port()}"
+    config = make_site(ARTICLES, {"site": {"url": SITE_URL}, "cache": {"purge": [dead]}})
+    server = serving(start_server, config, 2)
+    retitle(config, "politik/erster.md", "Schnell berichtigt")
+    wait_until(lambda: b"Schnell berichtigt" in server.fetch("/feeds/alle.atom").body, 5, "the change served")
+    started = time.monotonic()
+    assert server.fetch("/healthz").status == 200 and time.monotonic() - started < 1.0
+    wait_until(lambda: "cache purge" in server.log.read_text(), 5, "a log line about the failed purge")
+    assert dead.removeprefix("http://") in server.log.read_text()
+
+
+def test_path_of_keeps_the_sites_prefix(tmp_path: Path) -> None:
+    assert path_of("https://example.org/news/feeds/alle.atom") == "/news/feeds/alle.atom"
+    assert path_of("https://example.org") == "/"
