@@ -7,6 +7,7 @@ import json
 import os
 import stat
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -551,3 +552,63 @@ def test_old_file_that_cannot_be_removed_does_not_fail_the_build(
 
 def export_files_of(site: Site) -> list[str]:
     return [rel for rel in expected_files(site) if not rel.endswith(".gz")]
+
+
+def test_nginx_with_the_shipped_config_serves_the_export_as_the_app_serves_the_site(
+    make_site: MakeSite, tmp_path: Path
+) -> None:
+    """Every document a reader reaches from the index: same bytes, same media type."""
+    import shutil
+
+    import harness
+
+    nginx = shutil.which("nginx") or "/usr/sbin/nginx"
+    if not os.path.exists(nginx):
+        if os.environ.get("CI") == "true":
+            pytest.fail("nginx is required in CI (scripts/install-system-packages.sh installs it)")
+        pytest.skip("nginx is not installed (scripts/install-system-packages.sh installs it)")
+    config = make_site(config={"feeds": {"kurz": {"limit": 1}}, "site": {"icon": "/static/i.png"}})
+    (config.parent / "static").mkdir()
+    (config.parent / "static" / "i.png").write_bytes(b"\x89PNG\r\n\x1a\nicon")
+    site = load(config)
+    out = tmp_path / "out"
+    build(site, out)
+    port = harness.free_port()
+    server_block = (harness.REPO / "deploy" / "nginx-static.conf").read_text()
+    server_block = server_block.replace("listen 80;", f"listen 127.0.0.1:{port};")
+    server_block = server_block.replace("root /srv/news/out;", f"root {out};")
+    work = tmp_path / "nginx"
+    work.mkdir()
+    temps = "".join(
+        f"{name}_temp_path {work}/{name};\n" for name in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+    )
+    (work / "nginx.conf").write_text(
+        ("user root;\n" if os.getuid() == 0 else "")  # workers as root can read the private tmp_path
+        + f"daemon off; pid {work}/nginx.pid; error_log {work}/error.log warn;\n"
+        f"events {{ worker_connections 64; }}\nhttp {{ access_log off; {temps}\n{server_block}\n}}\n"
+    )
+    process = subprocess.Popen(
+        [nginx, "-c", str(work / "nginx.conf"), "-p", str(work)], stderr=subprocess.DEVNULL
+    )
+    try:
+        client = create_app(config, clock=lambda: NOW).test_client()
+        for _ in range(100):
+            try:
+                harness.fetch(port, "/")
+                break
+            except OSError:
+                time.sleep(0.05)
+        crawled = crawl(site)
+        assert (
+            any("/archive/" in p for p in crawled) and "/feeds.opml" in crawled and "/static/i.png" in crawled
+        )
+        for path, body in crawled.items():
+            reply = harness.fetch(port, path)
+            assert reply.status == 200, path
+            assert reply.body == body, path
+            assert reply.headers["content-type"].split(";")[0] == client.get(path).mimetype, path
+            zipped = harness.fetch(port, path, {"Accept-Encoding": "gzip"})
+            assert gzip.decompress(zipped.body) == body, path
+    finally:
+        process.terminate()
+        process.wait(10)

@@ -18,6 +18,7 @@ from pathlib import Path
 import lxml.html
 import pytest
 from lxml import etree
+from test_notify import ARTICLES, retitle, serving, wait_until
 
 from feeds.inventory import path_of
 from feeds.notify import purge
@@ -25,7 +26,6 @@ from feeds.site import FORMATS
 
 import harness
 from conftest import MakeSite, StartServer
-from test_notify import ARTICLES, retitle, serving, wait_until
 
 HOST = harness.HOST
 SITE_URL = "https://news.example.org/"
