@@ -35,6 +35,7 @@ import hostile
 from conftest import DEMO_CONFIG, NOW, shared
 
 ATOM = "http://www.w3.org/2005/Atom"
+HISTORY = "http://purl.org/syndication/history/1.0"  # RFC 5005
 CONTENT = "http://purl.org/rss/1.0/modules/content/"
 NS = {"a": ATOM, "content": CONTENT}
 XML_LANG = "{http://www.w3.org/XML/1998/namespace}lang"
@@ -617,3 +618,51 @@ def test_control_characters_in_folder_names_never_break_a_feed(tmp_path: Path, f
         assert answer.status_code == 200, (path, answer.status_code)
         if "." in path.rpartition("/")[2]:
             assert not anyfeed.parse(answer.data).bozo
+
+
+# --- the other documents: JSON Feed, archive pages, OPML ---------------------------------------
+
+
+def test_every_json_feed_follows_the_json_feed_rules(published: Published) -> None:
+    from test_jsonfeed import problems as json_feed_problems
+
+    found = []
+    for name in sorted(published.site.specs):
+        found += [f"{name}.json: {p}" for p in json_feed_problems(published.site.feed(name, "json").body)]
+    assert not found, report(found)
+
+
+def test_every_archive_page_is_valid_and_says_it_is_one(
+    published: Published, atom_schema: etree.RelaxNG
+) -> None:
+    site = published.site
+    problems: list[str] = []
+    checked = 0
+    for name, spec in sorted(site.specs.items()):
+        for page in range(1, site.archived(spec) + 1):
+            atom = etree.fromstring(site.archive(name, page, "atom").body)
+            if not atom_schema.validate(atom):
+                problems.append(f"{name} archive {page}: {atom_schema.error_log}")
+            rels = {link.get("rel"): link.get("href") for link in atom.findall(f"{{{ATOM}}}link")}
+            if rels.get("current") != feed_url(name, "atom") or atom.find(f"{{{HISTORY}}}archive") is None:
+                problems.append(f"{name} archive {page}: no current link or fh:archive")
+            rss = site.archive(name, page, "rss").body
+            problems += [
+                f"{name} archive {page}.rss: {p}"
+                for p in rss_problems(name, etree.fromstring(rss))
+                if "self" not in p
+            ]
+            for fmt in ("rss", "atom"):
+                parsed = feedparser.parse(site.archive(name, page, fmt).body)
+                if parsed.bozo:
+                    problems.append(f"{name} archive {page}.{fmt}: {parsed.get('bozo_exception')}")
+            checked += 1
+    assert not problems, report(problems)
+    if published.name == "demo":
+        assert checked  # the demo's headline feed (limit 10) has archive pages
+
+
+def test_opml_lists_every_feed_once(published: Published) -> None:
+    opml = etree.fromstring(published.site.opml().body)
+    urls = [o.get("xmlUrl") for o in opml.iter("outline") if o.get("type") == "rss"]
+    assert sorted(urls) == sorted(feed_url(name, "atom") for name in published.site.specs)
