@@ -42,8 +42,10 @@ def sentence(rng: random.Random, n: int) -> str:
     return " ".join(rng.choice(WORDS) for _ in range(n)).capitalize() + "."
 
 
-def article(rng: random.Random, i: int, topics: list[str], start: datetime) -> tuple[str, str]:
-    when = start + timedelta(minutes=17 * i + rng.randrange(10))
+def article(
+    rng: random.Random, i: int, topics: list[str], start: datetime, step: int = 17
+) -> tuple[str, str]:
+    when = start + timedelta(minutes=step * i + rng.randrange(10))
     topic = topics[i % len(topics)]
     title = sentence(rng, 7)[:-1]
     paragraphs = [" ".join(sentence(rng, rng.randrange(8, 20)) for _ in range(4)) for _ in range(5)]
@@ -69,8 +71,9 @@ def generate(out: Path, count: int, topics: int = 200, seed: int = 1) -> Path:
     names = [f"thema-{t:03d}" for t in range(topics)]
     start = datetime(2015, 1, 1, tzinfo=UTC)
     (out / "articles").mkdir(parents=True, exist_ok=True)
+    step = min(17, 5_000_000 // max(count, 1))  # a million articles still end before today
     for i in range(count):
-        rel, text = article(rng, i, names, start)
+        rel, text = article(rng, i, names, start, step)
         path = out / "articles" / rel
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text, encoding="utf-8")

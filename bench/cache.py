@@ -1,0 +1,174 @@
+#!/usr/bin/env python3
+"""Polling through Varnish: the project behind the shipped VCL against the cache's own ceiling.
+
+    .venv/bin/python bench/cache.py [--size 100000] [--duration 10] [--out bench/CACHE.md]
+
+Three setups, same run, same feed (/feeds/kurz.rss), gzip-accepting clients (wrk -t2 -c16):
+
+* **Varnish → feeds**: Varnish with deploy/varnish.vcl in front of two production origins
+  (granian ×2 each, separate state folders) over one archive;
+* **Varnish → nginx** (the ceiling): the same Varnish and VCL in front of nginx serving the
+  ``feeds build`` export, so the origin costs nothing;
+* **nginx alone** serving the export (the machine's limit for a static file).
+
+For each it measures 200s (gzip) and 304s (If-None-Match), and counts the requests that reached
+the project's origins during the runs (their access logs): behind the cache they should see only
+the first fetch and revalidations. Writes a Markdown report to --out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import shutil
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+
+from run import FEED, GRANIAN, archive, export, loadavg, log, machine, ms, nginx_command, rps, serve, wrk
+
+import harness
+from harness import REPO, Server
+
+BENCH = REPO / "bench"
+VCL = REPO / "deploy" / "varnish.vcl"
+VARNISH_PARAMS = (  # tuned for a 2-CPU machine that also runs the client
+    *("-p", "thread_pools=2", "-p", "thread_pool_min=32", "-p", "thread_pool_max=500"),
+    *("-p", "timeout_idle=10", "-p", "vsl_space=16m", "-s", "malloc,256m"),
+)
+
+
+def vcl_for(ports: list[int], probe: str = "/healthz") -> str:
+    """The shipped VCL with its two backends on ``ports`` (one port: both on it)."""
+    text = VCL.read_text()
+    text = text.replace('.port = "8000";', f'.port = "{ports[0]}";')
+    text = text.replace('.port = "8001";', f'.port = "{ports[-1]}";')
+    return text.replace('.url = "/healthz";', f'.url = "{probe}";')
+
+
+@contextmanager
+def varnish(work: Path, name: str, vcl: str) -> Iterator[Server]:
+    folder = work / f"varnish-{name}"
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    (folder / "feeds.vcl").write_text(vcl)
+
+    def command(port: int) -> list[str]:
+        return [
+            shutil.which("varnishd") or "/usr/sbin/varnishd",
+            *("-F", "-a", f"{harness.HOST}:{port}", "-f", str(folder / "feeds.vcl"), "-n", str(folder / "n")),
+            *VARNISH_PARAMS,
+        ]
+
+    with harness.start(command, work / "logs" / f"varnish-{name}.log", ready=FEED, timeout=60) as server:
+        yield server
+
+
+def origin_requests(logs: list[Path]) -> int:
+    return sum(len(re.findall(r'"GET /feeds/kurz\.rss', path.read_text(errors="replace"))) for path in logs)
+
+
+def poll(server: Server, work: Path, seconds: float) -> dict[str, tuple[float, float, float]]:
+    """(req/s, p50 ms, p99 ms) for gzip 200s and 304s, after a warm-up."""
+    etag = server.fetch(FEED, {"Accept-Encoding": "gzip"}).headers.get("etag", "")
+    cases = {
+        "200 gzip": {"Accept-Encoding": "gzip"},
+        "304": {"Accept-Encoding": "gzip", "If-None-Match": etag},
+    }
+    wrk(server.port, 1, work, cases["200 gzip"])
+    out = {}
+    for case, headers in cases.items():
+        r = wrk(server.port, seconds, work, headers)
+        out[case] = (r.rps, r.p50, r.p99)
+        log(f"{server.log.stem}: {case} {r.rps:,.0f} req/s p99 {ms(r.p99)} ms")
+    return out
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--size", type=int, default=100_000)
+    parser.add_argument("--duration", type=float, default=10)
+    parser.add_argument("--work", type=Path, default=Path("/tmp/feeds-bench"))
+    parser.add_argument("--out", type=Path, default=BENCH / "CACHE.md")
+    args = parser.parse_args()
+    started, load = time.perf_counter(), loadavg()
+    config, work = archive(args.work, args.size), args.work
+    out = export(config)
+    results: dict[str, dict[str, tuple[float, float, float]]] = {}
+    env = {"FEEDS_ACCESS_LOG": "1"}
+    logs = [work / "logs" / f"cache-origin-{i}.log" for i in (1, 2)]
+    with (
+        serve(
+            lambda p: harness.production_command(p, extra=GRANIAN),
+            work,
+            "cache-origin-1",
+            config=config,
+            env=env,
+            state_dir=work / "cache-state-1",
+        ) as one,
+        serve(
+            lambda p: harness.production_command(p, extra=GRANIAN),
+            work,
+            "cache-origin-2",
+            config=config,
+            env=env,
+            state_dir=work / "cache-state-2",
+        ) as two,
+    ):
+        with varnish(work, "feeds", vcl_for([one.port, two.port])) as cache:
+            before = origin_requests(logs)
+            results["Varnish → feeds (2 origins)"] = poll(cache, work, args.duration)
+            reached = origin_requests(logs) - before
+        alone = {case: poll(one, work, args.duration)[case] for case in ("200 gzip",)}
+    with serve(nginx_command(work, out), work, "cache-nginx", ready=FEED, timeout=30) as nginx:
+        with varnish(work, "nginx", vcl_for([nginx.port], probe=FEED)) as cache:
+            results["Varnish → nginx (the cache's ceiling)"] = poll(cache, work, args.duration)
+        results["nginx alone (static export)"] = poll(nginx, work, args.duration)
+    ceiling = results["Varnish → nginx (the cache's ceiling)"]
+    plain = results["nginx alone (static export)"]
+    lines = [
+        "# Polling through Varnish\n",
+        f"`.venv/bin/python bench/cache.py {' '.join(sys.argv[1:])}` — "
+        f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC\n",
+        f"Machine: {machine()}. Varnish {harness_version('varnishd')}, {VARNISH_PARAMS}.\n",
+        f"{args.size:,} articles; `{FEED}` polled by `wrk -t2 -c16 -d{args.duration:g}s` with "
+        "`Accept-Encoding: gzip` (304: plus `If-None-Match`). Client, cache and origins share the CPUs.\n",
+        "| setup | case | req/s | p50 ms | p99 ms | vs ceiling | vs nginx |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for name, cases in results.items():
+        for case, (r, p50, p99) in cases.items():
+            lines.append(
+                f"| {name} | {case} | {rps(r)} | {ms(p50)} | {ms(p99)} | {r / ceiling[case][0]:.0%} "
+                f"| {r / plain[case][0]:.0%} |"
+            )
+    lines += [
+        "",
+        f"Requests for `{FEED}` that reached the two origins during the Varnish → feeds runs: {reached} "
+        f"(of {sum(int(r * args.duration) for r, _, _ in results['Varnish → feeds (2 origins)'].values()):,} "
+        "answered). One origin alone, no cache: "
+        f"{rps(alone['200 gzip'][0])} req/s (200 gzip).",
+        "",
+        f"Load average {load} at the start, {loadavg()} at the end. "
+        f"Total: {(time.perf_counter() - started) / 60:.1f} min.",
+    ]
+    text = "\n".join(lines) + "\n"
+    args.out.write_text(text, encoding="utf-8")
+    print(text)
+    return 0
+
+
+def harness_version(binary: str) -> str:
+    import subprocess
+
+    found = shutil.which(binary) or f"/usr/sbin/{binary}"
+    run = subprocess.run([found, "-V"], capture_output=True, text=True)
+    match = re.search(r"varnish-([\d.]+)", run.stderr + run.stdout)
+    return match.group(1) if match else "?"
+
+
+if __name__ == "__main__":
+    sys.exit(main())
