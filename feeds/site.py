@@ -25,6 +25,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from . import assets, fields, opml, pages
+from .archives import ARCHIVE_MAX_AGE, archive_pages, archive_slice
 from .articles import Meta
 from .bodies import Bodies
 from .config import FeedSpec, SiteConfig, load_config
@@ -42,7 +43,6 @@ Clock = Callable[[], datetime]
 FORMATS = tuple(Format)
 PAGE_CACHE = 4096  # article and archive pages kept rendered (feeds and the index are always kept)
 HISTORY_CACHE = 16  # feeds whose whole list of entries is kept for archive pages
-ARCHIVE_MAX_AGE = 24 * 60 * 60  # archive pages but the newest change only when history is rewritten
 RECHECK_SECONDS = 1.0  # how often a cached document asks the ledger for its date
 log = logging.getLogger(__name__)
 
@@ -59,22 +59,6 @@ class View:
     valid_until: datetime | None  # the next embargo: selections change then
     specs: dict[str, FeedSpec]
     newest: datetime
-
-
-def archive_pages(total: int, per_page: int) -> int:
-    """How many archive pages a feed of ``total`` entries has (RFC 5005 archived feeds).
-
-    The subscription document holds the newest ``per_page`` entries; everything older is cut
-    into pages of ``per_page`` counted from the oldest, so a new article only ever changes the
-    newest archive page, and every entry is in exactly one document.
-    """
-    return -(-max(0, total - per_page) // per_page)
-
-
-def archive_slice(total: int, per_page: int, page: int) -> slice:
-    """Where archive page ``page`` (1: the oldest) lies in the newest-first list of entries."""
-    older = total - per_page
-    return slice(total - min(page * per_page, older), total - (page - 1) * per_page)
 
 
 def _stale(source: FeedSpec | SiteConfig) -> tuple[int, int]:

@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 from lxml import etree
 
 from feeds import create_app
-from feeds.site import ARCHIVE_MAX_AGE, archive_pages, archive_slice
+from feeds.archives import ARCHIVE_MAX_AGE, archive_pages, archive_slice
 
 from conftest import NOW, MakeSite, shared
 
