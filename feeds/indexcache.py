@@ -115,22 +115,21 @@ class IndexCache:
     def read(self, config: SiteConfig) -> dict[str, Record]:
         if not self.path.exists():
             return {}
+        records: dict[str, Record] = {}
+        decode = _Decoder()
         try:
             with closing(self._connect()) as db:
                 if not self._is_ours(db) or _info(db, "config") != config_key(config):
                     return {}
                 total = db.execute("SELECT count(*) FROM files").fetchone()[0]
-                rows = db.execute(_SELECT).fetchall()
+                for row in db.execute(_SELECT):  # streamed: a million rows never sit in one list
+                    try:
+                        records[row[0]] = decode.row(row)
+                    except (TypeError, ValueError, KeyError, OverflowError, OSError):
+                        continue
         except sqlite3.Error as exc:
             self._give_up(f"cannot read it ({exc})")
             return {}
-        records: dict[str, Record] = {}
-        decode = _Decoder()
-        for row in rows:
-            try:
-                records[row[0]] = decode.row(row)
-            except (TypeError, ValueError, KeyError, OverflowError, OSError):
-                continue
         bad = total - len(records)
         if bad:
             log.warning(
