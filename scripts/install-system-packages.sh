@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Debian packages the test suite and benchmark need beyond Python: a headless browser for the
-# page tests, nginx and wrk for the benchmark. Idempotent; needs root (or sudo).
+# page tests, nginx and wrk for the benchmark, Varnish and nginx for the cache tests.
+# Idempotent; needs root (or sudo).
 set -euo pipefail
-packages=(chromium nginx-light wrk)
+packages=(chromium nginx-light varnish wrk)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
