@@ -59,6 +59,7 @@ def varnish(work: Path, name: str, vcl: str) -> Iterator[Server]:
     def command(port: int) -> list[str]:
         return [
             shutil.which("varnishd") or "/usr/sbin/varnishd",
+            *("-j", "none"),  # as root it would run as vcache, which cannot read the work folder
             *("-F", "-a", f"{harness.HOST}:{port}", "-f", str(folder / "feeds.vcl"), "-n", str(folder / "n")),
             *VARNISH_PARAMS,
         ]
