@@ -443,3 +443,26 @@ def test_stale_lifetimes_are_configurable_per_site_and_feed(make_site) -> None:
     not_modified = client.get("/feeds/alle.atom", headers={"If-None-Match": etag})
     assert not_modified.status_code == 304
     assert not_modified.headers["Cache-Control"].endswith("stale-if-error=3600")
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/feeds/alle.json",
+        "/feeds/alle",
+        "/feeds.opml",
+        "/feeds/kurz/archive/1.json",
+        "/feeds/kurz/archive/1.rss",
+    ],
+)
+def test_every_new_document_is_conditional_get_able_and_gzipped(client: FlaskClient, path: str) -> None:
+    first = client.get(path)
+    assert first.status_code == 200 and strong_tag(first)
+    assert first.headers["Vary"] == "Accept-Encoding" and "Last-Modified" in first.headers
+    by_tag = client.get(path, headers={"If-None-Match": first.headers["ETag"]})
+    by_date = client.get(path, headers={"If-Modified-Since": first.headers["Last-Modified"]})
+    assert by_tag.status_code == by_date.status_code == 304 and by_tag.data == b""
+    zipped = client.get(path, headers={"Accept-Encoding": "gzip"})
+    assert zipped.headers["Content-Encoding"] == "gzip" and gzip.decompress(zipped.data) == first.data
+    head = client.head(path)
+    assert head.status_code == 200 and head.data == b"" and head.headers["ETag"] == first.headers["ETag"]
