@@ -17,14 +17,14 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 from . import links as urls
 from .articles import Article, Meta, id_path
 from .config import FeedSpec, SiteConfig
+from .render import MEDIA_TYPES, Format
 
 # The formats every feed is published in: (URL suffix, label shown to people, media type).
 # The media type is what <link rel="alternate" type=...> announces, so it has no charset.
-SUBSCRIBE_FORMATS: tuple[tuple[str, str, str], ...] = (
-    ("rss", "RSS", "application/rss+xml"),
-    ("atom", "Atom", "application/atom+xml"),
-    ("json", "JSON Feed", "application/feed+json"),
-)
+_LABELS = {Format.RSS: "RSS", Format.ATOM: "Atom", Format.JSON: "JSON Feed"}
+SUBSCRIBE_FORMATS: tuple[tuple[str, str, str], ...] = tuple(
+    (fmt.value, _LABELS[fmt], MEDIA_TYPES[fmt].split(";")[0]) for fmt in Format
+)  # (URL suffix, label, media type) of every format, in the order pages list them
 ARCHIVE_FORMAT = "atom"  # RFC 5005 archives are an Atom idea; the page points people there
 
 
