@@ -15,7 +15,7 @@ from .articles import DateSource
 from .config import config_path_from_env, load_config
 from .errors import ConfigError, Problem, Severity
 from .export import build as build_export
-from .links import feed_url
+from .links import feed_page_url, feed_url, opml_url
 from .outfolder import ExportRefused, check_target
 from .parsing import stamped
 from .site import FORMATS, Site, open_site
@@ -185,9 +185,13 @@ def list_feeds(ctx: click.Context) -> None:
     for spec in site.specs.values():
         kind = "topic" if spec.is_topic_feed else "feed"
         entries = len(site.feed_entries(spec))
-        click.echo(f"{spec.name}\t{kind}\t{entries} entries\t{spec.title}")
-        for fmt in ("rss", "atom"):
+        archived = site.archived(spec)
+        pages = f", {archived} archive page{'s' * (archived != 1)}" if archived else ""
+        click.echo(f"{spec.name}\t{kind}\t{entries} entries{pages}\t{spec.title}")
+        click.echo(f"  {feed_page_url(site.config, spec.name)}")
+        for fmt in FORMATS:
             click.echo(f"  {feed_url(site.config, spec.name, fmt)}")
+    click.echo(f"all feeds as OPML\t{opml_url(site.config)}")
 
 
 @cli.command()

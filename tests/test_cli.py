@@ -137,14 +137,18 @@ def test_check_json_broken_config(runner: CliRunner, make_site: MakeSite) -> Non
 # --- list -----------------------------------------------------------------------------------
 
 
-def test_list_shows_every_feed_and_both_urls(runner: CliRunner, make_site: MakeSite) -> None:
+def test_list_shows_every_feed_its_page_and_every_format(runner: CliRunner, make_site: MakeSite) -> None:
     result = invoke(runner, make_site(), "list")
     assert result.exit_code == 0
     words = set(result.output.split())
     for name in SMALL_FEEDS:
         assert name in words
-        for fmt in ("rss", "atom"):
+        assert f"https://news.example.org/feeds/{name}" in words
+        for fmt in ("rss", "atom", "json"):
             assert f"https://news.example.org/feeds/{name}.{fmt}" in words
+    assert "https://news.example.org/feeds.opml" in words
+    kurz = next(line for line in result.output.splitlines() if line.startswith("kurz\t"))
+    assert "3 entries" not in kurz and "1 archive page\t" in kurz  # limit 2 of 3: one page of history
 
 
 def test_list_demo(runner: CliRunner) -> None:
