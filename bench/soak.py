@@ -149,8 +149,8 @@ class Result:
             (
                 "pollers",
                 f"{o.pollers} threads, one keep-alive connection each; conditional GETs on "
-                f"{self.urls} URLs (every feed as RSS, Atom and JSON Feed, the index, {PAGES} demo pages, the soak "
-                "articles' pages)",
+                f"{self.urls} URLs (every feed as RSS, Atom and JSON Feed, the index, {PAGES} demo pages, "
+                "the soak articles' pages)",
                 None,
             ),
             (

@@ -90,6 +90,7 @@ class Meta:
     sources: tuple[str, ...] = ()
     given_summary: str | None = None
     version: Stamp = NO_STAMP
+    digest: int = 0  # of the file's bytes: equal digests, equal article (mtimes say nothing)
     body_start: int = 0  # where the body begins in the decoded text, to skip re-parsing
     dated_by: DateSource = DateSource.DATE
 

@@ -31,7 +31,7 @@ from .records import Record
 
 log = logging.getLogger(__name__)
 APPLICATION_ID = 0x46454544  # "FEED": marks the file as ours (PRAGMA application_id)
-FORMAT = 7  # PRAGMA user_version; another number is another layout
+FORMAT = 8  # PRAGMA user_version; another number is another layout
 # One column per field: SQLite hands back str/int/None in C, and typeof() checks them there.
 _COLUMNS = (
     ("path", "text"),
@@ -56,6 +56,7 @@ _COLUMNS = (
     ("image_alt", "text?"),
     ("sources", "text"),  # source RS source ...
     ("summary", "text?"),
+    ("digest", "integer"),
     ("body_start", "integer"),
     ("dated_by", "text"),
 )
@@ -321,6 +322,7 @@ def _encode_row(rel: str, record: Record) -> tuple[object, ...]:
         meta.image_alt,
         _RS.join(meta.sources),
         meta.given_summary,
+        meta.digest,
         meta.body_start,
         meta.dated_by.value,
     )
@@ -336,7 +338,7 @@ class _Decoder:
     def row(self, row: tuple[Any, ...]) -> Record:
         (rel, size, mtime_ns, retry, problems, ident, title, published, updated, url, permalink, topics,
          tags, authors, language, draft, image, image_type, image_length, image_alt, sources, summary,
-         body_start, dated_by) = row  # fmt: skip
+         digest, body_start, dated_by) = row  # fmt: skip
         stamp = Stamp(size, mtime_ns)
         found = () if problems is None else tuple(_problem(p) for p in _list(json.loads(problems)))
         if ident is None:
@@ -376,6 +378,7 @@ class _Decoder:
             sources=tuple(sources.split(_RS)) if sources else (),
             given_summary=summary,
             version=stamp,
+            digest=digest,
             body_start=body_start,
             dated_by=DateSource(dated_by),
         )

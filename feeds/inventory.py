@@ -1,11 +1,11 @@
-"""Every document the site serves, and how to learn its ETag as cheaply as possible.
+"""Every document the site serves, and how to tell that it changed as cheaply as possible.
 
 Caches in front hold every feed, archive page, page, the index and the OPML list; when a change
 alters some of them, exactly those must be purged. Feeds, feed pages, the index and the OPML list
-are few and rendered anyway. Article and archive pages can number millions: each comes with a
-``key`` of what its bytes depend on (the article file's version and the config; the page's
-entries and whether a newer page follows), and is rendered only when its key moved, so touching
-a file without changing it, or an edit that leaves a page's bytes alone, purges nothing.
+are few and rendered anyway: their ETag tells. Article and archive pages can number millions and
+are never rendered for this: each comes with a ``key`` of everything its bytes depend on (the
+config, and the article files' content digests and dates; for an archive page also whether a
+newer page follows). Touching a file without changing its bytes moves no key.
 """
 
 from __future__ import annotations
@@ -28,11 +28,12 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Entry:
-    """One document: ``etag()`` renders it if needed (None: it cannot be had whole right now)."""
+    """One document, known by its ``key``, or else by ``etag()``, which renders it if needed
+    (None: it cannot be had whole right now)."""
 
     url: str
-    key: Hashable | None  # None: no cheaper test than the ETag itself
-    etag: Callable[[], str | None]
+    key: Hashable | None = None
+    etag: Callable[[], str | None] | None = None
 
 
 def _etag_of(render: Callable[[], Document]) -> Callable[[], str | None]:
@@ -59,28 +60,27 @@ def subscription_documents(site: Site) -> Iterator[Entry]:
     config = site.config
     for name in list(site.specs):
         for fmt in FORMATS:
-            yield Entry(feed_url(config, name, fmt), None, _etag_of(partial(site.feed, name, fmt)))
+            yield Entry(feed_url(config, name, fmt), etag=_etag_of(partial(site.feed, name, fmt)))
 
 
 def other_documents(site: Site) -> Iterator[Entry]:
     """Every document a cache may hold besides the subscription documents."""
     config = site.config
     setting = digest(config)
-    yield Entry(config.url, None, _etag_of(site.index_page))
-    yield Entry(opml_url(config), None, _etag_of(site.opml))
+    yield Entry(config.url, etag=_etag_of(site.index_page))
+    yield Entry(opml_url(config), etag=_etag_of(site.opml))
     for name in list(site.specs):
         try:
             versions = site.archive_versions(name)
         except NotFound:
             continue
-        yield Entry(feed_page_url(config, name), None, _etag_of(partial(site.feed_page, name)))
+        yield Entry(feed_page_url(config, name), etag=_etag_of(partial(site.feed_page, name)))
         for page, version in enumerate(versions, start=1):
             for fmt in FORMATS:
-                render = _etag_of(partial(site.archive, name, page, fmt))
-                yield Entry(archive_url(config, name, page, fmt), (setting, version), render)
-    for meta in site.published():  # a page shows its article and the feeds of its topics
-        render = _etag_of(partial(site.page, meta.id))
-        yield Entry(permalink(config, meta.id), (setting, meta.path, meta.version), render)
+                yield Entry(archive_url(config, name, page, fmt), key=(setting, version))
+    for meta in site.published():  # a page shows its article and the feeds of its topics (config)
+        key = (setting, meta.path, meta.digest, meta.published, meta.updated)
+        yield Entry(permalink(config, meta.id), key=key)
 
 
 def path_of(url: str) -> str:

@@ -272,7 +272,7 @@ class Notifier:
         self._debounce = debounce
         self._wake = threading.Event()
         self._stop = threading.Event()
-        self._seen: dict[str, tuple[Hashable, str]] = {}  # URL -> (key, ETag) last looked at
+        self._seen: dict[str, tuple[Hashable, str | None]] = {}  # URL -> (key, ETag or token)
         self._incomplete = False
         self._thread = threading.Thread(target=self._run, name="feeds-notify", daemon=True)
 
@@ -315,15 +315,23 @@ class Notifier:
         if config.purge:  # a cache holds every other document too
             documents += inventory.other_documents(site)
         first, incomplete = not self._seen, False
-        seen: dict[str, tuple[Hashable, str]] = {}
+        seen: dict[str, tuple[Hashable, str | None]] = {}
         claimed: list[str] = []
         for entry in documents:
             before = self._seen.get(entry.url)
-            if before is not None and entry.key is not None and before[0] == entry.key:
-                seen[entry.url] = before  # nothing it depends on moved: not even rendered
+            if entry.key is not None:  # one of the many pages: its key says it all, no render
+                if before is not None and before[0] == entry.key:
+                    seen[entry.url] = before
+                    continue
+                token = inventory.digest(entry.key)
+                seen[entry.url] = (entry.key, token)
+                # The first look only learns (a million pages, no ledger rows); a page that
+                # appears later may be cached as a 404, so it counts as changed.
+                if not first and site.ledger.claim_change(entry.url, token, new=True):
+                    claimed.append(entry.url)
                 continue
             try:
-                etag = entry.etag()
+                etag = entry.etag() if entry.etag is not None else None
             except Exception:  # as a request for it would fail; the others still count
                 log.exception("notifier: %s could not be rendered", entry.url)
                 continue
@@ -332,7 +340,7 @@ class Notifier:
                 if before is not None:
                     seen[entry.url] = before
                 continue
-            seen[entry.url] = (entry.key, etag)
+            seen[entry.url] = (None, etag)
             if (before is None or before[1] != etag) and site.ledger.claim_change(
                 entry.url, etag, new=not first
             ):

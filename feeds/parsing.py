@@ -8,6 +8,7 @@ others: it is left out or repaired, and reported by name and line.
 
 from __future__ import annotations
 
+import hashlib
 import mimetypes
 import re
 from collections.abc import Mapping
@@ -58,6 +59,11 @@ KEYS = (
 )
 _FENCE = re.compile(r"^(---|\.\.\.)[ \t]*$")
 _ID_SEGMENT = re.compile(r"^[^\s/\\?#%<>\"]+$")
+
+
+def content_digest(data: bytes) -> int:
+    """56 bits of BLAKE2b: a file's identity across workers and restarts (fits SQLite's integer)."""
+    return int.from_bytes(hashlib.blake2b(data, digest_size=7).digest(), "big")
 
 
 def parse_article(source: SourceFile, site: SiteConfig) -> tuple[Article | None, list[Problem]]:
@@ -154,6 +160,7 @@ def parse_meta(source: SourceFile, site: SiteConfig) -> tuple[Meta | None, str, 
         sources=_sources(front),
         given_summary=_given_summary(front),
         version=source.stamp,
+        digest=content_digest(source.data),
         body_start=len(text) - len(body),
         dated_by=dated_by,
     )

@@ -330,7 +330,10 @@ class Site:
         return [
             (
                 page < pages,
-                tuple((m.id, m.version) for m in history[archive_slice(len(history), spec.limit, page)]),
+                tuple(
+                    (m.id, m.digest, m.published, m.updated)
+                    for m in history[archive_slice(len(history), spec.limit, page)]
+                ),
             )
             for page in range(1, pages + 1)
         ]

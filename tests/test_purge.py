@@ -175,3 +175,31 @@ def test_purges_wait_for_no_request(make_site: MakeSite, start_server: StartServ
 def test_path_of_keeps_the_sites_prefix(tmp_path: Path) -> None:
     assert path_of("https://example.org/news/feeds/alle.atom") == "/news/feeds/alle.atom"
     assert path_of("https://example.org") == "/"
+
+
+def test_looking_for_changes_renders_no_article_or_archive_page(make_site: MakeSite) -> None:
+    """A site of a million pages must not render them all to learn what a purge would need."""
+    from feeds.notify import Notifier, Outbox
+    from feeds.site import open_site
+
+    articles = {
+        **ARTICLES,
+        **{
+            f"politik/m{i}.md": f"---\nid: m{i}\ntitle: M{i}\ndate: 2025-01-0{i}\n---\nT\n"
+            for i in range(1, 8)
+        },
+    }
+    config = make_site(articles, {"site": {"url": SITE_URL}, "cache": {"purge": ["http://127.0.0.1:9"]}})
+    site = open_site(config)
+    rendered: list[str] = []
+    site.render_hooks.append(lambda kind, seconds: rendered.append(kind))
+    notifier = Notifier(site, Outbox(delays=()))
+    assert notifier.sweep() == []  # a first look learns
+    path = config.parent / "articles" / "politik" / "m3.md"
+    path.write_text(path.read_text().replace("title: M3", "title: M3 neu"))
+    site.apply(["politik/m3.md"])
+    changed = notifier.sweep()
+    assert "https://news.example.org/articles/m3" in changed
+    assert any("/archive/" in url for url in changed)  # m3 is old: it sits on an archive page
+    assert "page" not in rendered and "archive" not in rendered
+    notifier.close()
