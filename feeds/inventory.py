@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from functools import partial
 from urllib.parse import urlsplit
 
-from .articles import permalink
 from .documents import Document
 from .errors import NotFound, Unsettled
 from .links import archive_url, feed_page_url, feed_url, opml_url
@@ -80,7 +79,7 @@ def other_documents(site: Site) -> Iterator[Entry]:
                 yield Entry(archive_url(config, name, page, fmt), key=(setting, version))
     for meta in site.published():  # a page shows its article and the feeds of its topics (config)
         key = (setting, meta.path, meta.digest, meta.published, meta.updated)
-        yield Entry(permalink(config, meta.id), key=key)
+        yield Entry(meta.permalink, key=key)
 
 
 def path_of(url: str) -> str:
