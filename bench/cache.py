@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Polling through Varnish: the project behind the shipped VCL against the cache's own ceiling.
 
-    .venv/bin/python bench/cache.py [--size 100000] [--duration 10] [--out bench/CACHE.md]
+    .venv/bin/python bench/cache.py [--size 10000] [--duration 10] [--out bench/CACHE.md]
 
 Three setups, same run, same feed (/feeds/kurz.rss), gzip-accepting clients (wrk -t2 -c16):
 
@@ -76,6 +76,18 @@ def varnish(work: Path, name: str, vcl: str) -> Iterator[Server]:
         yield server
 
 
+def origin(config: Path, work: Path, number: int) -> Server:
+    """A production server with its own state folder and an access log (to count what reaches it)."""
+    return serve(
+        lambda port: harness.production_command(port, extra=GRANIAN),
+        work,
+        f"cache-origin-{number}",
+        config=config,
+        env={"FEEDS_ACCESS_LOG": "1"},
+        state_dir=work / f"cache-state-{number}",
+    )
+
+
 def origin_requests(logs: list[Path]) -> int:
     return sum(len(re.findall(r'"GET /feeds/kurz\.rss', path.read_text(errors="replace"))) for path in logs)
 
@@ -98,7 +110,7 @@ def poll(server: Server, work: Path, seconds: float) -> dict[str, tuple[float, f
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--size", type=int, default=100_000)
+    parser.add_argument("--size", type=int, default=10_000)
     parser.add_argument("--duration", type=float, default=10)
     parser.add_argument("--work", type=Path, default=Path("/tmp/feeds-bench"))
     parser.add_argument("--out", type=Path, default=BENCH / "CACHE.md")
@@ -107,26 +119,8 @@ def main() -> int:
     config, work = archive(args.work, args.size), args.work
     out = export(config)
     results: dict[str, dict[str, tuple[float, float, float]]] = {}
-    env = {"FEEDS_ACCESS_LOG": "1"}
     logs = [work / "logs" / f"cache-origin-{i}.log" for i in (1, 2)]
-    with (
-        serve(
-            lambda p: harness.production_command(p, extra=GRANIAN),
-            work,
-            "cache-origin-1",
-            config=config,
-            env=env,
-            state_dir=work / "cache-state-1",
-        ) as one,
-        serve(
-            lambda p: harness.production_command(p, extra=GRANIAN),
-            work,
-            "cache-origin-2",
-            config=config,
-            env=env,
-            state_dir=work / "cache-state-2",
-        ) as two,
-    ):
+    with origin(config, work, 1) as one, origin(config, work, 2) as two:
         with varnish(work, "feeds", vcl_for([one.port, two.port])) as cache:
             before = origin_requests(logs)
             results["Varnish → feeds (2 origins)"] = poll(cache, work, args.duration)

@@ -15,7 +15,6 @@ from collections.abc import Callable, Iterator
 from dataclasses import replace
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -23,46 +22,15 @@ import feedparser
 import feedparser.datetimes
 import pytest
 from reader import make_reader
+from test_render import BASE, SITE, art, spec  # the same articles and site as the RSS/Atom tests
 
 from feeds.articles import Article, Author, DateSource, Topic, entry_id
-from feeds.config import FeedSpec, SiteConfig
+from feeds.config import SiteConfig
 from feeds.jsonfeed import VERSION, render_json
 from feeds.links import DocLinks, archive_links, subscription_links
 from feeds.render import MEDIA_TYPES, Format, render_atom
 
-BASE = "https://news.example.org/"
-SITE = SiteConfig(
-    title="Testseite",
-    url=BASE,
-    description="Beschreibung",
-    language="de",
-    timezone="Europe/Berlin",
-    author="Redaktion",
-    articles_dir=Path("."),
-)
 LINKS = subscription_links(SITE, "alle", "json", 0)
-
-
-def spec(**kw: Any) -> FeedSpec:
-    values = {"name": "alle", "title": "Alle", "description": "Alles", "language": "de"}
-    return FeedSpec(**(values | kw))
-
-
-def art(id: str, day: int, hour: int = 10, **kw: Any) -> Article:
-    published = datetime(2025, 5, day, hour, 0, tzinfo=UTC)
-    values = {
-        "id": id,
-        "path": f"x/{id}.md",
-        "title": f"Titel {id}",
-        "published": published,
-        "updated": published,
-        "html": f"<p>Text {id}</p>",
-        "summary": f"Kurz {id}",
-        "url": f"{BASE}articles/{id}",
-        "permalink": f"{BASE}articles/{id}",
-        "authors": (Author("Redaktion"),),
-    }
-    return Article(**(values | kw))
 
 
 A3, A2, A1 = art("a3", 3), art("a2", 2), art("a1", 1)
