@@ -19,6 +19,7 @@ all worker processes share, so a changed document always gets a later date, and 
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
 import sqlite3
@@ -232,18 +233,26 @@ class _Foreign(Exception):
 
 
 def _open(path: Path) -> sqlite3.Connection:
+    """Open (and on first use set up) the ledger; workers starting together take turns.
+
+    Switching a new file to WAL needs it to itself, and SQLite answers "database is locked" at
+    once instead of waiting: a worker that lost that race fell back to dates in memory, and then
+    announced every change a second time. The set-up therefore runs under a lock file beside it.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
-    db = sqlite3.connect(str(path), timeout=10, isolation_level=None, check_same_thread=False)
-    try:
-        db.execute("PRAGMA trusted_schema = OFF")  # a planted file's views and triggers run nothing
-        _claim(db, path)
-        db.execute("PRAGMA journal_mode=WAL")
-        db.execute("PRAGMA synchronous=NORMAL")
-        for statement in _SCHEMA:
-            db.execute(statement)
-    except BaseException:
-        db.close()
-        raise
+    with open(path.with_name(path.name + ".lock"), "a+b") as turn:
+        fcntl.flock(turn, fcntl.LOCK_EX)
+        db = sqlite3.connect(str(path), timeout=10, isolation_level=None, check_same_thread=False)
+        try:
+            db.execute("PRAGMA trusted_schema = OFF")  # a planted file's views and triggers run nothing
+            _claim(db, path)
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+            for statement in _SCHEMA:
+                db.execute(statement)
+        except BaseException:
+            db.close()
+            raise
     return db
 
 

@@ -99,3 +99,25 @@ def test_of_all_workers_bringing_a_change_exactly_one_claims_it(tmp_path: Path) 
     assert [w.claim_change("u", "two") for w in workers] == [True, False, False]
     assert [w.claim_change("u", "three") for w in reversed(workers)] == [True, False, False]
     assert not Ledger(tmp_path / "l.sqlite").claim_change("u", "three")  # a restart announces nothing
+
+
+
+def test_workers_set_up_the_ledger_one_at_a_time(tmp_path: Path) -> None:
+    """Regression: of two workers starting together, one got "database is locked" while the
+    other switched the new file to WAL, kept its dates in memory, and so announced every change
+    a second time. Setting up now waits for the lock file beside the ledger."""
+    import fcntl
+    import threading
+
+    path = tmp_path / "validators.sqlite"
+    opened: list[Ledger] = []
+    with open(tmp_path / "validators.sqlite.lock", "a+b") as turn:
+        fcntl.flock(turn, fcntl.LOCK_EX)  # another worker is setting it up
+        opener = threading.Thread(target=lambda: opened.append(Ledger(path)))
+        opener.start()
+        opener.join(0.3)
+        assert opener.is_alive() and not opened  # it waits its turn instead of failing
+    opener.join(10)
+    assert opened and opened[0].claim_change("k", "e1") is False  # shared, not in memory
+    other = Ledger(path)
+    assert other.claim_change("k", "e2") is True and opened[0].claim_change("k", "e2") is False
