@@ -346,7 +346,9 @@ class Notifier:
             ):
                 claimed.append(entry.url)
         listed = {entry.url for entry in documents}
-        gone = [url for url in self._seen if url not in listed and site.ledger.claim_change(url, "")]
+        gone = [  # no row for a page never changed before: new=True, or its deletion is missed
+            url for url in self._seen if url not in listed and site.ledger.claim_change(url, "", new=True)
+        ]
         self._seen, self._incomplete = seen, incomplete
         self._announce(claimed, gone)
         return claimed + gone
