@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import re
 import shutil
+import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -136,7 +137,7 @@ def main() -> int:
         "# Polling through Varnish\n",
         f"`.venv/bin/python bench/cache.py {' '.join(sys.argv[1:])}` — "
         f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC\n",
-        f"Machine: {machine()}. Varnish {harness_version('varnishd')}: `varnishd -j none -F "
+        f"Machine: {machine()}. Varnish {varnish_version('varnishd')}: `varnishd -j none -F "
         f"-f deploy/varnish.vcl {' '.join(VARNISH_PARAMS)}`.\n",
         f"{args.size:,} articles; `{FEED}` polled by `wrk -t2 -c16 -d{args.duration:g}s` with "
         "`Accept-Encoding: gzip` (304: plus `If-None-Match`). Client, cache and origins share the CPUs.\n",
@@ -165,9 +166,7 @@ def main() -> int:
     return 0
 
 
-def harness_version(binary: str) -> str:
-    import subprocess
-
+def varnish_version(binary: str) -> str:
     found = shutil.which(binary) or f"/usr/sbin/{binary}"
     run = subprocess.run([found, "-V"], capture_output=True, text=True)
     match = re.search(r"varnish-([\d.]+)", run.stderr + run.stdout)
