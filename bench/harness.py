@@ -20,13 +20,16 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib.metadata import version
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, Protocol
 
 REPO = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent  # the venv's scripts: granian, gunicorn, feeds
@@ -259,6 +262,51 @@ def stop(server: Server) -> None:
 
 
 # -- sites, commits and memory -----------------------------------------------------------------
+
+
+# -- servers in this process (hubs, caches, subscribers the tests play) ----------------------------
+
+
+class QuietHandler(BaseHTTPRequestHandler):
+    """A handler for a stand-in server: no access log on stderr, and a one-call answer."""
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+    def answer(self, status: int, body: bytes = b"", content_type: str = "text/plain") -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+class _Serving(Protocol):
+    server_port: int
+
+    def serve_forever(self, poll_interval: float = 0.5) -> None: ...
+    def shutdown(self) -> None: ...
+    def server_close(self) -> None: ...
+
+
+@contextmanager
+def in_thread(server: _Serving) -> Iterator[_Serving]:
+    """Serve ``server`` (http.server's or Werkzeug's) from a daemon thread until the block ends."""
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        thread.join(timeout=10)
+        server.server_close()
+
+
+def loopback(handler: type[BaseHTTPRequestHandler]) -> ThreadingHTTPServer:
+    """A threaded HTTP server for ``handler`` on a free loopback port (not yet serving)."""
+    server = ThreadingHTTPServer((HOST, 0), handler)
+    server.daemon_threads = True
+    return server
 
 
 def copy_demo_site(target: Path) -> Path:

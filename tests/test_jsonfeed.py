@@ -10,11 +10,9 @@ from __future__ import annotations
 import html
 import json
 import re
-import threading
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -29,6 +27,8 @@ from feeds.config import SiteConfig
 from feeds.jsonfeed import VERSION, render_json
 from feeds.links import DocLinks, archive_links, subscription_links
 from feeds.render import MEDIA_TYPES, Format, render_atom
+
+import harness
 
 LINKS = subscription_links(SITE, "alle", "json", 0)
 
@@ -502,30 +502,18 @@ def serve() -> Iterator[Callable[[str, bytes, str], str]]:
     """Serve bytes at a path on a loopback port, with the given Content-Type; returns the URL."""
     documents: dict[str, tuple[bytes, str]] = {}
 
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(harness.QuietHandler):
         def do_GET(self) -> None:  # noqa: N802 - http.server's name
             body, media_type = documents.get(self.path, (b"", ""))
-            self.send_response(200 if media_type else 404)
-            self.send_header("Content-Type", media_type or "text/plain")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+            self.answer(200 if media_type else 404, body, media_type or "text/plain")
 
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
+    with harness.in_thread(harness.loopback(Handler)) as server:
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
+        def add(path: str, body: bytes, media_type: str) -> str:
+            documents[path] = (body, media_type)
+            return f"http://{harness.HOST}:{server.server_port}{path}"
 
-    def add(path: str, body: bytes, media_type: str) -> str:
-        documents[path] = (body, media_type)
-        return f"http://127.0.0.1:{server.server_address[1]}{path}"
-
-    yield add
-    server.shutdown()
-    server.server_close()
-    thread.join()
+        yield add
 
 
 def test_reader_sees_the_same_entries_in_json_as_in_atom(serve: Callable[[str, bytes, str], str]) -> None:

@@ -13,9 +13,9 @@ import threading
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, urlencode, urlsplit
 
@@ -90,7 +90,7 @@ class RecordingHub:
         self.lock = threading.Lock()
         hub = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(harness.QuietHandler):
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 form = {k: v[0] for k, v in parse_qs(body.decode()).items()}
@@ -99,16 +99,10 @@ class RecordingHub:
                     earlier = sum(p.form.get("hub.topic") == form.get("hub.topic") for p in hub.posts)
                     status = 503 if earlier < hub.fail_each else 202
                     hub.posts.append(Post(time.monotonic(), form, self.headers["Content-Type"], status))
-                self.send_response(status)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
+                self.answer(status)
 
-            def log_message(self, format: str, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer((HOST, 0), Handler)
-        self.server.daemon_threads = True
-        threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True).start()
+        self._serving = ExitStack()
+        self.server = self._serving.enter_context(harness.in_thread(harness.loopback(Handler)))
 
     @property
     def url(self) -> str:
@@ -135,8 +129,7 @@ class RecordingHub:
         raise AssertionError(f"no quiet round after {timeout} s: {self.published(since)}")
 
     def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        self._serving.close()
 
 
 @pytest.fixture
@@ -417,34 +410,24 @@ class Subscriber:
         self.deliveries: list[tuple[dict[str, str], bytes]] = []
         subscriber = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(harness.QuietHandler):
             def do_GET(self) -> None:
                 query = {k: v[0] for k, v in parse_qs(urlsplit(self.path).query).items()}
                 subscriber.verifications.append(query)
                 challenge = query.get("hub.challenge", "").encode()
-                self.send_response(200 if challenge else 404)
-                self.send_header("Content-Length", str(len(challenge)))
-                self.end_headers()
-                self.wfile.write(challenge)
+                self.answer(200 if challenge else 404, challenge)
 
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 subscriber.deliveries.append(({k.lower(): v for k, v in self.headers.items()}, body))
-                self.send_response(200)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
+                self.answer(200)
 
-            def log_message(self, format: str, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer((HOST, 0), Handler)
-        self.server.daemon_threads = True
-        threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True).start()
+        self._serving = ExitStack()
+        self.server = self._serving.enter_context(harness.in_thread(harness.loopback(Handler)))
         self.url = f"http://{HOST}:{self.server.server_port}/callback"
 
     def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        self._serving.close()
 
 
 @pytest.fixture
@@ -460,12 +443,8 @@ def websub_hub(tmp_path: Path) -> Iterator[str]:
     app = Flask("websub-hub")
     app.config["PUBLISH_SUPPORTED"] = True
     app.register_blueprint(hub.build_blueprint(url_prefix="/hub"))
-    server = make_server(HOST, 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    yield f"http://{HOST}:{server.server_port}/hub"
-    server.shutdown()
-    server.server_close()
+    with harness.in_thread(make_server(HOST, 0, app, threaded=True)) as server:
+        yield f"http://{HOST}:{server.server_port}/hub"
 
 
 def test_a_real_hub_brings_a_subscriber_the_changed_feed(

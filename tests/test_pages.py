@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import threading
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import replace
@@ -25,6 +24,7 @@ from feeds.opml import render_opml
 from feeds.pages import SUBSCRIBE_FORMATS, render_feed_page
 from feeds.site import Site, open_site
 
+import harness
 from conftest import DEMO_CONFIG, NOW, MakeSite
 
 CHROMIUM = "/usr/bin/chromium"
@@ -480,15 +480,8 @@ def test_article_image_alt_and_caption(make_site: MakeSite) -> None:
 @pytest.fixture
 def live_server(make_site: MakeSite) -> Iterator[str]:
     app: Flask = create_app(make_site(), clock=lambda: NOW)
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}"
-    finally:
-        server.shutdown()
-        thread.join(timeout=10)
-        server.server_close()
+    with harness.in_thread(make_server(harness.HOST, 0, app, threaded=True)) as server:
+        yield f"http://{harness.HOST}:{server.server_port}"
 
 
 def browse(url: str, profile: Path) -> tuple[lxml.html.HtmlElement, list[str]]:

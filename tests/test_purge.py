@@ -12,7 +12,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from contextlib import ExitStack
 from pathlib import Path
 
 import lxml.html
@@ -40,20 +40,14 @@ class RecordingCache:
         self.lock = threading.Lock()
         cache = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(harness.QuietHandler):
             def do_PURGE(self) -> None:  # noqa: N802 - the method's name
                 with cache.lock:
                     cache.purges.append((time.monotonic(), self.path, self.headers["Host"]))
-                self.send_response(200)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
+                self.answer(200)
 
-            def log_message(self, format: str, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer((HOST, 0), Handler)
-        self.server.daemon_threads = True
-        threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True).start()
+        self._serving = ExitStack()
+        self.server = self._serving.enter_context(harness.in_thread(harness.loopback(Handler)))
 
     @property
     def url(self) -> str:
@@ -73,8 +67,7 @@ class RecordingCache:
         raise AssertionError(f"no quiet round of purges within {timeout} s")
 
     def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        self._serving.close()
 
 
 @pytest.fixture
