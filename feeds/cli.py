@@ -95,7 +95,7 @@ def check(ctx: click.Context, fmt: str, stamp_dates: bool) -> None:
         problems = list(site.problems()) + _shadowed_topics(site) + _trimmed_feeds(site)
         counts = {
             "articles": len(site.all_articles()),
-            "published": len(site.published()),
+            "published": sum(1 for _ in site.published()),
             "feeds": len(site.specs),
         }
     except ConfigError as exc:

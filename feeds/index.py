@@ -1,114 +1,76 @@
-"""The article index: every file's metadata in memory, kept current file by file.
+"""The article index: feed queries over :mod:`feeds.indexdb`, and changes taken in file by file.
 
-A change to one file costs work proportional to that file: its new metadata replaces the old
-one in the id table and in the newest-first lists (overall and per topic) by binary search.
-Bodies are not kept; documents render the few entries they show. The index reads nothing from
-disk: records arrive already parsed (:mod:`feeds.records`), so no parse runs under its lock.
+A document asks for the few entries it shows; each query walks an index of the database in
+feed order and stops there, so its cost does not grow with the archive, and neither does the
+worker's memory: no article's metadata stays in memory once its document is rendered. A change
+to one file rewrites that file's row and settles the ids it touches, in one transaction.
+
+The database may be shared with other workers, which take in the same file changes (each has
+its own watcher): :meth:`Index.changed_elsewhere` tells a worker that another one wrote.
 """
 
 from __future__ import annotations
 
-import bisect
 import heapq
-import itertools
 import logging
+import sqlite3
 import threading
-from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
-from datetime import datetime
+from collections.abc import Iterable, Iterator, Mapping
+from datetime import UTC, datetime
+from itertools import islice
 
 from .articles import Meta
 from .config import FeedSpec, SiteConfig
 from .errors import Problem
+from .indexdb import ALL, IDS, WELL_FORMED, IndexDB, decode_problems, malformed_paths
 from .records import Record
 from .selection import matches
 
 log = logging.getLogger(__name__)
+BATCH = 512  # rows fetched at a time when a walk may go on (filters, whole histories)
+_F = (
+    "f.path, f.size, f.mtime_ns, f.retry, f.problems, f.id, f.title, f.published, f.updated, f.url, "
+    "f.permalink, f.topics, f.tags, f.authors, f.language, f.draft, f.image, f.image_type, "
+    "f.image_length, f.image_alt, f.sources, f.summary, f.digest, f.body_start, f.dated_by"
+)
+After = tuple[int, str] | None  # where a walk in feed order stopped: (published, id)
 
 
 def _key(meta: Meta) -> tuple[float, str]:
     return (-meta.published.timestamp(), meta.id)
 
 
-def _updated_key(meta: Meta) -> tuple[float, str]:
-    return (-meta.updated.timestamp(), meta.id)
-
-
-class NewestFirst:
-    """Metas sorted newest first (ties by id), with O(log n) search and memmove updates.
-
-    Keys are computed during the binary search rather than stored: at 100,000 articles a list
-    of key tuples per ordering would cost tens of megabytes.
-    """
-
-    __slots__ = ("metas", "key")
-
-    def __init__(self, key: Callable[[Meta], tuple[float, str]] = _key) -> None:
-        self.metas: list[Meta] = []
-        self.key = key
-
-    @classmethod
-    def of(cls, metas: Iterable[Meta], key: Callable[[Meta], tuple[float, str]]) -> NewestFirst:
-        result = cls(key)
-        result.metas = sorted(metas, key=key)
-        return result
-
-    def add(self, meta: Meta) -> None:
-        self.metas.insert(bisect.bisect_left(self.metas, self.key(meta), key=self.key), meta)
-
-    def remove(self, meta: Meta) -> None:
-        wanted = self.key(meta)
-        i = bisect.bisect_left(self.metas, wanted, key=self.key)
-        if i < len(self.metas) and self.key(self.metas[i]) == wanted:
-            del self.metas[i]
-
-    def first_published(self, now: datetime) -> int:
-        """Index of the first entry visible at ``now`` (embargoed ones sort first)."""
-        return bisect.bisect_left(self.metas, (-now.timestamp(), ""), key=_key)
-
-    def published(self, now: datetime) -> Iterator[Meta]:
-        return itertools.islice(self.metas, self.first_published(now), None)
-
-    def has_published(self, now: datetime) -> bool:
-        return bool(self.metas) and self.metas[-1].published <= now
-
-    def __len__(self) -> int:
-        return len(self.metas)
-
-
-@dataclass
 class Index:
-    """Mutated only through :meth:`apply`; read under ``lock`` when several reads must agree.
+    """Use under ``lock`` when several reads must agree; changes only through :meth:`apply`."""
 
-    Holds the records of every candidate file, with metas already dated (see
-    :func:`feeds.records.dated`); builds nothing from the disk itself.
-    """
-
-    config: SiteConfig
-    records: dict[str, Record] = field(default_factory=dict)
-    lock: threading.RLock = field(default_factory=threading.RLock)
-    _claims: dict[str, list[str]] = field(default_factory=dict)  # id -> paths, sorted
-    _by_id: dict[str, Meta] = field(default_factory=dict)
-    _all: NewestFirst = field(default_factory=NewestFirst)
-    _topics: dict[str, NewestFirst] = field(default_factory=dict)
-    _by_updated: NewestFirst = field(default_factory=lambda: NewestFirst(_updated_key))
-    _names: dict[str, dict[str, str]] = field(default_factory=dict)  # slug -> path -> spelling
-    _spelling: dict[str, tuple[str, str]] = field(default_factory=dict)  # slug -> first (path, name)
-    _revision: int = 0  # moves with every record taken in, visible or not
-    _problems: tuple[int, list[Problem]] | None = None
+    def __init__(self, config: SiteConfig, db: IndexDB, given: Mapping[str, Meta] | None = None) -> None:
+        self.config = config
+        self.db = db
+        self.lock = threading.RLock()
+        self._given = dict(given or {})  # metas built in memory (tests, tools), returned as given
+        self._revision = 0  # moves with every record taken in here
+        self._problems: tuple[tuple[int, int], list[Problem]] | None = None
+        self._data_version = self._version()
+        self._skipped: set[str] = set()
 
     # -- building ---------------------------------------------------------------------------
 
     @classmethod
     def of(cls, config: SiteConfig, metas: Iterable[Meta]) -> Index:
         """An index of articles already in memory (tests, tools); no files are read."""
-        return cls.build(config, {m.path: Record(m, m.version) for m in metas})
+        given = {m.path: m for m in metas}
+        return cls.build(config, {m.path: Record(m, m.version) for m in given.values()}, given)
 
     @classmethod
-    def build(cls, config: SiteConfig, records: dict[str, Record]) -> Index:
-        index = cls(config)
-        index._rebuild(records)
-        return index
+    def build(
+        cls, config: SiteConfig, records: Mapping[str, Record], given: Mapping[str, Meta] | None = None
+    ) -> Index:
+        """An index in memory of records already read (and dated)."""
+        db = IndexDB(None)
+        db.reset(config)
+        db.insert(records.items())
+        db.finish(lambda ids: {})
+        return cls(config, db, given)
 
     def apply(self, rel: str, record: Record | None) -> bool:
         """Take in one file as just read (None: it is gone); True if anything visible changed.
@@ -118,176 +80,204 @@ class Index:
         """
         with self.lock:
             self._revision += 1
-            old = self.records.get(rel)
+            self._given.pop(rel, None)
+            self._skipped.discard(rel)
+            old = self.db.row(rel)
             if record is None:
-                if old is None:
+                if old is None and not self._exists(rel):
                     return False
-                self._drop(rel)
+                self.db.put(rel, None)
                 return True
             if record.meta is None and record.retry and old is not None and old.meta is not None:
                 note = Problem(rel, None, "keeping the last good version until the file reads again")
-                self._put(rel, Record(old.meta, old.stamp, (*record.problems, note)))
+                self.db.put(rel, Record(old.meta, old.stamp, (*record.problems, note)))
                 return False
-            self._put(rel, record)
-            return old is None or old.meta != record.meta
+            self.db.put(rel, record)
+            return old is None or old.meta != _as_stored(self.db, rel, record)
+
+    def changed_elsewhere(self) -> bool:
+        """True once after another process (a worker sharing the file) wrote to the index."""
+        with self.lock:
+            current = self._version()
+            if current == self._data_version:
+                return False
+            self._data_version = current
+            return True
+
+    def _version(self) -> int:
+        try:
+            return int(self.db.db.execute("PRAGMA data_version").fetchone()[0])
+        except sqlite3.Error:
+            return 0
+
+    def _exists(self, rel: str) -> bool:
+        return self.db.db.execute("SELECT 1 FROM files WHERE path = ?", (rel,)).fetchone() is not None
 
     def paths_under(self, rel_dir: str) -> list[str]:
         """Paths known under a folder (for a folder that was moved or deleted)."""
-        prefix = rel_dir.rstrip("/") + "/"
         with self.lock:
-            return [p for p in self.records if p.startswith(prefix) or not rel_dir]
+            if not rel_dir.strip("/"):
+                return [r[0] for r in self.db.db.execute("SELECT path FROM files ORDER BY path")]
+            prefix = rel_dir.rstrip("/") + "/"
+            end = prefix[:-1] + chr(ord("/") + 1)
+            rows = self.db.db.execute(
+                "SELECT path FROM files WHERE path >= ? AND path < ? ORDER BY path", (prefix, end)
+            )
+            return [r[0] for r in rows]
 
-    # -- bookkeeping --------------------------------------------------------------------------
+    def stamps(self) -> Iterator[tuple[str, int, int, bool]]:
+        """Every file's (path, size, mtime_ns, has metadata), and malformed rows as size -1."""
+        with self.lock:
+            rows = self.db.db.execute(
+                f"SELECT path, size, mtime_ns, id IS NOT NULL FROM files WHERE {WELL_FORMED}"
+            ).fetchall()
+            bad = set(malformed_paths(self.db.db)) | self._skipped
+        for path, size, mtime_ns, has_meta in rows:
+            yield (path, -1 if path in bad else size, mtime_ns, bool(has_meta))
 
-    def _rebuild(self, records: dict[str, Record]) -> None:
-        """All structures from scratch: one sort each instead of 100,000 insertions."""
-        self.records = records
-        self._claims, self._by_id, self._topics, self._names, self._spelling = {}, {}, {}, {}, {}
-        for rel in sorted(records):
-            meta = records[rel].meta
-            if meta is not None:
-                self._claims.setdefault(meta.id, []).append(rel)
-        winners = [m for m in (records[paths[0]].meta for paths in self._claims.values()) if m]
-        self._by_id = {m.id: m for m in winners}
-        shown = [m for m in winners if not m.draft]
-        self._all = NewestFirst.of(shown, _key)
-        self._by_updated = NewestFirst.of(shown, _updated_key)
-        for meta in self._all.metas:  # already newest first: each topic's list comes out sorted
-            for topic in meta.topics:
-                bucket = self._topics.get(topic.slug)
-                if bucket is None:
-                    bucket = self._topics[topic.slug] = NewestFirst(_key)
-                bucket.metas.append(meta)
-                self._names.setdefault(topic.slug, {})[meta.path] = topic.name
-        for slug, names in self._names.items():
-            first = min(names)
-            self._spelling[slug] = (first, names[first])
+    # -- reading rows -------------------------------------------------------------------------
 
-    def _put(self, rel: str, record: Record) -> None:
-        if rel in self.records:
-            self._unlink(rel)
-        self.records[rel] = record
-        meta = record.meta
-        if meta is None:
-            return
-        paths = self._claims.setdefault(meta.id, [])
-        bisect.insort(paths, rel)
-        if paths[0] == rel:
-            displaced = self._by_id.get(meta.id)
-            if displaced is not None:
-                self._unpublish(displaced)
-            self._publish(meta)
+    def _metas(self, sql: str, params: Iterable[object] = ()) -> list[Meta]:
+        """Rows (the ``files`` columns, in order) as metas; a malformed row is left out."""
+        return self._metas_of(self.db.db.execute(sql, tuple(params)).fetchall())
 
-    def _drop(self, rel: str) -> None:
-        self._unlink(rel)
-        del self.records[rel]
+    def _walk(self, slug: str | None, now: datetime, first: int) -> Iterator[Meta]:
+        """Entries in feed order (newest first, ties by id), visible at ``now``, in batches."""
+        at = now.timestamp()
+        after: After = None
+        size = max(first, 1)
+        while True:
+            with self.lock:
+                params: list[object] = []
+                if slug is None:
+                    base = "FROM files AS f WHERE f.entry = 1"
+                else:
+                    base = "FROM entry_topics AS t JOIN files AS f ON f.path = t.path WHERE t.slug = ?"
+                    params.append(slug)
+                col = "f" if slug is None else "t"
+                base += f" AND {col}.published <= ?"
+                params.append(at)
+                if after is not None:
+                    base += (
+                        f" AND {col}.published <= ? AND ({col}.published < ? OR "
+                        f"({col}.published = ? AND {col}.id > ?))"
+                    )
+                    params += [after[0], after[0], after[0], after[1]]
+                sql = f"SELECT {_F} {base} ORDER BY {col}.published DESC, {col}.id LIMIT ?"
+                rows = self.db.db.execute(sql, (*params, size)).fetchall()
+                metas = self._metas_of(rows)
+            yield from metas
+            if len(rows) < size:
+                return
+            last = rows[-1]
+            after = (last[7], last[5])
+            size = BATCH
 
-    def _unlink(self, rel: str) -> None:
-        record = self.records.get(rel)
-        if record is None or record.meta is None:
-            return
-        meta = record.meta
-        paths = self._claims.get(meta.id, [])
-        was_winner = bool(paths) and paths[0] == rel
-        if rel in paths:
-            paths.remove(rel)
-        if was_winner:
-            self._unpublish(meta)
-            if paths:
-                heir = self.records[paths[0]].meta
-                if heir is not None:
-                    self._publish(heir)
-        if not paths:
-            self._claims.pop(meta.id, None)
+    def _metas_of(self, rows: list[tuple[object, ...]]) -> list[Meta]:
+        found: list[Meta] = []
+        for row in rows:
+            path = row[0]
+            assert isinstance(path, str)
+            given = self._given.get(path)
+            if given is not None:
+                found.append(given)
+                continue
+            try:
+                meta = self.db.decoder.row(row).meta
+            except (TypeError, ValueError, KeyError, OverflowError):
+                meta = None
+            if meta is None:
+                if path not in self._skipped:
+                    log.warning("index: malformed row for %s left out; the file will be read again", path)
+                    self._skipped.add(path)
+                continue
+            found.append(meta)
+        return found
 
-    def _publish(self, meta: Meta) -> None:
-        self._by_id[meta.id] = meta
-        if meta.draft:
-            return
-        self._all.add(meta)
-        for topic in meta.topics:
-            self._topics.setdefault(topic.slug, NewestFirst()).add(meta)
-            self._names.setdefault(topic.slug, {})[meta.path] = topic.name
-            first = self._spelling.get(topic.slug)
-            if first is None or meta.path <= first[0]:
-                self._spelling[topic.slug] = (meta.path, topic.name)
-        self._by_updated.add(meta)
-
-    def _unpublish(self, meta: Meta) -> None:
-        self._by_id.pop(meta.id, None)
-        if meta.draft:
-            return
-        self._all.remove(meta)
-        for topic in meta.topics:
-            bucket = self._topics.get(topic.slug)
-            if bucket is not None:
-                bucket.remove(meta)
-                if not bucket:
-                    del self._topics[topic.slug]
-            names = self._names.get(topic.slug, {})
-            names.pop(meta.path, None)
-            if not names:
-                self._names.pop(topic.slug, None)
-                self._spelling.pop(topic.slug, None)
-            elif self._spelling.get(topic.slug, ("",))[0] == meta.path:
-                path = min(names)  # only when the topic's first article (by path) leaves
-                self._spelling[topic.slug] = (path, names[path])
-        self._by_updated.remove(meta)
-
-    # -- queries (call with ``lock`` held when consistency across calls matters) -------------
+    # -- queries ------------------------------------------------------------------------------
 
     def problems(self) -> list[Problem]:
         """Every file's problems, sorted; computed once per change (``/healthz`` asks often)."""
         with self.lock:
-            if self._problems is not None and self._problems[0] == self._revision:
+            stamp = (self._revision, self._data_version)
+            if self._problems is not None and self._problems[0] == stamp:
                 return list(self._problems[1])
-            found = [p for r in self.records.values() for p in r.problems]
-            for article_id, paths in self._claims.items():
-                for rel in paths[1:]:
-                    found.append(
-                        Problem(rel, None, f"id {article_id!r} is already used by {paths[0]}; left out")
-                    )
+            db = self.db.db
+            found: list[Problem] = []
+            for _, raw in db.execute("SELECT path, problems FROM files WHERE problems IS NOT NULL"):
+                found += decode_problems(raw)
+            for (ident,) in db.execute("SELECT id FROM duplicates").fetchall():
+                paths = [
+                    r[0] for r in db.execute("SELECT path FROM files WHERE id = ? ORDER BY path", (ident,))
+                ]
+                found += [
+                    Problem(rel, None, f"id {ident!r} is already used by {paths[0]}; left out")
+                    for rel in paths[1:]
+                ]
             result = sorted(found, key=lambda p: (p.path, p.line or 0))
-            self._problems = (self._revision, result)
+            self._problems = (stamp, result)
         return list(result)
 
     def article(self, article_id: str, now: datetime) -> Meta | None:
-        meta = self._by_id.get(article_id)
+        with self.lock:
+            found = self._metas(
+                f"SELECT {_F} FROM files AS f WHERE f.id = ? ORDER BY f.path LIMIT 1", (article_id,)
+            )
+        meta = found[0] if found else None
         return meta if meta is not None and meta.is_published(now) else None
 
     def articles(self) -> list[Meta]:
         """Every article that holds its id (drafts and embargoed ones included), by path."""
         with self.lock:
-            return sorted(self._by_id.values(), key=lambda m: m.path)
+            return self._metas(
+                f"SELECT {_F} FROM files AS f WHERE f.id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM "
+                "files AS o WHERE o.id = f.id AND o.path < f.path) ORDER BY f.path"
+            )
 
-    def published(self, now: datetime) -> Iterator[Meta]:
-        return self._all.published(now)
+    def published(self, now: datetime, limit: int | None = None) -> Iterator[Meta]:
+        """Visible articles, newest first, read in batches (the lock is not held between them)."""
+        walk = self._walk(None, now, limit or BATCH)
+        return walk if limit is None else islice(walk, limit)
 
     def count(self) -> int:
-        return len(self._by_id)
+        """Articles that hold an id (drafts and embargoed ones included)."""
+        return self._counts().get(IDS, 0)
+
+    def _counts(self) -> dict[str, int]:
+        with self.lock:
+            return {s: n for s, n in self.db.db.execute("SELECT slug, n FROM counts") if n > 0}
 
     def topics(self, now: datetime) -> dict[str, str]:
         """Visible topics: slug -> the spelling of the first article (by path) that uses it."""
-        return {
-            slug: self._spelling[slug][1]
-            for slug, bucket in sorted(self._topics.items())
-            if bucket.has_published(now)
-        }
+        at = now.timestamp()
+        found: dict[str, str] = {}
+        with self.lock:
+            db = self.db.db
+            for slug in sorted(self.topic_slugs()):
+                if db.execute(
+                    "SELECT 1 FROM entry_topics WHERE slug = ? AND published <= ? LIMIT 1", (slug, at)
+                ).fetchone():
+                    row = db.execute(
+                        "SELECT name FROM entry_topics WHERE slug = ? ORDER BY path LIMIT 1", (slug,)
+                    ).fetchone()
+                    found[slug] = row[0]
+        return found
 
     def topic_slugs(self) -> frozenset[str]:
         """Topics of every article that is or will be published (drafts aside)."""
-        with self.lock:
-            return frozenset(self._names)
+        return frozenset(s for s in self._counts() if s not in (ALL, IDS))
 
     def select(self, spec: FeedSpec, now: datetime, limit: int | None = None) -> list[Meta]:
         """A feed's entries, newest first, at most ``limit`` (default the feed's own; 0: all).
 
-        Walks only the topics the feed names.
+        Walks only the topics the feed names, and stops at ``limit``.
         """
         wanted = spec.limit if limit is None else limit
+        simple = not (spec.exclude_topics or spec.tags or len(spec.topics) > 1)
+        first = wanted if simple and wanted else BATCH
         chosen: list[Meta] = []
         seen: set[str] = set()
-        for meta in self._stream(spec, now):
+        for meta in self._stream(spec, now, first):
             if meta.id in seen or not matches(spec, meta):
                 continue
             seen.add(meta.id)
@@ -297,24 +287,48 @@ class Index:
         return chosen
 
     def total(self, spec: FeedSpec, now: datetime) -> int:
-        """How many entries the feed has in all (its archive's size), without a walk when it can."""
+        """How many entries the feed has in all (its archive's size), by counting when it can."""
         if not (spec.exclude_topics or spec.tags or len(spec.topics) > 1):
-            bucket = self._topics.get(spec.topics[0]) if spec.topics else self._all
-            return 0 if bucket is None else len(bucket) - bucket.first_published(now)
+            slug = spec.topics[0] if spec.topics else ALL
+            with self.lock:
+                total = self._counts().get(slug, 0)
+                if slug == ALL:
+                    sql, params = "SELECT count(*) FROM files WHERE entry = 1 AND published > ?", []
+                else:
+                    sql = "SELECT count(*) FROM entry_topics WHERE slug = ? AND published > ?"
+                    params = [slug]
+                waiting = self.db.db.execute(sql, (*params, now.timestamp())).fetchone()[0]
+            return max(total - int(waiting), 0)
         return len(self.select(spec, now, 0))
 
-    def _stream(self, spec: FeedSpec, now: datetime) -> Iterable[Meta]:
+    def _stream(self, spec: FeedSpec, now: datetime, first: int) -> Iterable[Meta]:
         if not spec.topics:
-            return self.published(now)
-        buckets = [self._topics[t].published(now) for t in spec.topics if t in self._topics]
-        if len(buckets) > 1:
-            return heapq.merge(*buckets, key=_key)
-        return buckets[0] if buckets else iter(())
+            return self._walk(None, now, first)
+        walks = [self._walk(t, now, first) for t in spec.topics]
+        return heapq.merge(*walks, key=_key) if len(walks) > 1 else walks[0]
 
     def newest(self, now: datetime) -> datetime | None:
         """The newest ``updated`` among visible articles (not only the newest published)."""
-        return next((m.updated for m in self._by_updated.metas if m.published <= now), None)
+        with self.lock:
+            row = self.db.db.execute(
+                "SELECT updated FROM files WHERE entry = 1 AND published <= ? ORDER BY updated DESC LIMIT 1",
+                (now.timestamp(),),
+            ).fetchone()
+        return _when(row[0]) if row and isinstance(row[0], int) else None
 
     def next_release(self, now: datetime) -> datetime | None:
-        future = [m.published for m in self._all.metas[: self._all.first_published(now)]]
-        return min(future) if future else None
+        with self.lock:
+            row = self.db.db.execute(
+                "SELECT min(published) FROM files WHERE entry = 1 AND published > ?", (now.timestamp(),)
+            ).fetchone()
+        return _when(row[0]) if row and isinstance(row[0], int) else None
+
+
+def _when(stamp: int) -> datetime:
+    return datetime.fromtimestamp(stamp, UTC)
+
+
+def _as_stored(db: IndexDB, rel: str, record: Record) -> Meta | None:
+    """``record``'s meta as a read of the row gives it back (dates to the second)."""
+    stored = db.row(rel)
+    return stored.meta if stored is not None else record.meta

@@ -1,10 +1,10 @@
-"""Article files into index records: parsed in parallel at a cold start, cached for a warm one.
+"""Article files into index records: parsed in parallel at a cold start, one by one after.
 
 A record is one file as last read: its metadata if it parsed, and what was wrong with it. The
-cache (:mod:`feeds.indexcache`) is reused for a file only while its size and mtime are unchanged,
-and only by the same parsing code and config, so a stale cache costs a full read, never a wrong
-answer. Nothing here holds a lock that requests wait on: parsing happens before the index is
-touched.
+index (:mod:`feeds.indexdb`) is trusted only when it was made by the same parsing code and
+config, and each file's size and mtime are compared with it (:func:`stale_paths`), so a stale
+index costs a read, never a wrong answer. Nothing here holds a lock that requests wait on:
+parsing happens before the index is touched.
 """
 
 from __future__ import annotations
@@ -14,12 +14,12 @@ import logging
 import multiprocessing
 import os
 import signal
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from contextlib import nullcontext
 from dataclasses import dataclass, replace
 from datetime import datetime
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .articles import NO_STAMP, DateSource, Meta, Stamp, with_first_seen
@@ -29,7 +29,7 @@ from .parsing import parse_meta
 from .sources import Refused, read_source, scan
 
 if TYPE_CHECKING:
-    from .indexcache import IndexCache
+    from .indexdb import IndexDB
 
 log = logging.getLogger(__name__)
 PARALLEL_FROM = 5000  # a cold start with fewer files to parse stays in one process
@@ -95,18 +95,44 @@ def _parse_chunk(config: SiteConfig, rels: list[str]) -> list[tuple[str, Record 
     return [(rel, parse_file(config, rel)[0]) for rel in rels]
 
 
+def _parse_into(config: SiteConfig, db_path: str, rels: list[str]) -> int:
+    """In a parser process: parse files and write their rows to the index being built.
+
+    Rows go straight to the database rather than back through a pipe: the worker that started
+    the pool would otherwise spend a core unpickling a million records.
+    """
+    from .indexdb import connect_for_load, insert_rows
+
+    rows = [(rel, record) for rel, record in _parse_chunk(config, rels) if record is not None]
+    db = connect_for_load(Path(db_path))
+    try:
+        db.execute("BEGIN IMMEDIATE")
+        insert_rows(db, rows)
+        db.execute("COMMIT")
+    finally:
+        db.close()
+    return len(rows)
+
+
+def _cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def _pool(processes: int) -> ProcessPoolExecutor:
+    # "spawn": the server may already run threads (granian's runtime), which fork would copy.
+    context = multiprocessing.get_context("spawn")
+    return ProcessPoolExecutor(processes, mp_context=context, initializer=_die_with_parent)
+
+
 def parse_all(config: SiteConfig, rels: list[str]) -> Iterator[tuple[str, Record | None]]:
     """Parse many files, on every core when there are enough to pay for the processes."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    if len(rels) < PARALLEL_FROM or cores < 2:
+    if len(rels) < PARALLEL_FROM or _cores() < 2:
         yield from _parse_chunk(config, rels)
         return
     chunks = [rels[i : i + CHUNK] for i in range(0, len(rels), CHUNK)]
     results: list[list[tuple[str, Record | None]]] = []
     try:
-        # "spawn": the server may already run threads (granian's runtime), which fork would copy.
-        context = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(cores, mp_context=context, initializer=_die_with_parent) as pool:
+        with _pool(_cores()) as pool:
             results = list(pool.map(_parse_chunk, [config] * len(chunks), chunks))
     except (BrokenProcessPool, OSError, RuntimeError) as exc:  # e.g. a script without a main guard
         log.warning("parallel parsing unavailable (%s); parsing in this process", exc)
@@ -115,51 +141,49 @@ def parse_all(config: SiteConfig, rels: list[str]) -> Iterator[tuple[str, Record
         yield from done
 
 
-def load_records(config: SiteConfig, cache: IndexCache | None) -> dict[str, Record]:
-    """Every candidate file's record, from the cache where the file is unchanged.
+def load(config: SiteConfig, db: IndexDB, first_seen: FirstSeen) -> None:
+    """A cold start: every candidate file parsed into the emptied index, then derived and dated.
 
-    Workers starting together take the cache's lock, so one parses and the others reuse.
+    A large archive on a database file is parsed by one process per core (and one more, to keep
+    the cores busy while others wait for the disk), each writing its rows itself.
     """
-    with cache.exclusive() if cache is not None else nullcontext():
-        cached = cache.read(config) if cache else {}
-        root = config.articles_dir
-        records: dict[str, Record] = {}
-        misses: list[str] = []
-        for listed in scan(root):
-            if listed.refusal is not None:
-                records[listed.rel] = refused(listed.rel, listed.refusal)
-                continue
-            hit = cached.get(listed.rel)
-            if hit is not None and hit.stamp == _stamp(os.path.join(root, listed.rel)):
-                records[listed.rel] = hit
-            else:
-                misses.append(listed.rel)
-        for rel, record in parse_all(config, misses):
-            if record is not None:
-                records[rel] = record
-        if cache is not None and (misses or len(cached) != len(records)):
-            cache.write(config, records)
-    for record in records.values():
-        if record.meta is None and not record.retry:
-            for problem in record.problems:
-                log.warning("article problem: %s", problem)
-    return records
+    db.reset(config)
+    listed = list(scan(config.articles_dir))
+    db.insert((item.rel, refused(item.rel, item.refusal)) for item in listed if item.refusal is not None)
+    rels = [item.rel for item in listed if item.refusal is None]
+    parallel = db.path is not None and len(rels) >= PARALLEL_FROM and _cores() >= 2
+    if parallel:
+        chunks = [rels[i : i + CHUNK] for i in range(0, len(rels), CHUNK)]
+        try:
+            with _pool(_cores() + 1) as pool:
+                for _ in pool.map(_parse_into, [config] * len(chunks), [str(db.path)] * len(chunks), chunks):
+                    pass
+        except (BrokenProcessPool, OSError, RuntimeError) as exc:
+            log.warning("parallel parsing unavailable (%s); parsing in this process", exc)
+            parallel = False
+    if not parallel:
+        db.insert((rel, record) for rel, record in parse_all(config, rels) if record is not None)
+    db.finish(first_seen)
 
 
-def stale_paths(config: SiteConfig, records: Mapping[str, Record]) -> list[str]:
-    """Paths whose file is not the version in ``records`` (changed, new, gone), by size and mtime."""
+def stale_paths(config: SiteConfig, known: Iterable[tuple[str, int, int, bool]]) -> list[str]:
+    """Paths whose file is not the version indexed (changed, new, gone), by size and mtime.
+
+    ``known``: (path, size, mtime_ns, has metadata) per indexed file; size -1 asks for a read.
+    """
     root = config.articles_dir
     listed = {item.rel: item for item in scan(root)}
-    stale = [rel for rel in records if rel not in listed]
-    for rel, item in listed.items():
-        record = records.get(rel)
-        if record is None:
+    stale = []
+    for rel, size, mtime_ns, has_meta in known:
+        item = listed.pop(rel, None)
+        if item is None:
             stale.append(rel)
         elif item.refusal is not None:
-            if record.meta is not None:  # was an article, now a pipe or a link out of the folder
+            if has_meta:  # was an article, now a pipe or a link out of the folder
                 stale.append(rel)
-        elif record.stamp != _stamp(os.path.join(root, rel)):
+        elif size < 0 or Stamp(size, mtime_ns) != _stamp(os.path.join(root, rel)):
             stale.append(rel)
+    stale += listed  # new files
     return sorted(stale)
 
 

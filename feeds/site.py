@@ -13,7 +13,6 @@ parts, so tests can build one from an in-memory index.
 
 from __future__ import annotations
 
-import gc
 import hashlib
 import logging
 import os
@@ -21,7 +20,6 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -34,10 +32,10 @@ from .config import FeedSpec, SiteConfig, load_config
 from .documents import HTML, Document, make_document
 from .errors import ConfigError, NotFound, Problem, Severity, Unsettled
 from .index import Index
-from .indexcache import IndexCache
+from .indexdb import IndexDB
 from .ledger import Ledger
 from .links import DocLinks, archive_links, subscription_links
-from .records import dated, load_records, parse_file, stale_paths
+from .records import dated, load, parse_file, stale_paths
 from .render import EPOCH, MEDIA_TYPES, Format, last_modified, render_feed
 from .selection import specs_for_topics
 
@@ -46,6 +44,7 @@ FORMATS = tuple(Format)
 PAGE_CACHE = 4096  # article and archive pages kept rendered (feeds and the index are always kept)
 HISTORY_CACHE = 16  # feeds whose whole list of entries is kept for archive pages
 RECHECK_SECONDS = 1.0  # how often a cached document asks the ledger for its date
+ELSEWHERE_SECONDS = 0.5  # how often a request asks whether another worker changed the index
 log = logging.getLogger(__name__)
 
 
@@ -76,47 +75,54 @@ class _Cached:
 
 
 def open_site(
-    config_path: str | os.PathLike[str], clock: Clock = utc_now, state_dir: Path | None = None
+    config_path: str | os.PathLike[str],
+    clock: Clock = utc_now,
+    state_dir: Path | None = None,
+    *,
+    verify: bool = True,
 ) -> Site:
-    """Read the config and the articles and open the state folder; ConfigError if unusable."""
+    """Read the config, open the index and the state folder; ConfigError if unusable.
+
+    An index left by an earlier run is trusted at first; ``verify`` compares every file with
+    it before returning. Without it (a server whose watcher does that in the background, so a
+    million articles start in seconds) ``Site.trusted`` says it is still to be done.
+    """
     path = Path(config_path)
     config = load_config(path)
     ledger = Ledger(state_dir / "validators.sqlite" if state_dir else None)
-    index = load_index(config, state_dir, ledger, clock)
-    return Site(config, index, ledger=ledger, clock=clock, config_path=path, state_dir=state_dir)
+    index, trusted = open_index(config, state_dir, ledger, clock)
+    site = Site(config, index, ledger=ledger, clock=clock, config_path=path, state_dir=state_dir)
+    site.trusted = trusted
+    if verify and trusted:
+        site.catch_up()
+    return site
 
 
-def load_index(config: SiteConfig, state_dir: Path | None, ledger: Ledger, clock: Clock) -> Index:
-    with _bulk():
-        records = load_records(config, _cache(config, state_dir))
-        return Index.build(config, dated(records, lambda ids: ledger.first_seen(ids, clock())))
+def open_index(
+    config: SiteConfig, state_dir: Path | None, ledger: Ledger, clock: Clock
+) -> tuple[Index, bool]:
+    """The index of ``config``'s articles, and whether it was trusted rather than built now.
 
-
-@contextmanager
-def _bulk() -> Iterator[None]:
-    """Build millions of long-lived objects without the cyclic collector walking them.
-
-    While an index of a million articles is built, each collection of the oldest generation
-    walks every object made so far (a third of a warm start), and afterwards every such
-    collection would walk them again, in the middle of a request. None of them is cyclic
-    garbage (reference counting frees them when they go), so they are built with the collector
-    off and then frozen out of its sight (``gc.freeze``).
+    Of workers starting together, one builds the index while the others wait for it.
     """
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        gc.freeze()
-        if enabled:
-            gc.enable()
+    db = IndexDB.open(_index_path(config, state_dir))
+    with db.exclusive():
+        trusted = db.ready(config)
+        if not trusted:
+            started = time.perf_counter()
+            load(config, db, lambda ids: ledger.first_seen(ids, clock()))
+            log.info("indexed %s in %.1f s", config.articles_dir, time.perf_counter() - started)
+    return Index(config, db), trusted
 
 
-def _cache(config: SiteConfig, state_dir: Path | None) -> IndexCache | None:
+def _index_path(config: SiteConfig, state_dir: Path | None) -> Path | None:
+    """One index per articles folder and what its metadata depends on (URL, zone, author)."""
     if state_dir is None:
         return None
-    digest = hashlib.sha256(str(config.articles_dir).encode()).hexdigest()[:12]
-    return IndexCache(state_dir / f"index-{digest}.sqlite")
+    what = repr(
+        (str(config.articles_dir), config.url, config.timezone, config.author, config.max_article_bytes)
+    )
+    return state_dir / f"index-{hashlib.sha256(what.encode()).hexdigest()[:12]}.sqlite"
 
 
 class Site:
@@ -138,7 +144,8 @@ class Site:
         self._clock = clock
         self._config_path = config_path or config.path
         self._state_dir = state_dir
-        self._cache = _cache(config, state_dir)
+        self.trusted = False  # the index came from an earlier run and is not yet checked
+        self._elsewhere_checked = 0.0
         self._bodies = Bodies(config)
         self._assets = assets.Assets()
         self._config_error: ConfigError | None = None
@@ -192,6 +199,11 @@ class Site:
     # -- what readers can see now -------------------------------------------------------------
 
     def view(self) -> View:
+        if time.monotonic() - self._elsewhere_checked > ELSEWHERE_SECONDS:
+            self._elsewhere_checked = time.monotonic()
+            if self._index.changed_elsewhere():  # another worker sharing the index took a change in
+                with self._lock:
+                    self._generation += 1
         view, now = self._view, self._clock()
         if (
             view is None
@@ -212,10 +224,9 @@ class Site:
     def specs(self) -> dict[str, FeedSpec]:
         return self.view().specs
 
-    def published(self) -> list[Meta]:
-        """Articles visible now, newest first."""
-        with self._index.lock:
-            return list(self._index.published(self._clock()))
+    def published(self) -> Iterator[Meta]:
+        """Articles visible now, newest first (read in batches: there may be a million)."""
+        return self._index.published(self._clock())
 
     def all_articles(self) -> list[Meta]:
         """Every indexed article, drafts and embargoed ones included, by path."""
@@ -536,9 +547,15 @@ class Site:
 
     def stale_paths(self) -> list[str]:
         """Article paths whose file changed, appeared or went since the index read them."""
-        with self._index.lock:
-            records = dict(self._index.records)
-        return stale_paths(self._config, records)
+        return stale_paths(self._config, self._index.stamps())
+
+    def catch_up(self) -> None:
+        """Read every file that is not the version indexed (after a start that trusted the index)."""
+        stale = self.stale_paths()
+        if stale:
+            log.info("%d article file(s) changed since the index was written", len(stale))
+            self.apply(stale)
+        self.trusted = False
 
     def _read(self, paths: list[str]) -> bool:
         """Parse first, then update the index: requests never wait on a parse."""
@@ -553,11 +570,11 @@ class Site:
                 changed |= self._index.apply(rel, record)
                 if record is not None and record.meta is not None and body:
                     self._bodies.offer(record.meta, body)
+        # Another worker sharing the index may have written these very rows first.
+        changed |= self._index.changed_elsewhere()
         if changed:
             with self._lock:
                 self._generation += 1  # readers see the change now; the cache can follow
-        if self._cache is not None:
-            self._cache.update(config, {rel: record for rel, (record, _) in reads.items()})
         return changed
 
     def reload_config(self) -> bool:
@@ -588,13 +605,18 @@ class Site:
             old.author,
             old.max_article_bytes,
         )
-        index = load_index(config, self._state_dir, self._ledger, self._clock) if reindex else self._index
+        trusted = False
+        if reindex:
+            index, trusted = open_index(config, self._state_dir, self._ledger, self._clock)
+        else:
+            index = self._index
         index.config = config
         with self._lock:
             self._config, self._index = config, index
             self._bodies.configure(config)
-            self._cache = _cache(config, self._state_dir)
             self._generation += 1
+        if trusted:  # made by another worker (or an earlier run) for this config
+            self.catch_up()
         log.info("config reloaded from %s%s", self._config_path, " (articles re-read)" if reindex else "")
         return True
 

@@ -124,6 +124,8 @@ class Watcher:
 
     def start(self, site: Site) -> None:
         self.site = site
+        if site.trusted:  # an index from an earlier run: files may have changed since
+            self._catch_up_first = True
         self.articles_dir = site.config.articles_dir  # the config may have changed meanwhile
         early = self.observer
         self._begin_observing()  # the full observer; the early one stops once it runs: no gap
@@ -244,8 +246,9 @@ class Watcher:
             else:
                 ready.append(rel)
         if ready:
-            log.info("%d article file(s) changed while the index was being loaded", len(ready))
+            log.info("%d article file(s) changed since the index was written", len(ready))
             site.apply(ready)
+        site.trusted = False
 
     def _release_deferred(self) -> None:
         now = time.monotonic()

@@ -14,14 +14,14 @@ from feeds.config import load_config
 from feeds.errors import Severity
 from feeds.ledger import Ledger
 from feeds.parsing import parse_article, stamped
-from feeds.site import load_index
+from feeds.site import open_index
 
 from conftest import NOW, shared
 
 
 def load_articles(config):
     """What the server would publish from these files: the index's articles and problems."""
-    index = load_index(config, None, Ledger(None), lambda: NOW)
+    index, _ = open_index(config, None, Ledger(None), lambda: NOW)
     return index.articles(), index.problems()
 
 

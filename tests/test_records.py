@@ -6,14 +6,20 @@ import os
 from datetime import UTC, datetime
 
 from feeds.articles import DateSource
-from feeds.config import load_config
+from feeds.config import SiteConfig, load_config
 from feeds.index import Index
 from feeds.ledger import Ledger
-from feeds.records import dated, load_records, parse_file
+from feeds.records import Record, dated, parse_all, parse_file
+from feeds.sources import scan
 
 from conftest import MakeSite
 
 T0 = datetime(2025, 6, 1, tzinfo=UTC)
+
+
+def load_records(config: SiteConfig) -> dict[str, Record]:
+    rels = [item.rel for item in scan(config.articles_dir) if item.refusal is None]
+    return {rel: record for rel, record in parse_all(config, rels) if record is not None}
 GOOD = "---\ntitle: Gut\ndate: 2025-01-01\n---\nText.\n"
 
 
@@ -35,7 +41,7 @@ def test_a_file_that_stops_parsing_keeps_its_last_good_version_but_a_pipe_does_n
     make_site: MakeSite,
 ) -> None:
     config = load_config(make_site(articles={"a/gut.md": GOOD}))
-    index = Index.build(config, load_records(config, None))
+    index = Index.build(config, load_records(config))
     path = config.articles_dir / "a" / "gut.md"
     path.write_text("---\ntitle: [half\n", encoding="utf-8")
     assert index.apply("a/gut.md", parse_file(config, "a/gut.md")[0]) is False
@@ -50,7 +56,7 @@ def test_a_file_that_stops_parsing_keeps_its_last_good_version_but_a_pipe_does_n
 def test_dateless_articles_get_the_date_they_were_first_seen(make_site: MakeSite) -> None:
     config = load_config(make_site(articles={"a/ohne.txt": "Titel\nText.\n", "a/mit.md": GOOD}))
     ledger = Ledger(None)
-    records = load_records(config, None)
+    records = load_records(config)
     assert records["a/ohne.txt"].meta.dated_by is DateSource.SEEN  # type: ignore[union-attr]
     first = dated(records, lambda ids: ledger.first_seen(ids, T0))
     later = dated(records, lambda ids: ledger.first_seen(ids, datetime(2026, 1, 1, tzinfo=UTC)))
@@ -75,11 +81,14 @@ def test_parser_processes_die_with_a_worker_killed_during_a_cold_start(tmp_path)
         (articles / f"a{i}.md").write_text(f"---\ntitle: A{i}\ndate: 2025-01-01\n---\n" + "Text. " * 200)
     (tmp_path / "config.yaml").write_text("site: {title: T, url: 'https://x.example.org'}\n")
     script = textwrap.dedent(f"""
+        from pathlib import Path
         import feeds.records as r
+        from feeds.indexdb import IndexDB
         from feeds.config import load_config
         r.PARALLEL_FROM, r.CHUNK = 1, 50
         if __name__ == "__main__":
-            r.load_records(load_config({str(tmp_path / "config.yaml")!r}), None)
+            db = IndexDB(Path({str(tmp_path / "index.sqlite")!r}))
+            r.load(load_config({str(tmp_path / "config.yaml")!r}), db, lambda ids: {{}})
     """)
     worker = subprocess.Popen([sys.executable, "-c", script])
 

@@ -398,36 +398,36 @@ def test_a_site_can_be_built_from_articles_in_memory() -> None:
     assert "MEMORY-BODY" in site.page("eins").body.decode()
 
 
-def test_a_change_never_waits_for_the_index_cache_to_reach_the_disk(
+def test_a_change_is_in_the_shared_index_at_once_and_a_restart_reads_no_file(
     make_site: MakeSite, tmp_path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The cache commits on its own thread: a slow disk (an fsync of hundreds of ms) must not
-    hold up the next change, which the watcher applies on the heels of the last."""
-    import threading
-
-    from feeds.indexcache import IndexCache
+    """The index is the database in the state folder: a change applied by one worker is there
+    for the next start (and for the other workers) without any file being read again."""
+    import feeds.records
 
     path = make_site()
     site = open_site(str(path), clock=lambda: NOW, state_dir=tmp_path / "state")
-    disk, real = threading.Event(), IndexCache._transaction
-
-    def slow_disk(self, *args, **kwargs):  # type: ignore[no-untyped-def]
-        disk.wait(30)
-        return real(self, *args, **kwargs)
-
-    monkeypatch.setattr(IndexCache, "_transaction", slow_disk)
     article = path.parent / "articles" / "politik" / "erster.md"
-    for title in ("Eins", "Zwei"):
-        article.write_text(f"---\nid: erster\ntitle: {title}\ndate: 2025-04-28\n---\nx\n", encoding="utf-8")
-        done = threading.Thread(target=site.apply, args=(["politik/erster.md"],))
-        done.start()
-        done.join(10)
-        assert not done.is_alive(), "a change waited for the cache write"
-        assert title in site.feed("alle", "atom").body.decode()
-    disk.set()
-    site._cache.flush()  # type: ignore[union-attr]
+    article.write_text("---\nid: erster\ntitle: Zwei\ndate: 2025-04-28\n---\nx\n", encoding="utf-8")
+    assert site.apply(["politik/erster.md"])
+    parsed: list[str] = []
+    real = feeds.records.parse_meta
+
+    def counting(source, config):  # type: ignore[no-untyped-def]
+        parsed.append(source.path)
+        return real(source, config)
+
+    monkeypatch.setattr(feeds.records, "parse_meta", counting)
     restarted = open_site(str(path), clock=lambda: NOW, state_dir=tmp_path / "state")
+    assert not restarted.trusted and parsed == []
     assert "Zwei" in restarted.feed("alle", "atom").body.decode()
+    other = open_site(str(path), clock=lambda: NOW, state_dir=tmp_path / "state", verify=False)
+    assert other.trusted  # a server's watcher checks the files in the background
+    article.write_text("---\nid: erster\ntitle: Drei\ndate: 2025-04-28\n---\nx\n", encoding="utf-8")
+    assert site.apply(["politik/erster.md"])
+    other.view()
+    other._elsewhere_checked = 0.0  # as half a second later
+    assert "Drei" in other.feed("alle", "atom").body.decode()  # written by the first worker
 
 
 def test_topic_names_no_article_uses_are_warned_with_line_and_hint(make_site: MakeSite) -> None:

@@ -1,13 +1,13 @@
-"""The index cache in the state folder: data only, checked on the way back, never code.
+"""The index in the state folder: data only, checked on the way back, never code.
 
 Whoever can write into the state folder must not be able to run code as the server (the old
 cache was a pickle), and a corrupt, foreign or old file is ignored with a log line, never
-overwritten and never fatal.
+overwritten and never fatal. A start trusts an index made for the same config and code, and a
+check of every file's size and mtime reads again exactly the files that changed.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import pickle
 import sqlite3
@@ -20,15 +20,16 @@ import feeds.records
 from feeds import create_app
 from feeds.cli import cli
 from feeds.config import load_config
-from feeds.indexcache import APPLICATION_ID, IndexCache
-from feeds.records import load_records
+from feeds.indexdb import APPLICATION_ID, IndexDB
+from feeds.site import _index_path, open_site
 
 from conftest import NOW, MakeSite
 
 
 def cache_path(state: Path, config_path: Path) -> Path:
-    articles = load_config(config_path).articles_dir
-    return state / f"index-{hashlib.sha256(str(articles).encode()).hexdigest()[:12]}.sqlite"
+    path = _index_path(load_config(config_path), state)
+    assert path is not None
+    return path
 
 
 class Planted:
@@ -75,26 +76,51 @@ def test_a_planted_pickle_never_runs(make_site: MakeSite, tmp_path: Path) -> Non
 def test_a_warm_start_parses_nothing_and_a_changed_file_is_read_again(
     make_site: MakeSite, tmp_path: Path, parses: list[str]
 ) -> None:
-    config = load_config(make_site())
-    cache = IndexCache(tmp_path / "index.sqlite")
-    first = load_records(config, cache)
+    config = make_site()
+    state = tmp_path / "state"
+    first = open_site(config, lambda: NOW, state)
     assert len(parses) == 5
     parses.clear()
-    assert load_records(config, cache) == first
+    again = open_site(config, lambda: NOW, state)
     assert parses == []
-    edited = config.articles_dir / "politik" / "erster.md"
+    assert again.feed("alle", "atom").body == first.feed("alle", "atom").body
+    edited = config.parent / "articles" / "politik" / "erster.md"
     edited.write_text(edited.read_text(encoding="utf-8").replace("Erster Artikel", "Neu"), encoding="utf-8")
-    again = load_records(config, cache)
+    later = open_site(config, lambda: NOW, state)
     assert parses == ["politik/erster.md"]
-    assert again["politik/erster.md"].meta.title == "Neu"  # type: ignore[union-attr]
+    assert "Neu" in later.feed("alle", "atom").body.decode()
+
+
+def test_a_start_that_trusts_the_index_serves_at_once_and_the_watcher_catches_up(
+    make_site: MakeSite, tmp_path: Path, parses: list[str]
+) -> None:
+    """A server with a watcher does not stat a million files before it answers: it serves the
+    index as the last run left it and reads what changed meanwhile in the background."""
+    import time
+
+    config = make_site()
+    state = tmp_path / "state"
+    open_site(config, lambda: NOW, state)
+    edited = config.parent / "articles" / "politik" / "erster.md"
+    edited.write_text(edited.read_text(encoding="utf-8").replace("Erster Artikel", "Neu"), encoding="utf-8")
+    parses.clear()
+    app = create_app(config, clock=lambda: NOW, watch=True, notify=False, state_dir=state)
+    try:
+        deadline = time.monotonic() + 10
+        while "Neu" not in app.test_client().get("/feeds/alle.atom").text:
+            assert time.monotonic() < deadline, "the watcher never caught up"
+            time.sleep(0.05)
+        assert parses == ["politik/erster.md"]
+    finally:
+        app.extensions["feeds.watcher"].stop()
 
 
 def test_malformed_rows_are_ignored_and_those_files_read_again(
     make_site: MakeSite, tmp_path: Path, parses: list[str], caplog: pytest.LogCaptureFixture
 ) -> None:
-    config = load_config(make_site())
-    cache = IndexCache(tmp_path / "index.sqlite")
-    good = load_records(config, cache)
+    config = make_site()
+    state = tmp_path / "state"
+    good = open_site(config, lambda: NOW, state).feed("alle", "atom").body
     forgeries = {
         "politik/erster.md": "title = 42",  # not text
         "politik/zweiter.md": "problems = 'not json'",
@@ -102,22 +128,28 @@ def test_malformed_rows_are_ignored_and_those_files_read_again(
         "klima/entwurf.md": "published = 99999999999999",  # no date a feed can carry
         "klima/sperrfrist.md": "topics = 'no separator'",
     }
-    with sqlite3.connect(cache.path) as db:
+    with sqlite3.connect(cache_path(state, config)) as db:
         for rel, change in forgeries.items():
             db.execute(f"UPDATE files SET {change} WHERE path = ?", (rel,))
+    trusting = open_site(config, lambda: NOW, state, verify=False)
+    with caplog.at_level(logging.WARNING):
+        assert b"<feed" in trusting.feed("alle", "atom").body  # left out, never a broken document
+    assert "malformed" in caplog.text
     parses.clear()
     with caplog.at_level(logging.WARNING):
-        assert load_records(config, cache) == good
+        site = open_site(config, lambda: NOW, state)
     assert sorted(parses) == sorted(forgeries)
-    assert "malformed" in caplog.text
+    assert site.feed("alle", "atom").body == good
 
 
 @pytest.mark.parametrize("content", ["garbage", "foreign"])
 def test_a_corrupt_or_foreign_file_is_left_alone(
     make_site: MakeSite, tmp_path: Path, caplog: pytest.LogCaptureFixture, content: str
 ) -> None:
-    config = load_config(make_site())
-    path = tmp_path / "index.sqlite"
+    config = make_site()
+    state = tmp_path / "state"
+    path = cache_path(state, config)
+    state.mkdir()
     if content == "garbage":
         path.write_bytes(b"this is not a database" * 100)
     else:
@@ -126,23 +158,29 @@ def test_a_corrupt_or_foreign_file_is_left_alone(
             db.execute("INSERT INTO files VALUES ('politik/erster.md', 1, 1, 'x')")
     before = path.read_bytes()
     with caplog.at_level(logging.WARNING):
-        records = load_records(config, IndexCache(path))
-    assert records["politik/erster.md"].meta is not None
+        site = open_site(config, lambda: NOW, state)
+    assert "Erster Artikel" in site.feed("alle", "atom").body.decode()
     assert path.read_bytes() == before  # never overwritten: it is not ours
     assert str(path) in caplog.text and "delete the file" in caplog.text
 
 
-def test_a_cache_made_under_another_config_is_not_used(
+def test_an_index_made_under_another_config_or_code_is_not_used(
     make_site: MakeSite, tmp_path: Path, parses: list[str]
 ) -> None:
     path = make_site()
-    cache = IndexCache(tmp_path / "index.sqlite")
-    load_records(load_config(path), cache)
+    state = tmp_path / "state"
+    open_site(path, lambda: NOW, state)
     text = path.read_text(encoding="utf-8").replace("news.example.org", "andere.example.org")
     path.write_text(text, encoding="utf-8")
     parses.clear()
-    records = load_records(load_config(path), cache)
+    site = open_site(path, lambda: NOW, state)
     assert len(parses) == 5
-    assert records["politik/erster.md"].meta.url.startswith("https://andere.example.org/")  # type: ignore[union-attr]
-    with sqlite3.connect(cache.path) as db:
+    assert "https://andere.example.org/" in site.feed("alle", "atom").body.decode()
+    index = cache_path(state, path)
+    with sqlite3.connect(index) as db:
         assert db.execute("PRAGMA application_id").fetchone()[0] == APPLICATION_ID
+        db.execute("UPDATE info SET value = 'made by another version' WHERE key = 'config'")
+    parses.clear()
+    open_site(path, lambda: NOW, state)
+    assert len(parses) == 5  # rebuilt in place: the file is ours
+    assert IndexDB(index).ready(load_config(path))
