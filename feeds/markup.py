@@ -132,9 +132,30 @@ def sanitize(fragment: str, base_url: str) -> str:
 
 def html_to_text(fragment: str) -> str:
     """Plain text of an HTML fragment, whitespace collapsed (for summaries and titles)."""
+    return collapse_space(_text(fragment))
+
+
+def text_start(fragment: str, length: int) -> str:
+    """``html_to_text(fragment)[:length]``, collapsing only as much of the text as that takes.
+
+    A derived summary keeps the first 280 characters of a text ten times as long. The
+    collapsed start of any prefix of a text is a prefix of the whole text collapsed (words
+    are joined the same way; only a word cut at the end may be short), so once a prefix
+    yields ``length`` characters, the rest cannot change them.
+    """
+    text = _text(fragment)
+    end = 2 * length
+    while True:
+        start = collapse_space(text[:end])
+        if len(start) >= length or end >= len(text):
+            return start[:length]
+        end *= 2
+
+
+def _text(fragment: str) -> str:
     # Stripping tags would glue "<p>a</p><p>b</p>" into "ab": space the blocks apart first.
     spaced = _BLOCK_EDGE.sub(" ", fragment)
-    return collapse_space(html.unescape(_text_cleaner().clean(spaced)))
+    return html.unescape(_text_cleaner().clean(spaced))
 
 
 def collapse_space(text: str) -> str:

@@ -13,7 +13,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from feeds import markup
-from feeds.markup import clean_text, collapse_space, html_to_text, plain_to_html, sanitize, shorten
+from feeds.markup import (
+    clean_text,
+    collapse_space,
+    html_to_text,
+    plain_to_html,
+    sanitize,
+    shorten,
+    text_start,
+)
 
 BASE = "https://news.example.org/"
 HEADINGS = ("h1", "h2", "h3", "h4", "h5", "h6")
@@ -211,6 +219,17 @@ def test_html_to_text_is_what_a_fresh_nh3_clean_gives(fragment):
     spaced = markup._BLOCK_EDGE.sub(" ", fragment)
     cleaned = nh3.clean(spaced, tags=set(), clean_content_tags={"script", "style"})
     assert html_to_text(fragment) == re.sub(r"\s+", " ", html.unescape(cleaned)).strip()
+
+
+@settings(max_examples=300, deadline=None, derandomize=True, database=None)
+@given(HTMLISH, st.integers(min_value=1, max_value=40))
+def test_text_start_is_the_start_of_html_to_text(fragment, length):
+    assert text_start(fragment, length) == html_to_text(fragment)[:length]
+
+
+def test_text_start_of_a_long_text_with_long_runs_of_space():
+    fragment = "<p>" + "".join(f"Wort{i}" + " \n\t" * (i % 7) + "&amp; " for i in range(500)) + "</p>"
+    assert all(text_start(fragment, n) == html_to_text(fragment)[:n] for n in (1, 2, 299, 300, 301, 5000))
 
 
 # --- collapse_space ----------------------------------------------------------------------------
