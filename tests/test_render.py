@@ -560,3 +560,13 @@ def test_bytes_are_those_of_feedgens_document_parsed_back(fmt: str, monkeypatch)
 
     monkeypatch.setattr(render, f"_{fmt}_tree", parsed_back)
     assert documents() == ours
+
+
+def test_warm_up_leaves_no_trace_in_documents() -> None:
+    """warm_up renders a throwaway feed: only caches may remain, never anything in the bytes."""
+    from feeds.render import warm_up
+
+    before = [RENDER[fmt](spec(), SITE, [A3, A2, A1]) for fmt in FORMATS]
+    warm_up(SITE)
+    warm_up(replace(SITE, url="https://other.example/", hubs=("https://hub.example.net/",)))
+    assert [RENDER[fmt](spec(), SITE, [A3, A2, A1]) for fmt in FORMATS] == before
