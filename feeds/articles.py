@@ -17,7 +17,15 @@ from typing import Any, NamedTuple
 from urllib.parse import quote
 
 from .config import SiteConfig
-from .markup import clean_text, html_to_text, markdown_to_html, plain_to_html, sanitize, shorten
+from .markup import (
+    clean_text,
+    html_to_text,
+    markdown_to_html,
+    plain_to_html,
+    sanitize,
+    shorten,
+    text_start,
+)
 
 SUFFIXES = (".md", ".markdown", ".txt")
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -168,9 +176,10 @@ def complete(meta: Meta, body: str, site: SiteConfig) -> Article:
     if meta.given_summary:
         summary = shorten(html_to_text(sanitize(meta.given_summary, site.url)), 600)
     else:
-        text = html_to_text(html[:2400])  # the start is enough for 280 characters, mostly
+        # The start is enough for 280 characters, mostly; and 300 of them are enough to shorten.
+        text = text_start(html[:2400], 300)
         if len(text) < 300 and len(html) > 2400:
-            text = html_to_text(html)
+            text = text_start(html, 300)
         summary = shorten(text, 280)
     values = {f.name: getattr(meta, f.name) for f in fields(Meta)}
     return Article(**values, html=html, summary=summary)

@@ -16,7 +16,6 @@ from cmarkgfm.cmark import Options, markdown_to_html_with_extensions
 # XML 1.0 forbids C0 controls except tab/LF/CR, and U+FFFE/U+FFFF; C1 controls are legal
 # but never meaningful in UTF-8 text and some validators reject them.
 _ILLEGAL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x84\x86-\x9f\ufffe\uffff\ud800-\udfff]")
-_SPACE = re.compile(r"\s+")
 _CHAR_REFERENCE = re.compile(r"&#(x[0-9a-fA-F]{1,8}|X[0-9a-fA-F]{1,8}|[0-9]{1,10});")
 _CLOSING = tuple(".!?:;…\"“”»«'’)")
 _TABLE_SEPARATOR = re.compile(r"^\s*\|?\s*:?-{2,}:?\s*(\|\s*(:?-{2,}:?\s*)?)*\|?\s*$")
@@ -120,6 +119,12 @@ def _cleaner(base_url: str) -> nh3.Cleaner:
     )
 
 
+@lru_cache(maxsize=1)
+def _text_cleaner() -> nh3.Cleaner:
+    """No tags at all: only text is left. Built once; ``nh3.clean`` builds one per call."""
+    return nh3.Cleaner(tags=set(), clean_content_tags={"script", "style"})
+
+
 def sanitize(fragment: str, base_url: str) -> str:
     """Remove scripts, handlers and unsafe URLs; resolve relative links against the site."""
     return clean_text(_cleaner(base_url).clean(fragment))
@@ -127,15 +132,46 @@ def sanitize(fragment: str, base_url: str) -> str:
 
 def html_to_text(fragment: str) -> str:
     """Plain text of an HTML fragment, whitespace collapsed (for summaries and titles)."""
+    return collapse_space(_text(fragment))
+
+
+def text_start(fragment: str, length: int) -> str:
+    """``html_to_text(fragment)[:length]``, collapsing only as much of the text as that takes.
+
+    A derived summary keeps the first 280 characters of a text ten times as long. The
+    collapsed start of any prefix of a text is a prefix of the whole text collapsed (words
+    are joined the same way; only a word cut at the end may be short), so once a prefix
+    yields ``length`` characters, the rest cannot change them.
+    """
+    text = _text(fragment)
+    end = 2 * length
+    while True:
+        start = collapse_space(text[:end])
+        if len(start) >= length or end >= len(text):
+            return start[:length]
+        end *= 2
+
+
+def _text(fragment: str) -> str:
     # Stripping tags would glue "<p>a</p><p>b</p>" into "ab": space the blocks apart first.
     spaced = _BLOCK_EDGE.sub(" ", fragment)
-    text = html.unescape(nh3.clean(spaced, tags=set(), clean_content_tags={"script", "style"}))
-    return _SPACE.sub(" ", text).strip()
+    return html.unescape(_text_cleaner().clean(spaced))
+
+
+def collapse_space(text: str) -> str:
+    """Every run of whitespace one space, none at either end.
+
+    ``str.split()`` splits at exactly the characters ``re``'s ``\\s`` matches in a str pattern
+    (both ask ``str.isspace``), so this equals ``re.sub(r"\\s+", " ", text).strip()``, at a
+    tenth of its cost on article-length text: a regex substitution per word was the largest
+    share of rendering a summary.
+    """
+    return " ".join(text.split())
 
 
 def shorten(text: str, limit: int = 280) -> str:
     """Cut at a word boundary so a derived summary never ends mid-word."""
-    text = _SPACE.sub(" ", text).strip()
+    text = collapse_space(text)
     if len(text) <= limit:
         return text
     cut = text[:limit].rsplit(" ", 1)[0].rstrip(" ,;:-–—")

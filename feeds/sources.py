@@ -160,6 +160,10 @@ def _read_at_most(fd: int, limit: int) -> bytes:
 
 def _image_sizes(root: Path, data: bytes) -> dict[str, int]:
     """The size of a local ``image:`` file named in the front matter (for enclosure lengths)."""
+    # A match lies within the first 4096 bytes and starts with "image:": most articles have no
+    # image, and a substring test rules them out at a fraction of the multiline search's cost.
+    if data.find(b"image:", 0, 4096) < 0:
+        return {}
     found = _IMAGE.search(data, 0, 4096)
     if not found:
         return {}

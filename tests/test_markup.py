@@ -2,10 +2,26 @@
 
 from __future__ import annotations
 
-import lxml.html
-import pytest
+import html
+import re
+import sys
 
-from feeds.markup import clean_text, html_to_text, plain_to_html, sanitize, shorten
+import lxml.html
+import nh3
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from feeds import markup
+from feeds.markup import (
+    clean_text,
+    collapse_space,
+    html_to_text,
+    plain_to_html,
+    sanitize,
+    shorten,
+    text_start,
+)
 
 BASE = "https://news.example.org/"
 HEADINGS = ("h1", "h2", "h3", "h4", "h5", "h6")
@@ -185,6 +201,52 @@ def test_html_to_text_keeps_words_of_adjacent_blocks_apart():
 
 def test_html_to_text_of_empty_fragment():
     assert html_to_text("  ") == ""
+
+
+# Tags, references and whitespace of every kind, so the drawn fragments are mostly markup.
+HTMLISH = st.lists(
+    st.sampled_from(
+        [*"<>/&;#=\"' \n\tapbrx1\xa0\u2003é", "<p>", "</p>", "<br>", "<script>", "<style>", "&amp;", "&#1;"]
+    ),
+    max_size=60,
+).map("".join)
+
+
+@settings(max_examples=300, deadline=None, derandomize=True, database=None)
+@given(HTMLISH)
+def test_html_to_text_is_what_a_fresh_nh3_clean_gives(fragment):
+    # html_to_text reuses one nh3.Cleaner; summaries (and so feed bytes) must not notice.
+    spaced = markup._BLOCK_EDGE.sub(" ", fragment)
+    cleaned = nh3.clean(spaced, tags=set(), clean_content_tags={"script", "style"})
+    assert html_to_text(fragment) == re.sub(r"\s+", " ", html.unescape(cleaned)).strip()
+
+
+@settings(max_examples=300, deadline=None, derandomize=True, database=None)
+@given(HTMLISH, st.integers(min_value=1, max_value=40))
+def test_text_start_is_the_start_of_html_to_text(fragment, length):
+    assert text_start(fragment, length) == html_to_text(fragment)[:length]
+
+
+def test_text_start_of_a_long_text_with_long_runs_of_space():
+    fragment = "<p>" + "".join(f"Wort{i}" + " \n\t" * (i % 7) + "&amp; " for i in range(500)) + "</p>"
+    assert all(text_start(fragment, n) == html_to_text(fragment)[:n] for n in (1, 2, 299, 300, 301, 5000))
+
+
+# --- collapse_space ----------------------------------------------------------------------------
+
+WHITESPACE = "".join(chr(c) for c in range(sys.maxunicode + 1) if re.fullmatch(r"\s", chr(c)))
+
+
+def test_collapse_space_splits_at_every_character_the_regex_calls_whitespace():
+    assert collapse_space(f"a{WHITESPACE}b{WHITESPACE}") == "a b"
+    assert all(collapse_space(f"a{c}b") == "a b" for c in WHITESPACE)
+    assert collapse_space("a\u200bb\ufeffc") == "a\u200bb\ufeffc"  # zero-width: not whitespace
+
+
+@settings(max_examples=300, deadline=None, derandomize=True, database=None)
+@given(st.text(alphabet=st.sampled_from(["a", "é", "\u200b", *WHITESPACE])) | st.text())
+def test_collapse_space_is_the_regex_it_replaces(text):
+    assert collapse_space(text) == re.sub(r"\s+", " ", text).strip()
 
 
 # --- shorten -----------------------------------------------------------------------------------

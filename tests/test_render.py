@@ -514,3 +514,59 @@ def test_hubs_are_announced_next_to_self(fmt: str) -> None:
     parsed = feedparser.parse(RENDER[fmt](spec(), site, [A1], subscription_links(site, "alle", fmt, 0)))
     assert {link.href for link in parsed.feed.links if link.rel == "hub"} == set(site.hubs)
     assert not xp(parse(RENDER[fmt](spec(), SITE, [A1])), f"{parent}/a:link[@rel='hub']")
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_bytes_are_those_of_feedgens_document_parsed_back(fmt: str, monkeypatch) -> None:
+    """RSS is finished on the tree feedgen builds, not on its bytes parsed back (a tenth of a
+    render saved), and Atom is parsed from bytes without pretty-printing. Neither may change a
+    byte: ETags are hashes of the bytes."""
+    from feeds import render
+    from feeds.links import subscription_links
+
+    site = replace(SITE, hubs=("https://hub.example.net/",), logo=f"{BASE}logo.png")
+    rich = [
+        art(
+            "bild",
+            4,
+            html="<p>Öl &amp; ]]&gt; 🦊 <a href='https://x.example/?a=1&amp;b=2'>Link</a></p>\n"
+            "<pre>  a\n\tb</pre>",
+            summary="Öl & ]]> <b>",
+            image=f"{BASE}bild.jpg",
+            image_type="image/jpeg",
+            image_length=1234,
+            image_alt="Ein Bild",
+            topics=(Topic("welt", "Welt"),),
+            tags=(Topic("öl", "Öl"),),
+            authors=(Author("A", "a@example.org"), Author("B", uri="https://b.example/")),
+        ),
+        A3,
+        art("leer", 2, html="  "),
+    ]
+    links = subscription_links(site, "alle", fmt, 3)
+
+    def documents() -> list[bytes]:
+        return [
+            RENDER[fmt](spec(content=content), site, rich, links, full=full)
+            for content in ("full", "summary")
+            for full in (None, 1)
+        ]
+
+    ours = documents()
+    serialize = feedgen.feed.FeedGenerator.rss_str if fmt == "rss" else feedgen.feed.FeedGenerator.atom_str
+
+    def parsed_back(fg: feedgen.feed.FeedGenerator) -> etree._Element:
+        return etree.fromstring(serialize(fg, pretty=True), parser=render._PARSER)
+
+    monkeypatch.setattr(render, f"_{fmt}_tree", parsed_back)
+    assert documents() == ours
+
+
+def test_warm_up_leaves_no_trace_in_documents() -> None:
+    """warm_up renders a throwaway feed: only caches may remain, never anything in the bytes."""
+    from feeds.render import warm_up
+
+    before = [RENDER[fmt](spec(), SITE, [A3, A2, A1]) for fmt in FORMATS]
+    warm_up(SITE)
+    warm_up(replace(SITE, url="https://other.example/", hubs=("https://hub.example.net/",)))
+    assert [RENDER[fmt](spec(), SITE, [A3, A2, A1]) for fmt in FORMATS] == before
