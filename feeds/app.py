@@ -12,7 +12,6 @@ from flask import Flask
 from . import http, logs
 from .config import config_path_from_env, load_config
 from .metrics import Metrics
-from .render import warm_up
 from .site import Clock, Site, open_site, utc_now
 
 if TYPE_CHECKING:
@@ -56,7 +55,6 @@ def create_app(
         if early is not None:
             early.stop()
         raise
-    warm_up(site.config)  # before the server says it is ready, not in the first request
     log.info(
         "loaded %s: %d articles, %d feeds, %d problems",
         path,

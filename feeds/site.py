@@ -36,7 +36,7 @@ from .indexdb import IndexDB
 from .ledger import Ledger
 from .links import DocLinks, archive_links, subscription_links
 from .records import dated, load, parse_file, stale_paths
-from .render import EPOCH, MEDIA_TYPES, Format, last_modified, render_feed
+from .render import EPOCH, MEDIA_TYPES, Format, last_modified, render_feed, warm_up
 from .selection import specs_for_topics
 
 Clock = Callable[[], datetime]
@@ -95,6 +95,9 @@ def open_site(
     site.trusted = trusted
     if verify and trusted:
         site.catch_up()
+    # One-time costs of a process's first render and view, before it says it is ready.
+    warm_up(config)
+    site.view()
     return site
 
 
