@@ -22,12 +22,13 @@ from itertools import islice
 from .articles import Meta
 from .config import FeedSpec, SiteConfig
 from .errors import Problem
-from .indexdb import ALL, IDS, WELL_FORMED, IndexDB, decode_problems, malformed_paths
+from .indexdb import ALL, IDS, IndexDB, decode_problems, stamps_after
 from .records import Record
 from .selection import matches
 
 log = logging.getLogger(__name__)
 BATCH = 512  # rows fetched at a time when a walk may go on (filters, whole histories)
+STAMPS_BATCH = 10_000  # rows per batch when every file is compared with its row
 _F = (
     "f.path, f.size, f.mtime_ns, f.retry, f.problems, f.id, f.title, f.published, f.updated, f.url, "
     "f.permalink, f.topics, f.tags, f.authors, f.language, f.draft, f.image, f.image_type, "
@@ -126,14 +127,21 @@ class Index:
             return [r[0] for r in rows]
 
     def stamps(self) -> Iterator[tuple[str, int, int, bool]]:
-        """Every file's (path, size, mtime_ns, has metadata), and malformed rows as size -1."""
-        with self.lock:
-            rows = self.db.db.execute(
-                f"SELECT path, size, mtime_ns, id IS NOT NULL FROM files WHERE {WELL_FORMED}"
-            ).fetchall()
-            bad = set(malformed_paths(self.db.db)) | self._skipped
-        for path, size, mtime_ns, has_meta in rows:
-            yield (path, -1 if path in bad else size, mtime_ns, bool(has_meta))
+        """Every file's (path, size, mtime_ns, has metadata) by path; size -1 asks for a read.
+
+        Read in batches, so a million rows neither sit in memory at once nor hold the lock
+        that renders wait for.
+        """
+        after = ""
+        while True:
+            with self.lock:
+                rows = stamps_after(self.db.db, after, STAMPS_BATCH)
+                skipped = set(self._skipped)
+            for path, size, mtime_ns, has_meta in rows:
+                yield (path, -1 if path in skipped else size, mtime_ns, has_meta)
+            if len(rows) < STAMPS_BATCH:
+                return
+            after = rows[-1][0]
 
     # -- reading rows -------------------------------------------------------------------------
 
@@ -141,11 +149,28 @@ class Index:
         """Rows (the ``files`` columns, in order) as metas; a malformed row is left out."""
         return self._metas_of(self.db.db.execute(sql, tuple(params)).fetchall())
 
-    def _walk(self, slug: str | None, now: datetime, first: int) -> Iterator[Meta]:
-        """Entries in feed order (newest first, ties by id), visible at ``now``, in batches."""
+    def _walk(self, slug: str | None, now: datetime, first: int, skip: int = 0) -> Iterator[Meta]:
+        """Entries in feed order (newest first, ties by id), visible at ``now``, in batches.
+
+        ``skip`` entries are passed over in the index itself, without reading their rows.
+        """
         at = now.timestamp()
         after: After = None
         size = max(first, 1)
+        if skip > 0:  # where the walk starts: read from the index alone (no rows)
+            if slug is None:
+                sql = "SELECT published, id FROM files WHERE entry = 1 AND published <= ?"
+                params_: tuple[object, ...] = (at,)
+            else:
+                sql = "SELECT published, id FROM entry_topics WHERE slug = ? AND published <= ?"
+                params_ = (slug, at)
+            with self.lock:
+                found = self.db.db.execute(
+                    f"{sql} ORDER BY published DESC, id LIMIT 1 OFFSET ?", (*params_, skip - 1)
+                ).fetchone()
+            if found is None:
+                return
+            after = (found[0], found[1])
         while True:
             with self.lock:
                 params: list[object] = []
@@ -273,8 +298,7 @@ class Index:
         Walks only the topics the feed names, and stops at ``limit``.
         """
         wanted = spec.limit if limit is None else limit
-        simple = not (spec.exclude_topics or spec.tags or len(spec.topics) > 1)
-        first = wanted if simple and wanted else BATCH
+        first = wanted if _simple(spec) and wanted else BATCH
         chosen: list[Meta] = []
         seen: set[str] = set()
         for meta in self._stream(spec, now, first):
@@ -286,9 +310,46 @@ class Index:
                 break
         return chosen
 
+    def window(self, spec: FeedSpec, now: datetime, start: int, stop: int) -> list[Meta]:
+        """Entries ``start`` to ``stop`` of the feed's newest-first list (an archive page).
+
+        A feed of one topic (or all) skips to ``start`` in the database's index; others are
+        walked from the newest entry.
+        """
+        if _simple(spec):
+            slug = spec.topics[0] if spec.topics else None
+            return list(islice(self._walk(slug, now, stop - start, skip=start), stop - start))
+        return self.select(spec, now, stop)[start:stop]
+
+    def versions(self, spec: FeedSpec, now: datetime) -> list[tuple[str, int, int, int]]:
+        """(id, digest, published, updated) of every entry of the feed, newest first.
+
+        What an archive page's bytes depend on, for a purge to tell which pages changed without
+        rendering them (or decoding a million rows into metadata).
+        """
+        if not _simple(spec):
+            return [
+                (m.id, m.digest, int(m.published.timestamp()), int(m.updated.timestamp()))
+                for m in self.select(spec, now, 0)
+            ]
+        with self.lock:
+            if spec.topics:
+                sql = (
+                    "SELECT f.id, f.digest, f.published, f.updated FROM entry_topics AS t JOIN files AS f "
+                    "ON f.path = t.path WHERE t.slug = ? AND t.published <= ? ORDER BY t.published DESC, t.id"
+                )
+                params: tuple[object, ...] = (spec.topics[0], now.timestamp())
+            else:
+                sql = (
+                    "SELECT id, digest, published, updated FROM files WHERE entry = 1 AND published <= ? "
+                    "ORDER BY published DESC, id"
+                )
+                params = (now.timestamp(),)
+            return [tuple(row) for row in self.db.db.execute(sql, params)]
+
     def total(self, spec: FeedSpec, now: datetime) -> int:
         """How many entries the feed has in all (its archive's size), by counting when it can."""
-        if not (spec.exclude_topics or spec.tags or len(spec.topics) > 1):
+        if _simple(spec):
             slug = spec.topics[0] if spec.topics else ALL
             with self.lock:
                 total = self._counts().get(slug, 0)
@@ -311,7 +372,8 @@ class Index:
         """The newest ``updated`` among visible articles (not only the newest published)."""
         with self.lock:
             row = self.db.db.execute(
-                "SELECT updated FROM files WHERE entry = 1 AND published <= ? ORDER BY updated DESC LIMIT 1",
+                "SELECT updated FROM files INDEXED BY files_updated WHERE entry = 1 AND published <= ? "
+                "ORDER BY updated DESC LIMIT 1",  # the planner would sort by date a million rows
                 (now.timestamp(),),
             ).fetchone()
         return _when(row[0]) if row and isinstance(row[0], int) else None
@@ -322,6 +384,11 @@ class Index:
                 "SELECT min(published) FROM files WHERE entry = 1 AND published > ?", (now.timestamp(),)
             ).fetchone()
         return _when(row[0]) if row and isinstance(row[0], int) else None
+
+
+def _simple(spec: FeedSpec) -> bool:
+    """A feed of every entry or of one topic: its entries are an index range of the database."""
+    return not (spec.exclude_topics or spec.tags or len(spec.topics) > 1)
 
 
 def _when(stamp: int) -> datetime:

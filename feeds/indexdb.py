@@ -24,6 +24,7 @@ import fcntl
 import hashlib
 import json
 import logging
+import os
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -94,6 +95,7 @@ _INDEXES = (
     "CREATE INDEX entry_topics_id ON entry_topics (id)",
 )
 _OURS = {"files", "entry_topics", "counts", "duplicates", "info"}
+_INDEX_NAMES = {statement.split()[2] for statement in _INDEXES}
 _FILE_COLUMNS = 5  # path .. problems: present for every file; the rest only with metadata
 _YEARS = (-30_578_688_000, 253_370_764_800)  # 1001-01-01 .. 9999-01-01: RSS needs four digits
 _US, _RS = "\x1f", "\x1e"
@@ -154,13 +156,21 @@ class IndexDB:
     def __init__(self, path: Path | None) -> None:
         """Open ``path`` (None: memory); :class:`Unusable` if it holds something else."""
         self.path = path
-        self.db = _connect(path)
+        self._db = _connect(path)
+        self._pid = os.getpid()
         try:
             self._check_ours()
         except (sqlite3.Error, Unusable):
-            self.db.close()
+            self._db.close()
             raise
         self.decoder = _Decoder()
+
+    @property
+    def db(self) -> sqlite3.Connection:
+        """This process's connection: a worker forked from a preloaded app opens its own."""
+        if self._pid != os.getpid() and self.path is not None:
+            self._db, self._pid = _connect(self.path), os.getpid()  # the parent's stays the parent's
+        return self._db
 
     @classmethod
     def open(cls, path: Path | None) -> IndexDB:
@@ -212,7 +222,8 @@ class IndexDB:
         app = db.execute("PRAGMA application_id").fetchone()[0]
         fmt = db.execute("PRAGMA user_version").fetchone()[0]
         tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-        if app != APPLICATION_ID or fmt != FORMAT or not _OURS <= tables:
+        indexes = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
+        if app != APPLICATION_ID or fmt != FORMAT or not _OURS <= tables or not _INDEX_NAMES <= indexes:
             return False
         return self.info("config") == config_key(config) and self.info("complete") == "1"
 
@@ -270,13 +281,14 @@ class IndexDB:
             for statement in _INDEXES[1:]:
                 if "entry_topics" not in statement:
                     db.execute(statement)
-            db.executemany(
+            entries = db.execute(
+                "SELECT id, path, published, topics FROM files WHERE entry = 1 AND topics != ''"
+            )
+            db.executemany(  # streamed from the cursor: a million rows never sit in one list
                 "INSERT INTO entry_topics VALUES (?, ?, ?, ?, ?)",
                 (
                     (slug, ident, published, path, name)
-                    for ident, path, published, raw in db.execute(
-                        "SELECT id, path, published, topics FROM files WHERE entry = 1 AND topics != ''"
-                    ).fetchall()
+                    for ident, path, published, raw in entries
                     for slug, name in _pairs(raw)
                 ),
             )
@@ -610,14 +622,24 @@ def _shaped_lists() -> str:
     return f"(id IS NULL OR ({shaped('topics', 2)} AND {shaped('tags', 2)} AND {shaped('authors', 3)}))"
 
 
-def malformed_paths(db: sqlite3.Connection) -> list[str]:
-    """Paths whose row would not decode (wrong types, dates no feed can carry, illegal text)."""
+def stamps_after(db: sqlite3.Connection, after: str, limit: int) -> list[tuple[str, int, int, bool]]:
+    """Up to ``limit`` files after ``after`` by path: (path, size, mtime_ns, has metadata).
+
+    A row that would not decode (wrong types, dates no feed can carry, illegal text, lists of
+    the wrong shape, problems that are not ours) comes with size -1, so its file is read again.
+    """
     checks = f"{_well_typed()} AND {_clean_texts()} AND {_shaped_lists()}"
-    sql = f"SELECT path FROM files WHERE typeof(path) = 'text' AND NOT ({checks})"
-    found = [r[0] for r in db.execute(sql, {"illegal": _ILLEGAL_GLOB})]
-    for path, raw in db.execute("SELECT path, problems FROM files WHERE problems IS NOT NULL"):
-        if isinstance(raw, str) and not decode_problems(raw) and raw != "[]":
-            found.append(path)
+    sql = (
+        f"SELECT path, size, mtime_ns, id IS NOT NULL, {checks}, problems FROM files "
+        "WHERE path > :after ORDER BY path LIMIT :limit"
+    )
+    found = []
+    for path, size, mtime_ns, has_meta, ok, problems in db.execute(
+        sql, {"illegal": _ILLEGAL_GLOB, "after": after, "limit": limit}
+    ):
+        if problems is not None and ok and not decode_problems(problems):
+            ok = problems == "[]"
+        found.append((path, size if ok else -1, mtime_ns if ok else 0, bool(has_meta)))
     return found
 
 

@@ -169,21 +169,34 @@ def load(config: SiteConfig, db: IndexDB, first_seen: FirstSeen) -> None:
 def stale_paths(config: SiteConfig, known: Iterable[tuple[str, int, int, bool]]) -> list[str]:
     """Paths whose file is not the version indexed (changed, new, gone), by size and mtime.
 
-    ``known``: (path, size, mtime_ns, has metadata) per indexed file; size -1 asks for a read.
+    ``known``: (path, size, mtime_ns, has metadata) per indexed file, sorted by path; size -1
+    asks for a read. The listing is kept as sorted names only and merged with ``known``: a
+    million files cost a list of names, not two maps of them.
     """
     root = config.articles_dir
-    listed = {item.rel: item for item in scan(root)}
-    stale = []
+    refused: set[str] = set()
+    listed: list[str] = []
+    for item in scan(root):
+        listed.append(item.rel)
+        if item.refusal is not None:
+            refused.add(item.rel)
+    listed.sort()
+    stale: list[str] = []
+    i = 0
     for rel, size, mtime_ns, has_meta in known:
-        item = listed.pop(rel, None)
-        if item is None:
-            stale.append(rel)
-        elif item.refusal is not None:
+        while i < len(listed) and listed[i] < rel:
+            stale.append(listed[i])  # new since the index was written
+            i += 1
+        if i == len(listed) or listed[i] != rel:
+            stale.append(rel)  # gone
+            continue
+        i += 1
+        if rel in refused:
             if has_meta:  # was an article, now a pipe or a link out of the folder
                 stale.append(rel)
         elif size < 0 or Stamp(size, mtime_ns) != _stamp(os.path.join(root, rel)):
             stale.append(rel)
-    stale += listed  # new files
+    stale += listed[i:]
     return sorted(stale)
 
 

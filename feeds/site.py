@@ -42,7 +42,6 @@ from .selection import specs_for_topics
 Clock = Callable[[], datetime]
 FORMATS = tuple(Format)
 PAGE_CACHE = 4096  # article and archive pages kept rendered (feeds and the index are always kept)
-HISTORY_CACHE = 16  # feeds whose whole list of entries is kept for archive pages
 RECHECK_SECONDS = 1.0  # how often a cached document asks the ledger for its date
 ELSEWHERE_SECONDS = 0.5  # how often a request asks whether another worker changed the index
 log = logging.getLogger(__name__)
@@ -156,7 +155,6 @@ class Site:
         self._view: View | None = None
         self._docs: dict[tuple[str, str], _Cached] = {}
         self._pages: OrderedDict[tuple[str, str], None] = OrderedDict()  # LRU of page keys
-        self._histories: OrderedDict[str, tuple[View, list[Meta]]] = OrderedDict()
         self._lock = threading.RLock()
         # Observers (metrics, tests): called after each render (kind, seconds) and each
         # reload (True: applied, False: a broken config refused).
@@ -318,11 +316,13 @@ class Site:
         form = Format(fmt)
 
         def inputs() -> tuple[Hashable, Callable[[], Document]]:
-            history = self._history(spec, view)
-            pages = archive_pages(len(history), spec.limit)
-            if not 1 <= page <= pages:
-                raise NotFound(f"no archive page {page} of feed {name}")
-            entries = history[archive_slice(len(history), spec.limit, page)]
+            with self._index.lock:
+                total = self._index.total(spec, self._clock())
+                pages = archive_pages(total, spec.limit)
+                if not 1 <= page <= pages:
+                    raise NotFound(f"no archive page {page} of feed {name}")
+                part = archive_slice(total, spec.limit, page)
+                entries = self._index.window(spec, self._clock(), part.start, part.stop)
             links = archive_links(self._config, name, form, page, pages)
             natural = last_modified(entries)
             max_age = ARCHIVE_MAX_AGE if page < pages else spec.max_age
@@ -339,32 +339,13 @@ class Site:
         """
         view = self.view()
         spec = self._spec(view, name)
-        history = self._history(spec, view)
+        with self._index.lock:
+            history = self._index.versions(spec, self._clock())
         pages = archive_pages(len(history), spec.limit)
         return [
-            (
-                page < pages,
-                tuple(
-                    (m.id, m.digest, m.published, m.updated)
-                    for m in history[archive_slice(len(history), spec.limit, page)]
-                ),
-            )
+            (page < pages, tuple(history[archive_slice(len(history), spec.limit, page)]))
             for page in range(1, pages + 1)
         ]
-
-    def _history(self, spec: FeedSpec, view: View) -> list[Meta]:
-        """Every entry of the feed, newest first, kept while nothing changes."""
-        kept = self._histories.get(spec.name)
-        if kept is not None and kept[0] is view:
-            return kept[1]
-        with self._index.lock:
-            history = self._index.select(spec, self._clock(), 0)
-        with self._lock:
-            self._histories[spec.name] = (view, history)
-            self._histories.move_to_end(spec.name)
-            if len(self._histories) > HISTORY_CACHE:
-                self._histories.popitem(last=False)
-        return history
 
     def feed_page(self, name: str) -> Document:
         """The feed's page for people, ``/feeds/<name>``: its newest entries and how to subscribe."""

@@ -66,6 +66,12 @@ def answers(index: Index) -> dict[str, object]:
         found[spec.name] = [(m.path, m.id) for m in index.select(spec, NOW)]
         found[f"{spec.name} all"] = [(m.path, m.id) for m in index.select(spec, NOW, 0)]
         found[f"{spec.name} total"] = index.total(spec, NOW)
+        whole = found[f"{spec.name} all"]
+        for start, stop in ((0, 2), (1, 3), (2, 9)):
+            window = [(m.path, m.id) for m in index.window(spec, NOW, start, stop)]
+            assert window == whole[start:stop]  # type: ignore[index]
+        versions = index.versions(spec, NOW)
+        assert [v[0] for v in versions] == [i for _, i in whole]  # type: ignore[attr-defined]
     return found
 
 

@@ -186,6 +186,15 @@ def test_nesting_up_to_the_bound_loads(nesting_capped: bool) -> None:
     assert caught.value.line == 4
 
 
+def test_front_matter_without_aliases_keeps_both_bounds(nesting_capped: bool) -> None:
+    """Small alias-free documents skip the graph walk; the bounds must still hold past it."""
+    inner = "[" * (MAX_DEPTH - 1) + "x" + "]" * (MAX_DEPTH - 1)
+    with pytest.raises(YAMLProblem, match=f"nested more than {MAX_DEPTH} levels deep"):
+        load_yaml(f"k: [{inner}]\n", first_line=2, aliases=False)
+    with pytest.raises(YAMLProblem, match="more than 100,000 values"):
+        load_yaml("k: [" + "1, " * 100_001 + "]\n", first_line=2, aliases=False)
+
+
 def test_nesting_through_an_alias_chain_is_counted_expanded() -> None:
     lines = ["a0: &a0 [x]"] + [f"a{i}: &a{i} [*a{i - 1}]" for i in range(1, 2 * MAX_DEPTH)]
     with pytest.raises(YAMLProblem, match=f"nested more than {MAX_DEPTH} levels deep") as caught:
