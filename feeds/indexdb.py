@@ -216,6 +216,28 @@ class IndexDB:
             finally:
                 fcntl.flock(handle, fcntl.LOCK_UN)
 
+    @contextmanager
+    def first_to(self, task: str) -> Iterator[bool]:
+        """True for one process at a time sharing the file (and always for an index in memory)."""
+        if self.path is None:
+            yield True
+            return
+        try:
+            handle = open(self.path.with_name(f"{self.path.name}.{task}"), "a+b")  # noqa: SIM115
+        except OSError:
+            yield True
+            return
+        with handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                yield False
+                return
+            try:
+                yield True
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
     def ready(self, config: SiteConfig) -> bool:
         """True if the file holds a complete index made for this config and code."""
         db = self.db
@@ -310,6 +332,8 @@ class IndexDB:
             db.execute("ROLLBACK")
             raise
         db.execute("ANALYZE")
+        if self.path is not None:
+            db.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # the log of a bulk load is as large as the index
 
     # -- one file at a time -------------------------------------------------------------------
 

@@ -20,6 +20,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterable, Iterator
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -540,6 +541,10 @@ class Site:
             log.info("%d article file(s) changed since the index was written", len(stale))
             self.apply(stale)
         self.trusted = False
+
+    def checking(self) -> AbstractContextManager[bool]:
+        """True for one worker at a time: the others see what it finds through the shared index."""
+        return self._index.db.first_to("check")
 
     def _read(self, paths: list[str]) -> bool:
         """Parse first, then update the index: requests never wait on a parse."""

@@ -169,7 +169,9 @@ class Watcher:
         assert site is not None, "start() gives the watcher its site"
         if self._catch_up_first:
             try:
-                self._catch_up(site)
+                with site.checking() as mine:
+                    if mine or not site.trusted:  # a trusted index is checked by one worker for all
+                        self._catch_up(site)
             except Exception:
                 log.exception("catching up with changes made during start-up failed")
         while not self._stop.is_set():
