@@ -264,6 +264,32 @@ class Index:
         walk = self._walk(None, now, limit or BATCH)
         return walk if limit is None else islice(walk, limit)
 
+    def page_keys(self, now: datetime) -> Iterator[tuple[str, str, int, int, int]]:
+        """(permalink, path, digest, published, updated) of every visible article, newest first.
+
+        What an article page's bytes depend on (with the config), read in batches without
+        decoding rows into metadata: a purge compares a million of them after each change.
+        """
+        after: After = None
+        while True:
+            sql = (
+                "SELECT permalink, path, digest, published, updated, id FROM files "
+                "WHERE entry = 1 AND published <= ?"
+            )
+            params: list[object] = [now.timestamp()]
+            if after is not None:
+                sql += " AND published <= ? AND (published < ? OR (published = ? AND id > ?))"
+                params += [after[0], after[0], after[0], after[1]]
+            with self.lock:
+                rows = self.db.db.execute(
+                    f"{sql} ORDER BY published DESC, id LIMIT {STAMPS_BATCH}", params
+                ).fetchall()
+            for permalink, path, digest, published, updated, _ in rows:
+                yield (permalink, path, digest, published, updated)
+            if len(rows) < STAMPS_BATCH:
+                return
+            after = (rows[-1][3], rows[-1][5])
+
     def count(self) -> int:
         """Articles that hold an id (drafts and embargoed ones included)."""
         return self._counts().get(IDS, 0)

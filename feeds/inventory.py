@@ -77,9 +77,8 @@ def other_documents(site: Site) -> Iterator[Entry]:
         for page, version in enumerate(versions, start=1):
             for fmt in FORMATS:
                 yield Entry(archive_url(config, name, page, fmt), key=(setting, version))
-    for meta in site.published():  # a page shows its article and the feeds of its topics (config)
-        key = (setting, meta.path, meta.digest, meta.published, meta.updated)
-        yield Entry(meta.permalink, key=key)
+    for permalink, path, content, published, updated in site.page_keys():  # and its topics' feeds
+        yield Entry(permalink, key=(setting, path, content, published, updated))
 
 
 def path_of(url: str) -> str:

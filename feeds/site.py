@@ -230,6 +230,10 @@ class Site:
         """Articles visible now, newest first (read in batches: there may be a million)."""
         return self._index.published(self._clock())
 
+    def page_keys(self) -> Iterator[tuple[str, str, int, int, int]]:
+        """(permalink, path, digest, published, updated) of every article page, without decoding."""
+        return self._index.page_keys(self._clock())
+
     def all_articles(self) -> list[Meta]:
         """Every indexed article, drafts and embargoed ones included, by path."""
         return self._index.articles()

@@ -124,16 +124,38 @@ class Watcher:
 
     def start(self, site: Site) -> None:
         self.site = site
-        if site.trusted:  # an index from an earlier run: files may have changed since
-            self._catch_up_first = True
         self.articles_dir = site.config.articles_dir  # the config may have changed meanwhile
         early = self.observer
-        self._begin_observing()  # the full observer; the early one stops once it runs: no gap
-        if early is not None:
-            early.stop()
-        self._thread.start()
+        if early is not None and site.trusted:
+            # An index from an earlier run: files may have changed since. They are compared with
+            # it on a thread of their own, so changes made meanwhile are applied at once, and
+            # under the early observer, which asks for no open events: the check lists every
+            # folder, and a million articles' worth of those would overflow inotify's queue.
+            self._thread.start()
+            checker = threading.Thread(
+                target=self._check_then_observe, args=(site, early), name="feeds-check", daemon=True
+            )
+            checker.start()
+        else:
+            self._catch_up_first = self._catch_up_first or site.trusted
+            self._begin_observing()  # the full observer; the early one stops once it runs: no gap
+            if early is not None:
+                early.stop()
+            self._thread.start()
         site.set_watched(True)
         log.info("watching %s and %s for changes", self.articles_dir, self.config_path)
+
+    def _check_then_observe(self, site: Site, early: BaseObserver) -> None:
+        try:
+            with site.checking() as mine:
+                if mine:  # one worker checks for all: the index is shared
+                    self._catch_up(site)
+        except Exception:
+            log.exception("checking the files against the index failed")
+        finally:
+            if not self._stop.is_set():
+                self._begin_observing()
+                early.stop()
 
     def _begin_observing(self, sees_opens: bool = True) -> None:
         try:
