@@ -42,7 +42,7 @@ def measure(config: Path, work: Path, size: int) -> dict[str, float]:
         "peak memory per worker (MB)": max(peak_cold, peak_warm),
         "change served by every worker (ms)": max(changes),
         "cold 50-entry render (ms)": max(render["kurz.rss"], render["alle.rss"], render["thema-000.rss"]),
-        "open_site in process, warm (s)": render["load"] / 1000,
+        "open_site checking every file (no watcher), warm (s)": render["load"] / 1000,
     }
 
 

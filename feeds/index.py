@@ -126,6 +126,11 @@ class Index:
             )
             return [r[0] for r in rows]
 
+    def unreadable(self) -> set[str]:
+        """Paths whose row this process could not decode (to be read again)."""
+        with self.lock:
+            return set(self._skipped)
+
     def stamps(self) -> Iterator[tuple[str, int, int, bool]]:
         """Every file's (path, size, mtime_ns, has metadata) by path; size -1 asks for a read.
 

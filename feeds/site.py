@@ -36,7 +36,7 @@ from .index import Index
 from .indexdb import IndexDB
 from .ledger import Ledger
 from .links import DocLinks, archive_links, subscription_links
-from .records import dated, load, parse_file, stale_paths
+from .records import PARALLEL_FROM, dated, load, parse_file, stale_paths, stale_paths_aside
 from .render import EPOCH, MEDIA_TYPES, Format, last_modified, render_feed, warm_up
 from .selection import specs_for_topics
 
@@ -536,7 +536,10 @@ class Site:
 
     def stale_paths(self) -> list[str]:
         """Article paths whose file changed, appeared or went since the index read them."""
-        return stale_paths(self._config, self._index.stamps())
+        path = self._index.db.path
+        if path is None or self._index.count() < PARALLEL_FROM:
+            return stale_paths(self._config, self._index.stamps())
+        return sorted(set(stale_paths_aside(self._config, path)) | self._index.unreadable())
 
     def catch_up(self) -> None:
         """Read every file that is not the version indexed (after a start that trusted the index)."""

@@ -121,3 +121,23 @@ def _state(pid: int) -> str:
         return Path(f"/proc/{pid}/status").read_text().split("State:")[1].split("\n")[0].lower()
     except (OSError, IndexError):
         return "zombie"
+
+
+def test_the_check_in_a_process_of_its_own_finds_what_changed(make_site: MakeSite, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A large archive is compared with its index in a niced process (not a thread holding the
+    worker's interpreter lock): it must find the same files as the check in the worker."""
+    from feeds.records import stale_paths, stale_paths_aside
+    from feeds.site import _index_path, open_site
+
+    config_path = make_site(articles={"a/gut.md": GOOD, "a/zwei.md": GOOD.replace("Gut", "Zwei")})
+    state = tmp_path / "state"
+    site = open_site(config_path, state_dir=state)
+    config = site.config
+    (config.articles_dir / "a" / "zwei.md").write_text(GOOD.replace("Gut", "Anders"), encoding="utf-8")
+    (config.articles_dir / "a" / "neu.md").write_text(GOOD, encoding="utf-8")
+    (config.articles_dir / "a" / "gut.md").unlink()
+    index_file = _index_path(config, state)
+    assert index_file is not None
+    expected = stale_paths(config, site._index.stamps())
+    assert expected == ["a/gut.md", "a/neu.md", "a/zwei.md"]
+    assert stale_paths_aside(config, index_file) == expected
