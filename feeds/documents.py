@@ -4,15 +4,34 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 HTML = "text/html; charset=utf-8"
 
 
+class _Compressed:
+    """A document's gzip bytes, made on first use and shared by its dated copies.
+
+    Compressing a 150 KB feed takes longer than a fifth of rendering it, and a document
+    replaced by the next change before any client asked for gzip never needs it.
+    """
+
+    __slots__ = ("data",)
+
+    def __init__(self) -> None:
+        self.data: bytes | None = None
+
+    def of(self, body: bytes) -> bytes:
+        if self.data is None:  # two threads at once both compress: the same bytes either way
+            # mtime=0 keeps the gzip header free of the clock: same bytes on every machine.
+            self.data = gzip.compress(body, compresslevel=6, mtime=0)
+        return self.data
+
+
 @dataclass(frozen=True)
 class Document:
-    """Bytes ready to send, in both encodings, with their validators.
+    """Bytes ready to send, in both encodings (gzip made on first use), with their validators.
 
     ``etag`` is the unquoted strong tag of the identity bytes; the gzip bytes are served as
     ``<etag>-gzip`` so the two representations never share a strong tag (RFC 9110 8.8.3).
@@ -23,7 +42,6 @@ class Document:
     """
 
     body: bytes
-    gzipped: bytes
     etag: str
     last_modified: datetime
     mimetype: str
@@ -34,6 +52,12 @@ class Document:
     links: tuple[tuple[str, str], ...] = ()  # (rel, absolute URL)
     stale_while_revalidate: int = 0  # RFC 5861, for caches in front
     stale_if_error: int = 0
+    compressed: _Compressed = field(default_factory=_Compressed, compare=False, repr=False)
+
+    @property
+    def gzipped(self) -> bytes:
+        """The body gzip-compressed (level 6, no timestamp): the same bytes in every process."""
+        return self.compressed.of(self.body)
 
     @property
     def cache_control(self) -> str:
@@ -61,8 +85,6 @@ def make_document(
     """``stale``: seconds a cache may serve it stale while revalidating, and while the origin fails."""
     return Document(
         body=body,
-        # mtime=0 keeps the gzip header free of the clock: same bytes on every machine.
-        gzipped=gzip.compress(body, compresslevel=6, mtime=0),
         etag=hashlib.sha256(body).hexdigest()[:32],
         last_modified=modified.replace(microsecond=0),
         mimetype=mimetype,

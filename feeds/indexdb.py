@@ -329,7 +329,43 @@ class IndexDB:
             return None
 
     def put(self, rel: str, record: Record | None) -> None:
-        """Store (None: delete) one file's record and settle the ids it held and holds."""
+        """Store (None: delete) one file's record and settle the ids it held and holds.
+
+        Every worker takes in the same change: the first writes it, and the others find the
+        row already as they would write it and leave the database alone.
+        """
+        with self._writing():
+            if record is not None and _encode_row(rel, record) == self._stored(rel):
+                return
+            self._put(rel, record)
+
+    @contextmanager
+    def _writing(self) -> Iterator[None]:
+        """Writers of the shared file queue on a lock of ours, woken the moment it is free.
+
+        SQLite's own busy handler sleeps in steps of up to 100 ms, which a change that two
+        workers write at the same moment would add to its way to readers.
+        """
+        if self.path is None:
+            yield
+            return
+        try:
+            turn = open(self.path.with_name(self.path.name + ".write"), "a+b")  # noqa: SIM115
+        except OSError:
+            yield
+            return
+        with turn:
+            fcntl.flock(turn, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(turn, fcntl.LOCK_UN)
+
+    def _stored(self, rel: str) -> tuple[object, ...] | None:
+        row = self.db.execute(f"{_SELECT} WHERE path = ?", (rel,)).fetchone()
+        return tuple(row) if row is not None else None
+
+    def _put(self, rel: str, record: Record | None) -> None:
         db = self.db
         db.execute("BEGIN IMMEDIATE")
         try:
