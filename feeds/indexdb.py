@@ -182,35 +182,32 @@ class IndexDB:
     @contextmanager
     def exclusive(self) -> Iterator[None]:
         """Hold a lock beside the file, so of workers starting together one builds the index."""
-        if self.path is None:
+        with self._beside("lock", wait=True):
             yield
-            return
-        try:
-            handle = open(self.path.with_name(self.path.name + ".lock"), "a+b")  # noqa: SIM115
-        except OSError:
-            yield
-            return
-        with handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
 
     @contextmanager
     def first_to(self, task: str) -> Iterator[bool]:
         """True for one process at a time sharing the file (and always for an index in memory)."""
+        with self._beside(task, wait=False) as mine:
+            yield mine
+
+    @contextmanager
+    def _beside(self, suffix: str, wait: bool) -> Iterator[bool]:
+        """An flock on a file beside the index: taken (True), or busy and not waited for (False).
+
+        An index in memory, or a folder where no lock file can be made, has no one to share with.
+        """
         if self.path is None:
             yield True
             return
         try:
-            handle = open(self.path.with_name(f"{self.path.name}.{task}"), "a+b")  # noqa: SIM115
+            handle = open(self.path.with_name(f"{self.path.name}.{suffix}"), "a+b")  # noqa: SIM115
         except OSError:
             yield True
             return
         with handle:
             try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                fcntl.flock(handle, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
             except OSError:
                 yield False
                 return
@@ -346,20 +343,8 @@ class IndexDB:
         SQLite's own busy handler sleeps in steps of up to 100 ms, which a change that two
         workers write at the same moment would add to its way to readers.
         """
-        if self.path is None:
+        with self._beside("write", wait=True):
             yield
-            return
-        try:
-            turn = open(self.path.with_name(self.path.name + ".write"), "a+b")  # noqa: SIM115
-        except OSError:
-            yield
-            return
-        with turn:
-            fcntl.flock(turn, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(turn, fcntl.LOCK_UN)
 
     def _stored(self, rel: str) -> tuple[object, ...] | None:
         row = self.db.execute(f"{_SELECT} WHERE path = ?", (rel,)).fetchone()

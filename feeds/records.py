@@ -14,6 +14,7 @@ import logging
 import multiprocessing
 import os
 import signal
+import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -147,6 +148,7 @@ def load(config: SiteConfig, db: IndexDB, first_seen: FirstSeen) -> None:
     A large archive on a database file is parsed by one process per core (and one more, to keep
     the cores busy while others wait for the disk), each writing its rows itself.
     """
+    started = time.perf_counter()
     db.reset(config)
     listed = list(scan(config.articles_dir))
     db.insert((item.rel, refused(item.rel, item.refusal)) for item in listed if item.refusal is not None)
@@ -163,7 +165,14 @@ def load(config: SiteConfig, db: IndexDB, first_seen: FirstSeen) -> None:
             parallel = False
     if not parallel:
         db.insert((rel, record) for rel, record in parse_all(config, rels) if record is not None)
+    parsed = time.perf_counter()
     db.finish(first_seen)
+    log.info(
+        "indexed %d files: parsed in %.1f s, tables derived in %.1f s",
+        len(listed),
+        parsed - started,
+        time.perf_counter() - parsed,
+    )
 
 
 def stale_paths(config: SiteConfig, known: Iterable[tuple[str, int, int, bool]]) -> list[str]:

@@ -112,9 +112,7 @@ def open_index(
     with db.exclusive():
         trusted = db.ready(config)
         if not trusted:
-            started = time.perf_counter()
             load(config, db, lambda ids: ledger.first_seen(ids, clock()))
-            log.info("indexed %s in %.1f s", config.articles_dir, time.perf_counter() - started)
     return Index(config, db), trusted
 
 

@@ -166,6 +166,22 @@ def make_site(tmp_path: Path) -> MakeSite:
 
 
 @pytest.fixture
+def parses(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Paths parsed from disk (a warm start over an unchanged archive parses none)."""
+    import feeds.records
+
+    seen: list[str] = []
+    real = feeds.records.parse_meta
+
+    def counting(source, config):  # type: ignore[no-untyped-def]
+        seen.append(source.path)
+        return real(source, config)
+
+    monkeypatch.setattr(feeds.records, "parse_meta", counting)
+    return seen
+
+
+@pytest.fixture
 def app(make_site: MakeSite) -> Flask:
     return create_app(make_site(), clock=lambda: NOW)
 

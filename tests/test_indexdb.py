@@ -16,7 +16,6 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-import feeds.records
 from feeds import create_app
 from feeds.cli import cli
 from feeds.config import load_config
@@ -40,20 +39,6 @@ class Planted:
 
     def __reduce__(self) -> tuple[object, tuple[str, str]]:
         return (Path.write_text, (str(self.marker), "code from the state folder ran"))  # type: ignore[return-value]
-
-
-@pytest.fixture
-def parses(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """Paths parsed from disk (a warm start over an unchanged archive parses none)."""
-    seen: list[str] = []
-    real = feeds.records.parse_meta
-
-    def counting(source, config):  # type: ignore[no-untyped-def]
-        seen.append(source.path)
-        return real(source, config)
-
-    monkeypatch.setattr(feeds.records, "parse_meta", counting)
-    return seen
 
 
 def test_a_planted_pickle_never_runs(make_site: MakeSite, tmp_path: Path) -> None:

@@ -399,27 +399,18 @@ def test_a_site_can_be_built_from_articles_in_memory() -> None:
 
 
 def test_a_change_is_in_the_shared_index_at_once_and_a_restart_reads_no_file(
-    make_site: MakeSite, tmp_path, monkeypatch: pytest.MonkeyPatch
+    make_site: MakeSite, tmp_path, parses: list[str]
 ) -> None:
     """The index is the database in the state folder: a change applied by one worker is there
     for the next start (and for the other workers) without any file being read again."""
-    import feeds.records
-
     path = make_site()
     site = open_site(str(path), clock=lambda: NOW, state_dir=tmp_path / "state")
     article = path.parent / "articles" / "politik" / "erster.md"
     article.write_text("---\nid: erster\ntitle: Zwei\ndate: 2025-04-28\n---\nx\n", encoding="utf-8")
     assert site.apply(["politik/erster.md"])
-    parsed: list[str] = []
-    real = feeds.records.parse_meta
-
-    def counting(source, config):  # type: ignore[no-untyped-def]
-        parsed.append(source.path)
-        return real(source, config)
-
-    monkeypatch.setattr(feeds.records, "parse_meta", counting)
+    parses.clear()
     restarted = open_site(str(path), clock=lambda: NOW, state_dir=tmp_path / "state")
-    assert not restarted.trusted and parsed == []
+    assert not restarted.trusted and parses == []
     assert "Zwei" in restarted.feed("alle", "atom").body.decode()
     other = open_site(str(path), clock=lambda: NOW, state_dir=tmp_path / "state", verify=False)
     assert other.trusted  # a server's watcher checks the files in the background
