@@ -42,7 +42,7 @@ from .records import Record
 
 log = logging.getLogger(__name__)
 APPLICATION_ID = 0x46454544  # "FEED": marks the file as ours (PRAGMA application_id)
-FORMAT = 9  # PRAGMA user_version; another number is another layout
+FORMAT = 10  # PRAGMA user_version; another number is another layout
 DECODED = 4096  # distinct topic and author lists kept decoded
 CACHE_KIB = 16 * 1024  # SQLite's page cache per connection: the OS keeps the rest
 ALL = ""  # the key of ``counts`` for every entry (slugs are never empty)
@@ -78,8 +78,9 @@ _COLUMNS = (
 _NAMES = ", ".join(name for name, _ in _COLUMNS)
 _TABLES = (
     f"CREATE TABLE files ({_NAMES}, entry INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (path))",
+    # Keyed by a unique index made after a bulk load: rows appended in any order, then one sort.
     "CREATE TABLE entry_topics (slug TEXT NOT NULL, id TEXT NOT NULL, published INTEGER NOT NULL, "
-    "path TEXT NOT NULL, name TEXT NOT NULL, PRIMARY KEY (slug, id)) WITHOUT ROWID",
+    "path TEXT NOT NULL, name TEXT NOT NULL)",
     "CREATE TABLE counts (slug TEXT PRIMARY KEY, n INTEGER NOT NULL) WITHOUT ROWID",
     "CREATE TABLE duplicates (id TEXT PRIMARY KEY) WITHOUT ROWID",
     "CREATE TABLE info (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
@@ -90,12 +91,13 @@ _INDEXES = (
     "CREATE INDEX files_problems ON files (path) WHERE problems IS NOT NULL",
     "CREATE INDEX files_order ON files (published DESC, id) WHERE entry = 1",
     "CREATE INDEX files_updated ON files (updated DESC) WHERE entry = 1",
+    "CREATE UNIQUE INDEX entry_topics_key ON entry_topics (slug, id)",
     "CREATE INDEX entry_topics_order ON entry_topics (slug, published DESC, id)",
     "CREATE INDEX entry_topics_path ON entry_topics (slug, path)",
     "CREATE INDEX entry_topics_id ON entry_topics (id)",
 )
 _OURS = {"files", "entry_topics", "counts", "duplicates", "info"}
-_INDEX_NAMES = {statement.split()[2] for statement in _INDEXES}
+_INDEX_NAMES = {statement.split(" ON ")[0].split()[-1] for statement in _INDEXES}
 _FILE_COLUMNS = 5  # path .. problems: present for every file; the rest only with metadata
 _YEARS = (-30_578_688_000, 253_370_764_800)  # 1001-01-01 .. 9999-01-01: RSS needs four digits
 _US, _RS = "\x1f", "\x1e"
@@ -256,7 +258,14 @@ class IndexDB:
 
     def insert(self, rows: Iterable[tuple[str, Record]]) -> None:
         """Bulk load: rows of files nothing derived yet depends on (see :meth:`finish`)."""
-        insert_rows(self.db, rows)
+        db = self.db
+        db.execute("BEGIN IMMEDIATE")  # one commit for all, not one per row
+        try:
+            insert_rows(db, rows)
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
 
     def finish(self, first_seen: Callable[[list[str]], dict[str, datetime]]) -> None:
         """After a bulk load: date articles without a date, derive the tables, mark it complete."""
