@@ -240,7 +240,7 @@ def scale(config: Path, work: Path, lines: list[str]) -> list[Target]:
     worst = max(render["kurz.rss"], render["alle.rss"], render["thema-000.rss"])
     rows = [
         ("cold start (no `.feeds` state): process start → `/healthz` 200", f"{cold:.2f} s"),
-        ("warm start (index cache present)", f"{warm:.2f} s"),
+        ("warm start (index present)", f"{warm:.2f} s"),
         (
             f"worker peak RSS (VmHWM) after every feed once ({documents} documents), cold / warm",
             f"{peak_cold:.0f} / {peak_warm:.0f} MB",
@@ -255,7 +255,7 @@ def scale(config: Path, work: Path, lines: list[str]) -> list[Target]:
         ("render alle.rss (full content): first render in a fresh process", render["alle.rss"]),
         ("render alle.atom next: article bodies warm", render["alle.atom"]),
         ("cached document lookup `Site.feed()`", f"{render['hit'] * 1000:.0f} µs"),
-        ("`open_site(...)` with a warm index cache (in process)", f"{render['load'] / 1000:.2f} s"),
+        ("`open_site(...)`, warm index, every file checked", f"{render['load'] / 1000:.2f} s"),
     ]
     lines += [f"### Scale: {n:,} articles (gunicorn: 1 sync worker for start-up and memory, 2 for changes)\n"]
     lines += ["| measurement | value |", "| --- | ---: |"]
@@ -278,7 +278,7 @@ def start_up(config: Path, work: Path, cold: bool = True) -> tuple[float, float,
         shutil.rmtree(config.parent / ".feeds", ignore_errors=True)
     started = time.perf_counter()
     command = lambda port: harness.gunicorn_command(port, 1, extra=GUNICORN)  # noqa: E731
-    # A long grace: the worker writes its index cache on the way out.
+    # A long grace: the worker may still be writing to its index on the way out.
     with serve(command, work, f"start-{'cold' if cold else 'warm'}", config=config, grace=60.0) as server:
         ready = time.perf_counter() - started
         index = server.fetch("/", timeout=120).body.decode()
@@ -372,7 +372,7 @@ print(json.dumps(out))
 
 def render_times(config: Path, work: Path, repeats: int = 3) -> dict[str, float]:
     """Milliseconds per first render, median of ``repeats``: fresh processes over a copy of the
-    index cache (fresh ledger); in each the first feed has its article bodies cold, the Atom
+    index (fresh ledger); in each the first feed has its article bodies cold, the Atom
     twin next has them warm, thema-000 next is a feed whose entries nothing has rendered."""
     samples: dict[str, list[float]] = {}
     for _ in range(repeats):
@@ -380,7 +380,7 @@ def render_times(config: Path, work: Path, repeats: int = 3) -> dict[str, float]
             state = work / "render-state"
             shutil.rmtree(state, ignore_errors=True)
             state.mkdir(parents=True)
-            for cache in (config.parent / ".feeds").glob("index-*"):  # the index cache, not the ledger
+            for cache in (config.parent / ".feeds").glob("index-*"):  # the index, not the ledger
                 shutil.copy(cache, state)
             argv = [sys.executable, "-c", RENDER, str(config), str(state), order]
             run = subprocess.run(argv, capture_output=True, text=True, cwd=REPO)

@@ -141,7 +141,7 @@ def main() -> int:
         "Start-up and memory: gunicorn with 1 sync worker (peak RSS, VmHWM, after every feed was served "
         "once); change: gunicorn with 2 workers, the newest article edited, until every worker serves "
         "it (max of 3 trials); render: the worst first render of kurz.rss, alle.rss and thema-000.rss "
-        "in a fresh process with a warm index cache and cold article bodies. Growth is the exponent "
+        "in a fresh process with a warm index and cold article bodies. Growth is the exponent "
         "between two sizes: 1.0 grows linearly with the archive, 0 stays flat.\n",
         *table(sizes, results),
         "",

@@ -21,7 +21,7 @@ log = logging.getLogger(__name__)
 
 
 def state_dir_for(config_path: Path) -> Path:
-    """Where the index cache and the validator ledger live (``$FEEDS_STATE_DIR`` wins)."""
+    """Where the article index and the validator ledger live (``$FEEDS_STATE_DIR`` wins)."""
     explicit = os.environ.get("FEEDS_STATE_DIR")
     return Path(explicit) if explicit else config_path.resolve().parent / ".feeds"
 

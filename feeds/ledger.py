@@ -2,7 +2,7 @@
 
 Two promises live here: each document's Last-Modified, which never goes backwards, and the date
 each article without a ``date`` was first seen, which its place in every feed depends on. Unlike
-the index cache, this is state, not a cache: deleting it costs readers (dates move), so it is
+the article index, this is state, not a cache: deleting it costs readers (dates move), so it is
 kept in a small SQLite file in the state folder, and in memory when that is unusable. It also
 records which version of each document was last announced to WebSub hubs, so that a change is
 announced by one worker only (:meth:`Ledger.claim_change`).
