@@ -139,7 +139,7 @@ class IndexDB:
     def __init__(self, path: Path | None) -> None:
         """Open ``path`` (None: memory); :class:`Unusable` if it holds something else."""
         self.path = path
-        self._db = _connect(path)
+        self._db = connect(path)
         self._pid = os.getpid()
         try:
             self._check_ours()
@@ -152,7 +152,7 @@ class IndexDB:
     def db(self) -> sqlite3.Connection:
         """This process's connection: a worker forked from a preloaded app opens its own."""
         if self._pid != os.getpid() and self.path is not None:
-            self._db, self._pid = _connect(self.path), os.getpid()  # the parent's stays the parent's
+            self._db, self._pid = connect(self.path), os.getpid()  # the parent's stays the parent's
         return self._db
 
     @classmethod
@@ -237,7 +237,7 @@ class IndexDB:
             self._check_ours()
             names = [row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
             for name in names:
-                if name in _OURS or name in ("files_v8",):
+                if name in _OURS:
                     db.execute(f'DROP TABLE "{name}"')
             for statement in _TABLES:
                 db.execute(statement)
@@ -440,7 +440,8 @@ def insert_rows(db: sqlite3.Connection, rows: Iterable[tuple[str, Record]]) -> N
     )
 
 
-def _connect(path: Path | None) -> sqlite3.Connection:
+def connect(path: Path | None) -> sqlite3.Connection:
+    """A connection as every user of the index makes it (a worker, a parser process)."""
     db = sqlite3.connect(
         str(path) if path else ":memory:", timeout=60, isolation_level=None, check_same_thread=False
     )
@@ -450,11 +451,6 @@ def _connect(path: Path | None) -> sqlite3.Connection:
     db.execute("PRAGMA synchronous = NORMAL")
     db.execute(f"PRAGMA cache_size = -{CACHE_KIB}")
     return db
-
-
-def connect_for_load(path: Path) -> sqlite3.Connection:
-    """A parser process's own connection to the index being built."""
-    return _connect(path)
 
 
 def config_key(config: SiteConfig) -> str:

@@ -102,10 +102,10 @@ def _parse_into(config: SiteConfig, db_path: str, rels: list[str]) -> int:
     Rows go straight to the database rather than back through a pipe: the worker that started
     the pool would otherwise spend a core unpickling a million records.
     """
-    from .indexdb import connect_for_load, insert_rows
+    from .indexdb import connect, insert_rows
 
     rows = [(rel, record) for rel, record in _parse_chunk(config, rels) if record is not None]
-    db = connect_for_load(Path(db_path))
+    db = connect(Path(db_path))
     try:
         db.execute("BEGIN IMMEDIATE")
         insert_rows(db, rows)

@@ -137,7 +137,6 @@ class Watcher:
             )
             checker.start()
         else:
-            self._catch_up_first = self._catch_up_first or site.trusted
             self._begin_observing()  # the full observer; the early one stops once it runs: no gap
             if early is not None:
                 early.stop()
