@@ -1,6 +1,6 @@
 """The production server stops in any state, and a crashed worker comes back.
 
-Production runs granian with two WSGI workers (README "Production", deploy/feeds.service). A
+Production runs granian with two WSGI workers (docs/operations.md "Production", deploy/feeds.service). A
 worker inherits the signal handlers of granian's main process when it is forked and installs its
 own only after create_app has returned. A SIGTERM that reaches it while it is still loading the
 article index therefore only sets a flag in the worker's copy of the server object: the worker
@@ -11,7 +11,7 @@ whole server.
 The process tests start real granian processes with the options of deploy/feeds.service (only
 host, port and, for the slow start, the factory replaced), each in its own process group, and
 check the whole group: main process and workers. The unit tests check that the unit runs the
-README's command and that its stop settings fit granian's.
+documented command and that its stop settings fit granian's.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ from granian.cli import cli as granian_cli
 from conftest import REPO, MakeSite
 
 UNIT = REPO / "deploy" / "feeds.service"
-README = REPO / "README.md"
+OPERATIONS = REPO / "docs" / "operations.md"  # documents the production command
 TESTS = Path(__file__).resolve().parent
 START_BOUND = 60.0  # seconds for granian and its workers to come up on a busy 2-core machine
 STOP_SLACK = 10.0  # seconds on top of granian's kill timeout for a stop to finish
@@ -47,7 +47,7 @@ SLOW_START = 120.0  # seconds the slow factory sleeps: far longer than any stop 
 T = TypeVar("T")
 
 
-# -- the unit file and the README command ----------------------------------------------------------
+# -- the unit file and the documented command ------------------------------------------------------
 
 
 def read_unit(path: Path) -> dict[str, dict[str, list[str]]]:
@@ -91,12 +91,12 @@ def unit_command(unit: dict[str, dict[str, list[str]]]) -> list[str]:
     return shlex.split(unit_value(unit, "ExecStart"))
 
 
-def readme_command(text: str) -> tuple[dict[str, str], list[str]]:
+def documented_command(text: str) -> tuple[dict[str, str], list[str]]:
     """Environment and arguments of the first command in the Production section's first sh block."""
     section = re.search(r"^## Production\n(.*?)(?=^## |\Z)", text, re.MULTILINE | re.DOTALL)
-    assert section, "README.md has no '## Production' section"
+    assert section, "docs/operations.md has no '## Production' section"
     block = re.search(r"^```sh\n(.*?)^```", section.group(1), re.MULTILINE | re.DOTALL)
-    assert block, "README.md: no ```sh block in the Production section"
+    assert block, "docs/operations.md: no ```sh block in the Production section"
     joined = re.sub(r"\\\n", " ", block.group(1))  # line continuations
     line = next(x for x in joined.splitlines() if x.strip() and not x.lstrip().startswith("#"))
     words = shlex.split(line)
@@ -404,16 +404,16 @@ def test_killed_workers_are_respawned_and_the_site_answers_again(
 # -- the unit file ------------------------------------------------------------------------------
 
 
-def test_unit_runs_the_readme_production_command() -> None:
-    """The README's production command and the unit's ExecStart give granian the same options."""
-    readme_env, readme_args = readme_command(README.read_text(encoding="utf-8"))
+def test_unit_runs_the_documented_production_command() -> None:
+    """The documented production command and the unit's ExecStart give granian the same options."""
+    doc_env, doc_args = documented_command(OPERATIONS.read_text(encoding="utf-8"))
     unit = read_unit(UNIT)
     unit_args = unit_command(unit)
-    assert Path(readme_args[0]).name == "granian" and Path(unit_args[0]).name == "granian"
-    assert granian_params(unit_args[1:]) == granian_params(readme_args[1:]), (
-        f"README.md: {shlex.join(readme_args)}\n{UNIT.name}: {shlex.join(unit_args)}"
+    assert Path(doc_args[0]).name == "granian" and Path(unit_args[0]).name == "granian"
+    assert granian_params(unit_args[1:]) == granian_params(doc_args[1:]), (
+        f"docs/operations.md: {shlex.join(doc_args)}\n{UNIT.name}: {shlex.join(unit_args)}"
     )
-    assert unit_environment(unit)["FEEDS_CONFIG"] == readme_env["FEEDS_CONFIG"]
+    assert unit_environment(unit)["FEEDS_CONFIG"] == doc_env["FEEDS_CONFIG"]
 
 
 def _seconds(span: str) -> float:
