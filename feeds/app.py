@@ -5,17 +5,16 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from flask import Flask
 
 from . import http, logs
 from .config import config_path_from_env, load_config
+from .live import Clock
 from .metrics import Metrics
-from .site import Clock, Site, open_site, utc_now
-
-if TYPE_CHECKING:
-    from .watch import Watcher
+from .notify import Notifier
+from .site import Site, open_site, utc_now
+from .watch import Watcher
 
 log = logging.getLogger(__name__)
 
@@ -45,15 +44,14 @@ def create_app(
     logs.configure()  # under gunicorn or granian: one line per event
     path = config_path_from_env(config_path)
     watching = watch if watch is not None else os.environ.get("FEEDS_WATCH", "1") != "0"
-    # Observe before reading the articles: what changes while they are read is not lost.
-    early = _observe(path) if watching else None
+    # Watch before reading the articles: what changes while they are read is not lost. That
+    # watch asks for no open events: a check of every file would bring one per file.
+    watcher = _watcher(path) if watching else None
     try:
-        # With a watcher, an index from an earlier run is checked against the files in the
-        # background (a million articles start in seconds); without one, before serving.
-        site = open_site(path, clock, state_dir or state_dir_for(path), verify=early is None)
+        site = open_site(path, clock, state_dir or state_dir_for(path), verify=watcher is None)
     except BaseException:
-        if early is not None:
-            early.stop()
+        if watcher is not None:
+            watcher.stop()
         raise
     log.info(
         "loaded %s: %d articles, %d feeds, %d problems",
@@ -66,40 +64,36 @@ def create_app(
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.extensions["feeds"] = site
     metrics = app.extensions["feeds.metrics"] = Metrics(site)
-    if early is not None:
-        _watch(app, site, early)
+    if watcher is not None:
+        _watch(app, site, watcher)
     if notify if notify is not None else watching:
         _notify(app, site)
     http.init_app(app, site, metrics)
     return app
 
 
-def _observe(config_path: Path) -> Watcher:
-    from .watch import Watcher
+def _watcher(config_path: Path) -> Watcher:
+    watcher = Watcher(config_path, load_config(config_path).articles_dir)
+    watcher.watch(opens=False)
+    return watcher
 
-    return Watcher.observing(config_path, load_config(config_path).articles_dir)
 
-
-def _watch(app: Flask, site: Site, early: Watcher) -> None:
-    from .watch import Watcher
-
-    early.start(site)
-    app.extensions["feeds.watcher"] = early
+def _watch(app: Flask, site: Site, watcher: Watcher) -> None:
+    site.set_watched(True)
+    site.live.start(watcher)
+    app.extensions["feeds.watcher"] = watcher
 
     def after_fork() -> None:
-        # Threads do not survive fork: a worker forked from a preloaded app starts its own,
-        # which first catches up with what changed since the index was read.
-        watcher = Watcher(site.config_path, site.config.articles_dir)
-        watcher.start(site)
-        app.extensions["feeds.watcher"] = watcher
+        # Threads do not survive fork: a worker forked from a preloaded app starts its own writer,
+        # which first compares every file with the index (changes before the fork are unseen).
+        site.live.forked(Watcher(site.config_path, site.config.articles_dir))
 
     os.register_at_fork(after_in_child=after_fork)
 
 
 def _notify(app: Flask, site: Site) -> None:
-    from .notify import Notifier
-
-    app.extensions["feeds.notifier"] = Notifier(site).start()
+    notifier = Notifier(site).start()
+    app.extensions["feeds.notifier"] = notifier
 
     def after_fork() -> None:  # as for the watcher: a forked worker has none of its threads
         app.extensions["feeds.notifier"] = app.extensions["feeds.notifier"].forked()

@@ -14,9 +14,9 @@ from enum import StrEnum
 from functools import lru_cache
 from pathlib import PurePosixPath
 from typing import Any, NamedTuple
-from urllib.parse import quote
 
 from .config import SiteConfig
+from .links import id_path
 from .markup import (
     clean_text,
     html_to_text,
@@ -134,15 +134,6 @@ class SourceFile:
 
 def article_id_for(path: str) -> str:
     return str(PurePosixPath(path).with_suffix(""))
-
-
-def id_path(article_id: str) -> str:
-    """An article id as it appears in URLs and entry ids (ids may hold any Unicode)."""
-    return quote(article_id, safe="/~.-_")
-
-
-def permalink(site: SiteConfig, article_id: str) -> str:
-    return f"{site.url}articles/{id_path(article_id)}"  # site.url ends with "/"
 
 
 def entry_id(site: SiteConfig, meta: Meta) -> str:

@@ -15,12 +15,13 @@ import logging
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import replace
 
 from .articles import Article, Meta, Stamp, complete, read_body
 from .config import SiteConfig
 from .parsing import parse_meta
-from .sources import read_source
+from .sources import Refused, read_source
 
 log = logging.getLogger(__name__)
 RENDERED = 2048  # rendered articles kept (a feed shows up to a few hundred distinct ones)
@@ -32,9 +33,10 @@ SETTLE_WATCHED = 60.0  # watched: the writer's close brings the new version; wai
 class Bodies:
     """Bodies by file version: as read (kept across config reloads) and as rendered."""
 
-    def __init__(self, config: SiteConfig) -> None:
+    def __init__(self, config: SiteConfig, missing: Callable[[str], None] = lambda rel: None) -> None:
         self.config = config
         self.watched = False
+        self._missing = missing  # told of a file that is gone or refused: the index reads it again
         self._rendered: OrderedDict[tuple[str, Stamp], Article] = OrderedDict()
         self._raw: OrderedDict[tuple[str, Stamp], str] = OrderedDict()
         self._raw_chars = 0
@@ -93,6 +95,8 @@ class Bodies:
             source = read_source(config.articles_dir, meta.path, config.max_article_bytes)
         except OSError as exc:
             log.warning("article body unavailable, entry left out for now: %s: %s", meta.path, exc)
+            if isinstance(exc, FileNotFoundError | NotADirectoryError | IsADirectoryError | Refused):
+                self._missing(meta.path)
             return None
         body = read_body(source, meta)
         if body is not None:

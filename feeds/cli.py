@@ -10,7 +10,7 @@ from pathlib import Path
 import click
 
 from . import logs
-from .app import state_dir_for
+from .app import create_app, state_dir_for
 from .articles import DateSource
 from .config import config_path_from_env, load_config
 from .errors import ConfigError, Problem, Severity
@@ -55,8 +55,6 @@ def cli(ctx: click.Context, config_path: str | None, verbose: bool) -> None:
 @click.pass_context
 def serve(ctx: click.Context, host: str, port: int) -> None:
     """Serve the site with the development server (production: granian, see the README)."""
-    from .app import create_app
-
     logging.getLogger().setLevel(logging.INFO)
     try:
         app = create_app(ctx.obj)
@@ -225,8 +223,6 @@ def build(ctx: click.Context, out: Path, force: bool) -> None:
 @click.pass_context
 def get(ctx: click.Context, path: str) -> None:
     """Print what the server would answer for PATH; exit 1 unless it is a 200."""
-    from .app import create_app
-
     try:
         app = create_app(ctx.obj)
     except ConfigError as exc:

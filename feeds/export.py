@@ -23,7 +23,9 @@ import time
 from collections.abc import Iterable
 from pathlib import Path
 
+from . import catalogue
 from .bodies import SETTLE_SECONDS
+from .catalogue import FORMATS
 from .documents import Document
 from .errors import Unsettled
 from .outfolder import (
@@ -46,7 +48,7 @@ from .outfolder import (
     walk,
     work_folder,
 )
-from .site import FORMATS, Site
+from .site import Site
 
 log = logging.getLogger(__name__)
 
@@ -71,18 +73,25 @@ def export_files(site: Site, attempts: int = 3) -> dict[str, Document]:
 
 
 def _documents(site: Site) -> dict[str, Document]:
-    files: dict[str, Document] = {"index.html": site.index_page(), "feeds.opml": site.opml()}
+    files: dict[str, Document] = {}
+
+    def add(kind: catalogue.Kind, **params: object) -> None:
+        text = {key: str(value) for key, value in params.items()}
+        files[kind.place.file(**params)] = site.document(kind, text)
+
+    add(catalogue.INDEX)
+    add(catalogue.OPML)
     for name, spec in sorted(site.specs.items()):
-        files[f"feeds/{name}.html"] = site.feed_page(name)  # served for /feeds/<name> (README)
+        add(catalogue.FEED_PAGE, name=name)
         for fmt in FORMATS:
-            files[f"feeds/{name}.{fmt}"] = site.feed(name, fmt)
+            add(catalogue.FEED, name=name, fmt=fmt)
         for page in range(1, site.archived(spec) + 1):
             for fmt in FORMATS:
-                files[f"feeds/{name}/archive/{page}.{fmt}"] = site.archive(name, page, fmt)
+                add(catalogue.ARCHIVE, name=name, page=page, fmt=fmt)
     for rel in site.asset_paths():
-        files[f"static/{rel}"] = site.asset(rel)
+        add(catalogue.STATIC, rel=rel)
     for article in site.published():
-        files[f"articles/{article.id}.html"] = site.page(article.id)
+        add(catalogue.ARTICLE, id=article.id)
     return files
 
 

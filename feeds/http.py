@@ -11,7 +11,6 @@ lists, unparsable dates ignored). Health, metrics and 404s go through Flask.
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -22,18 +21,14 @@ from werkzeug.http import http_date
 from werkzeug.sansio.http import is_resource_modified
 from werkzeug.wrappers import Request
 
+from . import catalogue
 from .documents import Document
 from .errors import NotFound, Unsettled
 from .logs import AccessLog, StartResponse
 from .metrics import Metrics
-from .site import FORMATS, Site
+from .site import Site
 
 bp = Blueprint("feeds", __name__)
-_NAME = "(?P<name>[a-z0-9][a-z0-9_-]*)"
-_FORMAT = rf"\.(?P<fmt>{'|'.join(FORMATS)})"
-_FEED_FILE = re.compile(rf"^/feeds/{_NAME}{_FORMAT}$")
-_FEED_PAGE = re.compile(rf"^/feeds/{_NAME}$")
-_ARCHIVE = re.compile(rf"^/feeds/{_NAME}/archive/(?P<page>[1-9][0-9]{{0,8}}){_FORMAT}$")
 _ALLOW = [("Allow", "GET, HEAD"), ("Content-Type", "text/plain; charset=utf-8")]
 _NO_STORE = ("Cache-Control", "no-store")
 ANSWERS_KEPT = 8192  # header sets kept, one per URL (feeds, the index, popular pages)
@@ -137,34 +132,17 @@ class DocumentApp:
         return self._answer(environ, start_response, path, kind, name, doc, method == "HEAD")
 
     def _lookup(self, path: str) -> tuple[str, str, Document] | None:
+        if not path.isascii():  # WSGI hands the path over as Latin-1 decoded bytes
+            path = path.encode("latin-1").decode("utf-8", "replace")
+        found = catalogue.route(path)
+        if found is None:
+            return None
+        kind, params = found
         try:
-            if path.startswith("/feeds/"):
-                match = _FEED_FILE.match(path)
-                if match is not None:
-                    return "feed", path[7:], self.site.feed(match["name"], match["fmt"])
-                match = _FEED_PAGE.match(path)
-                if match is not None:
-                    return "feedpage", match["name"], self.site.feed_page(match["name"])
-                match = _ARCHIVE.match(path)
-                if match is not None:
-                    document = self.site.archive(match["name"], int(match["page"]), match["fmt"])
-                    return "archive", match["name"], document
-                return None
-            if path == "/feeds.opml":
-                return "opml", "", self.site.opml()
-            if path.startswith("/static/"):
-                if not path.isascii():
-                    path = path.encode("latin-1").decode("utf-8", "replace")
-                return "asset", "", self.site.asset(path[8:])
-            if path.startswith("/articles/"):
-                if not path.isascii():  # WSGI hands the path over as Latin-1 decoded bytes
-                    path = path.encode("latin-1").decode("utf-8", "replace")
-                return "page", "", self.site.page(path[10:])
-            if path == "/":
-                return "index", "", self.site.index_page()
+            document = self.site.document(kind, params)
         except NotFound:
             return None
-        return None
+        return kind.place.kind, _label(kind, params), document
 
     def _answer(
         self,
@@ -177,7 +155,9 @@ class DocumentApp:
         head: bool,
     ) -> Iterable[bytes]:
         gzip = self._accepts_gzip(environ.get("HTTP_ACCEPT_ENCODING"))
-        if not doc.complete:  # an entry left out while its file settles: nothing may keep it
+        if not doc.complete or not self.site.live.snapshot.verified:
+            # An entry left out while its file settles, or the files not yet compared with the
+            # index after a start: answered, but nothing may keep it.
             self._count(kind, name, 200)
             body = doc.gzipped if gzip else doc.body
             headers = [("Content-Type", doc.mimetype), ("Content-Length", str(len(body))), _NO_STORE]
@@ -221,6 +201,15 @@ class DocumentApp:
         if counter is None:
             counter = self._counters[key] = self.metrics.requests.labels(kind, name, str(status))
         counter.inc()
+
+
+def _label(kind: catalogue.Kind, params: dict[str, str]) -> str:
+    """The metrics label of a document: feeds by their name; pages and files are many, unnamed."""
+    if kind is catalogue.FEED:
+        return f"{params['name']}.{params['fmt']}"
+    if kind in (catalogue.ARCHIVE, catalogue.FEED_PAGE):
+        return params["name"]
+    return ""
 
 
 def current_site() -> Site:

@@ -17,10 +17,10 @@ from dataclasses import dataclass
 from functools import partial
 from urllib.parse import urlsplit
 
+from .catalogue import ARCHIVE, FEED, FEED_PAGE, FORMATS, INDEX, OPML, Kind
 from .documents import Document
 from .errors import NotFound, Unsettled
-from .links import archive_url, feed_page_url, feed_url, opml_url
-from .site import FORMATS, Site
+from .site import Site
 
 log = logging.getLogger(__name__)
 
@@ -51,32 +51,37 @@ def digest(value: Hashable) -> str:
     return hashlib.sha256(repr(value).encode()).hexdigest()[:32]
 
 
+def _made(site: Site, kind: Kind, **params: object) -> Entry:
+    """A document known by its ETag, rendered (or taken from the cache) when asked."""
+    text = {key: str(value) for key, value in params.items()}
+    return Entry(kind.place.url(site.config, **params), etag=_etag_of(partial(site.document, kind, text)))
+
+
 def feed_urls(site: Site) -> list[str]:
-    return [feed_url(site.config, name, fmt) for name in site.specs for fmt in FORMATS]
+    return [FEED.place.url(site.config, name=name, fmt=fmt) for name in site.specs for fmt in FORMATS]
 
 
 def subscription_documents(site: Site) -> Iterator[Entry]:
-    config = site.config
     for name in list(site.specs):
         for fmt in FORMATS:
-            yield Entry(feed_url(config, name, fmt), etag=_etag_of(partial(site.feed, name, fmt)))
+            yield _made(site, FEED, name=name, fmt=fmt)
 
 
 def other_documents(site: Site) -> Iterator[Entry]:
     """Every document a cache may hold besides the subscription documents."""
     config = site.config
     setting = digest(config)
-    yield Entry(config.url, etag=_etag_of(site.index_page))
-    yield Entry(opml_url(config), etag=_etag_of(site.opml))
+    yield _made(site, INDEX)
+    yield _made(site, OPML)
     for name in list(site.specs):
         try:
             versions = site.archive_versions(name)
         except NotFound:
             continue
-        yield Entry(feed_page_url(config, name), etag=_etag_of(partial(site.feed_page, name)))
+        yield _made(site, FEED_PAGE, name=name)
         for page, version in enumerate(versions, start=1):
             for fmt in FORMATS:
-                yield Entry(archive_url(config, name, page, fmt), key=(setting, version))
+                yield Entry(ARCHIVE.place.url(config, name=name, page=page, fmt=fmt), key=(setting, version))
     for permalink, path, content, published, updated in site.page_keys():  # and its topics' feeds
         yield Entry(permalink, key=(setting, path, content, published, updated))
 

@@ -1,35 +1,106 @@
-"""Where each document lives, and what one document links to: shared by every format.
+"""Where every document lives, and what one feed document links to.
 
-A feed document names itself, its page for people, the WebSub hubs and, for RFC 5005 archived
-feeds, its neighbours. All of these are absolute URLs under ``site.url``, computed here once so
-that RSS, Atom, JSON Feed, the pages and the export agree on every address.
+Each kind of document has one :class:`Place`: a template of its path under ``site.url``, from
+which its absolute URL, the route that answers it (the same path, matched whole) and its file in
+a static export all follow, so the server, the export, the purge inventory, the pages and every
+feed format agree on every address. :mod:`feeds.catalogue` adds how each kind is made.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from urllib.parse import urljoin
+import re
+from dataclasses import dataclass, field
+from urllib.parse import quote, urljoin
 
 from .config import SiteConfig
+
+FEED_FORMATS = ("rss", "atom", "json")
+_PARTS = {
+    "name": r"[a-z0-9][a-z0-9_-]*",  # a feed's name (a topic slug or an operator's name)
+    "fmt": "|".join(FEED_FORMATS),
+    "page": r"[1-9][0-9]{0,8}",
+    "id": r".+",  # an article id: any text, "/" included (the path arrives decoded)
+    "rel": r".+",  # a file under static/
+}
+_FIELD = re.compile(r"\{(\w+)\}")
+
+
+def id_path(article_id: str) -> str:
+    """An article id as it appears in URLs and entry ids (ids may hold any Unicode)."""
+    return quote(article_id, safe="/~.-_")
+
+
+@dataclass(frozen=True)
+class Place:
+    """Where documents of one kind live: ``template`` under the site, ``export`` in an export."""
+
+    kind: str
+    template: str
+    export: str
+    route: re.Pattern[str] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "route", re.compile(_pattern(self.template)))
+
+    def path(self, **params: object) -> str:
+        """The path under the site, without the leading '/' (percent-encoded)."""
+        return self.template.format(**{k: id_path(str(v)) if k == "id" else v for k, v in params.items()})
+
+    def url(self, site: SiteConfig, **params: object) -> str:
+        return urljoin(site.url, self.path(**params))
+
+    def file(self, **params: object) -> str:
+        """The file of this document in a static export (ids as they are: a file system's name)."""
+        return self.export.format(**params)
+
+    def match(self, path: str) -> dict[str, str] | None:
+        """The parameters of ``path`` (decoded, after the site's root), if it is one of ours."""
+        found = self.route.fullmatch(path)
+        return found.groupdict() if found is not None else None
+
+
+def _pattern(template: str) -> str:
+    out, last = [], 0
+    for found in _FIELD.finditer(template):
+        out.append(re.escape(template[last : found.start()]))
+        out.append(f"(?P<{found[1]}>{_PARTS[found[1]]})")
+        last = found.end()
+    out.append(re.escape(template[last:]))
+    return "".join(out)
+
+
+FEED = Place("feed", "feeds/{name}.{fmt}", "feeds/{name}.{fmt}")
+ARCHIVE = Place("archive", "feeds/{name}/archive/{page}.{fmt}", "feeds/{name}/archive/{page}.{fmt}")
+FEED_PAGE = Place("feedpage", "feeds/{name}", "feeds/{name}.html")  # the export serves it for /feeds/<name>
+OPML = Place("opml", "feeds.opml", "feeds.opml")
+ARTICLE = Place("page", "articles/{id}", "articles/{id}.html")
+INDEX = Place("index", "", "index.html")
+STATIC = Place("asset", "static/{rel}", "static/{rel}")
+PLACES = (FEED, ARCHIVE, FEED_PAGE, OPML, ARTICLE, INDEX, STATIC)
 
 
 def feed_url(site: SiteConfig, name: str, fmt: str) -> str:
     """The subscription document: ``/feeds/<name>.<fmt>``."""
-    return urljoin(site.url, f"feeds/{name}.{fmt}")
+    return FEED.url(site, name=name, fmt=fmt)
 
 
 def feed_page_url(site: SiteConfig, name: str) -> str:
     """The feed's page for people: ``/feeds/<name>``."""
-    return urljoin(site.url, f"feeds/{name}")
+    return FEED_PAGE.url(site, name=name)
 
 
 def archive_url(site: SiteConfig, name: str, page: int, fmt: str) -> str:
     """Archive page ``page`` (1 is the oldest) of a feed: ``/feeds/<name>/archive/<page>.<fmt>``."""
-    return urljoin(site.url, f"feeds/{name}/archive/{page}.{fmt}")
+    return ARCHIVE.url(site, name=name, page=page, fmt=fmt)
 
 
 def opml_url(site: SiteConfig) -> str:
-    return urljoin(site.url, "feeds.opml")
+    return OPML.url(site)
+
+
+def permalink(site: SiteConfig, article_id: str) -> str:
+    """An article's own page."""
+    return ARTICLE.url(site, id=article_id)
 
 
 @dataclass(frozen=True)

@@ -15,8 +15,9 @@ from functools import lru_cache
 from jinja2 import Environment, PackageLoader, select_autoescape
 
 from . import links as urls
-from .articles import Article, Meta, id_path
+from .articles import Article, Meta
 from .config import FeedSpec, SiteConfig
+from .links import id_path
 from .render import MEDIA_TYPES, Format
 
 # The formats every feed is published in: (URL suffix, label shown to people, media type).

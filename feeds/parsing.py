@@ -30,12 +30,12 @@ from .articles import (
     article_id_for,
     complete,
     decode,
-    permalink,
     topic,
 )
 from .config import SiteConfig
 from .errors import Problem, Severity
 from .fields import did_you_mean, http_url, language_tag
+from .links import permalink
 from .markup import clean_text
 from .slugs import slug
 from .yamlfile import YAMLProblem, line_of, load_yaml

@@ -1,41 +1,25 @@
-"""Article files into index records: parsed in parallel at a cold start, one by one after.
+"""Article files into records: one file as last read, ready for the index.
 
-A record is one file as last read: its metadata if it parsed, and what was wrong with it. The
-index (:mod:`feeds.indexdb`) is trusted only when it was made by the same parsing code and
-config, and each file's size and mtime are compared with it (:func:`stale_paths`), so a stale
-index costs a read, never a wrong answer. Nothing here holds a lock that requests wait on:
-parsing happens before the index is touched.
+A record is one file as last read: its metadata if it parsed, and what was wrong with it.
+Parsing happens here, before the index is touched, so nothing that requests wait for is held
+while a file is read. Reading many files (a cold start, the check after a restart) is
+:mod:`feeds.indexing`'s job.
 """
 
 from __future__ import annotations
 
-import ctypes
 import logging
-import multiprocessing
-import os
-import signal
-import time
-from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime
-from pathlib import Path
-from typing import TYPE_CHECKING
 
 from .articles import NO_STAMP, DateSource, Meta, Stamp, with_first_seen
 from .config import SiteConfig
 from .errors import Problem
 from .parsing import parse_meta
-from .sources import Refused, read_source, scan
-
-if TYPE_CHECKING:
-    from .indexdb import IndexDB
+from .sources import Refused, read_source
 
 log = logging.getLogger(__name__)
-PARALLEL_FROM = 5000  # a cold start with fewer files to parse stays in one process
-CHUNK = 2000
-PR_SET_PDEATHSIG = 1  # linux/prctl.h
 FirstSeen = Callable[[list[str]], dict[str, datetime]]
 
 
@@ -79,173 +63,6 @@ def parse_file(config: SiteConfig, rel: str) -> tuple[Record | None, str]:
     for problem in record.problems:
         log.warning("article problem: %s", problem)
     return record, ""
-
-
-def _die_with_parent() -> None:
-    """A parser process must not outlive the worker that started it (killed mid cold start)."""
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-    except (OSError, AttributeError):  # not Linux: the pool's own shutdown has to do
-        pass
-    if os.getppid() == 1:  # the parent died before prctl took effect
-        os._exit(1)
-
-
-def _parse_chunk(config: SiteConfig, rels: list[str]) -> list[tuple[str, Record | None]]:
-    return [(rel, parse_file(config, rel)[0]) for rel in rels]
-
-
-def _parse_into(config: SiteConfig, db_path: str, rels: list[str]) -> int:
-    """In a parser process: parse files and write their rows to the index being built.
-
-    Rows go straight to the database rather than back through a pipe: the worker that started
-    the pool would otherwise spend a core unpickling a million records.
-    """
-    from .indexdb import connect, insert_rows
-
-    rows = [(rel, record) for rel, record in _parse_chunk(config, rels) if record is not None]
-    db = connect(Path(db_path))
-    try:
-        db.execute("BEGIN IMMEDIATE")
-        insert_rows(db, rows)
-        db.execute("COMMIT")
-    finally:
-        db.close()
-    return len(rows)
-
-
-def _cores() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-
-
-def _pool(processes: int, initializer: Callable[[], None] = _die_with_parent) -> ProcessPoolExecutor:
-    # "spawn": the server may already run threads (granian's runtime), which fork would copy.
-    context = multiprocessing.get_context("spawn")
-    return ProcessPoolExecutor(processes, mp_context=context, initializer=initializer)
-
-
-def parse_all(config: SiteConfig, rels: list[str]) -> Iterator[tuple[str, Record | None]]:
-    """Parse many files, on every core when there are enough to pay for the processes."""
-    if len(rels) < PARALLEL_FROM or _cores() < 2:
-        yield from _parse_chunk(config, rels)
-        return
-    chunks = [rels[i : i + CHUNK] for i in range(0, len(rels), CHUNK)]
-    results: list[list[tuple[str, Record | None]]] = []
-    try:
-        with _pool(_cores()) as pool:
-            results = list(pool.map(_parse_chunk, [config] * len(chunks), chunks))
-    except (BrokenProcessPool, OSError, RuntimeError) as exc:  # e.g. a script without a main guard
-        log.warning("parallel parsing unavailable (%s); parsing in this process", exc)
-        results = [_parse_chunk(config, rels)]
-    for done in results:
-        yield from done
-
-
-def load(config: SiteConfig, db: IndexDB, first_seen: FirstSeen) -> None:
-    """A cold start: every candidate file parsed into the emptied index, then derived and dated.
-
-    A large archive on a database file is parsed by one process per core (and one more, to keep
-    the cores busy while others wait for the disk), each writing its rows itself.
-    """
-    started = time.perf_counter()
-    db.reset(config)
-    listed = list(scan(config.articles_dir))
-    db.insert((item.rel, refused(item.rel, item.refusal)) for item in listed if item.refusal is not None)
-    rels = [item.rel for item in listed if item.refusal is None]
-    parallel = db.path is not None and len(rels) >= PARALLEL_FROM and _cores() >= 2
-    if parallel:
-        chunks = [rels[i : i + CHUNK] for i in range(0, len(rels), CHUNK)]
-        try:
-            with _pool(_cores() + 1) as pool:
-                for _ in pool.map(_parse_into, [config] * len(chunks), [str(db.path)] * len(chunks), chunks):
-                    pass
-        except (BrokenProcessPool, OSError, RuntimeError) as exc:
-            log.warning("parallel parsing unavailable (%s); parsing in this process", exc)
-            parallel = False
-    if not parallel:
-        db.insert((rel, record) for rel, record in parse_all(config, rels) if record is not None)
-    parsed = time.perf_counter()
-    db.finish(first_seen)
-    log.info(
-        "indexed %d files: parsed in %.1f s, tables derived in %.1f s",
-        len(listed),
-        parsed - started,
-        time.perf_counter() - parsed,
-    )
-
-
-def stale_paths(config: SiteConfig, known: Iterable[tuple[str, int, int, bool]]) -> list[str]:
-    """Paths whose file is not the version indexed (changed, new, gone), by size and mtime.
-
-    ``known``: (path, size, mtime_ns, has metadata) per indexed file, sorted by path; size -1
-    asks for a read. The listing is kept as sorted names only and merged with ``known``: a
-    million files cost a list of names, not two maps of them.
-    """
-    root = config.articles_dir
-    refused: set[str] = set()
-    listed: list[str] = []
-    for item in scan(root):
-        listed.append(item.rel)
-        if item.refusal is not None:
-            refused.add(item.rel)
-    listed.sort()
-    stale: list[str] = []
-    i = 0
-    for rel, size, mtime_ns, has_meta in known:
-        while i < len(listed) and listed[i] < rel:
-            stale.append(listed[i])  # new since the index was written
-            i += 1
-        if i == len(listed) or listed[i] != rel:
-            stale.append(rel)  # gone
-            continue
-        i += 1
-        if rel in refused:
-            if has_meta:  # was an article, now a pipe or a link out of the folder
-                stale.append(rel)
-        elif size < 0 or Stamp(size, mtime_ns) != _stamp(os.path.join(root, rel)):
-            stale.append(rel)
-    stale += listed[i:]
-    return sorted(stale)
-
-
-def _niced() -> None:
-    _die_with_parent()
-    os.nice(10)
-
-
-def _stale_in_child(config: SiteConfig, db_path: str) -> list[str]:
-    from .index import Index
-    from .indexdb import IndexDB
-
-    index = Index(config, IndexDB(Path(db_path)))
-    return stale_paths(config, index.stamps())
-
-
-def stale_paths_aside(config: SiteConfig, db_path: Path) -> list[str]:
-    """:func:`stale_paths` for the index file at ``db_path``, in a process of low priority.
-
-    A million files take about 13 s to list, ``stat`` and compare; in a thread of the worker
-    that would hold the interpreter's lock against its requests (and changes) all that time,
-    while a niced process only takes what the cores leave over.
-    """
-    try:
-        with _pool(1, _niced) as pool:
-            return pool.submit(_stale_in_child, config, str(db_path)).result()
-    except (BrokenProcessPool, OSError, RuntimeError) as exc:
-        log.warning("checking the files in a separate process failed (%s); checking here", exc)
-        from .index import Index
-        from .indexdb import IndexDB
-
-        return stale_paths(config, Index(config, IndexDB(db_path)).stamps())
-
-
-def _stamp(path: str) -> Stamp | None:
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    return Stamp(st.st_size, st.st_mtime_ns)
 
 
 def dated(records: dict[str, Record], first_seen: FirstSeen) -> dict[str, Record]:

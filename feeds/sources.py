@@ -16,7 +16,6 @@ import re
 import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 
 from .articles import SUFFIXES, SourceFile, Stamp
@@ -97,9 +96,8 @@ def _kind(mode: int) -> str:
     return _KINDS.get(stat.S_IFMT(mode), "not a regular file")
 
 
-@lru_cache(maxsize=16)
 def _real(root: str) -> str:
-    """The articles folder's real path (resolved once per folder: it is read thousands of times)."""
+    """The articles folder's real path now: a release symlink may have been switched since."""
     return os.path.realpath(root)
 
 

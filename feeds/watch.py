@@ -1,9 +1,14 @@
-"""Live reload: file-system events feed changed paths to the site, in every worker process.
+"""File-system events under the configured paths, for the live writer (:mod:`feeds.live`).
 
-Events come from inotify (watchdog), so nothing polls the folder and a request never touches
-the disk. A modified file is read only once its writer has closed it (or renamed it into
-place), so an editor or rsync caught mid-write is never published half-done. Events are
-gathered for a short moment so a burst (a git pull, an rsync of a folder) is one reload.
+Events come from inotify (watchdog), so nothing polls the articles and a request never touches
+the disk for them. inotify watches an inode, while operators deploy by name: a folder swapped
+for a new one, a release symlink switched, a folder renamed away and back. So a
+:class:`Watcher` also watches the folders that *hold* the configured paths (a rename or a new
+link there is seen at once), and :meth:`Watcher.roots` tells which folder and config file the
+configured paths name right now; the writer compares that with what is being watched on every
+batch and re-watches (and checks every file) when they differ. Events from an observer that
+watched an earlier folder carry its ``epoch`` and are dropped: they name the old folder's files
+by the new folder's paths.
 """
 
 from __future__ import annotations
@@ -11,9 +16,10 @@ from __future__ import annotations
 import logging
 import os
 import queue
-import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from watchdog.events import (
     DirCreatedEvent,
@@ -32,19 +38,13 @@ from watchdog.observers import Observer
 from watchdog.observers.api import BaseObserver
 from watchdog.observers.polling import PollingObserver
 
-from .articles import SUFFIXES
-from .site import Site
-from .sources import scan
-
 log = logging.getLogger(__name__)
-QUIET = 0.05  # seconds without events before a batch is applied
-MAX_WAIT = 0.5  # a steady stream of events still gets applied this often
-DEFER = 1.0  # a created file opened by someone is read once unchanged this long
+QUIET = 0.05  # seconds without events before a batch is handed over
+MAX_WAIT = 0.5  # a steady stream of events is still handed over this often
 OPENED_KEPT = 4096  # recently opened paths remembered (to tell a new file from a moved-in one)
 
-
-# While the index is read, our own reads of every file would each bring an open and a close
-# event, handled in Python, competing with the load: the early observer does not ask for them.
+# While every file is read (a start-up check), our own reads would each bring an open and a
+# close event, handled in Python and competing with the reads: the quiet observer asks for none.
 WITHOUT_OPENS = [
     FileCreatedEvent,
     FileClosedEvent,
@@ -56,240 +56,202 @@ WITHOUT_OPENS = [
 ]
 
 
+class Event(NamedTuple):
+    """``kind``: file, dir, gone, created, created-unseen, or holder (a holding folder changed)."""
+
+    kind: str
+    path: str
+    epoch: int
+
+
+@dataclass(frozen=True)
+class Roots:
+    """What the configured paths name now: the articles folder's identity, the config file's."""
+
+    articles: tuple[int, int] | None  # (st_dev, st_ino) of the folder; None: it is gone
+    config: tuple[int, ...] | None
+
+
+def identify(articles_dir: Path, config_path: Path) -> Roots:
+    """Follows symlinks: a release link switched to another folder is another folder."""
+    try:
+        st = os.stat(articles_dir)
+        folder = (st.st_dev, st.st_ino) if os.path.isdir(articles_dir) else None
+    except OSError:
+        folder = None
+    try:
+        cs = os.stat(config_path)
+        config: tuple[int, ...] | None = (cs.st_dev, cs.st_ino, cs.st_size, cs.st_mtime_ns, cs.st_ctime_ns)
+    except OSError:
+        config = None
+    return Roots(folder, config)
+
+
 class _Handler(FileSystemEventHandler):
-    def __init__(
-        self, events: queue.SimpleQueue[tuple[str, str]], closes_reported: bool, sees_opens: bool = True
-    ) -> None:
+    def __init__(self, events: queue.SimpleQueue[Event], epoch: int, closes: bool, opens: bool) -> None:
         self.events = events
-        self.closes_reported = closes_reported
-        self.sees_opens = sees_opens
+        self.epoch = epoch
+        self.closes = closes  # inotify: a writer's close is reported (polling: only modifications)
+        self.opens = opens
         self.opened: dict[str, float] = {}  # path -> when it was last opened
+
+    def put(self, kind: str, path: str) -> None:
+        self.events.put(Event(kind, path, self.epoch))
 
     def on_any_event(self, event: FileSystemEvent) -> None:
         src = os.fsdecode(event.src_path)
         if isinstance(event, FileMovedEvent | DirMovedEvent):
-            self.events.put(("gone", src))
-            self.events.put(("dir" if event.is_directory else "file", os.fsdecode(event.dest_path)))
+            self.put("gone", src)
+            self.put("dir" if event.is_directory else "file", os.fsdecode(event.dest_path))
         elif isinstance(event, FileDeletedEvent | DirDeletedEvent):
-            self.events.put(("gone", src))
+            self.put("gone", src)
         elif isinstance(event, DirCreatedEvent):
-            self.events.put(("dir", src))
+            self.put("dir", src)
         elif isinstance(event, FileClosedEvent):
-            self.events.put(("file", src))
+            self.put("file", src)
         elif isinstance(event, FileCreatedEvent):
             self.opened.pop(src, None)
             # Created by a writer (an open follows: wait for its close) or moved in from
             # outside the tree (nothing follows: read it).
-            if not self.closes_reported:
-                self.events.put(("file", src))
+            if not self.closes:
+                self.put("file", src)
             else:
-                self.events.put(("created" if self.sees_opens else "created-unseen", src))
+                self.put("created" if self.opens else "created-unseen", src)
         elif isinstance(event, FileOpenedEvent):
             # Not queued: every read (ours, the other workers') opens files, and queued events
             # would keep a batch open. Only consulted to tell a new file from a moved-in one.
             self.opened[src] = time.monotonic()
             if len(self.opened) > OPENED_KEPT:
                 self.opened.clear()
-        elif isinstance(event, FileModifiedEvent) and not self.closes_reported:
-            self.events.put(("file", src))  # polling fallback: no close events to wait for
+        elif isinstance(event, FileModifiedEvent) and not self.closes:
+            self.put("file", src)  # polling fallback: no close events to wait for
+
+
+class _Holders(FileSystemEventHandler):
+    """Events in the folders holding the configured paths: only those naming them count."""
+
+    def __init__(self, events: queue.SimpleQueue[Event], names: set[str]) -> None:
+        self.events = events
+        self.names = names
+
+    def on_any_event(self, event: FileSystemEvent) -> None:
+        if isinstance(event, FileOpenedEvent | FileModifiedEvent):
+            return  # a writer's close follows
+        for raw in (event.src_path, getattr(event, "dest_path", "")):
+            path = os.fsdecode(raw)
+            if path and path in self.names:
+                self.events.put(Event("holder", path, -1))
 
 
 class Watcher:
-    """Watches the articles folder and the config file of one site.
-
-    Observing can begin before the site exists (:meth:`observing`), so that what changes while
-    the index is read queues up as events; a watcher started on a loaded site (after a fork)
-    first compares the files with the index instead.
-    """
+    """inotify watches on the articles folder (recursive) and on the folders holding it and the
+    config file (not recursive). Owned by the live writer, which alone calls its methods; its
+    observer threads only put events into the queue."""
 
     def __init__(self, config_path: Path, articles_dir: Path) -> None:
-        self.config_path = config_path
-        self.articles_dir = articles_dir
-        self.site: Site | None = None
-        self.events: queue.SimpleQueue[tuple[str, str]] = queue.SimpleQueue()
-        self.observer: BaseObserver | None = None
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="feeds-watch", daemon=True)
+        self.config_path = config_path.absolute()
+        self.articles_dir = articles_dir.absolute()
+        self.events: queue.SimpleQueue[Event] = queue.SimpleQueue()
+        self.epoch = 0
+        self.watched: Roots = Roots(None, None)  # what the current observer watches
+        self._observer: BaseObserver | None = None
+        self._holders: BaseObserver | None = None
         self._handler: _Handler | None = None
-        self._deferred: dict[str, float] = {}  # files to look at again once quiet, and when
-        self._catch_up_first = True
+        self._opens = False  # whether the current observer asks for open events
 
-    @classmethod
-    def observing(cls, config_path: Path, articles_dir: Path) -> Watcher:
-        """A watcher whose events queue up until :meth:`start` gives it the site."""
-        watcher = cls(config_path, articles_dir)
-        watcher._begin_observing(sees_opens=False)
-        watcher._catch_up_first = False
-        return watcher
+    def roots(self) -> Roots:
+        return identify(self.articles_dir, self.config_path)
 
-    def start(self, site: Site) -> None:
-        self.site = site
-        self.articles_dir = site.config.articles_dir  # the config may have changed meanwhile
-        early = self.observer
-        if early is not None and site.trusted:
-            # An index from an earlier run: files may have changed since. They are compared with
-            # it on a thread of their own, so changes made meanwhile are applied at once, and
-            # under the early observer, which asks for no open events: the check lists every
-            # folder, and a million articles' worth of those would overflow inotify's queue.
-            self._thread.start()
-            checker = threading.Thread(
-                target=self._check_then_observe, args=(site, early), name="feeds-check", daemon=True
-            )
-            checker.start()
-        else:
-            self._begin_observing()  # the full observer; the early one stops once it runs: no gap
-            if early is not None:
-                early.stop()
-            self._thread.start()
-        site.set_watched(True)
-        log.info("watching %s and %s for changes", self.articles_dir, self.config_path)
+    def opened_recently(self, path: str) -> bool:
+        return self._handler is not None and path in self._handler.opened
 
-    def _check_then_observe(self, site: Site, early: BaseObserver) -> None:
+    def watch(self, articles_dir: Path | None = None, *, opens: bool = True) -> Roots:
+        """(Re)start the watches on what the configured paths name now; returns that.
+
+        Events still queued from the observer before are dropped by their epoch. With
+        ``opens`` False the observer asks for no open events (see WITHOUT_OPENS).
+        """
+        if articles_dir is not None:
+            self.articles_dir = articles_dir.absolute()
+        self.epoch += 1
+        before = self._observer
+        self.watched = self.roots()
+        self._observer = None
+        if self.watched.articles is not None:
+            try:
+                self._observer = self._observe(Observer(), closes=True, opens=opens)
+            except OSError as exc:  # e.g. the inotify watch limit; slower but still live
+                log.warning("inotify unavailable (%s); polling for changes every second", exc)
+                try:
+                    self._observer = self._observe(PollingObserver(timeout=1), closes=False, opens=opens)
+                except OSError as again:
+                    log.warning("cannot watch %s: %s", self.articles_dir, again)
+        if before is not None:
+            before.stop()  # after the new one runs: no gap
+        self._opens = opens
+        self._watch_holders()
+        return self.watched
+
+    def upgrade(self) -> None:
+        """Ask for open events too, once every file has been read: the same folder and epoch, so
+        events of the quiet observer still count, and the new one runs before it stops."""
+        if self._observer is None or self._opens:
+            return
+        before = self._observer
         try:
-            with site.checking() as mine:
-                if mine:  # one worker checks for all: the index is shared
-                    self._catch_up(site)
-        except Exception:
-            log.exception("checking the files against the index failed")
-        finally:
-            if not self._stop.is_set():
-                self._begin_observing()
-                early.stop()
+            self._observer = self._observe(Observer(), closes=True, opens=True)
+        except OSError as exc:
+            log.warning("cannot watch %s for open events: %s", self.articles_dir, exc)
+            return
+        self._opens = True
+        before.stop()
 
-    def _begin_observing(self, sees_opens: bool = True) -> None:
-        try:
-            self.observer = self._observe(Observer(), closes_reported=True, sees_opens=sees_opens)
-        except OSError as exc:  # e.g. the inotify watch limit; slower but still live
-            log.warning("inotify unavailable (%s); polling for changes every second", exc)
-            self.observer = self._observe(PollingObserver(timeout=1), closes_reported=False)
-
-    def _observe(
-        self, observer: BaseObserver, closes_reported: bool, sees_opens: bool = True
-    ) -> BaseObserver:
-        handler = _Handler(self.events, closes_reported, sees_opens)
-        if sees_opens or self._handler is None:
+    def _observe(self, observer: BaseObserver, closes: bool, opens: bool) -> BaseObserver:
+        handler = _Handler(self.events, self.epoch, closes, opens)
+        if opens or self._handler is None:
             self._handler = handler
-        wanted = None if sees_opens or not closes_reported else WITHOUT_OPENS
+        wanted = None if opens or not closes else WITHOUT_OPENS
         observer.schedule(handler, str(self.articles_dir), recursive=True, event_filter=wanted)
-        observer.schedule(
-            handler, str(self.config_path.resolve().parent), recursive=False, event_filter=wanted
-        )
         observer.daemon = True
         observer.start()
         return observer
 
-    def stop(self) -> None:
-        self._stop.set()
-        if self.site is not None:
-            self.site.set_watched(False)
-        if self.observer is not None:
-            self.observer.stop()
+    def _watch_holders(self) -> None:
+        if self._holders is not None:
+            self._holders.stop()
+            self._holders = None
+        names = {str(self.articles_dir), str(self.config_path)}
+        folders = {str(Path(name).parent) for name in names}
+        observer = Observer()
+        handler = _Holders(self.events, names)
+        try:
+            for folder in sorted(folders):
+                if os.path.isdir(folder):
+                    observer.schedule(handler, folder, recursive=False)
+            observer.daemon = True
+            observer.start()
+        except OSError as exc:  # the identity check on every batch still finds every change
+            log.warning("cannot watch the folders holding %s: %s", ", ".join(sorted(names)), exc)
+            return
+        self._holders = observer
 
-    def _run(self) -> None:
-        site = self.site
-        assert site is not None, "start() gives the watcher its site"
-        if self._catch_up_first:
+    def gather(self, timeout: float) -> list[Event]:
+        """The events of one burst (gathered until quiet), or [] after ``timeout``."""
+        try:
+            first = self.events.get(timeout=timeout)
+        except queue.Empty:
+            return []
+        batch = [first]
+        started = time.monotonic()
+        while time.monotonic() - started < MAX_WAIT:
             try:
-                with site.checking() as mine:
-                    if mine or not site.trusted:  # a trusted index is checked by one worker for all
-                        self._catch_up(site)
-            except Exception:
-                log.exception("catching up with changes made during start-up failed")
-        while not self._stop.is_set():
-            try:
-                first = self.events.get(timeout=0.25)
+                batch.append(self.events.get(timeout=QUIET))
             except queue.Empty:
-                self._release_deferred()
-                continue
-            batch = [first]
-            started = time.monotonic()
-            while time.monotonic() - started < MAX_WAIT:
-                try:
-                    batch.append(self.events.get(timeout=QUIET))
-                except queue.Empty:
-                    break
-            try:
-                self._apply(site, batch)
-            except Exception:  # a reload must never kill the watcher
-                log.exception("reload failed; keeping what was served before")
+                break
+        return batch
 
-    def _apply(self, site: Site, batch: list[tuple[str, str]]) -> None:
-        config_file = site.config_path.resolve()
-        root = site.config.articles_dir
-        paths: set[str] = set()
-        config_changed = False
-        for kind, raw in batch:
-            if kind == "created-unseen" or (
-                kind == "created" and self._handler is not None and raw in self._handler.opened
-            ):
-                # Opened since it was created (or opens are not observed): a writer whose close
-                # will follow, or a reader of a file moved in. Look again once it has been quiet.
-                self._deferred[raw] = time.monotonic() + DEFER
-                continue
-            self._deferred.pop(raw, None)
-            path = Path(raw)
-            if path == config_file:
-                config_changed = True
-                continue
-            try:
-                rel = path.relative_to(root).as_posix()
-            except ValueError:
-                continue
-            if kind == "dir" or (kind == "gone" and path.suffix.lower() not in SUFFIXES):
-                # A folder moved in, out or away: everything known or found under it.
-                paths.update(site.known_paths(rel))
-                if path.is_dir() and not path.is_symlink():
-                    paths.update(listed.rel for listed in scan(root, rel))
-            elif path.suffix.lower() in SUFFIXES:
-                paths.add(rel)
-        paths = {p for p in paths if not any(part.startswith((".", "_")) for part in p.split("/"))}
-        if config_changed or paths:
-            before = site.config.articles_dir
-            site.apply(sorted(paths), config_changed)
-            if site.config.articles_dir != before:
-                self._rewatch(site.config.articles_dir)
-
-    def _catch_up(self, site: Site) -> None:
-        """Read what changed between reading the index and starting the observer.
-
-        That takes seconds for a large archive (or happened in another process before a fork).
-        A file modified in the last moment may still be being written: it waits until it has
-        been quiet for DEFER seconds, unless its close event comes first.
-        """
-        root = site.config.articles_dir
-        now, ready = time.time(), []
-        for rel in site.stale_paths():
-            path = os.path.join(root, rel)
-            try:
-                recent = now - os.stat(path).st_mtime < DEFER
-            except OSError:
-                recent = False  # gone
-            if recent:
-                self._deferred[path] = time.monotonic() + DEFER
-            else:
-                ready.append(rel)
-        if ready:
-            log.info("%d article file(s) changed since the index was written", len(ready))
-            site.apply(ready)
-        site.trusted = False
-
-    def _release_deferred(self) -> None:
-        now = time.monotonic()
-        for raw, due in list(self._deferred.items()):
-            if due > now:
-                continue
-            try:
-                quiet = time.time() - os.stat(raw).st_mtime > DEFER
-            except OSError:
-                quiet = True  # gone: reading it reports that
-            if quiet:
-                del self._deferred[raw]
-                self.events.put(("file", raw))
-            else:
-                self._deferred[raw] = now + DEFER
-
-    def _rewatch(self, articles_dir: Path) -> None:
-        if self.observer is not None:
-            self.observer.stop()
-        self.articles_dir = articles_dir
-        self.observer = self._observe(Observer(), closes_reported=True)
+    def stop(self) -> None:
+        for observer in (self._observer, self._holders):
+            if observer is not None:
+                observer.stop()
+        self._observer = self._holders = None

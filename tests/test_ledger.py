@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from feeds.ledger import Ledger, decide
+from feeds.store import Ledger, decide
 
 T0 = datetime(2025, 1, 1, tzinfo=UTC)
 

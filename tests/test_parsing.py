@@ -12,17 +12,18 @@ import pytest
 from feeds.articles import EPOCH, Author, DateSource, SourceFile, Stamp, entry_id
 from feeds.config import load_config
 from feeds.errors import Severity
-from feeds.ledger import Ledger
+from feeds.live import open_store
 from feeds.parsing import parse_article, stamped
-from feeds.site import open_index
+from feeds.store import Ledger
 
 from conftest import NOW, shared
 
 
 def load_articles(config):
     """What the server would publish from these files: the index's articles and problems."""
-    index, _ = open_index(config, None, Ledger(None), lambda: NOW)
-    return index.articles(), index.problems()
+    store, _, _ = open_store(config, None, Ledger(None), lambda: NOW)
+    with store.read() as reader:
+        return reader.articles(), reader.problems()
 
 
 MTIME = 1_700_000_000.0  # 2023-11-14T22:13:20Z

@@ -7,10 +7,10 @@ from datetime import UTC, datetime
 
 from feeds.articles import DateSource
 from feeds.config import SiteConfig, load_config
-from feeds.index import Index
-from feeds.ledger import Ledger
-from feeds.records import Record, dated, parse_all, parse_file
+from feeds.indexing import parse_all, stale_paths, stale_paths_aside
+from feeds.records import Record, dated, parse_file
 from feeds.sources import scan
+from feeds.store import IndexStore, Ledger, config_key, index_name
 
 from conftest import MakeSite
 
@@ -20,6 +20,14 @@ T0 = datetime(2025, 6, 1, tzinfo=UTC)
 def load_records(config: SiteConfig) -> dict[str, Record]:
     rels = [item.rel for item in scan(config.articles_dir) if item.refusal is None]
     return {rel: record for rel, record in parse_all(config, rels) if record is not None}
+
+
+def built(config: SiteConfig, records: dict[str, Record]) -> IndexStore:
+    store = IndexStore(None)
+    store.reset(config_key(config))
+    store.insert(records.items())
+    store.finish(lambda ids: {})
+    return store
 GOOD = "---\ntitle: Gut\ndate: 2025-01-01\n---\nText.\n"
 
 
@@ -41,16 +49,18 @@ def test_a_file_that_stops_parsing_keeps_its_last_good_version_but_a_pipe_does_n
     make_site: MakeSite,
 ) -> None:
     config = load_config(make_site(articles={"a/gut.md": GOOD}))
-    index = Index.build(config, load_records(config))
+    store = built(config, load_records(config))
     path = config.articles_dir / "a" / "gut.md"
     path.write_text("---\ntitle: [half\n", encoding="utf-8")
-    assert index.apply("a/gut.md", parse_file(config, "a/gut.md")[0]) is False
-    assert [m.title for m in index.articles()] == ["Gut"]
+    assert store.apply({"a/gut.md": parse_file(config, "a/gut.md")[0]}).visible == ()
+    with store.read() as reader:
+        assert [m.title for m in reader.articles()] == ["Gut"]
     path.unlink()
     os.mkfifo(path)
-    assert index.apply("a/gut.md", parse_file(config, "a/gut.md")[0]) is True
-    assert index.articles() == []
-    assert any("named pipe" in p.message for p in index.problems())
+    assert store.apply({"a/gut.md": parse_file(config, "a/gut.md")[0]}).visible == ("a/gut.md",)
+    with store.read() as reader:
+        assert reader.articles() == []
+        assert any("named pipe" in p.message for p in reader.problems())
 
 
 def test_dateless_articles_get_the_date_they_were_first_seen(make_site: MakeSite) -> None:
@@ -82,12 +92,12 @@ def test_parser_processes_die_with_a_worker_killed_during_a_cold_start(tmp_path)
     (tmp_path / "config.yaml").write_text("site: {title: T, url: 'https://x.example.org'}\n")
     script = textwrap.dedent(f"""
         from pathlib import Path
-        import feeds.records as r
-        from feeds.indexdb import IndexDB
+        import feeds.indexing as r
+        from feeds.store import IndexStore
         from feeds.config import load_config
         r.PARALLEL_FROM, r.CHUNK = 1, 50
         if __name__ == "__main__":
-            db = IndexDB(Path({str(tmp_path / "index.sqlite")!r}))
+            db = IndexStore(Path({str(tmp_path / "index.sqlite")!r}))
             r.load(load_config({str(tmp_path / "config.yaml")!r}), db, lambda ids: {{}})
     """)
     worker = subprocess.Popen([sys.executable, "-c", script])
@@ -126,8 +136,7 @@ def _state(pid: int) -> str:
 def test_the_check_in_a_process_of_its_own_finds_what_changed(make_site: MakeSite, tmp_path) -> None:  # type: ignore[no-untyped-def]
     """A large archive is compared with its index in a niced process (not a thread holding the
     worker's interpreter lock): it must find the same files as the check in the worker."""
-    from feeds.records import stale_paths, stale_paths_aside
-    from feeds.site import _index_path, open_site
+    from feeds.site import open_site
 
     config_path = make_site(articles={"a/gut.md": GOOD, "a/zwei.md": GOOD.replace("Gut", "Zwei")})
     state = tmp_path / "state"
@@ -136,8 +145,7 @@ def test_the_check_in_a_process_of_its_own_finds_what_changed(make_site: MakeSit
     (config.articles_dir / "a" / "zwei.md").write_text(GOOD.replace("Gut", "Anders"), encoding="utf-8")
     (config.articles_dir / "a" / "neu.md").write_text(GOOD, encoding="utf-8")
     (config.articles_dir / "a" / "gut.md").unlink()
-    index_file = _index_path(config, state)
-    assert index_file is not None
-    expected = stale_paths(config, site._index.stamps())
+    index_file = state / index_name(config)
+    expected = stale_paths(config, site.live.snapshot.store.stamps())
     assert expected == ["a/gut.md", "a/neu.md", "a/zwei.md"]
     assert stale_paths_aside(config, index_file) == expected

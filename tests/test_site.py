@@ -194,11 +194,11 @@ def test_an_embargoed_article_appears_when_its_time_comes(make_site: MakeSite) -
     with pytest.raises(NotFound):
         site.page(embargoed.id)
 
-    generation = site.generation
+    generation = site.live.snapshot.generation
     now[0] = EMBARGO_LIFTS  # no file event, no reload: only the clock moves
     for fmt in FORMATS:
         assert entry_titles(site.feed("alle", fmt).body)[0] == embargoed.title
-    assert site.generation == generation
+    assert site.live.snapshot.generation == generation
     assert "EMBARGO-SECRET" in html_text(site.page(embargoed.id).body)
     assert "EMBARGO-SECRET" in html_text(site.index_page().body)
     new_feed = site.feed("alle", "atom")
@@ -362,13 +362,54 @@ def test_requests_never_wait_on_a_parse(make_site: MakeSite, monkeypatch: pytest
     assert "Neu" in client.get("/feeds/alle.rss").get_data(as_text=True)
 
 
+def test_requests_never_wait_on_a_write(make_site: MakeSite, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The writer holds the index's write transaction (a burst of thousands of files): readers go
+    on with the snapshot before it, and see the whole batch once it commits."""
+    import threading
+
+    import feeds.store.writes
+
+    path = make_site()
+    app = create_app(path, clock=lambda: NOW, watch=False)
+    client = app.test_client()
+    site: Site = app.extensions["feeds"]
+    writing, release = threading.Event(), threading.Event()
+    real = feeds.store.writes.put
+
+    def slow(db, rel, record):  # type: ignore[no-untyped-def]
+        writing.set()
+        release.wait(30)
+        return real(db, rel, record)
+
+    monkeypatch.setattr(feeds.store.writes, "put", slow)
+    articles = path.parent / "articles" / "politik"
+    (articles / "neu.md").write_text("---\ntitle: Neu\ndate: 2025-06-01\n---\nx\n")
+    (articles / "erster.md").unlink()
+    reload = threading.Thread(target=site.apply, args=(["politik/neu.md", "politik/erster.md"],))
+    reload.start()
+    try:
+        assert writing.wait(10)
+        answers: list[int] = []
+        paths = ("/healthz", "/feeds/alle.rss", "/")
+        reader = threading.Thread(target=lambda: answers.extend(client.get(p).status_code for p in paths))
+        reader.start()
+        reader.join(10)
+        assert answers == [200, 200, 200], "a request waited for the write to finish"
+        assert "Neu" not in client.get("/feeds/alle.rss").get_data(as_text=True)  # not half a batch
+    finally:
+        release.set()
+        reload.join(10)
+    after = client.get("/feeds/alle.rss").get_data(as_text=True)
+    assert "Neu" in after and "Erster Artikel" not in after
+
+
 def test_a_site_can_be_built_from_articles_in_memory() -> None:
     """Site takes its parts; only open_site touches the disk (tests and tools build their own)."""
     from pathlib import Path
 
     from feeds.articles import Article, Topic
     from feeds.config import SiteConfig
-    from feeds.index import Index
+    from feeds.store import IndexStore
 
     config = SiteConfig(
         title="Im Speicher",
@@ -391,7 +432,7 @@ def test_a_site_can_be_built_from_articles_in_memory() -> None:
         html="<p>MEMORY-BODY</p>",
         summary="Kurz",
     )
-    site = Site(config, Index.of(config, [article]), clock=lambda: NOW)
+    site = Site(config, IndexStore.of(config, [article]), clock=lambda: NOW)
     assert list(site.specs) == ["t"]
     entry = feedparser.parse(site.feed("t", "atom").body).entries[0]
     assert entry.title == "Eins" and "MEMORY-BODY" in entry.content[0].value
@@ -410,14 +451,13 @@ def test_a_change_is_in_the_shared_index_at_once_and_a_restart_reads_no_file(
     assert site.apply(["politik/erster.md"])
     parses.clear()
     restarted = open_site(str(path), clock=lambda: NOW, state_dir=tmp_path / "state")
-    assert not restarted.trusted and parses == []
+    assert restarted.live.snapshot.verified and parses == []
     assert "Zwei" in restarted.feed("alle", "atom").body.decode()
     other = open_site(str(path), clock=lambda: NOW, state_dir=tmp_path / "state", verify=False)
-    assert other.trusted  # a server's watcher checks the files in the background
+    assert "Zwei" in other.feed("alle", "atom").body.decode()
     article.write_text("---\nid: erster\ntitle: Drei\ndate: 2025-04-28\n---\nx\n", encoding="utf-8")
     assert site.apply(["politik/erster.md"])
-    other.view()
-    other._elsewhere_checked = 0.0  # as half a second later
+    assert other.live.refresh()  # what its writer thread does on every tick
     assert "Drei" in other.feed("alle", "atom").body.decode()  # written by the first worker
 
 

@@ -26,6 +26,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 import feeds.bodies
+import feeds.indexing
 import feeds.records
 import feeds.site
 import feeds.sources
@@ -158,9 +159,7 @@ class Live:
 
 
 def _stop(app: Flask) -> None:
-    watcher = app.extensions.get("feeds.watcher")
-    if watcher is not None:
-        watcher.stop()
+    app.extensions["feeds"].live.stop()
 
 
 @pytest.fixture
@@ -531,7 +530,7 @@ def test_a_file_deleted_between_listing_and_reading_gives_no_error(
 ) -> None:
     path = make_site(raw_config=CONFIG)
     victim = path.parent / "articles" / "politik" / "zweiter.md"
-    real = feeds.records.scan
+    real = feeds.indexing.scan
 
     def scan(root: Path) -> Iterator[feeds.sources.Listed]:
         listed = list(real(root))
@@ -541,7 +540,7 @@ def test_a_file_deleted_between_listing_and_reading_gives_no_error(
                 victim.unlink()  # gone after the listing, before the read
             yield found
 
-    monkeypatch.setattr(feeds.records, "scan", scan)
+    monkeypatch.setattr(feeds.indexing, "scan", scan)
     app = create_app(path, clock=lambda: NOW, watch=False, state_dir=tmp_path / "state")
     client = app.test_client()
     assert client.get("/articles/zweiter").status_code == 404
@@ -720,7 +719,7 @@ def test_an_embargoed_article_appears_when_the_clock_passes_its_date(live: Live)
     lifts = datetime(2030, 1, 1, 7, 0, tzinfo=UTC)  # conftest's sperrfrist.md
     assert "EMBARGO-SECRET" not in live.text("/feeds/alle.atom")
     before = _validators(live.client, "/feeds/alle.atom")
-    generation = live.site.generation
+    generation = live.site.live.snapshot.generation
     live.now[0] = lifts - timedelta(seconds=1)
     assert "EMBARGO-SECRET" not in live.text("/feeds/alle.atom")
     live.now[0] = lifts
@@ -731,7 +730,7 @@ def test_an_embargoed_article_appears_when_the_clock_passes_its_date(live: Live)
     after = _validators(live.client, "/feeds/alle.atom")
     assert after[0] != before[0]
     assert parsedate_to_datetime(after[1]) > parsedate_to_datetime(before[1])
-    assert live.site.generation == generation  # no file event was needed
+    assert live.site.live.snapshot.generation == generation  # no file event was needed
     since = live.client.get(
         "/feeds/alle.atom",
         headers={"If-Modified-Since": format_datetime(parsedate_to_datetime(before[1]), usegmt=True)},
@@ -782,8 +781,8 @@ def test_changes_made_while_the_index_was_loading_are_not_missed(make_site: Make
     (articles / "politik" / "zweiter.md").unlink()
     assert "WHILE-LOADING" not in client.get("/feeds/alle.atom").get_data(as_text=True)
     site = app.extensions["feeds"]
-    watcher = Watcher(site.config_path, site.config.articles_dir)  # as after a fork: no early events
-    watcher.start(site)
+    watcher = Watcher(site.config_path, site.config.articles_dir)
+    site.live.forked(watcher)  # as in a worker forked after the index was read: no early events
     try:
         wait_for(
             lambda: (
@@ -794,7 +793,7 @@ def test_changes_made_while_the_index_was_loading_are_not_missed(make_site: Make
             what="changes made before the watcher started",
         )
     finally:
-        watcher.stop()
+        site.live.stop()
 
 
 def test_a_change_made_just_after_the_index_was_read_is_not_missed(

@@ -4,30 +4,34 @@ Two promises live here: each document's Last-Modified, which never goes backward
 each article without a ``date`` was first seen, which its place in every feed depends on. Unlike
 the article index, this is state, not a cache: deleting it costs readers (dates move), so it is
 kept in a small SQLite file in the state folder, and in memory when that is unusable. It also
-records which version of each document was last announced to WebSub hubs, so that a change is
-announced by one worker only (:meth:`Ledger.claim_change`).
-
-Last-Modified that never goes backwards and is the same in every process.
+records which version of each document was last announced (:meth:`Ledger.claim_change`), so a
+change is announced by one worker only.
 
 A document's natural Last-Modified is the newest ``updated`` among its entries. When the newest
 entry is deleted or un-published the bytes change but that date moves *back*, and a reader that
 sends only If-Modified-Since would keep getting 304 for a document it never saw. The ledger
-remembers, per document, the ETags served and their Last-Modified in a small SQLite file that
-all worker processes share, so a changed document always gets a later date, and every process
-(and every restart) answers with the same one.
+remembers, per document, the ETags served and their Last-Modified, so a changed document always
+gets a later date, and every process (and every restart) answers with the same one.
+
+Every value read back is checked (a whole number of seconds within the years a feed can carry);
+a forged or damaged row is ignored with one log line and never reaches a reader. A write that
+fails (a full disk, a read-only folder) falls back to memory for that promise and is reported by
+:attr:`Ledger.problem` until a write succeeds again.
 """
 
 from __future__ import annotations
 
-import fcntl
 import json
 import logging
+import os
 import sqlite3
 import threading
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager, suppress
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
+
+from .rows import YEARS
+from .sqlite import LockFile, StoreError, Unusable, connect, failure, transaction
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +43,7 @@ _SCHEMA = (
 )
 APPLICATION_ID = 0x46454543  # marks the file as a feeds ledger (PRAGMA application_id)
 KEEP = 50  # versions remembered per document
+SEQ_MAX = 2**62
 
 
 def decide(latest: tuple[str, int] | None, etag: str, natural: int, now: int) -> int:
@@ -57,12 +62,20 @@ def decide(latest: tuple[str, int] | None, etag: str, natural: int, now: int) ->
     return natural if natural > latest_lm else max(now, latest_lm + 1)
 
 
+def _seconds(value: object) -> int | None:
+    """A stored date that a feed can carry, or None."""
+    if type(value) is int and YEARS[0] <= value <= YEARS[1]:
+        return value
+    return None
+
+
 class Ledger:
     """Each document's versions (ETag -> Last-Modified), shared by all worker processes.
 
     Kept in SQLite in the state folder; in memory if the file is unusable. Workers that see a
     burst of changes in different steps may stamp different intermediate versions; because
     every worker re-reads the date of the ETag it serves (:meth:`lookup`), they converge.
+    Thread-safe: one connection, used under ``_lock`` for one statement or transaction.
     """
 
     def __init__(self, path: Path | None) -> None:
@@ -72,42 +85,75 @@ class Ledger:
         self._announced: dict[str, str] = {}  # key -> etag last announced, without SQLite
         self._seq = 0
         self._db: sqlite3.Connection | None = None
+        self._path = path
+        self._warned: set[str] = set()
+        self._pid = os.getpid()
+        self._orphans: list[sqlite3.Connection] = []  # a parent's connection, never closed here
+        self.problem: str | None = None  # why the last write did not reach the file
         if path is not None:
             try:
                 self._db = _open(path)
-            except (OSError, sqlite3.Error, _Foreign) as exc:
+            except (OSError, StoreError) as exc:
+                reason = str(failure(exc, path, "opening"))
+                self.problem = reason
                 log.warning(
-                    "ledger %s unusable (%s); Last-Modified and first-seen dates are kept in memory "
-                    "only, so they may differ between processes and restarts",
-                    path,
-                    exc,
+                    "ledger unusable (%s); Last-Modified and first-seen dates are kept in memory only, so "
+                    "they may differ between processes and restarts",
+                    reason,
                 )
+
+    def _fresh(self) -> None:
+        """A worker forked from a preloaded app opens its own connection (under ``_lock``)."""
+        if self._pid == os.getpid():
+            return
+        self._pid = os.getpid()
+        if self._db is not None and self._path is not None:
+            self._orphans.append(self._db)
+            try:
+                self._db = _open(self._path)
+            except (OSError, StoreError) as exc:
+                self._db = None
+                self._failed(exc, "opening")
+
+    def _failed(self, exc: BaseException, doing: str) -> None:
+        self.problem = str(failure(exc, self._path, doing))
+        log.warning("ledger: %s; kept in memory", self.problem)
+
+    def _bad_row(self, what: str) -> None:
+        if what not in self._warned and len(self._warned) < 1000:
+            self._warned.add(what)
+            log.warning("ledger: ignoring a malformed row (%s)", what)
 
     def stamp(self, key: str, etag: str, natural: datetime, now: datetime) -> datetime:
         """Record ``etag`` as the document's latest version; its Last-Modified."""
         natural_s, now_s = int(natural.timestamp()), int(now.timestamp())
         with self._lock:
-            lm = (
-                self._stamp_db(key, etag, natural_s, now_s)
-                if self._db
-                else self._stamp_memory(key, etag, natural_s, now_s)
-            )
+            self._fresh()
+            lm = None
+            if self._db is not None:
+                lm = self._stamp_db(key, etag, natural_s, now_s)
+            if lm is None:
+                lm = self._stamp_memory(key, etag, natural_s, now_s)
         return datetime.fromtimestamp(lm, UTC)
 
     def lookup(self, key: str, etag: str) -> datetime | None:
         """The Last-Modified recorded for ``etag``, as another worker may have moved it."""
         with self._lock:
-            if self._db is None:
-                found = self._memory.get(key, {}).get(etag)
-                lm = found[0] if found else None
-            else:
+            self._fresh()
+            lm: int | None = None
+            if self._db is not None:
                 try:
                     row = self._db.execute(
                         "SELECT lm FROM versions WHERE key = ? AND etag = ?", (key, etag)
                     ).fetchone()
                 except sqlite3.Error:
-                    return None
-                lm = row[0] if row else None
+                    row = None
+                lm = _seconds(row[0]) if row else None
+                if row and lm is None:
+                    self._bad_row(f"versions of {key}")
+            if lm is None:
+                found = self._memory.get(key, {}).get(etag)
+                lm = found[0] if found else None
         return datetime.fromtimestamp(lm, UTC) if lm is not None else None
 
     def _stamp_memory(self, key: str, etag: str, natural: int, now: int) -> int:
@@ -121,15 +167,28 @@ class Ledger:
                 del versions[min(versions, key=lambda e: versions[e][1])]
         return lm
 
-    def _stamp_db(self, key: str, etag: str, natural: int, now: int) -> int:
+    def _stamp_db(self, key: str, etag: str, natural: int, now: int) -> int | None:
         assert self._db is not None
-        db = self._db
         try:
-            with _immediate(db):
+            with transaction(self._db, self._path, "writing to") as db:
                 row = db.execute(
                     "SELECT etag, lm, seq FROM versions WHERE key = ? ORDER BY seq DESC LIMIT 1", (key,)
                 ).fetchone()
-                lm = decide((row[0], row[1]) if row else None, etag, natural, now)
+                latest = None
+                if row is not None:
+                    lm_, seq_ = _seconds(row[1]), row[2]
+                    if (
+                        lm_ is None
+                        or not isinstance(row[0], str)
+                        or type(seq_) is not int
+                        or not 0 < seq_ < SEQ_MAX
+                    ):
+                        self._bad_row(f"versions of {key}")
+                        db.execute("DELETE FROM versions WHERE key = ?", (key,))
+                        row = None
+                    else:
+                        latest = (row[0], lm_)
+                lm = decide(latest, etag, natural, now)
                 if row is None or row[0] != etag:
                     seq = (row[2] if row else 0) + 1
                     db.execute(
@@ -137,10 +196,11 @@ class Ledger:
                         (key, etag, lm, seq),
                     )
                     db.execute("DELETE FROM versions WHERE key = ? AND seq <= ?", (key, seq - KEEP))
+            self.problem = None
             return lm
-        except sqlite3.Error as exc:
-            log.warning("validator ledger write failed (%s); using the natural date", exc)
-            return natural
+        except StoreError as exc:
+            self._failed(exc, "writing to")
+            return None
 
     def first_seen(self, ids: Iterable[str], now: datetime) -> dict[str, datetime]:
         """When each article was first seen; ids not seen before are seen ``now``.
@@ -150,6 +210,7 @@ class Ledger:
         wanted = set(ids)
         stamp = int(now.timestamp())
         with self._lock:
+            self._fresh()
             seen = self._first_seen_db(wanted, stamp) if self._db else None
             if seen is None:
                 for article_id in wanted:
@@ -161,26 +222,38 @@ class Ledger:
         assert self._db is not None
         db = self._db
         try:
-            known = {
-                i: s
-                for i, s in db.execute("SELECT id, seen FROM first_seen").fetchall()
-                if i in wanted and isinstance(s, int)
-            }
+            known: dict[str, int] = {}
+            for i, s in db.execute(
+                "SELECT id, seen FROM first_seen WHERE id IN (SELECT value FROM json_each(?))",
+                (json.dumps(sorted(wanted)),),
+            ).fetchall():
+                if _seconds(s) is None:
+                    self._bad_row(f"first_seen of {i!r}")
+                    continue
+                known[i] = s
             missing = wanted - known.keys()
             if missing:
-                with _immediate(db):
+                with transaction(db, self._path, "writing to"):
                     db.executemany(
-                        "INSERT OR IGNORE INTO first_seen VALUES (?, ?)", [(i, stamp) for i in missing]
+                        "INSERT OR REPLACE INTO first_seen VALUES (?, ?)",
+                        [(i, stamp) for i in sorted(missing) if not self._has_good(db, i)],
                     )
                     rows = db.execute(
                         "SELECT id, seen FROM first_seen WHERE id IN (SELECT value FROM json_each(?))",
                         (json.dumps(sorted(missing)),),
                     ).fetchall()
-                known.update({i: s for i, s in rows if isinstance(s, int)})
+                known.update({i: s for i, s in rows if _seconds(s) is not None})
+                self.problem = None
             return known
-        except sqlite3.Error as exc:
-            log.warning("validator ledger: first-seen dates unavailable (%s); kept in memory", exc)
+        except (sqlite3.Error, StoreError) as exc:
+            self._failed(exc, "writing to")
             return None
+
+    @staticmethod
+    def _has_good(db: sqlite3.Connection, article_id: str) -> bool:
+        """Another worker recorded it meanwhile (the first to record an id wins)."""
+        row = db.execute("SELECT seen FROM first_seen WHERE id = ?", (article_id,)).fetchone()
+        return row is not None and _seconds(row[0]) is not None
 
     def claim_change(self, key: str, etag: str, new: bool = False) -> bool:
         """Whether this process is the one to announce ``etag`` as the new version of ``key``.
@@ -193,43 +266,42 @@ class Ledger:
         document that appears while serving may have been cached as a 404.
         """
         with self._lock:
+            self._fresh()
             if self._db is None:
                 before = self._announced.get(key)
                 self._announced[key] = etag
                 return (before is not None or new) and before != etag
-            db = self._db
             try:
-                with _immediate(db):
+                with transaction(self._db, self._path, "writing to") as db:
                     row = db.execute("SELECT etag FROM announced WHERE key = ?", (key,)).fetchone()
                     if row is not None and row[0] == etag:
                         return False
                     db.execute("INSERT OR REPLACE INTO announced (key, etag) VALUES (?, ?)", (key, etag))
+                self.problem = None
                 return row is not None or new
-            except sqlite3.Error as exc:
-                log.warning("validator ledger: cannot record the change of %s (%s); not announced", key, exc)
+            except StoreError as exc:
+                self._failed(exc, "writing to")
                 return False
 
+    def probe(self) -> None:
+        """Try a write, to learn whether the file takes writes again (clears :attr:`problem`)."""
+        with self._lock:
+            self._fresh()
+            if self._db is None or self._path is None:
+                return
+            try:
+                with transaction(self._db, self._path, "writing to") as db:
+                    db.execute("INSERT OR REPLACE INTO announced (key, etag) VALUES ('feeds:probe', '')")
+                self.problem = None
+            except StoreError as exc:
+                self.problem = str(exc)
+
     def close(self) -> None:
-        if self._db is not None:
-            self._db.close()
-            self._db = None
-
-
-@contextmanager
-def _immediate(db: sqlite3.Connection) -> Iterator[None]:
-    """One writer at a time across processes; rolled back if anything fails."""
-    db.execute("BEGIN IMMEDIATE")
-    try:
-        yield
-    except BaseException:
-        with suppress(sqlite3.Error):
-            db.execute("ROLLBACK")
-        raise
-    db.execute("COMMIT")
-
-
-class _Foreign(Exception):
-    """The ledger file belongs to something else; it is left alone."""
+        with self._lock:
+            self._fresh()
+            if self._db is not None:
+                self._db.close()
+                self._db = None
 
 
 def _open(path: Path) -> sqlite3.Connection:
@@ -240,18 +312,17 @@ def _open(path: Path) -> sqlite3.Connection:
     announced every change a second time. The set-up therefore runs under a lock file beside it.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path.with_name(path.name + ".lock"), "a+b") as turn:
-        fcntl.flock(turn, fcntl.LOCK_EX)
-        db = sqlite3.connect(str(path), timeout=10, isolation_level=None, check_same_thread=False)
+    with LockFile(path.with_name(path.name + ".lock")).hold():
+        db = connect(path, timeout=10)
         try:
-            db.execute("PRAGMA trusted_schema = OFF")  # a planted file's views and triggers run nothing
             _claim(db, path)
             db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=NORMAL")
             for statement in _SCHEMA:
                 db.execute(statement)
-        except BaseException:
+        except BaseException as exc:
             db.close()
+            if isinstance(exc, sqlite3.Error):
+                raise failure(exc, path, "setting up") from None
             raise
     return db
 
@@ -262,5 +333,5 @@ def _claim(db: sqlite3.Connection, path: Path) -> None:
         return
     tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     if app != 0 or not tables <= {"versions", "first_seen", "announced"}:
-        raise _Foreign(f"{path} is not a feeds ledger; left untouched")
+        raise Unusable(f"{path} is not a feeds ledger; left untouched")
     db.execute(f"PRAGMA application_id = {APPLICATION_ID}")  # an empty file, or ours from before

@@ -19,16 +19,15 @@ from click.testing import CliRunner
 from feeds import create_app
 from feeds.cli import cli
 from feeds.config import load_config
-from feeds.indexdb import APPLICATION_ID, IndexDB
-from feeds.site import _index_path, open_site
+from feeds.site import open_site
+from feeds.store import IndexStore, config_key, index_name
+from feeds.store.schema import APPLICATION_ID
 
 from conftest import NOW, MakeSite
 
 
 def cache_path(state: Path, config_path: Path) -> Path:
-    path = _index_path(load_config(config_path), state)
-    assert path is not None
-    return path
+    return state / index_name(load_config(config_path))
 
 
 class Planted:
@@ -76,12 +75,12 @@ def test_a_warm_start_parses_nothing_and_a_changed_file_is_read_again(
     assert "Neu" in later.feed("alle", "atom").body.decode()
 
 
-def test_a_start_that_trusts_the_index_serves_at_once_and_the_watcher_catches_up(
-    make_site: MakeSite, tmp_path: Path, parses: list[str]
+def test_a_large_archive_is_checked_in_the_background_and_answered_uncacheably_until_then(
+    make_site: MakeSite, tmp_path: Path, parses: list[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A server with a watcher does not stat a million files before it answers: it serves the
-    index as the last run left it and reads what changed meanwhile in the background."""
-    import time
+    """A server does not stat a million files before it answers: it serves the index as the
+    last run left it, but with ``no-store``, until the writer has compared every file with it."""
+    import feeds.indexing
 
     config = make_site()
     state = tmp_path / "state"
@@ -89,20 +88,45 @@ def test_a_start_that_trusts_the_index_serves_at_once_and_the_watcher_catches_up
     edited = config.parent / "articles" / "politik" / "erster.md"
     edited.write_text(edited.read_text(encoding="utf-8").replace("Erster Artikel", "Neu"), encoding="utf-8")
     parses.clear()
+    monkeypatch.setattr(feeds.indexing, "PARALLEL_FROM", 0)  # as if it held a million articles
     app = create_app(config, clock=lambda: NOW, watch=True, notify=False, state_dir=state)
+    site = app.extensions["feeds"]
     try:
-        deadline = time.monotonic() + 10
-        while "Neu" not in app.test_client().get("/feeds/alle.atom").text:
-            assert time.monotonic() < deadline, "the watcher never caught up"
-            time.sleep(0.05)
+        if not site.live.snapshot.verified:
+            early = app.test_client().get("/feeds/alle.atom")
+            assert early.headers["Cache-Control"] == "no-store"
+        assert site.live.wait(lambda s: s.verified, 30), "the check never finished"
+        answer = app.test_client().get("/feeds/alle.atom")
+        assert "Neu" in answer.text and "public" in answer.headers["Cache-Control"]
         assert parses == ["politik/erster.md"]
     finally:
-        app.extensions["feeds.watcher"].stop()
+        site.close()
+
+
+def test_a_small_archive_is_checked_before_the_first_answer(
+    make_site: MakeSite, tmp_path: Path, parses: list[str]
+) -> None:
+    config = make_site()
+    state = tmp_path / "state"
+    open_site(config, lambda: NOW, state)
+    (config.parent / "articles" / "politik" / "zweiter.md").unlink()  # a takedown while it was down
+    app = create_app(config, clock=lambda: NOW, watch=True, notify=False, state_dir=state)
+    try:
+        answer = app.test_client().get("/feeds/alle.atom")
+        assert "Zweiter Artikel" not in answer.text and "public" in answer.headers["Cache-Control"]
+    finally:
+        app.extensions["feeds"].close()
 
 
 def test_malformed_rows_are_ignored_and_those_files_read_again(
-    make_site: MakeSite, tmp_path: Path, parses: list[str], caplog: pytest.LogCaptureFixture
+    make_site: MakeSite,
+    tmp_path: Path,
+    parses: list[str],
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    import feeds.indexing
+
     config = make_site()
     state = tmp_path / "state"
     good = open_site(config, lambda: NOW, state).feed("alle", "atom").body
@@ -116,7 +140,9 @@ def test_malformed_rows_are_ignored_and_those_files_read_again(
     with sqlite3.connect(cache_path(state, config)) as db:
         for rel, change in forgeries.items():
             db.execute(f"UPDATE files SET {change} WHERE path = ?", (rel,))
-    trusting = open_site(config, lambda: NOW, state, verify=False)
+    with monkeypatch.context() as large:  # as a large archive opens: checked later
+        large.setattr(feeds.indexing, "PARALLEL_FROM", 0)
+        trusting = open_site(config, lambda: NOW, state, verify=False)
     with caplog.at_level(logging.WARNING):
         assert b"<feed" in trusting.feed("alle", "atom").body  # left out, never a broken document
     assert "malformed" in caplog.text
@@ -168,4 +194,4 @@ def test_an_index_made_under_another_config_or_code_is_not_used(
     parses.clear()
     open_site(path, lambda: NOW, state)
     assert len(parses) == 5  # rebuilt in place: the file is ours
-    assert IndexDB(index).ready(load_config(path))
+    assert IndexStore(index).ready(config_key(load_config(path)))

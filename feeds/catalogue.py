@@ -1,0 +1,230 @@
+"""Every kind of document the site serves, described once: where it lives and how it is made.
+
+A :class:`Kind` joins a :class:`~feeds.links.Place` (the path, URL, route and export file of
+its documents) with how one of them is made: what its bytes depend on (its *inputs*, compared
+to tell whether a cached copy still holds) and how it is rendered. The server
+(:mod:`feeds.http`), the export (:mod:`feeds.export`) and the purge inventory
+(:mod:`feeds.inventory`) all go through :data:`KINDS`.
+
+:func:`inputs` runs inside one read transaction of the index (``reader``); the render it returns
+needs no index, only the entries already selected and their bodies.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Hashable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+
+from . import links, opml, pages
+from .archives import ARCHIVE_MAX_AGE, archive_pages, archive_slice
+from .articles import Meta
+from .bodies import Bodies
+from .config import FeedSpec, SiteConfig
+from .documents import HTML, Document, make_document
+from .errors import NotFound, Unsettled
+from .links import DocLinks, Place, archive_links, subscription_links
+from .render import MEDIA_TYPES, Format, last_modified, render_feed
+from .store import IndexStore, Reader
+
+log = logging.getLogger(__name__)
+FORMATS = tuple(Format)
+Params = Mapping[str, str]
+Made = tuple[Hashable, Callable[[], Document]]
+
+
+@dataclass(frozen=True)
+class View:
+    """What every document depends on besides its own entries; replaced on any change.
+
+    ``valid_until``: the next embargo, when selections change without any file changing.
+    """
+
+    source: object  # the published snapshot this view was computed from (compared by identity)
+    store: IndexStore  # that snapshot's index
+    config: SiteConfig
+    valid_until: datetime | None
+    specs: Mapping[str, FeedSpec]
+    newest: datetime
+
+    def spec(self, name: str, fmt: str | None = None) -> FeedSpec:
+        spec = self.specs.get(name)
+        if spec is None or (fmt is not None and fmt not in FORMATS):
+            raise NotFound(f"no feed {name}" + (f".{fmt}" if fmt else ""))
+        return spec
+
+
+@dataclass(frozen=True)
+class Making:
+    """What making one document may use."""
+
+    view: View
+    reader: Reader
+    bodies: Bodies
+    now: datetime
+
+    @property
+    def config(self) -> SiteConfig:
+        return self.view.config
+
+
+@dataclass(frozen=True)
+class Kind:
+    """One kind of document: where it lives, its ledger key, and how one is made.
+
+    ``recent``: only the most recently asked documents of this kind are kept rendered (there
+    may be millions); the others are always kept.
+    """
+
+    place: Place
+    key: Callable[[Params], str]
+    make: Callable[[Making, Params], Made]
+    recent: bool = False
+
+
+def _stale(source: FeedSpec | SiteConfig) -> tuple[int, int]:
+    return source.stale_while_revalidate, source.stale_if_error
+
+
+def _versions(entries: list[Meta]) -> tuple[tuple[str, str, object], ...]:
+    return tuple((m.id, m.path, m.version) for m in entries)
+
+
+def feed_document(
+    bodies: Bodies,
+    config: SiteConfig,
+    spec: FeedSpec,
+    fmt: Format,
+    entries: list[Meta],
+    natural: datetime,
+    doc_links: DocLinks,
+    max_age: int,
+) -> Document:
+    """A feed document in one format; incomplete (never kept) if an entry's body is unsettled."""
+    articles = [bodies.article(m) for m in entries]
+    shown = [a for a in articles if a is not None]
+    fitted = render_feed(fmt, spec, config, shown, doc_links, natural)
+    if fitted.note:
+        log.info("%s: %s", doc_links.self_url, fitted.note)
+    return make_document(
+        fitted.body,
+        MEDIA_TYPES[fmt],
+        natural,
+        max_age,
+        complete=len(shown) == len(entries),
+        note=fitted.note,
+        links=tuple(("hub", hub) for hub in doc_links.hubs)
+        + ((("self", doc_links.self_url),) if doc_links.hubs else ()),
+        stale=_stale(spec),
+    )
+
+
+def _feed(m: Making, p: Params) -> Made:
+    spec, form = m.view.spec(p["name"], p["fmt"]), Format(p["fmt"])
+    entries = m.reader.select(spec, m.now)
+    doc_links = subscription_links(
+        m.config, spec.name, form, archive_pages(m.reader.total(spec, m.now), spec.limit)
+    )
+    natural = last_modified(entries, m.view.newest)
+    key = (m.config, spec, form, natural, doc_links, _versions(entries))
+    return key, lambda: feed_document(
+        m.bodies, m.config, spec, form, entries, natural, doc_links, spec.max_age
+    )
+
+
+def _archive(m: Making, p: Params) -> Made:
+    spec, form, page = m.view.spec(p["name"], p["fmt"]), Format(p["fmt"]), int(p["page"])
+    total = m.reader.total(spec, m.now)
+    count = archive_pages(total, spec.limit)
+    if not 1 <= page <= count:
+        raise NotFound(f"no archive page {page} of feed {spec.name}")
+    part = archive_slice(total, spec.limit, page)
+    entries = m.reader.window(spec, m.now, part.start, part.stop)
+    doc_links = archive_links(m.config, spec.name, form, page, count)
+    natural = last_modified(entries)
+    max_age = ARCHIVE_MAX_AGE if page < count else spec.max_age
+    key = (m.config, spec, form, doc_links, _versions(entries))
+    return key, lambda: feed_document(m.bodies, m.config, spec, form, entries, natural, doc_links, max_age)
+
+
+def _feed_page(m: Making, p: Params) -> Made:
+    spec = m.view.spec(p["name"])
+    entries = m.reader.select(spec, m.now)
+    archived = archive_pages(m.reader.total(spec, m.now), spec.limit)
+    natural = last_modified(entries, m.view.newest)
+    key = (m.config, spec, archived, _versions(entries))
+    return key, lambda: make_document(
+        pages.render_feed_page(m.config, spec, entries, archived),
+        HTML,
+        natural,
+        spec.max_age,
+        stale=_stale(spec),
+    )
+
+
+def _opml(m: Making, p: Params) -> Made:
+    specs, newest = tuple(m.view.specs.values()), m.view.newest
+    return (m.config, specs, newest), lambda: make_document(
+        opml.render_opml(m.config, specs, newest),
+        opml.OPML_MEDIA_TYPE,
+        newest,
+        m.config.max_age,
+        stale=_stale(m.config),
+    )
+
+
+def _article(m: Making, p: Params) -> Made:
+    meta = m.reader.article(p["id"], m.now)
+    if meta is None:
+        raise NotFound(f"no article {p['id']}")
+    feeds = [s for s in m.view.specs.values() if s.is_topic_feed and s.topics[0] in meta.topic_slugs]
+    key = (m.config, meta.id, meta.path, meta.version, tuple(s.name for s in feeds))
+
+    def render() -> Document:
+        article = m.bodies.article(meta)
+        if article is None:
+            raise Unsettled(f"article {meta.id} is being written; try again in a moment")
+        body = pages.render_article(m.config, article, feeds)
+        return make_document(body, HTML, meta.updated, m.config.max_age, stale=_stale(m.config))
+
+    return key, render
+
+
+def _index(m: Making, p: Params) -> Made:
+    shown, _ = m.reader.published(m.now, None, m.config.limit)
+    specs = list(m.view.specs.values())
+    key = (m.config, tuple(specs), m.view.newest, _versions(shown))
+    return key, lambda: make_document(
+        pages.render_index(m.config, specs, shown),
+        HTML,
+        m.view.newest,
+        m.config.max_age,
+        stale=_stale(m.config),
+    )
+
+
+def _static(m: Making, p: Params) -> Made:
+    raise NotImplementedError("static files are read by feeds.assets, not made")  # see Site.document
+
+
+FEED = Kind(links.FEED, lambda p: f"{p['name']}.{p['fmt']}", _feed)
+ARCHIVE = Kind(links.ARCHIVE, lambda p: f"{p['name']}/{p['page']}.{p['fmt']}", _archive, recent=True)
+FEED_PAGE = Kind(links.FEED_PAGE, lambda p: p["name"], _feed_page)
+OPML = Kind(links.OPML, lambda p: "", _opml)
+ARTICLE = Kind(links.ARTICLE, lambda p: p["id"], _article, recent=True)
+INDEX = Kind(links.INDEX, lambda p: "", _index)
+STATIC = Kind(links.STATIC, lambda p: p["rel"], _static)
+KINDS = (FEED, ARCHIVE, FEED_PAGE, OPML, ARTICLE, INDEX, STATIC)
+
+
+def route(path: str) -> tuple[Kind, dict[str, str]] | None:
+    """The kind and parameters of a request path ('/feeds/alle.rss'), if it names a document."""
+    if not path.startswith("/"):
+        return None
+    rel = path[1:]
+    for kind in KINDS:
+        found = kind.place.match(rel)
+        if found is not None:
+            return kind, found
+    return None

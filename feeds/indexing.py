@@ -1,0 +1,198 @@
+"""Reading many article files into the index: the cold start, and the check after a restart.
+
+A cold start parses every file into an emptied index, in parallel when there are enough to pay
+for the processes (each parser process writes its rows itself: the worker would otherwise spend
+a core unpickling a million records). A warm start trusts an index made by the same code and
+config, and :func:`stale_paths` compares each file's size and mtime with it, so a stale index
+costs a read, never a wrong answer.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import multiprocessing
+import os
+import signal
+import time
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from pathlib import Path
+
+from .articles import Stamp
+from .config import SiteConfig
+from .records import FirstSeen, Record, parse_file, refused
+from .sources import scan
+from .store import IndexStore, config_key
+
+log = logging.getLogger(__name__)
+PARALLEL_FROM = 5000  # a cold start with fewer files to parse stays in one process
+CHUNK = 2000
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def _die_with_parent() -> None:
+    """A parser process must not outlive the worker that started it (killed mid cold start)."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):  # not Linux: the pool's own shutdown has to do
+        pass
+    if os.getppid() == 1:  # the parent died before prctl took effect
+        os._exit(1)
+
+
+def _parse_chunk(config: SiteConfig, rels: list[str]) -> list[tuple[str, Record | None]]:
+    return [(rel, parse_file(config, rel)[0]) for rel in rels]
+
+
+def _parse_into(config: SiteConfig, db_path: str, rels: list[str]) -> int:
+    """In a parser process: parse files and write their rows to the index being built.
+
+    Rows go straight to the database rather than back through a pipe: the worker that started
+    the pool would otherwise spend a core unpickling a million records.
+    """
+    rows = [(rel, record) for rel, record in _parse_chunk(config, rels) if record is not None]
+    IndexStore.append(Path(db_path), rows)
+    return len(rows)
+
+
+def _cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def _pool(processes: int, initializer: Callable[[], None] = _die_with_parent) -> ProcessPoolExecutor:
+    # "spawn": the server may already run threads (granian's runtime), which fork would copy.
+    context = multiprocessing.get_context("spawn")
+    return ProcessPoolExecutor(processes, mp_context=context, initializer=initializer)
+
+
+def parse_all(config: SiteConfig, rels: list[str]) -> Iterator[tuple[str, Record | None]]:
+    """Parse many files, on every core when there are enough to pay for the processes."""
+    if len(rels) < PARALLEL_FROM or _cores() < 2:
+        yield from _parse_chunk(config, rels)
+        return
+    chunks = [rels[i : i + CHUNK] for i in range(0, len(rels), CHUNK)]
+    results: list[list[tuple[str, Record | None]]] = []
+    try:
+        with _pool(_cores()) as pool:
+            results = list(pool.map(_parse_chunk, [config] * len(chunks), chunks))
+    except (BrokenProcessPool, OSError, RuntimeError) as exc:  # e.g. a script without a main guard
+        log.warning("parallel parsing unavailable (%s); parsing in this process", exc)
+        results = [_parse_chunk(config, rels)]
+    for done in results:
+        yield from done
+
+
+def load(config: SiteConfig, db: IndexStore, first_seen: FirstSeen) -> None:
+    """A cold start: every candidate file parsed into the emptied index, then derived and dated.
+
+    A large archive on a database file is parsed by one process per core (and one more, to keep
+    the cores busy while others wait for the disk), each writing its rows itself.
+    """
+    started = time.perf_counter()
+    db.reset(config_key(config))
+    listed = list(scan(config.articles_dir))
+    db.insert((item.rel, refused(item.rel, item.refusal)) for item in listed if item.refusal is not None)
+    rels = [item.rel for item in listed if item.refusal is None]
+    parallel = db.path is not None and len(rels) >= PARALLEL_FROM and _cores() >= 2
+    if parallel:
+        chunks = [rels[i : i + CHUNK] for i in range(0, len(rels), CHUNK)]
+        try:
+            with _pool(_cores() + 1) as pool:
+                for _ in pool.map(_parse_into, [config] * len(chunks), [str(db.file)] * len(chunks), chunks):
+                    pass
+        except (BrokenProcessPool, OSError, RuntimeError) as exc:
+            log.warning("parallel parsing unavailable (%s); parsing in this process", exc)
+            parallel = False
+    if not parallel:
+        db.insert((rel, record) for rel, record in parse_all(config, rels) if record is not None)
+    parsed = time.perf_counter()
+    db.finish(first_seen)
+    log.info(
+        "indexed %d files: parsed in %.1f s, tables derived in %.1f s",
+        len(listed),
+        parsed - started,
+        time.perf_counter() - parsed,
+    )
+
+
+def stale_paths(config: SiteConfig, known: Iterable[tuple[str, int, int, bool]]) -> list[str]:
+    """Paths whose file is not the version indexed (changed, new, gone), by size and mtime.
+
+    ``known``: (path, size, mtime_ns, has metadata) per indexed file, sorted by path; size -1
+    asks for a read. The listing is kept as sorted names only and merged with ``known``: a
+    million files cost a list of names, not two maps of them.
+    """
+    root = config.articles_dir
+    refused: set[str] = set()
+    listed: list[str] = []
+    for item in scan(root):
+        listed.append(item.rel)
+        if item.refusal is not None:
+            refused.add(item.rel)
+    listed.sort()
+    stale: list[str] = []
+    i = 0
+    for rel, size, mtime_ns, has_meta in known:
+        while i < len(listed) and listed[i] < rel:
+            stale.append(listed[i])  # new since the index was written
+            i += 1
+        if i == len(listed) or listed[i] != rel:
+            stale.append(rel)  # gone
+            continue
+        i += 1
+        if rel in refused:
+            if has_meta:  # was an article, now a pipe or a link out of the folder
+                stale.append(rel)
+        elif size < 0 or Stamp(size, mtime_ns) != _stamp(os.path.join(root, rel)):
+            stale.append(rel)
+    stale += listed[i:]
+    return sorted(stale)
+
+
+def _niced() -> None:
+    _die_with_parent()
+    os.nice(10)
+
+
+def _stale_in_child(config: SiteConfig, db_path: str) -> list[str]:
+    store = IndexStore(Path(db_path))
+    try:
+        return stale_paths(config, store.stamps())
+    finally:
+        store.close()
+
+
+def stale_paths_aside(config: SiteConfig, db_path: Path) -> list[str]:
+    """:func:`stale_paths` for the index file at ``db_path``, in a process of low priority.
+
+    A million files take about 13 s to list, ``stat`` and compare; in a thread of the worker
+    that would hold the interpreter's lock against its requests (and changes) all that time,
+    while a niced process only takes what the cores leave over.
+    """
+    try:
+        with _pool(1, _niced) as pool:
+            return pool.submit(_stale_in_child, config, str(db_path)).result()
+    except (BrokenProcessPool, OSError, RuntimeError) as exc:
+        log.warning("checking the files in a separate process failed (%s); checking here", exc)
+        return _stale_in_child(config, str(db_path))
+
+
+def _stamp(path: str) -> Stamp | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return Stamp(st.st_size, st.st_mtime_ns)
+
+
+def stale(config: SiteConfig, store: IndexStore, count: int) -> list[str]:
+    """Article paths whose file changed, appeared or went since the index read them.
+
+    ``count``: how many articles the index holds; a large one is checked in a niced process.
+    """
+    if store.path is None or count < PARALLEL_FROM:
+        return stale_paths(config, store.stamps())
+    return sorted(set(stale_paths_aside(config, store.file)) | set(store.take_suspects()))

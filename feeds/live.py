@@ -1,0 +1,568 @@
+"""The live writer: the one place where what readers see changes.
+
+Each worker process has one :class:`Live`. It alone takes in file events, the check of every
+file after a start, config reloads and the writes of other workers sharing the index; it builds
+the next state and publishes it as an immutable :class:`Snapshot`, swapped in with one
+assignment. Requests read :attr:`Live.snapshot` and query the index on connections of their
+own, so they never wait for a change being applied: the writer's lock is the writer's alone.
+
+It follows the configured paths by name (see :mod:`feeds.watch`): a folder swapped, a release
+symlink switched, a folder renamed away and back are each noticed on the next batch (events in
+the folders holding them, and an identity check at least every ``TICK``), the new folder is
+watched, and every file is compared with the index, deletions included. A configured folder
+that is gone leaves the last good articles served and the health ``degraded``.
+
+A state folder that stops taking writes (a full disk, a read-only mount) does not stop changes:
+the index is copied into memory and changes go on there, the health says why, and once the
+folder takes writes again every file changed meanwhile is written to it and the copy dropped.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import ExitStack
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from pathlib import Path
+
+from . import indexing
+from .articles import SUFFIXES, Meta
+from .config import SiteConfig, load_config
+from .errors import ConfigError, Problem
+from .records import Record, dated, parse_file
+from .sources import scan
+from .store import Applied, IndexStore, Ledger, StoreError, config_key, index_name
+from .watch import Event, Watcher, identify
+
+log = logging.getLogger(__name__)
+TICK = 0.25  # seconds between looks at the configured paths when no event comes
+DEFER = 1.0  # a created file opened by someone is read once unchanged this long
+RETRY = 2.0  # seconds between attempts to write to a state folder that refused writes
+Clock = Callable[[], datetime]
+Offer = Callable[[Meta, str], None]
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """Everything a request needs besides the index's rows, published whole by the writer.
+
+    ``verified`` is False while files may have changed since the index was written (a start
+    that trusted an index from an earlier run, before its check): documents are then answered
+    uncacheably. ``degraded`` holds why the site serves a last good state.
+    """
+
+    config: SiteConfig
+    store: IndexStore
+    generation: int
+    verified: bool
+    degraded: tuple[str, ...] = ()
+    config_error: ConfigError | None = None
+    articles: int = 0
+    problems: tuple[Problem, ...] = field(default=(), repr=False)
+
+
+def _gone(config: SiteConfig) -> str:
+    return f"the articles folder {config.articles_dir} is gone; serving the last good articles"
+
+
+def open_store(
+    config: SiteConfig, state_dir: Path | None, ledger: Ledger, clock: Clock
+) -> tuple[IndexStore, bool, str | None]:
+    """The index of ``config``'s articles; whether it was trusted rather than built; why not on disk.
+
+    Of workers starting together, one builds the index while the others wait for it.
+    """
+    store, reason = IndexStore.open(state_dir / index_name(config) if state_dir else None)
+    with store.exclusive():
+        trusted = store.ready(config_key(config))
+        if not trusted:
+            indexing.load(config, store, lambda ids: ledger.first_seen(ids, clock()))
+    return store, trusted, reason
+
+
+class Live:
+    """The writer of one worker. Thread-safe: :meth:`apply` and :meth:`check` may be called by
+    any thread (tests, the CLI) and take the writer's lock, as the writer thread does."""
+
+    def __init__(
+        self,
+        config_path: Path,
+        snapshot: Snapshot,
+        ledger: Ledger,
+        *,
+        clock: Clock,
+        state_dir: Path | None,
+        offer: Offer,
+        store_reason: str | None = None,
+    ) -> None:
+        self.config_path = config_path
+        self._snapshot = snapshot
+        self._ledger = ledger
+        self._clock = clock
+        self._state_dir = state_dir
+        self._offer = offer
+        self._lock = threading.RLock()  # the writer's; never taken by a request
+        self._published = threading.Condition()  # for waiters on a publication (tests, tools)
+        self.hooks: list[Callable[[bool], None]] = []  # after each reload: True applied, False refused
+        self._reasons: dict[str, str] = {"index": store_reason} if store_reason else {}
+        self._disk: IndexStore | None = None  # while the state folder refuses writes: where to return
+        self._dirty: set[str] = set()  # paths changed in memory meanwhile
+        self._retry_at = 0.0
+        self._data_version = snapshot.store.data_version()
+        self._watcher: Watcher | None = None
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+        self._deferred: dict[str, float] = {}  # absolute path -> when to look again
+        self._config_id = self._config_seen = identify(snapshot.config.articles_dir, config_path).config
+        self._ledger_problem: str | None = None
+        self._check: Future[list[str]] | None = None
+        self._check_lock: ExitStack | None = None
+        self._check_from = 0.0  # wall time the check (or the watch, if later) covers changes from
+        self._started = time.time()
+        if identify(snapshot.config.articles_dir, config_path).articles is None:
+            self._say("articles", _gone(snapshot.config))
+        self._publish(changed=False)  # counts and problems of the index as opened
+
+    # -- reading ------------------------------------------------------------------------------
+
+    @property
+    def snapshot(self) -> Snapshot:
+        return self._snapshot
+
+    def wait(self, predicate: Callable[[Snapshot], bool], timeout: float) -> bool:
+        """Until a published snapshot satisfies ``predicate`` (tests and tools wait on this)."""
+        with self._published:
+            return self._published.wait_for(lambda: predicate(self._snapshot), timeout)
+
+    # -- publishing ---------------------------------------------------------------------------
+
+    def _publish(
+        self,
+        *,
+        changed: bool = True,
+        config: SiteConfig | None = None,
+        store: IndexStore | None = None,
+        verified: bool | None = None,
+        config_error: ConfigError | None | bool = False,
+    ) -> None:
+        old = self._snapshot
+        store = store or old.store
+        try:
+            with store.read() as reader:
+                articles, problems = reader.count(), tuple(reader.problems())
+        except StoreError as exc:
+            log.warning("index unreadable: %s", exc)
+            articles, problems = old.articles, old.problems
+        ledger_problem = self._ledger.problem
+        reasons = dict(self._reasons)
+        if ledger_problem:
+            reasons.setdefault("state", ledger_problem)
+        new = replace(
+            old,
+            config=config or old.config,
+            store=store,
+            generation=old.generation + int(changed),
+            verified=old.verified if verified is None else verified,
+            degraded=tuple(reasons[k] for k in sorted(reasons)),
+            config_error=config_error
+            if isinstance(config_error, ConfigError) or config_error is None
+            else old.config_error,
+            articles=articles,
+            problems=problems,
+        )
+        with self._published:
+            self._snapshot = new
+            self._published.notify_all()
+        if changed:
+            for hook in self.hooks:
+                hook(True)
+
+    def _say(self, source: str, reason: str | None) -> bool:
+        """Set (or clear, with None) why the site is degraded; True if that changed."""
+        if self._reasons.get(source) == reason:
+            return False
+        if reason is None:
+            self._reasons.pop(source, None)
+            log.info("%s: back to normal", source)
+        else:
+            self._reasons[source] = reason
+            log.error("degraded: %s", reason)
+        return True
+
+    # -- changes ------------------------------------------------------------------------------
+
+    def apply(self, paths: Iterable[str] = (), config_changed: bool = False) -> bool:
+        """Take in changed article paths (relative) and/or a changed config; True if reloaded."""
+        with self._lock:
+            changed = self._reload_config() if config_changed else False
+            paths = sorted(set(paths))
+            if paths:
+                changed = self._read(paths) or changed
+            return changed
+
+    def refresh(self) -> bool:
+        """Publish what other workers sharing the index wrote since the last look; True if any."""
+        with self._lock:
+            if not self._elsewhere():
+                return False
+            self._publish()
+            return True
+
+    def check(self) -> int:
+        """Compare every file with the index and take in what differs; how many differed."""
+        with self._lock:
+            snapshot = self._snapshot
+            if identify(snapshot.config.articles_dir, self.config_path).articles is None:
+                return 0
+            started = time.time()
+            stale = indexing.stale(snapshot.config, snapshot.store, snapshot.articles)
+            if stale:
+                log.info("%d article file(s) changed since the index was written", len(stale))
+                self._read(stale)
+            self._verified(started)
+            return len(stale)
+
+    def _verified(self, since: float) -> None:
+        try:
+            self._snapshot.store.set_info("checked", repr(since))
+        except StoreError as exc:
+            log.warning("index: %s", exc)
+        if not self._snapshot.verified:
+            self._publish(changed=False, verified=True)
+
+    def _read(self, paths: list[str]) -> bool:
+        """Parse first, then write the batch in one transaction: readers see all of it or none."""
+        snapshot = self._snapshot
+        config = snapshot.config
+        root = identify(config.articles_dir, self.config_path).articles
+        if root is None:  # read now, every file would look deleted
+            self._say("articles", _gone(config))
+            self._publish(changed=False)
+            return False
+        started = time.perf_counter()
+        reads = {rel: parse_file(config, rel) for rel in paths}
+        if identify(config.articles_dir, self.config_path).articles != root:
+            return False  # swapped while being read: the next batch checks every file
+        records = {rel: record for rel, (record, _) in reads.items() if record is not None}
+        final: dict[str, Record | None] = dict.fromkeys(paths)
+        final.update(dated(records, lambda ids: self._ledger.first_seen(ids, self._clock())))
+        applied = self._write(final)
+        if applied is None:
+            return False
+        for rel, (_, body) in reads.items():
+            record = final.get(rel)
+            if record is not None and record.meta is not None and body:
+                self._offer(record.meta, body)
+        elsewhere = self._elsewhere()
+        if applied.visible or elsewhere:
+            log.info(
+                "reloaded %d article file(s) in %.1f ms", len(paths), (time.perf_counter() - started) * 1000
+            )
+        if applied.wrote or elsewhere:
+            self._publish()
+        return bool(applied.visible) or elsewhere
+
+    def _write(self, batch: dict[str, Record | None]) -> Applied | None:
+        """Write to the index; to a copy in memory while the state folder refuses writes."""
+        store = self._snapshot.store
+        try:
+            applied = store.apply(batch)
+        except StoreError as exc:
+            if store.path is None:  # already in memory: nothing else to fall back on
+                log.error("index in memory failed: %s", exc)
+                return None
+            try:
+                copy = store.to_private()
+                applied = copy.apply(batch)
+            except StoreError as again:
+                log.error("cannot keep changes in memory either: %s", again)
+                self._say("state", f"{exc}; changes are not applied")
+                return None
+            self._disk, self._retry_at = store, time.monotonic() + RETRY
+            self._say("state", f"{exc}; changes are kept in memory until it takes writes again")
+            self._publish(changed=True, store=copy)
+            self._dirty.update(batch)
+            return applied
+        if self._disk is not None:
+            self._dirty.update(batch)
+        return applied
+
+    def _elsewhere(self) -> bool:
+        """True once after another worker sharing the index wrote to it."""
+        current = self._snapshot.store.data_version()
+        if current == self._data_version:
+            return False
+        self._data_version = current
+        return True
+
+    def _recover(self) -> None:
+        """While changes live in memory: try to write them to the state folder, then go back."""
+        if self._disk is None or time.monotonic() < self._retry_at:
+            return
+        self._retry_at = time.monotonic() + RETRY
+        disk, config = self._disk, self._snapshot.config
+        dirty = sorted(self._dirty)
+        reads = {rel: parse_file(config, rel)[0] for rel in dirty}
+        records = {rel: r for rel, r in reads.items() if r is not None}
+        batch: dict[str, Record | None] = dict.fromkeys(dirty)
+        batch.update(dated(records, lambda ids: self._ledger.first_seen(ids, self._clock())))
+        try:
+            disk.apply(batch)
+        except StoreError:
+            return
+        copy = self._snapshot.store
+        self._disk, self._dirty = None, set()
+        self._data_version = disk.data_version()
+        self._say("state", None)
+        self._publish(changed=True, store=disk)
+        log.info(
+            "the state folder takes writes again: %d file(s) changed meanwhile written to it", len(dirty)
+        )
+        copy.close()
+
+    def _reload_config(self) -> bool:
+        """Use a changed config if it is valid; otherwise keep the last good one and say why."""
+        snapshot = self._snapshot
+        try:
+            config = load_config(self.config_path)
+        except ConfigError as exc:
+            for problem in exc.problems:
+                log.error("config error, still serving the last good config: %s", problem)
+            self._publish(changed=False, config_error=exc)
+            for hook in self.hooks:
+                hook(False)
+            return False
+        if config == snapshot.config:
+            if snapshot.config_error is not None:
+                self._publish(changed=False, config_error=None)
+            return False
+        old = snapshot.config
+        reindex = (
+            config.articles_dir,
+            config.url,
+            config.timezone,
+            config.author,
+            config.max_article_bytes,
+        ) != (
+            old.articles_dir,
+            old.url,
+            old.timezone,
+            old.author,
+            old.max_article_bytes,
+        )
+        if reindex:
+            store, trusted, reason = open_store(config, self._state_dir, self._ledger, self._clock)
+            self._say("index", reason)
+            self._publish(config=config, store=store, config_error=None)
+            self._data_version = store.data_version()
+            if trusted:  # made by another worker (or an earlier run) for this config
+                self.check()
+            if self._watcher is not None and config.articles_dir != old.articles_dir:
+                self._watcher.watch(config.articles_dir)
+        else:
+            self._publish(config=config, config_error=None)
+        log.info("config reloaded from %s%s", self.config_path, " (articles re-read)" if reindex else "")
+        return True
+
+    # -- the thread ---------------------------------------------------------------------------
+
+    def start(self, watcher: Watcher) -> None:
+        """Run the writer on a thread of its own, taking ``watcher``'s events.
+
+        A snapshot not yet verified is checked in the background (one worker checks for all;
+        the others adopt its result if it covers their start, and are answered no-store until).
+        """
+        self._watcher = watcher
+        if watcher.watched.articles is None:
+            watcher.watch(self._snapshot.config.articles_dir)
+        if self._snapshot.verified:
+            watcher.upgrade()
+        self._thread = threading.Thread(target=self._run, name="feeds-live", daemon=True)
+        self._thread.start()
+        log.info("watching %s and %s for changes", watcher.articles_dir, self.config_path)
+
+    def forked(self, watcher: Watcher) -> None:
+        """In a worker forked from a preloaded app: own locks, own thread, and a check of every
+        file (what changed before the fork was the parent's to see). The parent's lock files
+        are left as they are: an inherited descriptor shares the parent's lock."""
+        self._lock = threading.RLock()
+        self._published = threading.Condition()
+        self._stop = threading.Event()
+        self._check, self._check_lock, self._deferred = None, None, {}
+        self._started = time.time()
+        self._snapshot = replace(self._snapshot, verified=False)
+        self.start(watcher)
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._watcher is not None:
+            self._watcher.stop()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(5)
+        if self._check_lock is not None:
+            self._check_lock.close()
+
+    def _run(self) -> None:
+        watcher = self._watcher
+        assert watcher is not None
+        while not self._stop.is_set():
+            events = watcher.gather(TICK)
+            try:
+                with self._lock:
+                    self._tick(watcher, events)
+            except Exception:  # a failed batch must never end the writer
+                log.exception("reload failed; keeping what was served before")
+
+    def _tick(self, watcher: Watcher, events: list[Event]) -> None:
+        snapshot = self._snapshot
+        roots = watcher.roots()
+        if roots.articles != watcher.watched.articles:
+            self._follow(watcher, roots.articles)
+            events = []  # they name the files of the folder watched before
+        # A config rewritten in place is reloaded on its writer's close (an event), or once its
+        # identity has held still for a tick (a link switched, an event lost).
+        config_changed = roots.config == self._config_seen and roots.config != self._config_id
+        self._config_seen = roots.config
+        paths: set[str] = set()
+        for event in events:
+            if event.kind == "holder":
+                config_changed |= Path(event.path) == watcher.config_path
+                continue  # the articles folder: the identity check above does the work
+            if event.epoch != watcher.epoch:
+                continue
+            paths |= self._paths_of(event, watcher, snapshot.config.articles_dir)
+        if config_changed:
+            self._config_id = self._config_seen = watcher.roots().config
+            self._reload_config()
+        paths |= set(self._release_deferred())
+        paths |= set(self._snapshot.store.take_suspects())
+        if paths:
+            self._read(sorted(paths))
+        else:
+            self.refresh()
+        self._poll_check()
+        self._recover()
+        if self._ledger.problem:
+            self._ledger.probe()
+        if self._ledger.problem != self._ledger_problem:
+            self._ledger_problem = self._ledger.problem
+            self._publish(changed=False)
+
+    def _follow(self, watcher: Watcher, now: tuple[int, int] | None) -> None:
+        """The configured folder names another folder, or none: watch it and check every file."""
+        config = self._snapshot.config
+        if now is None:
+            watcher.watch(config.articles_dir)
+            if self._say("articles", _gone(config)):
+                self._publish(changed=False)
+            return
+        log.info("the articles folder %s names another folder now; checking every file", config.articles_dir)
+        watcher.watch(config.articles_dir)
+        self._say("articles", None)
+        self.check()
+        self._publish(changed=False)
+
+    def _paths_of(self, event: Event, watcher: Watcher, root: Path) -> set[str]:
+        raw = event.path
+        if event.kind == "created-unseen" or (event.kind == "created" and watcher.opened_recently(raw)):
+            # Opened since it was created (or opens are not observed): a writer whose close
+            # will follow, or a reader of a file moved in. Look again once it has been quiet.
+            self._deferred[raw] = time.monotonic() + DEFER
+            return set()
+        self._deferred.pop(raw, None)
+        path = Path(raw)
+        try:
+            rel = path.relative_to(watcher.articles_dir).as_posix()
+        except ValueError:
+            return set()
+        found: set[str] = set()
+        if event.kind == "dir" or (event.kind == "gone" and path.suffix.lower() not in SUFFIXES):
+            # A folder moved in, out or away: everything known or found under it.
+            with self._snapshot.store.read() as reader:
+                found.update(reader.paths_under(rel))
+            if path.is_dir() and not path.is_symlink():
+                found.update(listed.rel for listed in scan(root, rel))
+        elif path.suffix.lower() in SUFFIXES:
+            found.add(rel)
+        return {p for p in found if not any(part.startswith((".", "_")) for part in p.split("/"))}
+
+    def _release_deferred(self) -> list[str]:
+        now, ready = time.monotonic(), []
+        root = self._watcher.articles_dir if self._watcher is not None else self._snapshot.config.articles_dir
+        for raw, due in list(self._deferred.items()):
+            if due > now:
+                continue
+            try:
+                quiet = time.time() - os.stat(raw).st_mtime > DEFER
+            except OSError:
+                quiet = True  # gone: reading it reports that
+            if quiet:
+                del self._deferred[raw]
+                try:
+                    ready.append(Path(raw).relative_to(root).as_posix())
+                except ValueError:
+                    continue
+            else:
+                self._deferred[raw] = now + DEFER
+        return ready
+
+    # -- the check after a start --------------------------------------------------------------
+
+    def _poll_check(self) -> None:
+        if self._snapshot.verified:
+            return
+        if self._check is None:
+            self._begin_check()
+            return
+        if not self._check.done():
+            return
+        future, self._check = self._check, None
+        try:
+            stale = future.result()
+        except Exception:
+            log.exception("checking the files against the index failed; checking here")
+            self.check()
+            stale = []
+        if stale:
+            log.info("%d article file(s) changed since the index was written", len(stale))
+            self._read(stale)
+        self._verified(self._check_from)
+        if self._check_lock is not None:
+            self._check_lock.close()
+            self._check_lock = None
+        if self._watcher is not None:
+            self._watcher.upgrade()
+
+    def _begin_check(self) -> None:
+        """Take the check lock if free; adopt another worker's check if it covers our start."""
+        store, config = self._snapshot.store, self._snapshot.config
+        stack = ExitStack()
+        if not stack.enter_context(store.first_to_check()):
+            stack.close()
+            return  # another worker is checking: look again on the next tick
+        checked = store.info("checked")
+        try:
+            covers = checked is not None and float(checked) >= self._started
+        except ValueError:
+            covers = False
+        if covers:  # a check that began after we started watching saw everything we could miss
+            stack.close()
+            self._verified(float(checked or 0))
+            if self._watcher is not None:
+                self._watcher.upgrade()
+            return
+        self._check_lock = stack
+        self._check_from = time.time()
+        count = self._snapshot.articles
+        pool = ThreadPoolExecutor(1, thread_name_prefix="feeds-check")
+        self._check = pool.submit(indexing.stale, config, store, count)
+        pool.shutdown(wait=False)
+
+
+def now_utc() -> datetime:
+    return datetime.now(UTC)

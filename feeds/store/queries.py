@@ -1,0 +1,384 @@
+"""Reading the index: feed-order walks with LIMIT, counts, and what the checks need.
+
+A document asks for the few entries it shows; each query walks an index of the database in
+feed order and stops there, so its cost does not grow with the archive, and no article's
+metadata stays in memory once its document is rendered. A :class:`Reader` is one read
+transaction: everything asked of it comes from one snapshot of the file, however the writer
+moves on meanwhile.
+"""
+
+from __future__ import annotations
+
+import heapq
+import logging
+import sqlite3
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from datetime import UTC, datetime
+from itertools import islice
+
+from ..articles import Meta
+from ..config import FeedSpec
+from ..errors import Problem
+from ..markup import is_clean
+from ..selection import matches
+from .rows import RS, US, Decoder, Malformed, decode_problems
+from .schema import ALL, COLUMN_LIST, COLUMNS, FILE_COLUMNS, IDS
+
+log = logging.getLogger(__name__)
+BATCH = 512  # rows fetched at a time when a walk may go on (filters, whole histories)
+_F = ", ".join(f"f.{name}" for name, _ in COLUMNS)
+After = tuple[int, str] | None  # where a walk in feed order stopped: (published, id)
+Suspect = Callable[[str], None]
+
+
+def _key(meta: Meta) -> tuple[float, str]:
+    return (-meta.published.timestamp(), meta.id)
+
+
+def simple(spec: FeedSpec) -> bool:
+    """A feed of every entry or of one topic: its entries are an index range of the database."""
+    return not (spec.exclude_topics or spec.tags or len(spec.topics) > 1)
+
+
+class Reader:
+    """Queries over one read transaction of the index. Used by one thread, for one task."""
+
+    def __init__(
+        self, db: sqlite3.Connection, decoder: Decoder, given: Mapping[str, Meta], suspect: Suspect
+    ) -> None:
+        self._db = db
+        self._decoder = decoder
+        self._given = given  # metas built in memory (tests, tools), returned as given
+        self._suspect = suspect  # told of a row that does not decode: its file is read again
+
+    # -- rows ---------------------------------------------------------------------------------
+
+    def _metas(self, rows: Iterable[sqlite3.Row]) -> list[Meta]:
+        found: list[Meta] = []
+        for row in rows:
+            path = row["path"]
+            given = self._given.get(path) if isinstance(path, str) else None
+            if given is not None:
+                found.append(given)
+                continue
+            try:
+                meta = self._decoder.record(row).meta
+            except Malformed as exc:
+                self._suspect(str(path))
+                log.warning(
+                    "index: malformed row for %r left out (%s); the file will be read again", path, exc
+                )
+                continue
+            if meta is not None:
+                found.append(meta)
+        return found
+
+    def row(self, rel: str) -> sqlite3.Row | None:
+        found: sqlite3.Row | None = self._db.execute(
+            f"SELECT {COLUMN_LIST} FROM files WHERE path = ?", (rel,)
+        ).fetchone()
+        return found
+
+    def paths_under(self, rel_dir: str) -> list[str]:
+        """Paths known under a folder (for a folder that was moved or deleted); '' is all."""
+        if not rel_dir.strip("/"):
+            return [r[0] for r in self._db.execute("SELECT path FROM files ORDER BY path")]
+        prefix = rel_dir.rstrip("/") + "/"
+        end = prefix[:-1] + chr(ord("/") + 1)
+        rows = self._db.execute(
+            "SELECT path FROM files WHERE path >= ? AND path < ? ORDER BY path", (prefix, end)
+        )
+        return [r[0] for r in rows]
+
+    # -- feed order ---------------------------------------------------------------------------
+
+    def _walk(self, slug: str | None, now: datetime, first: int, skip: int = 0) -> Iterator[Meta]:
+        """Entries in feed order (newest first, ties by id), visible at ``now``, in batches.
+
+        ``skip`` entries are passed over in the index itself, without reading their rows.
+        """
+        at = now.timestamp()
+        after: After = None
+        size = max(first, 1)
+        if skip > 0:
+            if slug is None:
+                sql = "SELECT published, id FROM files WHERE entry = 1 AND published <= ?"
+                params_: tuple[object, ...] = (at,)
+            else:
+                sql = "SELECT published, id FROM entry_topics WHERE slug = ? AND published <= ?"
+                params_ = (slug, at)
+            found = self._db.execute(
+                f"{sql} ORDER BY published DESC, id LIMIT 1 OFFSET ?", (*params_, skip - 1)
+            ).fetchone()
+            if found is None:
+                return
+            after = (found[0], found[1])
+        while True:
+            params: list[object] = []
+            if slug is None:
+                base = "FROM files AS f WHERE f.entry = 1"
+            else:
+                base = "FROM entry_topics AS t JOIN files AS f ON f.path = t.path WHERE t.slug = ?"
+                params.append(slug)
+            col = "f" if slug is None else "t"
+            base += f" AND {col}.published <= ?"
+            params.append(at)
+            if after is not None:
+                base += (
+                    f" AND {col}.published <= ? AND ({col}.published < ? OR "
+                    f"({col}.published = ? AND {col}.id > ?))"
+                )
+                params += [after[0], after[0], after[0], after[1]]
+            sql = f"SELECT {_F} {base} ORDER BY {col}.published DESC, {col}.id LIMIT ?"
+            rows = self._db.execute(sql, (*params, size)).fetchall()
+            yield from self._metas(rows)
+            if len(rows) < size:
+                return
+            last = rows[-1]
+            after = (last["published"], last["id"])
+            size = BATCH
+
+    def _stream(self, spec: FeedSpec, now: datetime, first: int) -> Iterable[Meta]:
+        if not spec.topics:
+            return self._walk(None, now, first)
+        walks = [self._walk(t, now, first) for t in spec.topics]
+        return heapq.merge(*walks, key=_key) if len(walks) > 1 else walks[0]
+
+    def select(self, spec: FeedSpec, now: datetime, limit: int | None = None) -> list[Meta]:
+        """A feed's entries, newest first, at most ``limit`` (default the feed's own; 0: all)."""
+        wanted = spec.limit if limit is None else limit
+        first = wanted if simple(spec) and wanted else BATCH
+        chosen: list[Meta] = []
+        seen: set[str] = set()
+        for meta in self._stream(spec, now, first):
+            if meta.id in seen or not matches(spec, meta):
+                continue
+            seen.add(meta.id)
+            chosen.append(meta)
+            if len(chosen) == wanted:
+                break
+        return chosen
+
+    def window(self, spec: FeedSpec, now: datetime, start: int, stop: int) -> list[Meta]:
+        """Entries ``start`` to ``stop`` of the feed's newest-first list (an archive page)."""
+        if simple(spec):
+            slug = spec.topics[0] if spec.topics else None
+            return list(islice(self._walk(slug, now, stop - start, skip=start), stop - start))
+        return self.select(spec, now, stop)[start:stop]
+
+    def published(self, now: datetime, after: After, size: int) -> tuple[list[Meta], After]:
+        """Up to ``size`` visible articles after ``after`` in feed order, and where they end."""
+        sql = f"SELECT {_F} FROM files AS f WHERE f.entry = 1 AND f.published <= ?"
+        params: list[object] = [now.timestamp()]
+        if after is not None:
+            sql += " AND f.published <= ? AND (f.published < ? OR (f.published = ? AND f.id > ?))"
+            params += [after[0], after[0], after[0], after[1]]
+        rows = self._db.execute(f"{sql} ORDER BY f.published DESC, f.id LIMIT ?", (*params, size)).fetchall()
+        end = (rows[-1]["published"], rows[-1]["id"]) if len(rows) == size else None
+        return self._metas(rows), end
+
+    def page_keys(
+        self, now: datetime, after: After, size: int
+    ) -> tuple[list[tuple[str, str, int, int, int]], After]:
+        """(permalink, path, digest, published, updated) of visible articles, without decoding."""
+        sql = (
+            "SELECT permalink, path, digest, published, updated, id FROM files "
+            "WHERE entry = 1 AND published <= ?"
+        )
+        params: list[object] = [now.timestamp()]
+        if after is not None:
+            sql += " AND published <= ? AND (published < ? OR (published = ? AND id > ?))"
+            params += [after[0], after[0], after[0], after[1]]
+        rows = self._db.execute(f"{sql} ORDER BY published DESC, id LIMIT ?", (*params, size)).fetchall()
+        end = (rows[-1][3], rows[-1][5]) if len(rows) == size else None
+        return [(r[0], r[1], r[2], r[3], r[4]) for r in rows], end
+
+    def versions(self, spec: FeedSpec, now: datetime) -> list[tuple[str, int, int, int]]:
+        """(id, digest, published, updated) of every entry of the feed, newest first.
+
+        What an archive page's bytes depend on, for a purge to tell which pages changed without
+        rendering them (or decoding a million rows into metadata).
+        """
+        if not simple(spec):
+            return [
+                (m.id, m.digest, int(m.published.timestamp()), int(m.updated.timestamp()))
+                for m in self.select(spec, now, 0)
+            ]
+        if spec.topics:
+            sql = (
+                "SELECT f.id, f.digest, f.published, f.updated FROM entry_topics AS t JOIN files AS f "
+                "ON f.path = t.path WHERE t.slug = ? AND t.published <= ? ORDER BY t.published DESC, t.id"
+            )
+            params: tuple[object, ...] = (spec.topics[0], now.timestamp())
+        else:
+            sql = (
+                "SELECT id, digest, published, updated FROM files WHERE entry = 1 AND published <= ? "
+                "ORDER BY published DESC, id"
+            )
+            params = (now.timestamp(),)
+        return [(r[0], r[1], r[2], r[3]) for r in self._db.execute(sql, params)]
+
+    def total(self, spec: FeedSpec, now: datetime) -> int:
+        """How many entries the feed has in all (its archive's size), by counting when it can."""
+        if not simple(spec):
+            return len(self.select(spec, now, 0))
+        slug = spec.topics[0] if spec.topics else ALL
+        total = self.counts().get(slug, 0)
+        if slug == ALL:
+            sql, params = "SELECT count(*) FROM files WHERE entry = 1 AND published > ?", []
+        else:
+            sql = "SELECT count(*) FROM entry_topics WHERE slug = ? AND published > ?"
+            params = [slug]
+        waiting = self._db.execute(sql, (*params, now.timestamp())).fetchone()[0]
+        return max(total - int(waiting), 0)
+
+    # -- the site as a whole ------------------------------------------------------------------
+
+    def counts(self) -> dict[str, int]:
+        return {s: n for s, n in self._db.execute("SELECT slug, n FROM counts") if n > 0}
+
+    def count(self) -> int:
+        """Articles that hold an id (drafts and embargoed ones included)."""
+        return self.counts().get(IDS, 0)
+
+    def topic_slugs(self) -> frozenset[str]:
+        """Topics of every article that is or will be published (drafts aside)."""
+        return frozenset(s for s in self.counts() if s not in (ALL, IDS))
+
+    def topics(self, now: datetime) -> dict[str, str]:
+        """Visible topics: slug -> the spelling of the first article (by path) that uses it."""
+        at = now.timestamp()
+        found: dict[str, str] = {}
+        for slug in sorted(self.topic_slugs()):
+            if self._db.execute(
+                "SELECT 1 FROM entry_topics WHERE slug = ? AND published <= ? LIMIT 1", (slug, at)
+            ).fetchone():
+                row = self._db.execute(
+                    "SELECT name FROM entry_topics WHERE slug = ? ORDER BY path LIMIT 1", (slug,)
+                ).fetchone()
+                found[slug] = row[0]
+        return found
+
+    def newest(self, now: datetime) -> datetime | None:
+        """The newest ``updated`` among visible articles (not only the newest published)."""
+        row = self._db.execute(
+            "SELECT updated FROM files INDEXED BY files_updated WHERE entry = 1 AND published <= ? "
+            "ORDER BY updated DESC LIMIT 1",  # the planner would sort by date a million rows
+            (now.timestamp(),),
+        ).fetchone()
+        return _when(row[0]) if row else None
+
+    def next_release(self, now: datetime) -> datetime | None:
+        row = self._db.execute(
+            "SELECT min(published) FROM files WHERE entry = 1 AND published > ?", (now.timestamp(),)
+        ).fetchone()
+        return _when(row[0])
+
+    def article(self, article_id: str, now: datetime) -> Meta | None:
+        found = self._metas(
+            self._db.execute(
+                f"SELECT {_F} FROM files AS f WHERE f.id = ? ORDER BY f.path LIMIT 1", (article_id,)
+            )
+        )
+        meta = found[0] if found else None
+        return meta if meta is not None and meta.is_published(now) else None
+
+    def articles(self) -> list[Meta]:
+        """Every article that holds its id (drafts and embargoed ones included), by path."""
+        return self._metas(
+            self._db.execute(
+                f"SELECT {_F} FROM files AS f WHERE f.id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM "
+                "files AS o WHERE o.id = f.id AND o.path < f.path) ORDER BY f.path"
+            )
+        )
+
+    def problems(self) -> list[Problem]:
+        """Every file's problems, and every id claimed twice, sorted by file."""
+        found: list[Problem] = []
+        for (raw,) in self._db.execute("SELECT problems FROM files WHERE problems IS NOT NULL"):
+            found += decode_problems(raw)
+        for (ident,) in self._db.execute("SELECT id FROM duplicates").fetchall():
+            paths = [
+                r[0] for r in self._db.execute("SELECT path FROM files WHERE id = ? ORDER BY path", (ident,))
+            ]
+            found += [
+                Problem(rel, None, f"id {ident!r} is already used by {paths[0]}; left out")
+                for rel in paths[1:]
+            ]
+        return sorted(found, key=lambda p: (p.path, p.line or 0))
+
+    def stamps(self, after: str, limit: int) -> list[tuple[str, int, int, bool]]:
+        """Up to ``limit`` files after ``after`` by path: (path, size, mtime_ns, has metadata).
+
+        A row that would not decode (wrong types, dates no feed can carry, illegal text, lists of
+        the wrong shape, URLs that are not http(s), problems that are not ours) comes with size
+        -1, so its file is read again. Checked in SQL: a million rows are never decoded for this.
+        """
+        sql = (
+            f"SELECT path, size, mtime_ns, id IS NOT NULL, {WELL_FORMED}, {_TEXTS}, problems "
+            "FROM files WHERE path > ? ORDER BY path LIMIT ?"
+        )
+        found = []
+        for path, size, mtime_ns, has_meta, ok, text, problems in self._db.execute(sql, (after, limit)):
+            if ok and not is_clean(text.replace(US, "").replace(RS, "")):
+                ok = False
+            if ok and problems is not None and not decode_problems(problems):
+                ok = problems == "[]"
+            found.append((path, size if ok else -1, mtime_ns if ok else 0, bool(has_meta)))
+        return found
+
+
+def _when(stamp: object) -> datetime | None:
+    return datetime.fromtimestamp(stamp, UTC) if isinstance(stamp, int) else None
+
+
+def _well_typed() -> str:
+    """SQL true for rows whose every column has the type written (checked in C)."""
+
+    def check(name: str, kind: str) -> str:
+        if kind.endswith("?"):
+            return f"typeof({name}) IN ('{kind[:-1]}', 'null')"
+        return f"typeof({name}) = '{kind}'"
+
+    file_part = " AND ".join(check(name, kind) for name, kind in COLUMNS[:FILE_COLUMNS])
+    meta_part = " AND ".join(check(name, kind) for name, kind in COLUMNS[FILE_COLUMNS + 1 :])
+    dates = " AND ".join(f"{name} BETWEEN -30578688000 AND 253370764800" for name in ("published", "updated"))
+    urls = " AND ".join(
+        f"(substr({name}, 1, 7) = 'http://' OR substr({name}, 1, 8) = 'https://')"
+        for name in ("url", "permalink")
+    )
+    return f"{file_part} AND (id IS NULL OR (typeof(id) = 'text' AND {meta_part} AND {dates} AND {urls}))"
+
+
+def _shaped_lists() -> str:
+    """SQL true for rows whose lists have as many fields per item as they should."""
+
+    def count(name: str, sep: int) -> str:
+        return f"(length({name}) - length(replace({name}, char({sep}), '')))"
+
+    def shaped(name: str, fields: int) -> str:
+        return f"({name} = '' OR {count(name, 31)} = {fields - 1} * ({count(name, 30)} + 1))"
+
+    return f"(id IS NULL OR ({shaped('topics', 2)} AND {shaped('tags', 2)} AND {shaped('authors', 3)}))"
+
+
+WELL_FORMED = f"({_well_typed()} AND {_shaped_lists()})"
+_TEXTS = " || ".join(
+    f"coalesce({name}, '')"
+    for name in (
+        "id",
+        "path",
+        "title",
+        "url",
+        "permalink",
+        "topics",
+        "tags",
+        "authors",
+        "language",
+        "image",
+        "image_type",
+        "image_alt",
+        "summary",
+        "sources",
+    )
+)

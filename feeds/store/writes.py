@@ -1,0 +1,155 @@
+"""Writing the index: a bulk load after a cold start, and changes one batch at a time.
+
+A bulk load appends rows in any order and derives every table once at the end
+(:func:`finish`), a sort per index instead of a million insertions. A change rewrites its files'
+rows and settles the ids they held and hold (:func:`put`), so the derived tables are right after
+every transaction; ``tests/test_store.py`` checks that both ways give the same answers.
+
+Everything here runs on the connection of the one writer, inside a transaction it holds.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable, Iterable
+from datetime import datetime
+
+from ..articles import DateSource
+from ..records import Record
+from .rows import RS, US, encode
+from .schema import ALL, APPLICATION_ID, COLUMN_LIST, IDS, INDEXES, NAMES, TABLE_NAMES, TABLES
+
+_INSERT = f"INSERT OR REPLACE INTO files ({COLUMN_LIST}) VALUES ({', '.join('?' * len(NAMES))})"
+FirstSeen = Callable[[list[str]], dict[str, datetime]]
+
+
+def reset(db: sqlite3.Connection, key: str, version: int) -> None:
+    """Empty the index for a bulk load made under ``key`` (the caller checked it is ours)."""
+    names = [row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+    for name in names:
+        if name in TABLE_NAMES:
+            db.execute(f'DROP TABLE "{name}"')
+    for statement in TABLES:
+        db.execute(statement)
+    db.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+    db.execute(f"PRAGMA user_version = {version}")
+    db.execute("INSERT INTO info VALUES ('config', ?), ('complete', '0')", (key,))
+
+
+def insert(db: sqlite3.Connection, rows: Iterable[tuple[str, Record]]) -> None:
+    """Rows of files that nothing derived depends on yet (a bulk load)."""
+    db.executemany(_INSERT, (encode(rel, record) for rel, record in rows))
+
+
+def finish(db: sqlite3.Connection, first_seen: FirstSeen) -> None:
+    """After a bulk load: date articles without a date, derive the tables, mark it complete."""
+    undated = [r[0] for r in db.execute("SELECT id FROM files WHERE dated_by = ?", (DateSource.SEEN.value,))]
+    if undated:
+        seen = first_seen(undated)
+        db.executemany(
+            "UPDATE files SET published = :seen, updated = max(updated, :seen) "
+            "WHERE id = :id AND dated_by = 'seen'",
+            [{"id": i, "seen": int(when.timestamp())} for i, when in seen.items()],
+        )
+    db.execute(INDEXES[0])
+    db.execute(
+        "UPDATE files SET entry = 1 WHERE id IS NOT NULL AND draft = 0 AND NOT EXISTS "
+        "(SELECT 1 FROM files AS other WHERE other.id = files.id AND other.path < files.path)"
+    )
+    for statement in INDEXES[1:]:
+        if "entry_topics" not in statement:
+            db.execute(statement)
+    entries = db.execute("SELECT id, path, published, topics FROM files WHERE entry = 1 AND topics != ''")
+    db.executemany(  # streamed from the cursor: a million rows never sit in one list
+        "INSERT INTO entry_topics VALUES (?, ?, ?, ?, ?)",
+        (
+            (slug, ident, published, path, name)
+            for ident, path, published, raw in entries
+            for slug, name in pairs(raw)
+        ),
+    )
+    for statement in INDEXES:
+        if "entry_topics" in statement:
+            db.execute(statement)
+    db.execute("INSERT INTO counts SELECT slug, count(*) FROM entry_topics GROUP BY slug")
+    db.execute("INSERT INTO counts SELECT ?, count(*) FROM files WHERE entry = 1", (ALL,))
+    db.execute("INSERT INTO counts SELECT ?, count(DISTINCT id) FROM files WHERE id IS NOT NULL", (IDS,))
+    db.execute(
+        "INSERT INTO duplicates SELECT id FROM files WHERE id IS NOT NULL GROUP BY id HAVING count(*) > 1"
+    )
+    db.execute("UPDATE info SET value = '1' WHERE key = 'complete'")
+
+
+def stored(db: sqlite3.Connection, rel: str) -> tuple[object, ...] | None:
+    """The row of ``rel`` exactly as stored (to tell whether a write would change anything)."""
+    row = db.execute(f"SELECT {COLUMN_LIST} FROM files WHERE path = ?", (rel,)).fetchone()
+    return tuple(row) if row is not None else None
+
+
+def put(db: sqlite3.Connection, rel: str, record: Record | None) -> None:
+    """Store (None: delete) one file's record and settle the ids it held and holds."""
+    old = db.execute("SELECT id FROM files WHERE path = ?", (rel,)).fetchone()
+    ids = {old[0]} if old and isinstance(old[0], str) else set()
+    if record is not None and record.meta is not None:
+        ids.add(record.meta.id)
+    had = {i: _holds(db, i) for i in ids}
+    for ident in ids:
+        _unsettle(db, ident)
+    db.execute("DELETE FROM files WHERE path = ?", (rel,))
+    if record is not None:
+        db.execute(_INSERT, encode(rel, record))
+    for ident in sorted(ids):
+        _settle(db, ident, had[ident])
+
+
+def _holds(db: sqlite3.Connection, ident: str) -> bool:
+    return db.execute("SELECT 1 FROM files WHERE id = ? LIMIT 1", (ident,)).fetchone() is not None
+
+
+def _unsettle(db: sqlite3.Connection, ident: str) -> None:
+    """Take one id's derived rows out, before its files change."""
+    for (slug,) in db.execute("SELECT slug FROM entry_topics WHERE id = ?", (ident,)).fetchall():
+        _count(db, slug, -1)
+    db.execute("DELETE FROM entry_topics WHERE id = ?", (ident,))
+    before = db.execute("UPDATE files SET entry = 0 WHERE id = ? AND entry = 1", (ident,)).rowcount
+    _count(db, ALL, -before)
+
+
+def _settle(db: sqlite3.Connection, ident: str, had: bool) -> None:
+    """Derived rows of one id after its files changed (``had``: some file held it before)."""
+    paths = [r[0] for r in db.execute("SELECT path FROM files WHERE id = ? ORDER BY path", (ident,))]
+    _count(db, IDS, int(bool(paths)) - int(had))
+    db.execute("DELETE FROM duplicates WHERE id = ?", (ident,))
+    if len(paths) > 1:
+        db.execute("INSERT INTO duplicates VALUES (?)", (ident,))
+    if not paths:
+        return
+    winner = db.execute(
+        "SELECT path, published, topics FROM files WHERE path = ? AND draft = 0", (paths[0],)
+    ).fetchone()
+    if winner is None:
+        return
+    path, published, raw = winner
+    db.execute("UPDATE files SET entry = 1 WHERE path = ?", (path,))
+    _count(db, ALL, 1)
+    for slug, name in pairs(raw):
+        db.execute(
+            "INSERT OR REPLACE INTO entry_topics VALUES (?, ?, ?, ?, ?)", (slug, ident, published, path, name)
+        )
+        _count(db, slug, 1)
+
+
+def _count(db: sqlite3.Connection, slug: str, delta: int) -> None:
+    if delta:
+        db.execute(
+            "INSERT INTO counts VALUES (?, ?) ON CONFLICT (slug) DO UPDATE SET n = n + excluded.n",
+            (slug, delta),
+        )
+
+
+def pairs(raw: object) -> list[tuple[str, str]]:
+    """(slug, name) of a stored topic list; malformed items are skipped."""
+    if not isinstance(raw, str) or not raw:
+        return []
+    found = [item.split(US) for item in raw.split(RS)]
+    return [(p[0], p[1]) for p in found if len(p) == 2]
