@@ -31,9 +31,10 @@ from .site import FORMATS, Site
 bp = Blueprint("feeds", __name__)
 _NAME = "(?P<name>[a-z0-9][a-z0-9_-]*)"
 _FORMAT = rf"\.(?P<fmt>{'|'.join(FORMATS)})"
-_FEED_FILE = re.compile(rf"^/feeds/{_NAME}{_FORMAT}$")
-_FEED_PAGE = re.compile(rf"^/feeds/{_NAME}$")
-_ARCHIVE = re.compile(rf"^/feeds/{_NAME}/archive/(?P<page>[1-9][0-9]{{0,8}}){_FORMAT}$")
+# Used with fullmatch: "$" would also match before a trailing newline ("/feeds/alle.rss%0a").
+_FEED_FILE = re.compile(rf"/feeds/{_NAME}{_FORMAT}")
+_FEED_PAGE = re.compile(rf"/feeds/{_NAME}")
+_ARCHIVE = re.compile(rf"/feeds/{_NAME}/archive/(?P<page>[1-9][0-9]{{0,8}}){_FORMAT}")
 _ALLOW = [("Allow", "GET, HEAD"), ("Content-Type", "text/plain; charset=utf-8")]
 _NO_STORE = ("Cache-Control", "no-store")
 ANSWERS_KEPT = 8192  # header sets kept, one per URL (feeds, the index, popular pages)
@@ -139,13 +140,13 @@ class DocumentApp:
     def _lookup(self, path: str) -> tuple[str, str, Document] | None:
         try:
             if path.startswith("/feeds/"):
-                match = _FEED_FILE.match(path)
+                match = _FEED_FILE.fullmatch(path)
                 if match is not None:
                     return "feed", path[7:], self.site.feed(match["name"], match["fmt"])
-                match = _FEED_PAGE.match(path)
+                match = _FEED_PAGE.fullmatch(path)
                 if match is not None:
                     return "feedpage", match["name"], self.site.feed_page(match["name"])
-                match = _ARCHIVE.match(path)
+                match = _ARCHIVE.fullmatch(path)
                 if match is not None:
                     document = self.site.archive(match["name"], int(match["page"]), match["fmt"])
                     return "archive", match["name"], document

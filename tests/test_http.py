@@ -264,6 +264,9 @@ def test_head_conditional(client: FlaskClient, path: str) -> None:
         "/articles/../../etc/passwd",
         "/articles/%2e%2e/%2e%2e/config.yaml",
         "/feeds/alle.rss/extra",
+        "/feeds/alle.rss%0a",  # "$" matches before a final newline: whole paths only
+        "/feeds/alle%0a",
+        "/feeds/kurz/archive/1.rss%0a",
     ],
 )
 def test_not_found_is_short_plain_text(client: FlaskClient, path: str) -> None:
