@@ -253,6 +253,10 @@ def _http_error(exc: HTTPException) -> Response | HTTPException:
 
 
 def init_app(app: Flask, site: Site, metrics: Metrics) -> None:
+    # Werkzeug answers "/static//x" with a redirect to an absolute URL built from the client's
+    # Host header: a doubled slash is a path we do not serve. No rule ends in "/", so
+    # strict_slashes never redirects either.
+    app.url_map.merge_slashes = False
     app.register_blueprint(bp)
     app.register_error_handler(NotFound, _not_found)
     app.register_error_handler(HTTPException, _http_error)

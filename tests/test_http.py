@@ -10,6 +10,7 @@ from email.utils import format_datetime, parsedate_to_datetime
 
 import feedparser
 import pytest
+from flask import Flask
 from flask.testing import FlaskClient
 
 from feeds import create_app
@@ -267,6 +268,7 @@ def test_head_conditional(client: FlaskClient, path: str) -> None:
         "/feeds/alle.rss%0a",  # "$" matches before a final newline: whole paths only
         "/feeds/alle%0a",
         "/feeds/kurz/archive/1.rss%0a",
+        "/static//x",  # Werkzeug would redirect to the merged path (see below)
     ],
 )
 def test_not_found_is_short_plain_text(client: FlaskClient, path: str) -> None:
@@ -276,6 +278,25 @@ def test_not_found_is_short_plain_text(client: FlaskClient, path: str) -> None:
     assert 0 < len(response.data) < 200
     body = response.get_data(as_text=True)
     assert "Traceback" not in body and "SECRET" not in body and "site:" not in body
+
+
+def test_no_answer_redirects_to_the_host_the_client_named(app: Flask) -> None:
+    """Werkzeug's router redirects doubled slashes (and a missing trailing slash) to an absolute
+    URL built from the Host header: a cache keyed by path would hand it to every reader."""
+    client = app.test_client()
+    odd = ["/static//x", "/static//", "/static/a//b", "/healthz/", "/metrics/", "/healthz//", "/metrics//"]
+    odd += ["/feeds//alle.rss", "/articles//erster", "/feeds.opml/", "/feeds/alle.rss/"]
+    variants: list[str] = []
+    for rule in app.url_map.iter_rules():  # the routes of today and of whoever adds one
+        static = rule.rule.split("<")[0].rstrip("/")
+        variants += [static, f"{static}/", f"{static}//", f"{static}//x", f"{static}/x//y"]
+    for path in odd + variants:
+        response = client.get(path, headers={"Host": "evil.example"})
+        assert not 300 <= response.status_code < 400, (path, response.status_code)
+        assert "Location" not in response.headers, path
+        assert "evil.example" not in response.get_data(as_text=True), path
+        if path in odd:
+            assert response.status_code == 404, path
 
 
 def test_healthz(client: FlaskClient) -> None:
