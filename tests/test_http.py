@@ -1,26 +1,41 @@
-"""The HTTP contract as a cache, an aggregator or a browser sees it, over the Flask test client."""
+"""The HTTP contract as a cache, an aggregator or a browser sees it, over the Flask test client
+(and, for what only a real worker shows, the production server on loopback)."""
 
 from __future__ import annotations
 
 import gzip
 import json
+import os
+import statistics
+import threading
+import time
 from calendar import timegm
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime, parsedate_to_datetime
+from pathlib import Path
 
 import feedparser
 import pytest
+from flask import Flask
 from flask.testing import FlaskClient
+from werkzeug.test import create_environ
 
 from feeds import create_app
 
-from conftest import NOW, MakeSite
+from conftest import NOW, MakeSite, harness
 
 FEED_NAMES = ("alle", "kurz", "klima", "politik")  # operator feeds + topic feeds of SMALL_ARTICLES
 FEED_PATHS = [f"/feeds/{name}.{fmt}" for name in FEED_NAMES for fmt in ("rss", "atom")]
 # One of each kind of document: feeds of both formats (one with its own max_age), index, page.
 DOCS = ["/feeds/alle.rss", "/feeds/kurz.atom", "/", "/articles/erster"]
 GZIP = {"Accept-Encoding": "gzip"}
+# An Accept-Encoding value of 300 KB that Werkzeug would parse for a tenth of a second or more.
+HOSTILE_CODINGS = "gzip;q=0.5, br;q=0.1, " * 14_000
+
+
+def hostile_coding(i: int) -> str:
+    """A distinct huge Accept-Encoding value (a cache keyed by the value keeps each)."""
+    return f"x-{i}, {HOSTILE_CODINGS}"
 
 
 def strong_tag(response) -> str:
@@ -130,6 +145,34 @@ def test_accept_encoding_negotiation(client: FlaskClient, accept: str, zipped: b
     assert response.headers.get("Content-Encoding") == ("gzip" if zipped else None)
     body = gzip.decompress(response.data) if zipped else response.data
     assert feedparser.parse(body).feed.title == "Alle Meldungen"
+
+
+def test_an_oversized_accept_encoding_is_answered_with_identity(client: FlaskClient) -> None:
+    identity = client.get("/feeds/alle.rss")
+    for value in (hostile_coding(0), "gzip, " + "x" * 300, ", ".join(["br"] * 20 + ["gzip"])):
+        response = client.get("/feeds/alle.rss", headers={"Accept-Encoding": value})
+        assert response.status_code == 200
+        assert "Content-Encoding" not in response.headers
+        assert response.data == identity.data
+        assert response.headers["ETag"] == identity.headers["ETag"]
+    assert client.get("/feeds/alle.rss", headers=GZIP).headers["Content-Encoding"] == "gzip"
+
+
+def test_distinct_huge_accept_encodings_cost_no_parse(app: Flask) -> None:
+    """CPU time of the app alone (the test client checks header values at a cost of its own), so
+    a busy machine does not make it flaky: Werkzeug parsed each such value for 80-340 ms."""
+    tag = app.test_client().get("/feeds/alle.rss").headers["ETag"]
+    statuses: list[str] = []
+    spent, count = 0.0, 100
+    for i in range(count):
+        environ = create_environ(
+            "/feeds/alle.rss", headers={"Accept-Encoding": hostile_coding(i), "If-None-Match": tag}
+        )
+        started = time.process_time()
+        b"".join(app(environ, lambda status, headers, exc_info=None: statuses.append(status)))
+        spent += time.process_time() - started
+    assert statuses == ["304 Not Modified"] * count
+    assert spent / count < 0.001, f"{spent / count * 1000:.1f} ms of CPU per request"
 
 
 # --- conditional requests -------------------------------------------------------------------
@@ -264,6 +307,10 @@ def test_head_conditional(client: FlaskClient, path: str) -> None:
         "/articles/../../etc/passwd",
         "/articles/%2e%2e/%2e%2e/config.yaml",
         "/feeds/alle.rss/extra",
+        "/feeds/alle.rss%0a",  # "$" matches before a final newline: whole paths only
+        "/feeds/alle%0a",
+        "/feeds/kurz/archive/1.rss%0a",
+        "/static//x",  # Werkzeug would redirect to the merged path (see below)
     ],
 )
 def test_not_found_is_short_plain_text(client: FlaskClient, path: str) -> None:
@@ -273,6 +320,25 @@ def test_not_found_is_short_plain_text(client: FlaskClient, path: str) -> None:
     assert 0 < len(response.data) < 200
     body = response.get_data(as_text=True)
     assert "Traceback" not in body and "SECRET" not in body and "site:" not in body
+
+
+def test_no_answer_redirects_to_the_host_the_client_named(app: Flask) -> None:
+    """Werkzeug's router redirects doubled slashes (and a missing trailing slash) to an absolute
+    URL built from the Host header: a cache keyed by path would hand it to every reader."""
+    client = app.test_client()
+    odd = ["/static//x", "/static//", "/static/a//b", "/healthz/", "/metrics/", "/healthz//", "/metrics//"]
+    odd += ["/feeds//alle.rss", "/articles//erster", "/feeds.opml/", "/feeds/alle.rss/"]
+    variants: list[str] = []
+    for rule in app.url_map.iter_rules():  # the routes of today and of whoever adds one
+        static = rule.rule.split("<")[0].rstrip("/")
+        variants += [static, f"{static}/", f"{static}//", f"{static}//x", f"{static}/x//y"]
+    for path in odd + variants:
+        response = client.get(path, headers={"Host": "evil.example"})
+        assert not 300 <= response.status_code < 400, (path, response.status_code)
+        assert "Location" not in response.headers, path
+        assert "evil.example" not in response.get_data(as_text=True), path
+        if path in odd:
+            assert response.status_code == 404, path
 
 
 def test_healthz(client: FlaskClient) -> None:
@@ -466,3 +532,60 @@ def test_every_new_document_is_conditional_get_able_and_gzipped(client: FlaskCli
     assert zipped.headers["Content-Encoding"] == "gzip" and gzip.decompress(zipped.data) == first.data
     head = client.head(path)
     assert head.status_code == 200 and head.data == b"" and head.headers["ETag"] == first.headers["ETag"]
+
+
+# --- hostile headers on the production server ---------------------------------------------------
+
+
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU time a process has used so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def test_huge_accept_encodings_cost_a_worker_neither_time_nor_memory(make_site: MakeSite, tmp_path) -> None:
+    """Distinct 300 KB Accept-Encoding values against granian (gunicorn answers 431 itself to a
+    header field over 8 KB): Werkzeug parsed each for 80-340 ms and kept it as a cache key, so
+    700 of them added about 100 MB to a worker and held up every poller behind them."""
+    server = harness.start(
+        lambda port: harness.production_command(port, 1),
+        tmp_path / "server.log",
+        config=make_site(),
+        state_dir=tmp_path / "state",
+        timeout=30.0,
+        memory_limit=2 << 30,
+    )
+    with server:
+        (worker,) = server.workers()
+        tag = server.fetch("/feeds/alle.rss").headers["etag"]
+        poll = {"If-None-Match": tag, "Accept-Encoding": "gzip, deflate, br, zstd"}
+
+        def hostile(first: int, count: int, replies: list[harness.Reply]) -> None:
+            for i in range(first, first + count):
+                headers = {"Accept-Encoding": hostile_coding(i), "If-None-Match": tag}
+                replies.append(server.fetch("/feeds/alle.rss", headers))
+
+        # A flood while a reader polls: the worker's CPU per hostile request and the poller's
+        # typical wait (a median: one slow answer on a busy machine is not the flood's doing).
+        flood_count, cpu_before = 50, cpu_seconds(worker)
+        replies: list[harness.Reply] = []
+        flood = threading.Thread(target=hostile, args=(0, flood_count, replies))
+        waits: list[float] = []
+        flood.start()
+        while flood.is_alive() or len(waits) < 5:
+            started = time.perf_counter()
+            assert server.fetch("/feeds/alle.rss", poll).status == 304
+            waits.append(time.perf_counter() - started)
+            flood.join(timeout=0.02)  # a poller every 20 ms or so: its own cost stays small
+        per_request = (cpu_seconds(worker) - cpu_before) / flood_count
+        assert per_request < 0.010, f"{per_request * 1000:.0f} ms of worker CPU per hostile request"
+        assert statistics.median(waits) < 0.050, f"poller waited {statistics.median(waits) * 1000:.0f} ms"
+        assert len(replies) == flood_count
+
+        before = harness.memory(worker).rss_mb
+        hostile(flood_count, 1000, replies)
+        after = harness.memory(worker).rss_mb
+        assert after - before < 10, f"worker grew from {before:.0f} MB to {after:.0f} MB"
+        assert server.fetch("/feeds/alle.rss", poll).status == 304
+        # Answered as a poller with no Accept-Encoding would be: identity, not modified.
+        assert [(r.status, r.headers.get("content-encoding")) for r in replies] == [(304, None)] * 1050

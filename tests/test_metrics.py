@@ -54,3 +54,29 @@ def test_reloads_and_a_broken_config_are_counted(make_site: MakeSite) -> None:
     assert site.apply(config_changed=True)
     assert sample(client, "feeds_config_degraded") == 0
     assert sample(client, "feeds_reloads_total") == 2
+
+
+def request_series(client: FlaskClient) -> set[str]:
+    """The label sets of feeds_requests_total in the exposition."""
+    text = client.get("/metrics").get_data(as_text=True)
+    return {line.rpartition(" ")[0] for line in text.splitlines() if line.startswith("feeds_requests_total{")}
+
+
+def test_bad_paths_add_no_series(make_site: MakeSite) -> None:
+    """Every label value is a known document: however many odd paths are asked for, Prometheus
+    is not handed a new series (and "alle.rss\\n" is not a feed)."""
+    client = create_app(make_site(), clock=lambda: NOW, watch=False).test_client()
+    for path in ("/feeds/alle.rss", "/feeds/alle", "/feeds/kurz/archive/1.rss", "/"):
+        assert client.get(path).status_code == 200
+    before = request_series(client)
+    bad = [
+        f"/feeds/{name}{suffix}"
+        for name in ("alle.rss", "kurz.atom", "alle", "kurz/archive/1.rss")
+        for suffix in ("%0a", "%0a%0a", "%0d", "/", "%20")
+    ]
+    bad += [f"/feeds/nope{i}.rss" for i in range(100)] + [f"/feeds/nope{i}" for i in range(100)]
+    bad += [f"/feeds/alle/archive/{i}.rss" for i in range(2, 100)]
+    for path in bad:
+        assert client.get(path).status_code == 404, path
+        assert client.post(path).status_code == 404, path
+    assert request_series(client) == before
