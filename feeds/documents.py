@@ -39,6 +39,7 @@ class Document:
     such a document is sent once, uncacheable, and never kept. ``note`` says how a feed was
     trimmed to stay under its ``max_bytes``. ``links`` go into an HTTP ``Link`` header
     (WebSub §4: a subscriber may find the hub from the headers without parsing the body).
+    ``nosniff`` asks browsers to keep to ``mimetype`` (files of ``static/``, served as found).
     """
 
     body: bytes
@@ -52,6 +53,7 @@ class Document:
     links: tuple[tuple[str, str], ...] = ()  # (rel, absolute URL)
     stale_while_revalidate: int = 0  # RFC 5861, for caches in front
     stale_if_error: int = 0
+    nosniff: bool = False
     compressed: _Compressed = field(default_factory=_Compressed, compare=False, repr=False)
 
     @property

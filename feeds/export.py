@@ -11,6 +11,10 @@ build "never deletes anything it did not write" is kept here in three layers:
   unless the operator forces it;
 * whatever the manifest does not list is carried into the new tree by hard links before the
   swap, and the old tree loses only what was ours or is provably in the new tree.
+
+Symlinks are the exception: a web server that follows them serves whatever they point to
+(``/etc/passwd``), so none is ever carried into a new export. It stays in the old tree, which
+is then set aside beside the target with a warning saying where (:func:`discard_old`).
 """
 
 from __future__ import annotations
@@ -137,16 +141,16 @@ def _check_collisions(out: Path, foreign: Tree, written: Iterable[str]) -> None:
 
 
 def _carry(out: Path, tmp: Path, foreign: Tree, written: set[str]) -> None:
-    """Hard-link every foreign entry into the new tree, so the swap keeps it."""
+    """Hard-link every foreign entry but symlinks into the new tree, so the swap keeps it."""
     ours_dirs = {a for rel in written for a in ancestors(rel)}
     for rel in [*foreign.files, *foreign.empty]:
         source, target = out / rel, tmp / rel
         try:
+            if rel not in foreign.dirs and source.is_symlink():
+                continue  # left in the old tree, which discard_old sets aside and reports
             target.parent.mkdir(parents=True, exist_ok=True)
             if rel in foreign.dirs:
                 target.mkdir(exist_ok=True)
-            elif source.is_symlink():
-                os.symlink(os.readlink(source), target)
             else:
                 os.link(source, target, follow_symlinks=False)
         except OSError as exc:

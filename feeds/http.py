@@ -63,6 +63,8 @@ class Answers:
         ]
         if doc.links:
             common.append(("Link", ", ".join(f'<{url}>; rel="{rel}"' for rel, url in doc.links)))
+        if doc.nosniff:
+            common.append(("X-Content-Type-Options", "nosniff"))
         return cls(
             tags=frozenset({tag, tag_gz, f"W/{tag}", f"W/{tag_gz}", "*"}),
             last_modified=last_modified,

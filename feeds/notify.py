@@ -52,6 +52,9 @@ RECHECK_MAX = 60.0  # an embargo far off: the clock is looked at again after thi
 READ_MAX = 65536  # bytes of an answer read (its status is what counts)
 USER_AGENT = "feeds (WebSub publisher)"
 FORM = "application/x-www-form-urlencoded"
+# Sending threads with a host of their own, per process. The config allows 16 hubs and 16 caches;
+# hosts dropped by a reload keep their idle thread, so more hosts can come over time.
+LANES = 32
 
 
 @dataclass(frozen=True)
@@ -127,19 +130,25 @@ def send(delivery: Delivery, timeout: float) -> str | None:
 class Outbox:
     """Deliveries on their way: one sending thread per destination host, started when needed.
 
-    ``delays`` are the seconds before each retry (so ``len(delays) + 1`` attempts in all).
+    ``delays`` are the seconds before each retry (so ``len(delays) + 1`` attempts in all). The
+    first ``lanes`` hosts get a thread each; deliveries to any further host share one more
+    thread, so a process never runs more than ``lanes + 1`` of them.
     """
 
-    def __init__(self, delays: Sequence[float] = DELAYS, timeout: float = TIMEOUT) -> None:
+    def __init__(
+        self, delays: Sequence[float] = DELAYS, timeout: float = TIMEOUT, lanes: int = LANES
+    ) -> None:
         self._delays = tuple(delays)
         self._timeout = timeout
+        self._most = lanes
         self._lanes: dict[str, _Lane] = {}
+        self._shared: _Lane | None = None
         self._lock = threading.Lock()
         self._closed = False
 
     def fresh(self) -> Outbox:
         """An empty outbox with the same settings."""
-        return Outbox(self._delays, self._timeout)
+        return Outbox(self._delays, self._timeout, self._most)
 
     def put(self, delivery: Delivery) -> None:
         host = urlsplit(delivery.url).netloc
@@ -147,23 +156,33 @@ class Outbox:
             if self._closed:
                 return
             lane = self._lanes.get(host)
-            if lane is None:
+            if lane is None and len(self._lanes) < self._most:
                 lane = self._lanes[host] = _Lane(host, self._delays, self._timeout)
+            elif lane is None:
+                if self._shared is None:
+                    log.warning(
+                        "more than %d hosts to send to; %s and any further ones share one sending thread",
+                        self._most,
+                        host,
+                    )
+                    self._shared = _Lane("(shared)", self._delays, self._timeout)
+                lane = self._shared
         lane.put(delivery)
+
+    def _all(self) -> list[_Lane]:
+        with self._lock:
+            return [*self._lanes.values(), *([self._shared] if self._shared else [])]
 
     def join(self, timeout: float) -> bool:
         """Wait until nothing is waiting or being sent; False if that took longer than ``timeout``."""
         deadline = time.monotonic() + timeout
-        with self._lock:
-            lanes = list(self._lanes.values())
-        return all(lane.join(deadline - time.monotonic()) for lane in lanes)
+        return all(lane.join(deadline - time.monotonic()) for lane in self._all())
 
     def close(self, timeout: float = 1.0) -> None:
         """Drop what is waiting and stop the threads (a request under way runs out by itself)."""
         with self._lock:
             self._closed = True
-            lanes = list(self._lanes.values())
-        for lane in lanes:
+        for lane in self._all():
             lane.close(timeout)
 
 

@@ -250,13 +250,15 @@ def discard_old(old: Path, out: Path) -> None:
     """Delete from ``old`` what we wrote or what ``out`` provably holds; set aside what stays.
 
     The manifest and the marker go last, so a build killed in here leaves a folder the next
-    build still recognises and finishes. Files that changed in ``out`` while it was rebuilt
-    are in neither tree: their folder is renamed out of our naming scheme, so no later build
+    build still recognises and finishes. What stays is the operator's: symlinks, which are
+    never carried into a new export, and files that changed in ``out`` while it was rebuilt
+    (in neither tree). Their folder is renamed out of our naming scheme, so no later build
     touches it, and the operator is told where it is.
     """
     ours = read_manifest(old) or BOOKKEEPING
     tree = walk(old)
-    kept = []
+    kept: list[str] = []
+    links: list[str] = []
     for rel in tree.files:
         if rel in BOOKKEEPING:
             continue
@@ -264,15 +266,16 @@ def discard_old(old: Path, out: Path) -> None:
             if rel in ours or same_entry(old / rel, out / rel):
                 (old / rel).unlink()
                 continue
+            is_link = (old / rel).is_symlink()
         except OSError:  # the new export is in place: report what could not go, never fail
-            pass
-        kept.append(rel)
+            is_link = False
+        (links if is_link else kept).append(rel)
     for rel in reversed(tree.dirs):
         with contextlib.suppress(OSError):
             (old / rel).rmdir()
     for rel in (MANIFEST, MARKER):
         (old / rel).unlink(missing_ok=True)
-    if not kept:
+    if not kept and not links:
         old.rmdir()
         return
     for n in itertools.count(1):
@@ -280,14 +283,25 @@ def discard_old(old: Path, out: Path) -> None:
         if not os.path.lexists(aside):
             break
     os.rename(old, aside)
-    log.warning(
-        "kept %s: %d file(s) in it (%s) are in neither the old nor the new export of %s (they changed "
-        "while it was rebuilt); move them where they belong, then delete the folder",
-        aside,
-        len(kept),
-        ", ".join(kept[:5]),
-        out,
-    )
+    if links:
+        log.warning(
+            "left %d symlink(s) out of the new export of %s (%s): a web server following them serves "
+            "any file they point to. They are kept in %s; copy what should be served into the export "
+            "folder as files, then delete that folder",
+            len(links),
+            out,
+            ", ".join(links[:5]) + (", ..." if len(links) > 5 else ""),
+            aside,
+        )
+    if kept:
+        log.warning(
+            "kept %s: %d file(s) in it (%s) are in neither the old nor the new export of %s (they "
+            "changed while it was rebuilt); move them where they belong, then delete the folder",
+            aside,
+            len(kept),
+            ", ".join(kept[:5]),
+            out,
+        )
 
 
 def clean_leftovers(out: Path) -> None:

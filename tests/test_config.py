@@ -669,3 +669,49 @@ def test_bad_reader_keys_are_reported_with_line(make_site, old, new, line, expec
     assert raw.split("\n")[line - 1] == new  # the line the operator has to look at
     assert problem.path == str(path) and problem.line == line, problem
     assert expected in problem.message, problem
+
+
+HUBS_LINE = "  hubs: [https://hub.example.net/, https://pubsubhubbub.appspot.com/]"
+PURGE_LINE = "  purge: http://127.0.0.1:6081"
+
+
+@pytest.mark.parametrize(
+    ("new", "shown"),
+    [
+        ("  purge: http://127.0.0.1:6081/?x=1", "'http://127.0.0.1:6081/?x=1' has a query"),
+        ("  purge: [http://127.0.0.1:6081/varnish?x=1]", "such as 'http://127.0.0.1:6081/varnish'"),
+        ("  purge: [http://127.0.0.1:6081/, 'http://cache.example.net/#a']", "has a fragment"),
+    ],
+)
+def test_a_cache_url_with_a_query_or_fragment_is_refused_with_its_line(make_site, new, shown):
+    """Every PURGE would go to /prefix?x=1/feeds/... and purge nothing, logged as sent."""
+    raw = replace_line(READERS, PURGE_LINE, new)
+    path, problem = only_problem(make_site, raw)
+    assert (problem.path, problem.line) == (str(path), 29)
+    assert problem.message.startswith("cache.purge: "), problem
+    assert shown in problem.message and "without query or fragment" in problem.message, problem
+
+
+def test_hub_urls_may_keep_a_query(make_site):
+    raw = replace_line(READERS, HUBS_LINE, "  hubs: [https://hub.example.net/publish?site=1]")
+    assert load_config(make_site(articles={}, raw_config=raw)).hubs == (
+        "https://hub.example.net/publish?site=1",
+    )
+
+
+@pytest.mark.parametrize(
+    ("old", "key", "line", "role"),
+    [(HUBS_LINE, "websub.hubs", 27, "Link header"), (PURGE_LINE, "cache.purge", 29, "a PURGE for every")],
+)
+def test_more_than_sixteen_hubs_or_caches_are_refused_with_the_line(make_site, old, key, line, role):
+    many = ", ".join(f"https://h{n}.example.net/" for n in range(2000))
+    name = key.rpartition(".")[2]
+    path, problem = only_problem(make_site, replace_line(READERS, old, f"  {name}: [{many}]"))
+    assert (problem.path, problem.line) == (str(path), line)
+    assert problem.message.startswith(f"{key}: 2000 URLs, expected at most 16 ("), problem
+    assert role in problem.message
+    sixteen = ", ".join(f"https://h{n}.example.net/" for n in range(16))
+    config = load_config(
+        make_site(articles={}, raw_config=replace_line(READERS, old, f"  {name}: [{sixteen}]"))
+    )
+    assert len(getattr(config, "hubs" if name == "hubs" else "purge")) == 16

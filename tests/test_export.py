@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import gzip
 import json
+import logging
 import os
+import shutil
 import stat
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import anyfeed
@@ -166,8 +168,6 @@ def test_rebuild_drops_the_old_export_and_keeps_what_it_did_not_write(make_site:
     (out / "images" / "empty").mkdir(parents=True)
     (out / "images" / "logo.png").write_bytes(b"PNG")
     (out / "images").chmod(0o750)
-    (out / "latest").symlink_to("feeds/alle.rss")
-    link_inode = (out / "latest").lstat().st_ino
 
     articles = {"politik/erster.md": "---\nid: erster\ntitle: Nur noch einer\ndate: 2025-06-01\n---\nText\n"}
     new_site = load(make_site(articles, name="neu"))
@@ -177,11 +177,58 @@ def test_rebuild_drops_the_old_export_and_keeps_what_it_did_not_write(make_site:
     assert snapshot(out) == expected_files(new_site) | foreign
     assert (out / "images" / "empty").is_dir()
     assert stat.S_IMODE((out / "images").stat().st_mode) == 0o750
-    assert os.readlink(out / "latest") == "feeds/alle.rss"
-    # Recreated rather than hard-linked: a link to someone else's symlink may be refused.
-    assert (out / "latest").lstat().st_ino != link_inode
     assert not (out / "articles" / "zweiter.html").exists()  # the old export's own file is gone
     assert siblings(out) == ["www"]
+
+
+def test_rebuild_never_carries_a_symlink_and_keeps_the_original_aside(
+    make_site: MakeSite, out: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A web server that follows symlinks would serve /etc/passwd from the export."""
+    site = load(make_site())
+    build(site, out)
+    secret = tmp_path / "secret.txt"
+    secret.write_text("the server's secret")
+    (out / "passwd.txt").symlink_to("/etc/passwd")
+    (out / "static").mkdir(exist_ok=True)
+    (out / "static" / "secret.txt").symlink_to(secret)
+    (out / "etc").symlink_to("/etc", target_is_directory=True)
+    (out / "robots.txt").write_text("User-agent: *\n")
+    links = {"etc": "/etc", "passwd.txt": "/etc/passwd", "static/secret.txt": str(secret)}
+
+    with caplog.at_level(logging.INFO, "feeds"):
+        build(site, out)
+
+    assert [p for p in out.rglob("*") if p.is_symlink()] == []
+    assert snapshot(out) == expected_files(site) | {"robots.txt": b"User-agent: *\n"}
+    kept = out.parent / f".www.feeds-old-{os.getpid()}-kept"
+    assert siblings(out) == sorted([kept.name, "www"])
+    found = {p.relative_to(kept).as_posix(): os.readlink(p) for p in kept.rglob("*") if p.is_symlink()}
+    assert found == links  # the operator's own symlinks, untouched
+    assert sorted(p.relative_to(kept).as_posix() for p in kept.rglob("*")) == sorted([*links, "static"])
+    assert secret.read_text() == "the server's secret"
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(warnings) == 1, warnings
+    assert warnings[0].startswith(f"left 3 symlink(s) out of the new export of {out} (etc, passwd.txt, ")
+    assert f"kept in {kept}" in warnings[0]
+
+    caplog.clear()
+    build(site, out)  # nothing left to leave out: nothing more is set aside or said
+    assert siblings(out) == sorted([kept.name, "www"])
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+
+
+def test_forced_build_into_a_folder_with_symlinks_leaves_them_out(make_site: MakeSite, out: Path) -> None:
+    out.mkdir(parents=True)
+    (out / "passwd.txt").symlink_to("/etc/passwd")
+    (out / "robots.txt").write_text("keep me")
+    site = load(make_site())
+    build(site, out, force=True)
+    assert not os.path.lexists(out / "passwd.txt")
+    assert snapshot(out) == expected_files(site) | {"robots.txt": b"keep me"}
+    kept = out.parent / f".www.feeds-old-{os.getpid()}-kept"
+    assert [p.name for p in kept.iterdir()] == ["passwd.txt"]
+    assert os.readlink(kept / "passwd.txt") == "/etc/passwd"
 
 
 def test_export_lists_what_it_wrote_in_its_manifest(make_site: MakeSite, out: Path) -> None:
@@ -554,12 +601,12 @@ def export_files_of(site: Site) -> list[str]:
     return [rel for rel in expected_files(site) if not rel.endswith(".gz")]
 
 
-def test_nginx_with_the_shipped_config_serves_the_export_as_the_app_serves_the_site(
-    make_site: MakeSite, tmp_path: Path
-) -> None:
-    """Every document a reader reaches from the index: same bytes, same media type."""
-    import shutil
+NginxExport = Callable[[Path], int]
 
+
+@pytest.fixture
+def nginx_export(tmp_path: Path) -> Iterator[NginxExport]:
+    """nginx with deploy/nginx-static.conf (only listen and root replaced) over an export; the port."""
     import harness
 
     nginx = shutil.which("nginx") or "/usr/sbin/nginx"
@@ -567,48 +614,96 @@ def test_nginx_with_the_shipped_config_serves_the_export_as_the_app_serves_the_s
         if os.environ.get("CI") == "true":
             pytest.fail("nginx is required in CI (scripts/install-system-packages.sh installs it)")
         pytest.skip("nginx is not installed (scripts/install-system-packages.sh installs it)")
+    processes: list[subprocess.Popen[bytes]] = []
+
+    def start(out: Path) -> int:
+        port = harness.free_port()
+        server_block = (harness.REPO / "deploy" / "nginx-static.conf").read_text()
+        server_block = server_block.replace("listen 80;", f"listen 127.0.0.1:{port};")
+        server_block = server_block.replace("root /srv/news/out;", f"root {out};")
+        work = tmp_path / f"nginx-{port}"
+        work.mkdir()
+        temps = "".join(
+            f"{name}_temp_path {work}/{name};\n"
+            for name in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+        )
+        (work / "nginx.conf").write_text(
+            ("user root;\n" if os.getuid() == 0 else "")  # workers as root can read the private tmp_path
+            + f"daemon off; pid {work}/nginx.pid; error_log {work}/error.log warn;\n"
+            f"events {{ worker_connections 64; }}\nhttp {{ access_log off; {temps}\n{server_block}\n}}\n"
+        )
+        process = subprocess.Popen(
+            [nginx, "-c", str(work / "nginx.conf"), "-p", str(work)], stderr=subprocess.DEVNULL
+        )
+        processes.append(process)
+        deadline = time.monotonic() + 30
+        while True:
+            assert process.poll() is None, (work / "error.log").read_text()
+            try:
+                harness.fetch(port, "/")
+                return port
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+
+    yield start
+    for process in processes:
+        process.terminate()
+        process.wait(10)
+
+
+def test_nginx_with_the_shipped_config_serves_the_export_as_the_app_serves_the_site(
+    make_site: MakeSite, tmp_path: Path, nginx_export: NginxExport
+) -> None:
+    """Every document a reader reaches from the index: same bytes, same media type."""
+    import harness
+
     config = make_site(config={"feeds": {"kurz": {"limit": 1}}, "site": {"icon": "/static/i.png"}})
     (config.parent / "static").mkdir()
     (config.parent / "static" / "i.png").write_bytes(b"\x89PNG\r\n\x1a\nicon")
     site = load(config)
     out = tmp_path / "out"
     build(site, out)
-    port = harness.free_port()
-    server_block = (harness.REPO / "deploy" / "nginx-static.conf").read_text()
-    server_block = server_block.replace("listen 80;", f"listen 127.0.0.1:{port};")
-    server_block = server_block.replace("root /srv/news/out;", f"root {out};")
-    work = tmp_path / "nginx"
-    work.mkdir()
-    temps = "".join(
-        f"{name}_temp_path {work}/{name};\n" for name in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
-    )
-    (work / "nginx.conf").write_text(
-        ("user root;\n" if os.getuid() == 0 else "")  # workers as root can read the private tmp_path
-        + f"daemon off; pid {work}/nginx.pid; error_log {work}/error.log warn;\n"
-        f"events {{ worker_connections 64; }}\nhttp {{ access_log off; {temps}\n{server_block}\n}}\n"
-    )
-    process = subprocess.Popen(
-        [nginx, "-c", str(work / "nginx.conf"), "-p", str(work)], stderr=subprocess.DEVNULL
-    )
-    try:
-        client = create_app(config, clock=lambda: NOW).test_client()
-        for _ in range(100):
-            try:
-                harness.fetch(port, "/")
-                break
-            except OSError:
-                time.sleep(0.05)
-        crawled = crawl(site)
-        assert (
-            any("/archive/" in p for p in crawled) and "/feeds.opml" in crawled and "/static/i.png" in crawled
-        )
-        for path, body in crawled.items():
-            reply = harness.fetch(port, path)
-            assert reply.status == 200, path
-            assert reply.body == body, path
-            assert reply.headers["content-type"].split(";")[0] == client.get(path).mimetype, path
-            zipped = harness.fetch(port, path, {"Accept-Encoding": "gzip"})
-            assert gzip.decompress(zipped.body) == body, path
-    finally:
-        process.terminate()
-        process.wait(10)
+    port = nginx_export(out)
+    client = create_app(config, clock=lambda: NOW).test_client()
+    crawled = crawl(site)
+    assert any("/archive/" in p for p in crawled) and "/feeds.opml" in crawled and "/static/i.png" in crawled
+    for path, body in crawled.items():
+        reply = harness.fetch(port, path)
+        assert reply.status == 200, path
+        assert reply.body == body, path
+        served = client.get(path)
+        assert reply.headers["content-type"].split(";")[0] == served.mimetype, path
+        assert reply.headers.get("x-content-type-options") == served.headers.get("X-Content-Type-Options")
+        if path.startswith("/static/"):  # nginx names other lifetimes once for all documents
+            assert reply.headers["cache-control"] == served.headers["Cache-Control"], path
+        zipped = harness.fetch(port, path, {"Accept-Encoding": "gzip"})
+        assert gzip.decompress(zipped.body) == body, path
+
+
+def test_nginx_with_the_shipped_config_follows_no_symlink_in_the_export(
+    make_site: MakeSite, tmp_path: Path, nginx_export: NginxExport
+) -> None:
+    """Symlinks planted in a live export (by hand, or by an older feeds that carried them)."""
+    import harness
+
+    site = load(make_site())
+    out = tmp_path / "out"
+    build(site, out)
+    (out / "passwd.txt").symlink_to("/etc/passwd")
+    (out / "etc").symlink_to("/etc", target_is_directory=True)
+    (out / "static").mkdir()
+    (out / "static" / "passwd.txt").symlink_to("/etc/passwd")
+    (out / "feeds" / "leak.html").symlink_to("/etc/passwd")  # /feeds/leak -> leak.html
+    port = nginx_export(out)
+    assert b"root:" in Path("/etc/passwd").read_bytes()
+    for path in ("/passwd.txt", "/etc/passwd", "/static/passwd.txt", "/feeds/leak"):
+        reply = harness.fetch(port, path)
+        assert reply.status in (403, 404), (path, reply.status)
+        assert b"root:" not in reply.body, path
+    assert harness.fetch(port, "/feeds/alle.rss").status == 200  # the export itself is served
+    (tmp_path / "srv").symlink_to(tmp_path, target_is_directory=True)
+    linked = nginx_export(tmp_path / "srv" / "out")  # a symlink on the way to the root is fine
+    assert harness.fetch(linked, "/feeds/alle.rss").status == 200
+    assert harness.fetch(linked, "/passwd.txt").status == 403

@@ -236,6 +236,34 @@ def test_a_slow_hub_delays_no_other_hub() -> None:
         fast.close()
 
 
+def test_sending_threads_are_bounded_however_many_hosts(caplog: pytest.LogCaptureFixture) -> None:
+    """2,000 hubs once made 2,015 threads per worker: 32 hosts get a thread each, the rest share one."""
+    dead: set[int] = set()
+    while len(dead) < 40:  # nothing listens there: each delivery is refused at once
+        dead.add(harness.free_port())
+    live = [RecordingHub(), RecordingHub()]
+    before = set(threading.enumerate())
+    outbox = Outbox(delays=())
+    try:
+        with caplog.at_level(logging.INFO, "feeds.notify"):
+            for port in sorted(dead):
+                outbox.put(publish(f"http://{HOST}:{port}/", SITE_URL + "feeds/alle.rss"))
+            for hub in live:  # hosts 41 and 42: on the shared thread
+                outbox.put(publish(hub.url, SITE_URL + "feeds/alle.rss"))
+            assert outbox.join(30)
+        senders = [t for t in threading.enumerate() if t not in before and t.name.startswith("feeds-send")]
+        assert len(senders) == 33
+        assert [len(hub.accepted()) for hub in live] == [1, 1]
+        gave_up = [r for r in caplog.records if r.levelno == logging.ERROR and "gave up" in r.getMessage()]
+        assert len(gave_up) == 40  # every host was tried
+        shared = [r.getMessage() for r in caplog.records if "share one sending thread" in r.getMessage()]
+        assert len(shared) == 1 and shared[0].startswith("more than 32 hosts to send to;")
+    finally:
+        outbox.close()
+        for hub in live:
+            hub.close()
+
+
 # -- the notifier, in-process ---------------------------------------------------------------------
 
 
