@@ -104,10 +104,8 @@ def stamped_article(site: SiteConfig, source: SourceFile, seen: datetime) -> byt
     data = stamped(source.data, when)
     after, body_after, problems_after = parse_meta(replace(source, data=data), site)
     if after is None:
-        raise NotWritten(
-            f"adding 'first_seen: {when}' would leave it out ({problems_after[0].message}); "
-            "add the line by hand"
-        )
+        why = problems_after[0].message if problems_after else "unreadable"
+        raise NotWritten(f"adding 'first_seen: {when}' would leave it out ({why}); add the line by hand")
     expected = replace(with_first_seen(before, seen), dated_by=DateSource.FIRST_SEEN)
     changed = [
         f.name
@@ -176,7 +174,8 @@ def rewrite(
             else:
                 _exchange(folder, tmp, name)
                 if _lease_broken(new):  # and one waits to write the stamped copy: keep it too
-                    raise NotWritten(f"{racing}; left as it was, and the stamped copy kept as {tmp}")
+                    copy = "/".join((*parts[:-1], tmp))
+                    raise NotWritten(f"{racing}; left as it was, and the stamped copy kept as {copy}")
                 at_tmp = _ident(os.fstat(new))
                 raise NotWritten(f"{racing}; left as it was")
         finally:

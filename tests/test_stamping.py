@@ -24,6 +24,7 @@ from click.testing import CliRunner
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+from feeds import stamping
 from feeds.articles import DateSource, Meta, SourceFile, Stamp, entry_id
 from feeds.cli import cli
 from feeds.config import SiteConfig, load_config
@@ -161,6 +162,36 @@ def test_a_program_opening_the_file_while_it_is_stamped_writes_into_it(opened: O
     data = path.read_bytes()
     assert data.startswith(b"---\nfirst_seen: ")
     assert data.endswith(b"\n---\nTitel\nfirst\nduring\nbefore\nafter\n")
+
+
+def test_two_programs_opening_the_file_around_the_swap_both_keep_their_bytes(
+    opened: Opened, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config, metas = opened({"a/live.md": "Titel\n"})
+    path = config.articles_dir / "a" / "live.md"
+    started: list[subprocess.Popen[str]] = []
+
+    def start(text: str) -> None:
+        process = subprocess.Popen([sys.executable, "-c", WRITER, str(path), text], stdin=subprocess.DEVNULL)
+        started.append(process)
+        wait_for_lease_break(path)  # of whichever file has the name now
+
+    def race_after_swap(*args: object) -> str | None:
+        start("zwei\n")  # opens the stamped copy, which has just taken the name
+        return real_race(*args)
+
+    real_race = stamping._race
+    monkeypatch.setattr(stamping, "_race", race_after_swap)
+    try:
+        with pytest.raises(NotWritten, match=r"stamped copy kept as a/\.feeds-stamp-"):
+            stamp_file(config, metas["a/live.md"], lambda stage: stage == "replacing" and start("eins\n"))
+    finally:
+        for process in started:
+            assert process.wait(timeout=30) == 0
+    assert path.read_bytes() == b"Titel\neins\n"
+    (kept,) = (p for p in path.parent.iterdir() if p.name.startswith(".feeds-stamp-"))
+    assert kept.read_bytes().startswith(b"---\nfirst_seen: ")
+    assert kept.read_bytes().endswith(b"\n---\nTitel\nzwei\n")
 
 
 def test_a_version_renamed_into_place_while_stamping_is_kept(opened: Opened) -> None:
