@@ -11,15 +11,13 @@ import click
 
 from . import logs
 from .app import create_app, state_dir_for
-from .articles import DateSource
 from .config import config_path_from_env, load_config
 from .errors import ConfigError, Problem, Severity
 from .export import build as build_export
 from .links import feed_page_url, feed_url, opml_url
 from .outfolder import ExportRefused, check_target
-from .parsing import stamped
 from .site import FORMATS, Site, open_site
-from .sources import read_source, replace_if_unchanged
+from .stamping import stamp_dates
 
 
 def _open(path: Path) -> Site:
@@ -128,23 +126,12 @@ def check(ctx: click.Context, fmt: str, stamp_dates: bool) -> None:
 
 def _stamp_dates(site: Site) -> int:
     """Write ``first_seen`` into every file whose article has no date; the count written."""
-    config = site.config
     written = 0
-    for meta in site.all_articles():
-        if meta.dated_by is not DateSource.SEEN:
-            continue
-        when = meta.published.astimezone(config.tz).isoformat()
-        try:
-            source = read_source(config.articles_dir, meta.path, config.max_article_bytes)
-            if source.stamp == meta.version and replace_if_unchanged(
-                config.articles_dir, meta.path, meta.version, stamped(source.data, when)
-            ):
-                written += 1
-                continue
-            reason = "it changed since it was read"
-        except OSError as exc:
-            reason = exc.strerror or str(exc)
-        click.echo(f"{meta.path}: first_seen not written: {reason}", err=True)
+    for path, reason in stamp_dates(site.config, site.all_articles()):
+        if reason is None:
+            written += 1
+        else:
+            click.echo(f"{path}: first_seen not written: {reason}", err=True)
     return written
 
 

@@ -59,6 +59,9 @@ KEYS = (
 )
 _FENCE = re.compile(r"^(---|\.\.\.)[ \t]*$")
 _ID_SEGMENT = re.compile(r"^[^\s/\\?#%<>\"]+$")
+_LINE = re.compile(rb"[^\r\n]*(?:\r\n|\r|\n)|[^\r\n]+")
+_FENCE_OPEN = re.compile(r"^---[ \t]*$")
+_FIRST_SEEN_KEY = re.compile(r"^first_seen[ \t]*:")
 
 
 def content_digest(data: bytes) -> int:
@@ -77,17 +80,33 @@ def stamped(data: bytes, when: str) -> bytes:
 
     Everything else stays byte for byte: BOM, line ends, the body. Used by
     ``feeds check --stamp-dates`` so the date a dateless article was first seen survives
-    copies and other machines, without changing its entry id.
+    copies and other machines, without changing its entry id. Lines are found the way
+    :func:`parse_meta` finds them (``\\n``, ``\\r\\n`` and a lone ``\\r`` all end a line; characters
+    XML forbids, such as a leading form feed, do not count), so the front matter the parser sees
+    is the one that gets the key. A ``first_seen:`` line already there (one that cannot be read
+    as a date) is replaced rather than repeated: a second key would make the YAML invalid.
+    The caller must still parse the result: this is a text edit, not a YAML writer.
     """
     bom = b"\xef\xbb\xbf" if data.startswith(b"\xef\xbb\xbf") else b""
-    rest = data[len(bom) :]
-    end = rest.find(b"\n")
-    first = rest if end < 0 else rest[: end + 1]
-    newline = b"\r\n" if first.endswith(b"\r\n") else b"\n"
-    line = b"first_seen: " + when.encode() + newline
-    if first.rstrip(b"\r\n").rstrip(b" \t") == b"---":
-        return bom + first + line + rest[len(first) :]
-    return bom + b"---" + newline + line + b"---" + newline + rest
+    lines: list[bytes] = _LINE.findall(data, len(bom))
+    ends = [line[len(line.rstrip(b"\r\n")) :] for line in lines]
+    newline = next((end for end in ends if end), b"\n")
+    if not (lines and ends[0] and _FENCE_OPEN.match(_seen_as(lines[0]))):
+        line = b"first_seen: " + when.encode() + newline
+        return bom + b"---" + newline + line + b"---" + newline + data[len(bom) :]
+    close = next((i for i in range(1, len(lines)) if _FENCE.match(_seen_as(lines[i]))), len(lines))
+    given = [i for i in range(1, close) if _FIRST_SEEN_KEY.match(_seen_as(lines[i]))]
+    if len(given) == 1:  # replace it, keeping its line end
+        at, after = given[0], given[0] + 1
+    else:  # none (or a duplicate the parser refused anyway): the first line after the fence
+        at, after = 1, 1
+    line = b"first_seen: " + when.encode() + (ends[at] if after > at else ends[0])
+    return bom + b"".join(lines[:at]) + line + b"".join(lines[after:])
+
+
+def _seen_as(line: bytes) -> str:
+    """One line as the parser sees it: decoded, without its line end and forbidden characters."""
+    return clean_text(line.rstrip(b"\r\n").decode("utf-8", "replace"))
 
 
 class _Front:

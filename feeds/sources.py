@@ -175,27 +175,3 @@ def _image_sizes(root: Path, data: bytes) -> dict[str, int]:
     if _inside(candidate, real_root) and stat.S_ISREG(st.st_mode):
         return {name: st.st_size}
     return {}
-
-
-def replace_if_unchanged(root: Path, rel: str, expected: Stamp, data: bytes) -> bool:
-    """Write ``data`` over ``rel`` atomically, only if the file is still the version read.
-
-    The new file keeps the old one's permissions; a symlinked article is written at its target.
-    """
-    path = os.path.realpath(os.path.join(root, rel))
-    if not _inside(path, os.path.realpath(root)):
-        return False
-    st = os.stat(path)
-    if not stat.S_ISREG(st.st_mode) or Stamp(st.st_size, st.st_mtime_ns) != expected:
-        return False
-    tmp = f"{path}.{os.getpid()}.feeds-tmp"
-    try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, stat.S_IMODE(st.st_mode))
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except OSError:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return True

@@ -480,6 +480,7 @@ def test_config_option_beats_env_var(
     assert "https://news.example.org/feeds/alle.rss" in result.output.split()
 
 
+@pytest.mark.skipif(sys.platform != "linux", reason="stamping needs Linux file leases")
 def test_stamp_dates_writes_first_seen_and_keeps_every_entry_id(
     runner: CliRunner, make_site: MakeSite, tmp_path: Path
 ) -> None:

@@ -18,9 +18,8 @@ import pytest
 from click.testing import CliRunner
 
 from feeds import create_app
-from feeds.articles import Stamp
 from feeds.cli import cli
-from feeds.sources import Listed, Refused, read_source, replace_if_unchanged, scan
+from feeds.sources import Listed, Refused, read_source, scan
 
 from conftest import NOW, MakeSite
 
@@ -167,21 +166,6 @@ def test_symlinks_inside_the_folder_are_read(make_site: MakeSite) -> None:
         read_source(articles, "extra/alias.md", 1 << 20).data
         == (articles / "politik" / "erster.md").read_bytes()
     )
-
-
-def test_replace_if_unchanged_refuses_a_file_that_moved_on(tmp_path: Path) -> None:
-    path = tmp_path / "a.md"
-    path.write_bytes(b"one")
-    os.chmod(path, 0o640)
-    read = read_source(tmp_path, "a.md", 100)
-    path.write_bytes(b"two!")  # someone else wrote in between
-    assert replace_if_unchanged(tmp_path, "a.md", read.stamp, b"mine") is False
-    assert path.read_bytes() == b"two!"
-    fresh = read_source(tmp_path, "a.md", 100)
-    assert replace_if_unchanged(tmp_path, "a.md", fresh.stamp, b"mine") is True
-    assert path.read_bytes() == b"mine" and (path.stat().st_mode & 0o777) == 0o640
-    assert [p.name for p in tmp_path.iterdir()] == ["a.md"]  # no temp file left
-    assert Stamp(4, 0) != fresh.stamp
 
 
 def test_listing_is_sorted_and_skips_hidden_and_underscore_names(tmp_path: Path) -> None:
