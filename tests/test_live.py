@@ -297,7 +297,7 @@ def no_past_after_start(server: harness.Server, state: Want, seconds: float = WA
     started = time.monotonic()
     while first is None or time.monotonic() - first < seconds:
         if time.monotonic() - started > 60.0 or server.process.poll() is not None:
-            pytest.fail(f"the server never answered:\n{server.log_tail()}")
+            pytest.fail(f"the server exited or did not answer for 60 s:\n{server.log_tail()}")
         for path, fmt, ident in paths:
             try:
                 reply = server.fetch(path, timeout=10.0)
