@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from functools import partial
 from urllib.parse import urlsplit
 
+from .archives import archive_pages, archive_slice
 from .catalogue import ARCHIVE, FEED, FEED_PAGE, FORMATS, INDEX, OPML, Kind
 from .documents import Document
 from .errors import NotFound, Unsettled
@@ -51,6 +52,22 @@ def digest(value: Hashable) -> str:
     return hashlib.sha256(repr(value).encode()).hexdigest()[:32]
 
 
+def archive_versions(site: Site, name: str) -> list[tuple[object, ...]]:
+    """For each archive page of the feed (1 first), what its bytes depend on, without rendering.
+
+    Equal tuples mean equal documents; a purge needs to know which of thousands of pages
+    changed, and rendering them all to find out would cost more than the purge.
+    """
+    spec = site.view().spec(name)
+    with site.read() as (reader, now):
+        history = reader.versions(spec, now)
+    count = archive_pages(len(history), spec.limit)
+    return [
+        (page < count, tuple(history[archive_slice(len(history), spec.limit, page)]))
+        for page in range(1, count + 1)
+    ]
+
+
 def _made(site: Site, kind: Kind, **params: object) -> Entry:
     """A document known by its ETag, rendered (or taken from the cache) when asked."""
     text = {key: str(value) for key, value in params.items()}
@@ -75,7 +92,7 @@ def other_documents(site: Site) -> Iterator[Entry]:
     yield _made(site, OPML)
     for name in list(site.specs):
         try:
-            versions = site.archive_versions(name)
+            versions = archive_versions(site, name)
         except NotFound:
             continue
         yield _made(site, FEED_PAGE, name=name)

@@ -78,10 +78,16 @@ def open_store(
     Of workers starting together, one builds the index while the others wait for it.
     """
     store, reason = IndexStore.open(state_dir / index_name(config) if state_dir else None)
-    with store.exclusive():
-        trusted = store.ready(config_key(config))
-        if not trusted:
-            indexing.load(config, store, lambda ids: ledger.first_seen(ids, clock()))
+    try:
+        with store.exclusive():
+            trusted = store.ready(config_key(config))
+            if not trusted:
+                indexing.load(config, store, lambda ids: ledger.first_seen(ids, clock()))
+    except StoreError as exc:  # a planted lock file, a folder that turned read-only meanwhile
+        log.warning("index not usable, kept in memory instead: %s", exc)
+        store.close()
+        store, trusted, reason = IndexStore(None), False, str(exc)
+        indexing.load(config, store, lambda ids: ledger.first_seen(ids, clock()))
     return store, trusted, reason
 
 

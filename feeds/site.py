@@ -14,22 +14,23 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
-from . import assets, catalogue, fields, indexing
-from .archives import archive_pages, archive_slice
+from . import assets, catalogue, health, indexing
+from .archives import archive_pages
 from .articles import Meta
 from .bodies import Bodies
 from .cache import Documents
 from .catalogue import FORMATS, Kind, Making, View
 from .config import FeedSpec, SiteConfig, load_config
 from .documents import Document
-from .errors import ConfigError, Problem, Severity
+from .errors import ConfigError, Problem
 from .live import Clock, Live, Snapshot, open_store
 from .render import EPOCH, warm_up
 from .selection import specs_for_topics
-from .store import IndexStore, Ledger
+from .store import IndexStore, Ledger, Reader
 
 __all__ = ["FORMATS", "Site", "open_site"]
 
@@ -209,25 +210,20 @@ class Site:
     def _store(self) -> IndexStore:
         return self.live.snapshot.store
 
-    def feed_entries(self, spec: FeedSpec) -> list[Meta]:
+    @contextmanager
+    def read(self) -> Iterator[tuple[Reader, datetime]]:
+        """One read transaction of the index as published now, and the time it is read at."""
         with self._store().read() as reader:
-            return reader.select(spec, self._clock())
+            yield reader, self._clock()
+
+    def feed_entries(self, spec: FeedSpec) -> list[Meta]:
+        with self.read() as (reader, now):
+            return reader.select(spec, now)
 
     def archived(self, spec: FeedSpec) -> int:
         """How many archive pages the feed has now."""
-        with self._store().read() as reader:
-            return archive_pages(reader.total(spec, self._clock()), spec.limit)
-
-    def archive_versions(self, name: str) -> list[tuple[object, ...]]:
-        """For each archive page of the feed (1 first), what its bytes depend on, without rendering."""
-        spec = self.view().spec(name)
-        with self._store().read() as reader:
-            history = reader.versions(spec, self._clock())
-        count = archive_pages(len(history), spec.limit)
-        return [
-            (page < count, tuple(history[archive_slice(len(history), spec.limit, page)]))
-            for page in range(1, count + 1)
-        ]
+        with self.read() as (reader, now):
+            return archive_pages(reader.total(spec, now), spec.limit)
 
     def published(self) -> Iterator[Meta]:
         """Articles visible now, newest first (read in batches: there may be a million)."""
@@ -241,7 +237,7 @@ class Site:
 
     def all_articles(self) -> list[Meta]:
         """Every indexed article, drafts and embargoed ones included, by path."""
-        with self._store().read() as reader:
+        with self.read() as (reader, _):
             return reader.articles()
 
     def article_count(self) -> int:
@@ -249,55 +245,16 @@ class Site:
 
     def topics(self) -> dict[str, str]:
         """Topics with a visible article: slug -> display spelling."""
-        with self._store().read() as reader:
-            return reader.topics(self._clock())
+        with self.read() as (reader, now):
+            return reader.topics(now)
 
     def problems(self) -> list[Problem]:
-        snapshot = self.live.snapshot
-        found = self._unused_topic_names() + list(snapshot.problems)
-        return (list(snapshot.config_error.problems) if snapshot.config_error else []) + found
-
-    def _unused_topic_names(self) -> list[Problem]:
-        """A ``topics:`` entry no article uses is most likely a misspelt slug."""
-        config = self.config
-        if not config.topic_names:
-            return []
         with self._store().read() as reader:
-            used = reader.topic_slugs()
-        return [
-            Problem(
-                str(config.path),
-                named.line or None,
-                f"topics.{named.slug}: no article has this topic; its title is unused"
-                + fields.did_you_mean(named.slug, used),
-                Severity.WARNING,
-            )
-            for named in config.topic_names
-            if named.slug not in used
-        ]
+            used = reader.topic_slugs() if self.config.topic_names else frozenset()
+        return health.problems(self.live.snapshot, used)
 
     def health(self) -> dict[str, object]:
-        snapshot = self.live.snapshot
-        reasons = list(snapshot.degraded)
-        if self.ledger.problem and not any(self.ledger.problem in r for r in reasons):
-            reasons.append(self.ledger.problem)
-        if snapshot.config_error is not None:
-            reasons.insert(0, "config.yaml is broken; serving the last good config")
-        status: dict[str, object] = {"status": "degraded" if reasons else "ok"}
-        if reasons:
-            status["reason"] = "; ".join(reasons)
-        if snapshot.config_error is not None:
-            status["errors"] = [str(p) for p in snapshot.config_error.problems]
-        if not snapshot.verified:
-            status["checking"] = "comparing the files with the index; answers are not cacheable until done"
-        status.update(
-            articles=snapshot.articles,
-            feeds=len(self.view().specs),
-            problems=len(snapshot.problems)
-            + (len(snapshot.config_error.problems) if snapshot.config_error else 0),
-            pid=os.getpid(),
-        )
-        return status
+        return health.report(self.live.snapshot, len(self.view().specs), self.ledger.problem)
 
     def close(self) -> None:
         self.live.stop()

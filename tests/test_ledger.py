@@ -6,13 +6,18 @@ tested across two Ledger instances over one file, as two workers would use it.
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 from datetime import UTC, datetime, timedelta
+from email.utils import parsedate_to_datetime
 from pathlib import Path
 
 import pytest
 
+from feeds import create_app
 from feeds.store import Ledger, decide
+
+from conftest import NOW, SMALL_ARTICLES, MakeSite
 
 T0 = datetime(2025, 1, 1, tzinfo=UTC)
 
@@ -101,7 +106,6 @@ def test_of_all_workers_bringing_a_change_exactly_one_claims_it(tmp_path: Path) 
     assert not Ledger(tmp_path / "l.sqlite").claim_change("u", "three")  # a restart announces nothing
 
 
-
 def test_workers_set_up_the_ledger_one_at_a_time(tmp_path: Path) -> None:
     """Regression: of two workers starting together, one got "database is locked" while the
     other switched the new file to WAL, kept its dates in memory, and so announced every change
@@ -121,3 +125,48 @@ def test_workers_set_up_the_ledger_one_at_a_time(tmp_path: Path) -> None:
     assert opened and opened[0].claim_change("k", "e1") is False  # shared, not in memory
     other = Ledger(path)
     assert other.claim_change("k", "e2") is True and opened[0].claim_change("k", "e2") is False
+
+
+# --- forged or damaged rows: ignored with one log line, never an error to a reader ----------------
+
+
+@pytest.mark.parametrize("forged", ["1000000000000000", "'abc'", "-99999999999999", "1.5", "x'00'"])
+def test_a_forged_last_modified_is_ignored(
+    make_site: MakeSite, tmp_path: Path, forged: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    state = tmp_path / "state"
+    config = make_site()
+    first = create_app(config, clock=lambda: NOW, state_dir=state).test_client().get("/feeds/alle.rss")
+    assert first.status_code == 200
+    with sqlite3.connect(state / "validators.sqlite") as db:
+        assert db.execute(f"UPDATE versions SET lm = {forged}").rowcount > 0
+    client = create_app(config, clock=lambda: NOW, state_dir=state).test_client()
+    with caplog.at_level(logging.WARNING):
+        again = client.get("/feeds/alle.rss")
+        revalidated = client.get(
+            "/feeds/alle.rss", headers={"If-Modified-Since": first.headers["Last-Modified"]}
+        )
+    assert again.status_code == 200 and again.data == first.data
+    assert 2000 < parsedate_to_datetime(again.headers["Last-Modified"]).year < 2100
+    assert revalidated.status_code in (200, 304)
+    assert "malformed row" in caplog.text
+
+
+@pytest.mark.parametrize("forged", ["1000000000000000", "'abc'", "-1e300"])
+def test_a_forged_first_seen_date_is_ignored_at_a_cold_and_a_warm_start(
+    make_site: MakeSite, tmp_path: Path, forged: str
+) -> None:
+    state = tmp_path / "state"
+    config = make_site({**SMALL_ARTICLES, "politik/ohne.txt": "Ohne Datum\nText ohne Datum.\n"})
+    assert create_app(config, clock=lambda: NOW, state_dir=state).test_client().get("/").status_code == 200
+    with sqlite3.connect(state / "validators.sqlite") as db:
+        assert db.execute(f"UPDATE first_seen SET seen = {forged}").rowcount == 1
+    for index in state.glob("index-*.sqlite*"):
+        index.unlink()  # a cold start dates every dateless article again
+    cold = create_app(config, clock=lambda: NOW, state_dir=state).test_client()
+    assert "Ohne Datum" in cold.get("/feeds/alle.rss").get_data(as_text=True)
+    warm = create_app(config, clock=lambda: NOW, state_dir=state)
+    path = config.parent / "articles" / "politik" / "ohne.txt"
+    path.write_text("Ohne Datum, neu\nText.\n", encoding="utf-8")
+    assert warm.extensions["feeds"].apply(["politik/ohne.txt"])
+    assert "Ohne Datum, neu" in warm.test_client().get("/feeds/alle.rss").get_data(as_text=True)

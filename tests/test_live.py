@@ -336,9 +336,18 @@ class Servers:
         self.log = log
         self.started: list[harness.Server] = []
 
-    def __call__(self, config: Path, state_dir: Path, *, wait: bool = True) -> harness.Server:
+    def __call__(
+        self, config: Path, state_dir: Path, *, wait: bool = True, preload: bool = False
+    ) -> harness.Server:
+        def command(port: int) -> list[str]:
+            if preload:  # gunicorn makes the app once and forks the workers from it
+                return harness.gunicorn_command(
+                    port, WORKERS, threads=4, extra=["--preload", "--graceful-timeout", "2"]
+                )
+            return harness.production_command(port, workers=WORKERS)
+
         server = harness.start(
-            lambda port: harness.production_command(port, workers=WORKERS),
+            command,
             self.log,
             config=config,
             state_dir=state_dir,
@@ -582,3 +591,21 @@ def test_state_folder_full_while_serving(tmp_path: Path, serve: Servers) -> None
             no_past_after_start(serve(config, state_dir, wait=False), after)
         finally:
             serve.stop_all()  # before the file system goes
+
+
+def test_workers_forked_from_a_preloaded_app_reopen_everything(tmp_path: Path, serve: Servers) -> None:
+    """``gunicorn --preload``: the app is made once and the workers are forked from it. Each
+    opens its own index and ledger connections and runs its own writer, which first compares
+    every file with the index (what changed before the fork was the parent's to see)."""
+    site = tmp_path / "site"
+    config = write_config(site)
+    fill(site / "articles", KEEP, GONE, EDITED_OLD)
+    server = serve(config, tmp_path / "state", preload=True)
+    converge(server, BEFORE, "the site, in workers forked from the preloaded app")
+    articles = site / "articles"
+    (articles / f"{GONE[0]}.md").unlink()
+    put(articles, EDITED_NEW)
+    put(articles, ADDED)
+    converge(server, AFTER, "changes, in every forked worker")
+    log = (tmp_path / "server.log").read_text(encoding="utf-8", errors="replace")
+    assert "Traceback" not in log and "database is locked" not in log and "misuse" not in log

@@ -13,8 +13,10 @@ import pickle
 import sqlite3
 from pathlib import Path
 
+import feedparser
 import pytest
 from click.testing import CliRunner
+from flask.testing import FlaskClient
 
 from feeds import create_app
 from feeds.cli import cli
@@ -195,3 +197,121 @@ def test_an_index_made_under_another_config_or_code_is_not_used(
     open_site(path, lambda: NOW, state)
     assert len(parses) == 5  # rebuilt in place: the file is ours
     assert IndexStore(index).ready(config_key(load_config(path)))
+
+
+# --- rows forged while the server runs -------------------------------------------------------------
+
+
+def _forge(index: Path, sql: str, *params: object) -> None:
+    with sqlite3.connect(index) as db:
+        assert db.execute(sql, params).rowcount >= 1
+
+
+def _everything(client: FlaskClient) -> str:
+    paths = ["/", "/feeds.opml", "/articles/erster", "/articles/zweiter", "/articles/klima/dritter"]
+    paths += [
+        f"/feeds/{name}.{fmt}" for name in ("alle", "politik", "klima") for fmt in ("rss", "atom", "json")
+    ]
+    return "\n".join(client.get(p).get_data(as_text=True) for p in paths)
+
+
+def test_forged_urls_are_never_published_and_the_files_are_read_again(
+    make_site: MakeSite, tmp_path: Path
+) -> None:
+    config = make_site()
+    state = tmp_path / "state"
+    app = create_app(config, clock=lambda: NOW, watch=True, notify=False, state_dir=state)
+    site, client = app.extensions["feeds"], app.test_client()
+    try:
+        assert "javascript:" not in _everything(client)
+        generation = site.live.snapshot.generation
+        index = cache_path(state, config)
+        _forge(index, "UPDATE files SET url = 'javascript:alert(1)' WHERE path = 'politik/erster.md'")
+        _forge(index, "UPDATE files SET image = 'javascript:alert(2)' WHERE path = 'politik/zweiter.md'")
+        _forge(index, "UPDATE files SET permalink = 'javascript:alert(3)' WHERE path = 'klima/dritter.txt'")
+        assert site.live.wait(lambda s: s.generation > generation, 10), "the writer never saw the write"
+        assert "javascript:" not in _everything(client)
+
+        def repaired(_: object) -> bool:
+            forged = "url LIKE 'javascript:%' OR image LIKE 'javascript:%' OR permalink LIKE 'javascript:%'"
+            with sqlite3.connect(index) as db:
+                return not db.execute(f"SELECT 1 FROM files WHERE {forged}").fetchone()
+
+        assert site.live.wait(repaired, 10), "the forged rows were never read again from their files"
+        titles = [e.title for e in feedparser.parse(client.get("/feeds/alle.atom").data).entries]
+        assert {"Erster Artikel", "Zweiter Artikel", "Dritter Artikel im Exportformat"} <= set(titles)
+    finally:
+        site.close()
+
+
+@pytest.mark.parametrize("path", ["/proc/self/environ", "../../etc/passwd.md", "politik/geist.md"])
+def test_a_forged_row_whose_file_is_no_article_is_dropped(
+    make_site: MakeSite, tmp_path: Path, path: str
+) -> None:
+    config = make_site()
+    state = tmp_path / "state"
+    app = create_app(config, clock=lambda: NOW, watch=True, notify=False, state_dir=state)
+    site, client = app.extensions["feeds"], app.test_client()
+    try:
+        assert client.get("/feeds/alle.rss").status_code == 200
+        index = cache_path(state, config)
+        columns = "size, mtime_ns, retry, problems, title, published, updated, url, permalink, topics, tags, "
+        columns += "authors, language, draft, image, image_type, image_length, image_alt, sources, summary, "
+        columns += "digest, body_start, dated_by"
+        _forge(index, f"INSERT INTO files (path, id, {columns}) SELECT ?, 'forged', {columns} FROM files "
+                      "WHERE path = 'politik/erster.md'", path)  # fmt: skip
+        _forge(index, "UPDATE files SET entry = 1, published = published + 86400 WHERE id = 'forged'")
+        _forge(index, "INSERT INTO entry_topics SELECT 'politik', 'forged', published, path, 'Politik' "
+                      "FROM files WHERE id = 'forged'")  # fmt: skip
+
+        def dropped(_: object) -> bool:
+            answer = client.get("/feeds/alle.rss")
+            with sqlite3.connect(index) as db:
+                gone = db.execute("SELECT 1 FROM files WHERE path = ?", (path,)).fetchone() is None
+            return gone and "public" in answer.headers["Cache-Control"] and answer.status_code == 200
+
+        assert site.live.wait(dropped, 15), "the forged row stayed"
+        assert client.get("/articles/forged").status_code == 404
+        assert "environ" not in _everything(client) and "root:" not in _everything(client)
+    finally:
+        site.close()
+
+
+# --- state files planted as symbolic links --------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "validators.sqlite",
+        "validators.sqlite.lock",
+        "{index}",
+        "{index}-wal",
+        "{index}.lock",
+        "{index}.write",
+    ],
+)
+def test_a_state_file_planted_as_a_symlink_is_refused_never_followed(
+    make_site: MakeSite, tmp_path: Path, name: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    config = make_site()
+    state = tmp_path / "state"
+    state.mkdir()
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    planted = state / name.format(index=index_name(load_config(config)))
+    planted.symlink_to(outside / "target")
+    with caplog.at_level(logging.WARNING):
+        app = create_app(config, clock=lambda: NOW, state_dir=state)
+        client = app.test_client()
+        assert "Erster Artikel" in client.get("/feeds/alle.rss").get_data(as_text=True)
+        (config.parent / "articles" / "politik" / "neu.md").write_text(
+            "---\ntitle: Neu\ndate: 2025-06-01\n---\nx\n"
+        )
+        assert app.extensions["feeds"].apply(["politik/neu.md"])
+        assert "Neu" in client.get("/feeds/alle.rss").get_data(as_text=True)
+    assert list(outside.iterdir()) == []  # nothing created or written where the link points
+    assert planted.is_symlink()  # and the link itself left alone
+    health = client.get("/healthz").get_json()
+    assert health["status"] == "degraded" and "symbolic link" in health["reason"]
+    assert "symbolic link" in caplog.text
