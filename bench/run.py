@@ -234,7 +234,10 @@ def naive_view(config: Path, work: Path, duration: float) -> Polled:
 def scale(config: Path, work: Path, lines: list[str]) -> list[Target]:
     """Start-up and memory (1 gunicorn sync worker), render times, change latency (2 workers)."""
     n = size_of(config)
-    (cold, peak_cold, documents), (warm, peak_warm, _) = start_up(config, work), start_up(config, work, False)
+    (cold, _, peak_cold, documents), (warm, _, peak_warm, _) = (
+        start_up(config, work),
+        start_up(config, work, False),
+    )
     render, trials = render_times(config, work), change_latency(config, work, n)
     peak, every = max(peak_cold, peak_warm), max(trials)
     worst = max(render["kurz.rss"], render["alle.rss"], render["thema-000.rss"])
@@ -271,15 +274,21 @@ def scale(config: Path, work: Path, lines: list[str]) -> list[Target]:
     ]
 
 
-def start_up(config: Path, work: Path, cold: bool = True) -> tuple[float, float, int]:
-    """Seconds from process start to /healthz 200 (1 sync worker; cold: no `.feeds` state), then
-    every feed once; returns (seconds, the worker's peak RSS in MB, documents)."""
+def start_up(config: Path, work: Path, cold: bool = True) -> tuple[float, float, float, int]:
+    """Seconds from process start to /healthz 200 and until documents are correct and cacheable
+    (1 sync worker; cold: no `.feeds` state), then every feed once; returns (seconds to /healthz,
+    seconds to checked documents, the worker's peak RSS in MB, documents). A warm start answers
+    /healthz at once, but while it compares the files with a large index /healthz says
+    "checking" and documents are `no-store` until that is done."""
     if cold:
         shutil.rmtree(config.parent / ".feeds", ignore_errors=True)
     started = time.perf_counter()
     command = lambda port: harness.gunicorn_command(port, 1, extra=GUNICORN)  # noqa: E731
     # A long grace: the worker may still be writing to its index on the way out.
     with serve(command, work, f"start-{'cold' if cold else 'warm'}", config=config, grace=60.0) as server:
+        answering = time.perf_counter() - started
+        while "checking" in json.loads(server.fetch("/healthz", timeout=120).body):
+            time.sleep(0.05)
         ready = time.perf_counter() - started
         index = server.fetch("/", timeout=120).body.decode()
         paths = sorted(set(re.findall(r'/feeds/([a-z0-9][a-z0-9_-]*\.(?:rss|atom))"', index)))
@@ -287,8 +296,11 @@ def start_up(config: Path, work: Path, cold: bool = True) -> tuple[float, float,
             if (status := server.fetch(f"/feeds/{path}", timeout=120).status) != 200:
                 raise RuntimeError(f"/feeds/{path}: {status}")
         peak = worker_peak_mb(server)
-    log(f"{'cold' if cold else 'warm'} start: /healthz 200 after {ready:.2f} s, worker peak {peak:.0f} MB")
-    return ready, peak, len(paths)
+    log(
+        f"{'cold' if cold else 'warm'} start: /healthz 200 after {answering:.2f} s, files checked after "
+        f"{ready:.2f} s, worker peak {peak:.0f} MB"
+    )
+    return answering, ready, peak, len(paths)
 
 
 def change_latency(config: Path, work: Path, count: int, trials: int = 5) -> list[float]:

@@ -21,9 +21,10 @@ from __future__ import annotations
 
 import logging
 import os
+import stat
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass, field, replace
@@ -115,6 +116,7 @@ class Live:
         self._lock = threading.RLock()  # the writer's; never taken by a request
         self._published = threading.Condition()  # for waiters on a publication (tests, tools)
         self.hooks: list[Callable[[bool], None]] = []  # after each reload: True applied, False refused
+        self.published: list[Callable[[Snapshot], None]] = []  # after each publication, on this thread
         self._reasons: dict[str, str] = {"index": store_reason} if store_reason else {}
         self._disk: IndexStore | None = None  # while the state folder refuses writes: where to return
         self._dirty: set[str] = set()  # paths changed in memory meanwhile
@@ -181,6 +183,8 @@ class Live:
             articles=articles,
             problems=problems,
         )
+        for prepare in self.published:  # before waiters wake: what they ask next is ready
+            prepare(new)
         with self._published:
             self._snapshot = new
             self._published.notify_all()
@@ -229,7 +233,7 @@ class Live:
             stale = indexing.stale(snapshot.config, snapshot.store, snapshot.articles)
             if stale:
                 log.info("%d article file(s) changed since the index was written", len(stale))
-                self._read(stale)
+                self._read(stale, force=stale)
             self._verified(started)
             return len(stale)
 
@@ -241,8 +245,13 @@ class Live:
         if not self._snapshot.verified:
             self._publish(changed=False, verified=True)
 
-    def _read(self, paths: list[str]) -> bool:
-        """Parse first, then write the batch in one transaction: readers see all of it or none."""
+    def _read(self, paths: list[str], force: Collection[str] = ()) -> bool:
+        """Parse first, then write the batch in one transaction: readers see all of it or none.
+
+        Under the index's write lock, so that of the workers taking in the same change one reads
+        each file: the others find its row already at the file's version and read nothing.
+        ``force``: paths read again whatever their row says (rows found malformed).
+        """
         snapshot = self._snapshot
         config = snapshot.config
         root = identify(config.articles_dir, self.config_path).articles
@@ -251,13 +260,15 @@ class Live:
             self._publish(changed=False)
             return False
         started = time.perf_counter()
-        reads = {rel: parse_file(config, rel) for rel in paths}
-        if identify(config.articles_dir, self.config_path).articles != root:
-            return False  # swapped while being read: the next batch checks every file
-        records = {rel: record for rel, (record, _) in reads.items() if record is not None}
-        final: dict[str, Record | None] = dict.fromkeys(paths)
-        final.update(dated(records, lambda ids: self._ledger.first_seen(ids, self._clock())))
-        applied = self._write(final)
+        with self._writing(snapshot.store):
+            todo = self._unread(paths, snapshot.store, config, force)
+            reads = {rel: parse_file(config, rel) for rel in todo}
+            if identify(config.articles_dir, self.config_path).articles != root:
+                return False  # swapped while being read: the next batch checks every file
+            records = {rel: record for rel, (record, _) in reads.items() if record is not None}
+            final: dict[str, Record | None] = dict.fromkeys(todo)
+            final.update(dated(records, lambda ids: self._ledger.first_seen(ids, self._clock())))
+            applied = self._write(final) if final else Applied((), False)
         if applied is None:
             return False
         for rel, (_, body) in reads.items():
@@ -272,6 +283,35 @@ class Live:
         if applied.wrote or elsewhere:
             self._publish()
         return bool(applied.visible) or elsewhere
+
+    @staticmethod
+    def _writing(store: IndexStore) -> ExitStack:
+        """The index's write lock, or nothing if its lock file cannot be used (the write that
+        follows fails the same way and goes to memory, saying why)."""
+        guard = ExitStack()
+        try:
+            guard.enter_context(store.writing())
+        except StoreError as exc:
+            log.warning("index: %s", exc)
+        return guard
+
+    @staticmethod
+    def _unread(paths: list[str], store: IndexStore, config: SiteConfig, force: Collection[str]) -> list[str]:
+        """The paths whose file is not the version the index holds (another worker wrote the rest)."""
+        known = store.versions(paths)
+        todo = []
+        for rel in paths:
+            row = known.get(rel)
+            try:
+                st = os.stat(config.articles_dir / rel)
+            except (OSError, ValueError):
+                if row is not None or rel in force:
+                    todo.append(rel)  # gone: its row goes
+                continue
+            same = row is not None and not row[2] and row[:2] == (st.st_size, st.st_mtime_ns)
+            if not same or rel in force or not stat.S_ISREG(st.st_mode):
+                todo.append(rel)
+        return todo
 
     def _write(self, batch: dict[str, Record | None]) -> Applied | None:
         """Write to the index; to a copy in memory while the state folder refuses writes."""
@@ -446,9 +486,9 @@ class Live:
             self._config_id = self._config_seen = watcher.roots().config
             self._reload_config()
         paths |= set(self._release_deferred())
-        paths |= set(self._snapshot.store.take_suspects())
-        if paths:
-            self._read(sorted(paths))
+        suspects = self._snapshot.store.take_suspects()
+        if paths or suspects:
+            self._read(sorted(paths | set(suspects)), force=suspects)
         else:
             self.refresh()
         self._poll_check()
@@ -536,7 +576,7 @@ class Live:
             stale = []
         if stale:
             log.info("%d article file(s) changed since the index was written", len(stale))
-            self._read(stale)
+            self._read(stale, force=stale)
         self._verified(self._check_from)
         if self._check_lock is not None:
             self._check_lock.close()

@@ -88,17 +88,18 @@ class Site:
         first = Snapshot(config, store, generation=1, verified=verified)
         self.live = Live(config_path or config.path, first, self.ledger, clock=clock, state_dir=state_dir,
                          offer=self._bodies.offer, store_reason=store_reason)  # fmt: skip
-        self.live.hooks.append(self._changed)
+        self.live.published.append(self._prepare)
         self._documents = Documents(
             self.ledger, clock, frozenset(k.place.kind for k in catalogue.KINDS if k.recent)
         )
         self._view: View | None = None
         self._view_lock = threading.Lock()  # requests only: one computes a new view, others wait
-        self._changed(True)
+        self._prepare(self.live.snapshot)
 
-    def _changed(self, applied: bool) -> None:
-        snapshot = self.live.snapshot
+    def _prepare(self, snapshot: Snapshot) -> None:
+        """On the writer's thread, before a snapshot is published: its view, so requests find it."""
         self._bodies.configure(snapshot.config)
+        self.view(snapshot)
 
     # -- what the site is -----------------------------------------------------------------------
 
@@ -135,25 +136,19 @@ class Site:
         """Take in changed files and/or config now, on this thread (tools, tests)."""
         return self.live.apply(paths, config_changed)
 
-    def view(self) -> View:
-        snapshot, view, now = self.live.snapshot, self._view, self._clock()
-        if (
-            view is not None
-            and view.source is snapshot
-            and (view.valid_until is None or now < view.valid_until)
-        ):
+    def view(self, snapshot: Snapshot | None = None) -> View:
+        """Feeds and dates of the published snapshot (or of ``snapshot``, about to be), valid until
+        the next embargo ends."""
+        snapshot, view, now = snapshot or self.live.snapshot, self._view, self._clock()
+        if view is not None and _holds(view, snapshot, now):
             return view
         with self._view_lock:
             view = self._view
-            if (
-                view is None
-                or view.source is not snapshot
-                or (view.valid_until is not None and now >= view.valid_until)
-            ):
+            if view is None or not _holds(view, snapshot, now):
                 config = snapshot.config
                 with snapshot.store.read() as reader:
                     topics = reader.topics(now) if config.topic_feeds else {}
-                    view = self._view = View(
+                    view = View(
                         source=snapshot,
                         store=snapshot.store,
                         config=config,
@@ -161,6 +156,8 @@ class Site:
                         specs={s.name: s for s in specs_for_topics(config, topics)},
                         newest=reader.newest(now) or EPOCH,
                     )
+                if snapshot is self.live.snapshot or self._view is None or _newer(snapshot, self._view):
+                    self._view = view
         return view
 
     @property
@@ -259,3 +256,21 @@ class Site:
     def close(self) -> None:
         self.live.stop()
         self.ledger.close()
+
+
+def _holds(view: View, snapshot: Snapshot, now: datetime) -> bool:
+    """The view was made for this state of the site (a publication that only changed the health
+    keeps it) and no embargo has ended since."""
+    source = view.source
+    assert isinstance(source, Snapshot)
+    return (
+        source.generation == snapshot.generation
+        and view.store is snapshot.store
+        and view.config is snapshot.config
+        and (view.valid_until is None or now < view.valid_until)
+    )
+
+
+def _newer(snapshot: Snapshot, view: View) -> bool:
+    source = view.source
+    return isinstance(source, Snapshot) and snapshot.generation > source.generation

@@ -823,3 +823,58 @@ def test_a_change_made_just_after_the_index_was_read_is_not_missed(
         )
     finally:
         _stop(app)
+
+
+def test_a_config_that_is_a_switched_release_link_is_followed(make_site: MakeSite, tmp_path: Path) -> None:
+    """``config.yaml -> releases/c1.yaml``, then ``ln -s releases/c2.yaml t && mv -T t config.yaml``:
+    the config the path names now is the one served, though no event touched the file watched."""
+    path = make_site(raw_config=CONFIG)
+    releases = path.parent / "releases"
+    releases.mkdir()
+    (releases / "c1.yaml").write_text(CONFIG, encoding="utf-8")
+    (releases / "c2.yaml").write_text(
+        CONFIG.replace("title: Testseite", "title: Zweite Fassung"), encoding="utf-8"
+    )
+    path.unlink()
+    path.symlink_to(releases / "c1.yaml")
+    app = create_app(path, clock=lambda: NOW, watch=True, notify=False, state_dir=tmp_path / "state")
+    site = app.extensions["feeds"]
+    try:
+        assert site.config.title == "Testseite"
+        link = path.parent / "config.next"
+        link.symlink_to(releases / "c2.yaml")
+        os.replace(link, path)
+        assert site.live.wait(lambda s: s.config.title == "Zweite Fassung", 20), (
+            "the new release was never read"
+        )
+        assert "Zweite Fassung" in app.test_client().get("/").get_data(as_text=True)
+    finally:
+        site.close()
+
+
+def test_the_articles_folder_swapped_for_another_is_followed_deletions_included(
+    make_site: MakeSite, tmp_path: Path
+) -> None:
+    path = make_site(raw_config=CONFIG)
+    articles = path.parent / "articles"
+    fresh = path.parent / "articles.new"
+    fresh.mkdir()
+    (fresh / "politik").mkdir()
+    (fresh / "politik" / "neu.md").write_text(article("neu", "NEW-IN-THE-SWAP"), encoding="utf-8")
+    app = create_app(path, clock=lambda: NOW, watch=True, notify=False, state_dir=tmp_path / "state")
+    site, client = app.extensions["feeds"], app.test_client()
+    try:
+        assert client.get("/articles/erster").status_code == 200
+        os.rename(articles, path.parent / "articles.old")
+        assert site.live.wait(lambda s: "articles" in " ".join(s.degraded), 20)
+        assert client.get("/articles/erster").status_code == 200  # the last good site meanwhile
+        assert client.get("/healthz").get_json()["status"] == "degraded"
+        os.rename(fresh, articles)
+        assert site.live.wait(lambda s: not s.degraded and s.articles == 1, 20), (
+            "the new folder was never read"
+        )
+        assert client.get("/articles/erster").status_code == 404
+        assert "NEW-IN-THE-SWAP" in client.get("/feeds/alle.atom").get_data(as_text=True)
+        assert client.get("/healthz").get_json()["status"] == "ok"
+    finally:
+        site.close()

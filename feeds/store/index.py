@@ -19,6 +19,7 @@ Who does what (see docs/development.md, "Threads, processes and locks"):
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 import sqlite3
@@ -103,6 +104,7 @@ class IndexStore:
         self._given = dict(given or {})
         self._suspects: set[str] = set()
         self._suspects_lock = threading.Lock()  # held for a set operation only
+        self._holding = False  # the writer holds the write lock (see writing())
         self._locks = {
             name: LockFile(self.file.with_name(f"{self.file.name}.{name}"))
             for name in ("lock", "check", "write")
@@ -180,7 +182,7 @@ class IndexStore:
         return row[0] if row and isinstance(row[0], str) else None
 
     def set_info(self, key: str, value: str) -> None:
-        with self._locks["write"].hold(), transaction(self.db, self.file, "writing to") as db:
+        with self.writing(), transaction(self.db, self.file, "writing to") as db:
             db.execute("INSERT OR REPLACE INTO info VALUES (?, ?)", (key, value))
 
     def reset(self, key: str) -> None:
@@ -238,7 +240,7 @@ class IndexStore:
         """
         visible: list[str] = []
         wrote = False
-        with self._locks["write"].hold(), transaction(self.db, self.file, "writing to") as db:
+        with self.writing(), transaction(self.db, self.file, "writing to") as db:
             for rel, given in sorted(batch.items()):
                 record = given if is_article_path(rel) else None
                 with self._suspects_lock:
@@ -264,6 +266,32 @@ class IndexStore:
                 if old is None or tuple(old[i] for i in _VISIBLE) != tuple(new[i] for i in _VISIBLE):
                     visible.append(rel)
         return Applied(tuple(visible), wrote)
+
+    @contextmanager
+    def writing(self) -> Iterator[None]:
+        """The write lock shared with the other workers (``.write``), held by this process's
+        writer across reading files and writing them, so that one worker reads a version for all."""
+        if self._holding:
+            yield
+            return
+        with self._locks["write"].hold():
+            self._holding = True
+            try:
+                yield
+            finally:
+                self._holding = False
+
+    def versions(self, paths: Iterable[str]) -> dict[str, tuple[int, int, bool]]:
+        """(size, mtime_ns, whether it is to be read again) of the rows of ``paths``, as stored."""
+        rows = self.db.execute(
+            "SELECT path, size, mtime_ns, retry FROM files WHERE path IN (SELECT value FROM json_each(?))",
+            (json.dumps(sorted(set(paths))),),
+        ).fetchall()
+        return {
+            rel: (size, mtime, bool(retry))
+            for rel, size, mtime, retry in rows
+            if isinstance(rel, str) and type(size) is int and type(mtime) is int
+        }
 
     def _last_good(self, old: tuple[object, ...] | None) -> Record | None:
         if old is None:
