@@ -188,11 +188,14 @@ def _stamp(path: str) -> Stamp | None:
     return Stamp(st.st_size, st.st_mtime_ns)
 
 
-def stale(config: SiteConfig, store: IndexStore, count: int) -> list[str]:
+def stale(config: SiteConfig, store: IndexStore, count: int, aside: bool | None = None) -> list[str]:
     """Article paths whose file changed, appeared or went since the index read them.
 
-    ``count``: how many articles the index holds; a large one is checked in a niced process.
+    ``count``: how many articles the index holds; a large one is checked in a niced process
+    (unless ``aside`` is False: nothing else runs yet), so that requests keep the interpreter.
     """
-    if store.path is None or count < PARALLEL_FROM:
+    if aside is None:
+        aside = count >= PARALLEL_FROM
+    if store.path is None or not aside:
         return stale_paths(config, store.stamps())
     return sorted(set(stale_paths_aside(config, store.file)) | set(store.take_suspects()))

@@ -223,14 +223,16 @@ class Live:
             self._publish()
             return True
 
-    def check(self) -> int:
-        """Compare every file with the index and take in what differs; how many differed."""
+    def check(self, aside: bool | None = None) -> int:
+        """Compare every file with the index and take in what differs; how many differed.
+
+        ``aside``: in a niced process (default: for a large index), or here (before serving)."""
         with self._lock:
             snapshot = self._snapshot
             if identify(snapshot.config.articles_dir, self.config_path).articles is None:
                 return 0
             started = time.time()
-            stale = indexing.stale(snapshot.config, snapshot.store, snapshot.articles)
+            stale = indexing.stale(snapshot.config, snapshot.store, snapshot.articles, aside)
             if stale:
                 log.info("%d article file(s) changed since the index was written", len(stale))
                 self._read(stale, force=stale)

@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
-from . import assets, catalogue, health, indexing
+from . import assets, catalogue, health
 from .archives import archive_pages
 from .articles import Meta
 from .bodies import Bodies
@@ -33,6 +33,7 @@ from .selection import specs_for_topics
 from .store import IndexStore, Ledger, Reader
 
 __all__ = ["FORMATS", "Site", "open_site"]
+CHECK_FIRST = 10_000  # articles an index may hold to be checked before serving (about 0.3 s)
 
 
 def utc_now() -> datetime:
@@ -58,8 +59,8 @@ def open_site(
     store, trusted, reason = open_store(config, state_dir, ledger, clock)
     site = Site(config, store, ledger=ledger, clock=clock, config_path=path, state_dir=state_dir,
                 verified=not trusted, store_reason=reason)  # fmt: skip
-    if trusted and (verify or site.article_count() < indexing.PARALLEL_FROM):
-        site.live.check()
+    if trusted and (verify or site.article_count() <= CHECK_FIRST):
+        site.live.check(aside=False)  # nothing is served yet: no request waits for the interpreter
     warm_up(config)  # one-time costs of a first render, before a server says it is ready
     site.view()
     return site

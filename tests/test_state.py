@@ -83,6 +83,7 @@ def test_a_large_archive_is_checked_in_the_background_and_answered_uncacheably_u
     """A server does not stat a million files before it answers: it serves the index as the
     last run left it, but with ``no-store``, until the writer has compared every file with it."""
     import feeds.indexing
+    import feeds.site
 
     config = make_site()
     state = tmp_path / "state"
@@ -90,7 +91,8 @@ def test_a_large_archive_is_checked_in_the_background_and_answered_uncacheably_u
     edited = config.parent / "articles" / "politik" / "erster.md"
     edited.write_text(edited.read_text(encoding="utf-8").replace("Erster Artikel", "Neu"), encoding="utf-8")
     parses.clear()
-    monkeypatch.setattr(feeds.indexing, "PARALLEL_FROM", 0)  # as if it held a million articles
+    monkeypatch.setattr(feeds.site, "CHECK_FIRST", -1)  # as if it held a million articles
+    monkeypatch.setattr(feeds.indexing, "PARALLEL_FROM", 0)
     app = create_app(config, clock=lambda: NOW, watch=True, notify=False, state_dir=state)
     site = app.extensions["feeds"]
     try:
@@ -128,6 +130,7 @@ def test_malformed_rows_are_ignored_and_those_files_read_again(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     import feeds.indexing
+    import feeds.site
 
     config = make_site()
     state = tmp_path / "state"
@@ -143,7 +146,7 @@ def test_malformed_rows_are_ignored_and_those_files_read_again(
         for rel, change in forgeries.items():
             db.execute(f"UPDATE files SET {change} WHERE path = ?", (rel,))
     with monkeypatch.context() as large:  # as a large archive opens: checked later
-        large.setattr(feeds.indexing, "PARALLEL_FROM", 0)
+        large.setattr(feeds.site, "CHECK_FIRST", -1)
         trusting = open_site(config, lambda: NOW, state, verify=False)
     with caplog.at_level(logging.WARNING):
         assert b"<feed" in trusting.feed("alle", "atom").body  # left out, never a broken document
