@@ -264,7 +264,10 @@ class Live:
         started = time.perf_counter()
         with self._writing(snapshot.store):
             todo = self._unread(paths, snapshot.store, config, force)
-            reads = {rel: parse_file(config, rel) for rel in todo}
+            if len(todo) >= indexing.ASIDE_FROM:  # bodies are read again when rendered
+                reads = {rel: (record, "") for rel, record in indexing.parse_aside(config, todo).items()}
+            else:
+                reads = {rel: parse_file(config, rel) for rel in todo}
             if identify(config.articles_dir, self.config_path).articles != root:
                 return False  # swapped while being read: the next batch checks every file
             records = {rel: record for rel, (record, _) in reads.items() if record is not None}
