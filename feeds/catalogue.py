@@ -74,12 +74,13 @@ class Kind:
     """One kind of document: where it lives, its ledger key, and how one is made.
 
     ``recent``: only the most recently asked documents of this kind are kept rendered (there
-    may be millions); the others are always kept.
+    may be millions); the others are always kept. ``make``: what the document's bytes depend on
+    (compared to tell whether a cached copy still holds) and how to render it.
     """
 
     place: Place
     key: Callable[[Params], str]
-    make: Callable[[Making, Params], Made]
+    make: Callable[[Making, Params], Made] | None  # None: a file served as it is (static/)
     recent: bool = False
 
 
@@ -204,17 +205,13 @@ def _index(m: Making, p: Params) -> Made:
     )
 
 
-def _static(m: Making, p: Params) -> Made:
-    raise NotImplementedError("static files are read by feeds.assets, not made")  # see Site.document
-
-
 FEED = Kind(links.FEED, lambda p: f"{p['name']}.{p['fmt']}", _feed)
 ARCHIVE = Kind(links.ARCHIVE, lambda p: f"{p['name']}/{p['page']}.{p['fmt']}", _archive, recent=True)
 FEED_PAGE = Kind(links.FEED_PAGE, lambda p: p["name"], _feed_page)
 OPML = Kind(links.OPML, lambda p: "", _opml)
 ARTICLE = Kind(links.ARTICLE, lambda p: p["id"], _article, recent=True)
 INDEX = Kind(links.INDEX, lambda p: "", _index)
-STATIC = Kind(links.STATIC, lambda p: p["rel"], _static)
+STATIC = Kind(links.STATIC, lambda p: p["rel"], None)  # read by feeds.assets
 KINDS = (FEED, ARCHIVE, FEED_PAGE, OPML, ARTICLE, INDEX, STATIC)
 
 

@@ -169,13 +169,14 @@ class Site:
 
     def document(self, kind: Kind, params: dict[str, str]) -> Document:
         """The document of ``kind`` with ``params``; NotFound, or Unsettled while it is written."""
-        if kind is catalogue.STATIC:
+        make = kind.make
+        if make is None:
             return self._assets.get(self.config, params["rel"])
         view = self.view()
 
         def inputs() -> catalogue.Made:
             with view.store.read() as reader:
-                return kind.make(Making(view, reader, self._bodies, self._clock()), params)
+                return make(Making(view, reader, self._bodies, self._clock()), params)
 
         return self._documents.get((kind.place.kind, kind.key(params)), view, inputs)
 
