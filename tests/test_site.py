@@ -492,3 +492,20 @@ def test_a_burst_of_files_is_parsed_in_other_processes(
     assert parses == []  # the parse_meta of this process was never called
     assert site.article_count() == before + count
     assert "Burst 7" in site.page("burst/b0007").body.decode()
+
+
+def test_of_two_workers_taking_in_one_change_one_reads_the_files(
+    make_site: MakeSite, tmp_path: Path, parses: list[str]
+) -> None:
+    """Both workers' writers get the same events; the first to take the index's write lock reads
+    each file, the other finds the rows at the files' versions already and only publishes."""
+    path = make_site()
+    first = open_site(str(path), clock=lambda: NOW, state_dir=tmp_path / "state")
+    second = open_site(str(path), clock=lambda: NOW, state_dir=tmp_path / "state")
+    article = path.parent / "articles" / "politik" / "erster.md"
+    article.write_text("---\nid: erster\ntitle: Neu gelesen\ndate: 2025-04-28\n---\nx\n", encoding="utf-8")
+    parses.clear()
+    assert first.apply(["politik/erster.md"])
+    assert second.apply(["politik/erster.md"])  # changed for its readers: the other worker wrote it
+    assert parses == ["politik/erster.md"]
+    assert "Neu gelesen" in second.feed("alle", "atom").body.decode()
