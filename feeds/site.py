@@ -98,9 +98,12 @@ class Site:
         self._prepare(self.live.snapshot)
 
     def _prepare(self, snapshot: Snapshot) -> None:
-        """On the writer's thread, before a snapshot is published: its view, so requests find it."""
+        """On the writer's thread, before a snapshot is published: its view, so requests find it
+        ready (computed without a lock that requests take)."""
         self._bodies.configure(snapshot.config)
-        self.view(snapshot)
+        view = self._view
+        if view is None or not _holds(view, snapshot, self._clock()):
+            self._view = _view_of(snapshot, self._clock())
 
     # -- what the site is -----------------------------------------------------------------------
 
@@ -137,28 +140,15 @@ class Site:
         """Take in changed files and/or config now, on this thread (tools, tests)."""
         return self.live.apply(paths, config_changed)
 
-    def view(self, snapshot: Snapshot | None = None) -> View:
-        """Feeds and dates of the published snapshot (or of ``snapshot``, about to be), valid until
-        the next embargo ends."""
-        snapshot, view, now = snapshot or self.live.snapshot, self._view, self._clock()
+    def view(self) -> View:
+        """Feeds and dates of the published snapshot, valid until the next embargo ends."""
+        snapshot, view, now = self.live.snapshot, self._view, self._clock()
         if view is not None and _holds(view, snapshot, now):
             return view
-        with self._view_lock:
+        with self._view_lock:  # requests only: one computes (an embargo ended), the others wait
             view = self._view
             if view is None or not _holds(view, snapshot, now):
-                config = snapshot.config
-                with snapshot.store.read() as reader:
-                    topics = reader.topics(now) if config.topic_feeds else {}
-                    view = View(
-                        source=snapshot,
-                        store=snapshot.store,
-                        config=config,
-                        valid_until=reader.next_release(now),
-                        specs={s.name: s for s in specs_for_topics(config, topics)},
-                        newest=reader.newest(now) or EPOCH,
-                    )
-                if snapshot is self.live.snapshot or self._view is None or _newer(snapshot, self._view):
-                    self._view = view
+                view = self._view = _view_of(snapshot, now)
         return view
 
     @property
@@ -273,6 +263,15 @@ def _holds(view: View, snapshot: Snapshot, now: datetime) -> bool:
     )
 
 
-def _newer(snapshot: Snapshot, view: View) -> bool:
-    source = view.source
-    return isinstance(source, Snapshot) and snapshot.generation > source.generation
+def _view_of(snapshot: Snapshot, now: datetime) -> View:
+    config = snapshot.config
+    with snapshot.store.read() as reader:
+        topics = reader.topics(now) if config.topic_feeds else {}
+        return View(
+            source=snapshot,
+            store=snapshot.store,
+            config=config,
+            valid_until=reader.next_release(now),
+            specs={s.name: s for s in specs_for_topics(config, topics)},
+            newest=reader.newest(now) or EPOCH,
+        )
