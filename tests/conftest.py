@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import sys
 import textwrap
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
@@ -17,16 +16,10 @@ from flask.testing import FlaskClient
 
 from feeds import create_app
 
+from support import harness
+
 REPO = Path(__file__).resolve().parent.parent
 DEMO_CONFIG = REPO / "config.yaml"
-BENCH = REPO / "bench"
-if str(BENCH) not in sys.path:
-    # bench/harness.py (servers on loopback) is shared with the benchmark and the soak, and a
-    # process spawned by the soak imports its modules by name.
-    sys.path.insert(0, str(BENCH))
-
-import harness  # noqa: E402
-
 SHARED = REPO.parent / "shared"
 NOW = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 

@@ -32,7 +32,8 @@ from urllib.parse import urlsplit
 import pytest
 from lxml import etree
 
-from conftest import REPO, MakeSite, harness
+from conftest import REPO, MakeSite
+from support import harness
 
 VCL = REPO / "deploy" / "varnish.vcl"
 NGINX_CONF = REPO / "deploy" / "nginx-cache.conf"

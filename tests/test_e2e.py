@@ -14,8 +14,8 @@ import yaml
 
 from feeds import create_app
 
-import harness
 from conftest import DEMO_CONFIG, REPO
+from support import harness
 
 
 @pytest.fixture(scope="module")

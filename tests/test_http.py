@@ -22,7 +22,8 @@ from werkzeug.test import create_environ
 
 from feeds import create_app
 
-from conftest import NOW, MakeSite, harness
+from conftest import NOW, MakeSite
+from support import harness
 
 FEED_NAMES = ("alle", "kurz", "klima", "politik")  # operator feeds + topic feeds of SMALL_ARTICLES
 FEED_PATHS = [f"/feeds/{name}.{fmt}" for name in FEED_NAMES for fmt in ("rss", "atom")]

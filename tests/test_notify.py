@@ -26,8 +26,8 @@ from feeds import create_app
 from feeds.notify import Notifier, Outbox, publish
 from feeds.site import FORMATS, open_site
 
-import harness
 from conftest import MakeSite, StartServer
+from support import harness
 
 HOST = harness.HOST
 TESTS = Path(__file__).resolve().parent

@@ -24,8 +24,8 @@ from feeds.inventory import path_of
 from feeds.notify import purge
 from feeds.site import FORMATS
 
-import harness
 from conftest import MakeSite, StartServer
+from support import harness
 
 HOST = harness.HOST
 SITE_URL = "https://news.example.org/"

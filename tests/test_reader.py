@@ -19,8 +19,8 @@ import feedparser
 import pytest
 from reader import Entry, Reader, make_reader
 
-import harness
 from conftest import StartServer
+from support import harness
 
 FEED = "alle"  # every published article of the demo site, full content
 RELOAD_TIMEOUT = 5.0
