@@ -71,7 +71,8 @@ class RecordingCache:
             with self.lock:
                 last = self.purges[-1][0] if self.purges else 0.0
                 count = len(self.purges)
-            if count > since and count >= announced(server) and time.monotonic() - last >= quiet:
+            sent = announced(server)  # logged before the purges go out
+            if sent and since < count >= sent and time.monotonic() - last >= quiet:
                 with self.lock:
                     return [(path, host) for _, path, host in self.purges[since:]]
             time.sleep(0.05)
