@@ -846,7 +846,7 @@ def test_a_config_that_is_a_switched_release_link_is_followed(make_site: MakeSit
         link = path.parent / "config.next"
         link.symlink_to(releases / "c2.yaml")
         os.replace(link, path)
-        assert site.live.wait(lambda s: s.config.title == "Zweite Fassung", 20), (
+        assert site.live.wait(lambda s: s.config.title == "Zweite Fassung", PATIENCE), (
             "the new release was never read"
         )
         assert "Zweite Fassung" in app.test_client().get("/").get_data(as_text=True)
@@ -868,11 +868,11 @@ def test_the_articles_folder_swapped_for_another_is_followed_deletions_included(
     try:
         assert client.get("/articles/erster").status_code == 200
         os.rename(articles, path.parent / "articles.old")
-        assert site.live.wait(lambda s: "articles" in " ".join(s.degraded), 20)
+        assert site.live.wait(lambda s: "articles" in " ".join(s.degraded), PATIENCE)
         assert client.get("/articles/erster").status_code == 200  # the last good site meanwhile
         assert client.get("/healthz").get_json()["status"] == "degraded"
         os.rename(fresh, articles)
-        assert site.live.wait(lambda s: not s.degraded and s.articles == 1, 20), (
+        assert site.live.wait(lambda s: not s.degraded and s.articles == 1, PATIENCE), (
             "the new folder was never read"
         )
         assert client.get("/articles/erster").status_code == 404
