@@ -41,7 +41,7 @@ from pathlib import Path
 
 from run import BENCH, archive, loadavg, log, machine, ms
 
-import harness
+from support import harness  # run put tests/ on sys.path
 
 CONSECUTIVE = 12  # healthz probes in a row that must report the full count
 PROBE_INTERVAL = 0.05  # seconds between the probes of one thread: 20 Hz

@@ -31,8 +31,8 @@ from pathlib import Path
 
 from run import FEED, GRANIAN, archive, export, loadavg, log, machine, ms, nginx_command, rps, serve, wrk
 
-import harness
-from harness import REPO, Server
+from support import harness  # run put tests/ on sys.path
+from support.harness import REPO, Server
 
 BENCH = REPO / "bench"
 VCL = REPO / "deploy" / "varnish.vcl"

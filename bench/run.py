@@ -36,8 +36,14 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
-import harness
-from harness import BIN, REPO, Command, Server
+# The harness (servers on loopback) lives with the tests, which share it: tests/support/harness.py.
+# A granian worker serving ``run:bare_app`` imports this module too, so the path is set here.
+TESTS = Path(__file__).resolve().parent.parent / "tests"
+if str(TESTS) not in sys.path:
+    sys.path.insert(0, str(TESTS))
+
+from support import harness  # noqa: E402
+from support.harness import BIN, REPO, Command, Server  # noqa: E402
 
 BENCH = REPO / "bench"
 FEED = "/feeds/kurz.rss"

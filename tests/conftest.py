@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import logging
 import os
-import sys
 import textwrap
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
@@ -17,16 +17,11 @@ from flask.testing import FlaskClient
 
 from feeds import create_app
 
+from support import harness
+from support.waiting import PATIENCE
+
 REPO = Path(__file__).resolve().parent.parent
 DEMO_CONFIG = REPO / "config.yaml"
-BENCH = REPO / "bench"
-if str(BENCH) not in sys.path:
-    # bench/harness.py (servers on loopback) is shared with the benchmark and the soak, and a
-    # process spawned by the soak imports its modules by name.
-    sys.path.insert(0, str(BENCH))
-
-import harness  # noqa: E402
-
 SHARED = REPO.parent / "shared"
 NOW = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 
@@ -130,6 +125,20 @@ def _no_file_watching(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("FEEDS_WATCH", "0")
 
 
+@pytest.fixture(autouse=True)
+def _loggers_left_enabled() -> Iterator[None]:
+    """A test that runs a tool in-process may reconfigure logging: import-linter's dictConfig
+    disables every logger that exists then, the app's too, and a later test that reads the
+    app's log (caplog) would see nothing. Loggers a test disabled are enabled again after it."""
+    loggers = logging.root.manager.loggerDict
+    enabled = {name for name, one in loggers.items() if isinstance(one, logging.Logger) and not one.disabled}
+    yield
+    for name in enabled:
+        logger = loggers.get(name)
+        if isinstance(logger, logging.Logger):
+            logger.disabled = False
+
+
 @pytest.fixture
 def make_site(tmp_path: Path) -> MakeSite:
     """Write a site under tmp_path and return its config path.
@@ -216,7 +225,7 @@ def start_server(tmp_path: Path) -> Iterator[StartServer]:
             tmp_path / f"{name}.log",
             config=config,
             state_dir=tmp_path / f"{name}-state",
-            timeout=20.0,
+            timeout=PATIENCE,
         )
         servers.append(server)
         return server

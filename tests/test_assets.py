@@ -16,6 +16,7 @@ from feeds.export import build
 from feeds.site import open_site
 
 from conftest import NOW, MakeSite
+from support.waiting import PATIENCE
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
 
@@ -91,7 +92,7 @@ def test_what_is_not_a_plain_asset_inside_the_folder_is_404(site_with_static: Pa
         answered.set()
 
     threading.Thread(target=fetch, daemon=True).start()
-    assert answered.wait(5), f"{path} hung"  # a named pipe must never be opened for reading
+    assert answered.wait(PATIENCE), f"{path} hung"  # a named pipe must never be opened for reading
     assert result["status"] == 404
 
 

@@ -32,13 +32,14 @@ from urllib.parse import urlsplit
 import pytest
 from lxml import etree
 
-from conftest import REPO, MakeSite, harness
+from conftest import REPO, MakeSite
+from support import harness
+from support.waiting import PATIENCE
 
 VCL = REPO / "deploy" / "varnish.vcl"
 NGINX_CONF = REPO / "deploy" / "nginx-cache.conf"
 SHIPPED_PORTS = ("8000", "8001")  # the origins the shipped files name
-STARTUP = 30.0  # seconds for varnishd (it compiles the VCL first) or an origin to come up
-VISIBLE = 2.0  # seconds from saving an edit until readers see it through the cache
+STARTUP = 2 * PATIENCE  # seconds for varnishd (it compiles the VCL first) or an origin to come up
 GZIP = {"Accept-Encoding": "gzip"}
 ATOM = "http://www.w3.org/2005/Atom"
 FIRST_TITLE = "Erster Artikel"
@@ -405,8 +406,9 @@ def test_purge_from_outside_the_acl_is_refused(make_site: MakeSite, stack: Stack
     assert varnish.counter("MAIN.n_purges") == 0
 
 
-def test_an_edit_is_visible_through_varnish_within_two_seconds(make_site: MakeSite, stack: Stack) -> None:
-    """The app purges what changed (``cache.purge``); readers see it long before max_age."""
+def test_an_edit_is_visible_through_varnish_long_before_max_age(make_site: MakeSite, stack: Stack) -> None:
+    """The app purges what changed (``cache.purge``); readers see it long before max_age (five
+    minutes; within seconds on an idle machine, the deadline is generous for a busy one)."""
     port = harness.free_port()
     base = f"http://{harness.HOST}:{port}"
     config = make_site(
@@ -422,7 +424,7 @@ def test_an_edit_is_visible_through_varnish_within_two_seconds(make_site: MakeSi
     before = len(origin_requests(origins))
 
     edit_title(config, NEW_TITLE)
-    saved = time.monotonic()
+    saved = time.monotonic()  # PATIENCE is far below max_age: only a purge brings the title
     misses = 0
     for path in paths:
 
@@ -434,7 +436,7 @@ def test_an_edit_is_visible_through_varnish_within_two_seconds(make_site: MakeSi
             return True if NEW_TITLE in text_of(reply) else None
 
         wait_for(
-            updated, max(0.0, saved + VISIBLE - time.monotonic()), f"{path}: the new title through Varnish"
+            updated, max(0.0, saved + PATIENCE - time.monotonic()), f"{path}: the new title through Varnish"
         )
 
     refetched = origin_requests(origins)[before:]
@@ -446,7 +448,8 @@ def test_an_edit_is_visible_through_varnish_within_two_seconds(make_site: MakeSi
 def test_stale_while_revalidate_answers_at_once_and_refreshes_behind(
     make_site: MakeSite, stack: Stack
 ) -> None:
-    config = make_site(config={"defaults": {"max_age": 2, "stale_while_revalidate": 60}})
+    # max_age: long enough that the refreshed copy is still fresh when the poll below sees it
+    config = make_site(config={"defaults": {"max_age": 5, "stale_while_revalidate": 60}})
     origins = stack.origins(config)
     varnish = stack.varnish(origins)
     path = "/feeds/alle.atom"
@@ -455,7 +458,7 @@ def test_stale_while_revalidate_answers_at_once_and_refreshes_behind(
     edit_title(config, NEW_TITLE)  # no purge configured: Varnish keeps the old version
     for origin in origins:
         wait_for(
-            lambda o=origin: True if NEW_TITLE in text_of(o.fetch(path)) else None, VISIBLE, "edit applied"
+            lambda o=origin: True if NEW_TITLE in text_of(o.fetch(path)) else None, PATIENCE, "edit applied"
         )
     before = len(origin_requests(origins))
 
@@ -463,14 +466,14 @@ def test_stale_while_revalidate_answers_at_once_and_refreshes_behind(
         reply = varnish.fetch(path, GZIP)
         return None if reply.headers["x-cache"] == "HIT" else reply
 
-    stale = wait_for(expired, 5.0, "the cached copy expiring")
+    stale = wait_for(expired, PATIENCE, "the cached copy expiring")
     assert stale.headers["x-cache"] == "STALE" and FIRST_TITLE in text_of(stale)
 
     def refreshed() -> harness.Reply | None:
         reply = varnish.fetch(path, GZIP)
         return reply if NEW_TITLE in text_of(reply) else None
 
-    fresh = wait_for(refreshed, VISIBLE, "the refresh")
+    fresh = wait_for(refreshed, PATIENCE, "the refresh")
     assert fresh.headers["x-cache"] == "HIT"  # fetched in the background, not by this request
     assert origin_requests(origins)[before:] == [path]
 
@@ -494,7 +497,7 @@ def test_stale_if_error_while_the_origins_are_down(make_site: MakeSite, stack: S
                 reply = varnish.fetch(path, coding)
                 return None if reply.headers["x-cache"] == "HIT" else reply
 
-            stale = wait_for(expired, 5.0, f"{path}: the cached copy expiring")
+            stale = wait_for(expired, PATIENCE, f"{path}: the cached copy expiring")
             assert (stale.status, stale.headers["x-cache"]) == (200, "STALE"), (path, coding)
             assert text_of(stale) == text_of(cached[path])
             if coding:  # the very bytes the origin sent
@@ -539,5 +542,5 @@ def test_nginx_caches_and_serves_stale_while_the_origin_is_down(
         reply = proxy.fetch(path, GZIP)
         return None if reply.headers["x-cache"] == "HIT" else reply
 
-    stale = wait_for(expired, 5.0, "the cached copy expiring")
+    stale = wait_for(expired, PATIENCE, "the cached copy expiring")
     assert (stale.status, stale.headers["x-cache"], stale.body) == (200, "STALE", second.body)

@@ -14,15 +14,16 @@ import yaml
 
 from feeds import create_app
 
-import harness
 from conftest import DEMO_CONFIG, REPO
+from support import harness
+from support.waiting import PATIENCE
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[harness.Server]:
     log = tmp_path_factory.mktemp("gunicorn") / "log.txt"
     command = lambda port: harness.gunicorn_command(port, 2, extra=["--access-logfile", "-"])  # noqa: E731
-    with harness.start(command, log, config=DEMO_CONFIG, timeout=20.0) as server:
+    with harness.start(command, log, config=DEMO_CONFIG, timeout=PATIENCE) as server:
         yield server
 
 

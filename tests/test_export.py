@@ -607,7 +607,7 @@ NginxExport = Callable[[Path], int]
 @pytest.fixture
 def nginx_export(tmp_path: Path) -> Iterator[NginxExport]:
     """nginx with deploy/nginx-static.conf (only listen and root replaced) over an export; the port."""
-    import harness
+    from support import harness
 
     nginx = shutil.which("nginx") or "/usr/sbin/nginx"
     if not os.path.exists(nginx):
@@ -657,7 +657,7 @@ def test_nginx_with_the_shipped_config_serves_the_export_as_the_app_serves_the_s
     make_site: MakeSite, tmp_path: Path, nginx_export: NginxExport
 ) -> None:
     """Every document a reader reaches from the index: same bytes, same media type."""
-    import harness
+    from support import harness
 
     config = make_site(config={"feeds": {"kurz": {"limit": 1}}, "site": {"icon": "/static/i.png"}})
     (config.parent / "static").mkdir()
@@ -686,7 +686,7 @@ def test_nginx_with_the_shipped_config_follows_no_symlink_in_the_export(
     make_site: MakeSite, tmp_path: Path, nginx_export: NginxExport
 ) -> None:
     """Symlinks planted in a live export (by hand, or by an older feeds that carried them)."""
-    import harness
+    from support import harness
 
     site = load(make_site())
     out = tmp_path / "out"

@@ -28,7 +28,7 @@ from feeds.jsonfeed import VERSION, render_json
 from feeds.links import DocLinks, archive_links, subscription_links
 from feeds.render import MEDIA_TYPES, Format, render_atom
 
-import harness
+from support import harness
 
 LINKS = subscription_links(SITE, "alle", "json", 0)
 

@@ -39,7 +39,7 @@ import feedparser
 import pytest
 import yaml
 
-import harness
+from support import harness
 
 pytestmark = pytest.mark.slow  # ten starts of granian, and a restart that reads a thousand files
 

@@ -16,8 +16,8 @@ import lxml.html
 import pytest
 from lxml import etree
 
-import harness
 from conftest import MakeSite
+from support import harness
 
 ATOM = "{http://www.w3.org/2005/Atom}"
 DATED = {

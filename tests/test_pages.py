@@ -24,8 +24,8 @@ from feeds.opml import render_opml
 from feeds.pages import SUBSCRIBE_FORMATS, render_feed_page
 from feeds.site import Site, open_site
 
-import harness
 from conftest import DEMO_CONFIG, NOW, MakeSite
+from support import harness
 
 CHROMIUM = "/usr/bin/chromium"
 CANONICAL = "https://news.example.org/articles/erster"

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import lxml.html
 
-import harness
 from conftest import StartServer
+from support import harness
 
 
 def document_paths(server: harness.Server) -> list[str]:

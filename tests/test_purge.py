@@ -8,6 +8,7 @@ ETag changed (or that appeared or went away) are exactly the ones purged, each o
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from collections import Counter
@@ -18,14 +19,15 @@ from pathlib import Path
 import lxml.html
 import pytest
 from lxml import etree
-from test_notify import ARTICLES, retitle, serving, wait_until
+from test_notify import ARTICLES, retitle, serving
 
 from feeds.inventory import path_of
 from feeds.notify import purge
 from feeds.site import FORMATS
 
-import harness
 from conftest import MakeSite, StartServer
+from support import harness
+from support.waiting import PATIENCE, wait_until
 
 HOST = harness.HOST
 SITE_URL = "https://news.example.org/"
@@ -33,15 +35,22 @@ ATOM = "{http://www.w3.org/2005/Atom}"
 
 
 class RecordingCache:
-    """A cache on loopback that records each PURGE (path, Host) and answers 200."""
+    """A cache on loopback that records each PURGE (path, Host) and answers 200. With a
+    ``gate`` it holds every PURGE (``arrived`` counts them) until the gate is set."""
 
-    def __init__(self) -> None:
+    def __init__(self, gate: threading.Event | None = None) -> None:
+        self.gate = gate
+        self.arrived = 0
         self.purges: list[tuple[float, str, str]] = []
         self.lock = threading.Lock()
         cache = self
 
         class Handler(harness.QuietHandler):
             def do_PURGE(self) -> None:  # noqa: N802 - the method's name
+                with cache.lock:
+                    cache.arrived += 1
+                if cache.gate is not None:
+                    cache.gate.wait(PATIENCE)
                 with cache.lock:
                     cache.purges.append((time.monotonic(), self.path, self.headers["Host"]))
                 self.answer(200)
@@ -53,18 +62,21 @@ class RecordingCache:
     def url(self) -> str:
         return f"http://{HOST}:{self.server.server_port}"
 
-    def settle(self, since: int, quiet: float = 1.0, timeout: float = 10.0) -> list[tuple[str, str]]:
-        """The (path, Host) purged after the first ``since``, once ``quiet`` seconds pass without any."""
-        deadline = time.monotonic() + timeout
+    def settle(self, since: int, server: harness.Server, quiet: float = 1.0) -> list[tuple[str, str]]:
+        """The (path, Host) purged after the first ``since``: once the cache has every purge the
+        server says it sent (so a machine that stalls mid-round does not cut the round short),
+        and ``quiet`` seconds passed without any (a duplicate would come in that time)."""
+        deadline = time.monotonic() + PATIENCE
         while time.monotonic() < deadline:
             with self.lock:
                 last = self.purges[-1][0] if self.purges else 0.0
                 count = len(self.purges)
-            if count > since and time.monotonic() - last >= quiet:
+            sent = announced(server)  # logged before the purges go out
+            if sent and since < count >= sent and time.monotonic() - last >= quiet:
                 with self.lock:
                     return [(path, host) for _, path, host in self.purges[since:]]
             time.sleep(0.05)
-        raise AssertionError(f"no quiet round of purges within {timeout} s")
+        raise AssertionError(f"no quiet round of purges within {PATIENCE:g} s: {announced(server)} announced")
 
     def close(self) -> None:
         self._serving.close()
@@ -75,6 +87,12 @@ def cache() -> Iterator[RecordingCache]:
     recording = RecordingCache()
     yield recording
     recording.close()
+
+
+def announced(server: harness.Server) -> int:
+    """Purges the server's workers logged they are sending, in all (one line per pass)."""
+    lines = re.findall(r"(\d+) document\(s\) changed; purging them from (\d+) cache", server.log.read_text())
+    return sum(int(documents) * int(caches) for documents, caches in lines)
 
 
 def documents(server: harness.Server) -> dict[str, str]:
@@ -111,7 +129,7 @@ def test_a_change_purges_exactly_the_documents_it_changed_once(
     assert any("/archive/" in p for p in before)  # "kurz" (two entries) has an archive page
 
     retitle(config, "politik/erster.md", "Erster Artikel, berichtigt")
-    first = cache.settle(0)
+    first = cache.settle(0, server)
     after = documents(server)
     assert Counter(first).most_common(1)[0][1] == 1  # each once, however many workers
     assert {host for _, host in first} == {"news.example.org"}  # the host clients ask for
@@ -123,7 +141,7 @@ def test_a_change_purges_exactly_the_documents_it_changed_once(
     # A new article: its page (which a cache may hold as a 404) and what lists it.
     new = config.parent / "articles" / "politik" / "vierter.md"
     new.write_text("---\nid: vierter\ntitle: Vierter\ndate: 2025-05-04T08:00:00+02:00\n---\nText\n")
-    second = cache.settle(len(first))
+    second = cache.settle(len(first), server)
     assert sorted(path for path, _ in second) == changed(after, documents(server))
     assert "/articles/vierter" in {path for path, _ in second}
 
@@ -132,7 +150,7 @@ def test_a_change_purges_exactly_the_documents_it_changed_once(
     current = documents(server)
     new.unlink()
     (config.parent / "articles" / "politik" / "zweiter.md").unlink()
-    third = cache.settle(len(first) + len(second))
+    third = cache.settle(len(first) + len(second), server)
     assert {"/articles/vierter", "/articles/zweiter"} <= {path for path, _ in third}
     assert sorted(path for path, _ in third) == changed(current, documents(server))
     assert Counter(third).most_common(1)[0][1] == 1
@@ -141,12 +159,17 @@ def test_a_change_purges_exactly_the_documents_it_changed_once(
 def test_same_bytes_rewritten_purge_nothing(
     make_site: MakeSite, start_server: StartServer, cache: RecordingCache
 ) -> None:
+    """A file rewritten with the same bytes purges nothing; a change elsewhere, written after
+    it, marks the end of the wait: its round holds only its own documents."""
     config = make_site(ARTICLES, {"site": {"url": SITE_URL}, "cache": {"purge": [cache.url]}})
-    serving(start_server, config, 2)
+    server = serving(start_server, config, 2)
+    before = documents(server)
     zweiter = config.parent / "articles" / "politik" / "zweiter.md"
     zweiter.write_bytes(zweiter.read_bytes())
-    time.sleep(1.5)
-    assert cache.purges == []
+    retitle(config, "klima/dritter.md", "Dritter Artikel, berichtigt")
+    purged = [path for path, _ in cache.settle(0, server)]
+    assert "/articles/zweiter" not in purged and "/feeds/politik.atom" not in purged
+    assert sorted(purged) == changed(before, documents(server))
 
 
 def test_a_purge_names_the_cache_path_and_the_sites_host() -> None:
@@ -156,16 +179,28 @@ def test_a_purge_names_the_cache_path_and_the_sites_host() -> None:
 
 
 def test_purges_wait_for_no_request(make_site: MakeSite, start_server: StartServer) -> None:
-    """A cache that is down: the change is still served at once, and the log names the cache."""
+    """A cache that hangs and one that is down: the change is served, and requests answered,
+    while a purge hangs; the log names the cache that is down."""
+    held = threading.Event()
+    hanging = RecordingCache(gate=held)
     dead = f"http://{HOST}:{harness.free_port()}"
-    config = make_site(ARTICLES, {"site": {"url": SITE_URL}, "cache": {"purge": [dead]}})
-    server = serving(start_server, config, 2)
-    retitle(config, "politik/erster.md", "Schnell berichtigt")
-    wait_until(lambda: b"Schnell berichtigt" in server.fetch("/feeds/alle.atom").body, 5, "the change served")
-    started = time.monotonic()
-    assert server.fetch("/healthz").status == 200 and time.monotonic() - started < 1.0
-    wait_until(lambda: "cache purge" in server.log.read_text(), 5, "a log line about the failed purge")
-    assert dead.removeprefix("http://") in server.log.read_text()
+    try:
+        config = make_site(ARTICLES, {"site": {"url": SITE_URL}, "cache": {"purge": [hanging.url, dead]}})
+        server = serving(start_server, config, 2)
+        retitle(config, "politik/erster.md", "Schnell berichtigt")
+        wait_until(lambda: hanging.arrived > 0, "a purge at the cache that hangs")
+        wait_until(
+            lambda: b"Schnell berichtigt" in server.fetch("/feeds/alle.atom").body, "the change served"
+        )
+        assert server.fetch("/healthz").status == 200
+        # The server logged nothing about the held purge yet: no request waited for it to end
+        # (one that did would have waited until the purge ran out, and that is logged).
+        assert f"to {hanging.url}/" not in server.log.read_text()
+        wait_until(lambda: f"to {dead}/" in server.log.read_text(), "a log line about the failed purge")
+        assert "cache purge" in server.log.read_text()
+    finally:
+        held.set()
+        hanging.close()
 
 
 def test_path_of_keeps_the_sites_prefix(tmp_path: Path) -> None:

@@ -19,11 +19,11 @@ import feedparser
 import pytest
 from reader import Entry, Reader, make_reader
 
-import harness
 from conftest import StartServer
+from support import harness
+from support.waiting import PATIENCE, wait_until
 
 FEED = "alle"  # every published article of the demo site, full content
-RELOAD_TIMEOUT = 5.0
 EDITED = "articles/klima/2025-11-05-klimakonferenz.md"
 EDITED_ID = "klimakonferenz-2025"
 ACCESS_LINE = re.compile(r'"(?P<method>[A-Z]+) (?P<path>\S+) HTTP/[\d.]+" (?P<status>\d{3}) .*python-reader')
@@ -49,8 +49,8 @@ class Subscription:
 
     def reader_requests(self, at_least: int = 0) -> list[tuple[str, int]]:
         """(path, status) of every request the reader made, from the server's access log."""
-        deadline = time.monotonic() + 2.0
-        while True:  # gunicorn writes the line just after the response; give it a moment
+        deadline = time.monotonic() + PATIENCE
+        while True:  # gunicorn writes the line just after the response: wait for it
             text = self.access_log.read_text() if self.access_log.exists() else ""
             found = [(m["path"], int(m["status"])) for m in map(ACCESS_LINE.search, text.splitlines()) if m]
             if len(found) >= at_least or time.monotonic() > deadline:
@@ -62,12 +62,10 @@ class Subscription:
 
     def wait_for_new_bytes(self, etag: str) -> None:
         """Poll until the server serves changed bytes (live reload picked the files up)."""
-        deadline = time.monotonic() + RELOAD_TIMEOUT
-        while time.monotonic() < deadline:
-            if self.server.fetch(self.path).headers.get("etag") != etag:
-                return
-            time.sleep(0.1)
-        pytest.fail(f"the server still serves ETag {etag} {RELOAD_TIMEOUT} s after the articles changed")
+        wait_until(
+            lambda: self.server.fetch(self.path).headers.get("etag") != etag,
+            f"the server serving other bytes than ETag {etag} after the articles changed",
+        )
 
 
 @pytest.fixture(params=["rss", "atom"])

@@ -13,6 +13,7 @@ from feeds.sources import scan
 from feeds.store import IndexStore, Ledger, config_key, index_name
 
 from conftest import MakeSite
+from support.waiting import PATIENCE
 
 T0 = datetime(2025, 6, 1, tzinfo=UTC)
 
@@ -28,6 +29,8 @@ def built(config: SiteConfig, records: dict[str, Record]) -> IndexStore:
     store.insert(records.items())
     store.finish(lambda ids: {})
     return store
+
+
 GOOD = "---\ntitle: Gut\ndate: 2025-01-01\n---\nText.\n"
 
 
@@ -109,14 +112,14 @@ def test_parser_processes_die_with_a_worker_killed_during_a_cold_start(tmp_path)
         return found
 
     try:
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + PATIENCE
         while len(children(worker.pid)) < 2 and time.monotonic() < deadline and worker.poll() is None:
             time.sleep(0.05)
         parsers = children(worker.pid)
         assert len(parsers) >= 2, "the pool never started"
         worker.send_signal(signal.SIGKILL)
         worker.wait(10)
-        deadline = time.monotonic() + 15
+        deadline = time.monotonic() + PATIENCE
         while any(Path(f"/proc/{p}").exists() and "zombie" not in _state(p) for p in parsers):
             assert time.monotonic() < deadline, "parser processes outlived their worker"
             time.sleep(0.05)

@@ -1,4 +1,4 @@
-"""The short soak: bench/soak.py for 20 seconds against granian with 2 workers (issue 5).
+"""The short soak: tests/support/soak.py (bench/soak.py runs it) for 20 s against granian, 2 workers.
 
 Eight pollers send conditional GETs to every feed, the index and pages, and a probe asks
 /healthz every 250 ms, while articles are added, edited (in place in chunks and renamed into
@@ -17,8 +17,8 @@ import yaml
 
 from feeds import create_app
 
-import soak  # bench/soak.py: conftest puts bench/ on sys.path
 from conftest import DEMO_CONFIG, NOW, MakeSite, StartServer
+from support import soak
 
 # -- the soak's document checker, on documents of known shape (fast) ----------------------------
 

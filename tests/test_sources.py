@@ -22,12 +22,13 @@ from feeds.cli import cli
 from feeds.sources import Listed, Refused, read_source, scan
 
 from conftest import NOW, MakeSite
+from support.waiting import PATIENCE
 
 SECRET = "TOP-SECRET-OUTSIDE-THE-FOLDER"
 GOOD = "---\ntitle: Gut\ndate: 2025-01-01\n---\nText.\n"
 
 
-def finishes(action: Callable[[], Any], seconds: float = 20.0) -> Any:
+def finishes(action: Callable[[], Any], seconds: float = PATIENCE) -> Any:
     """Run ``action`` in a thread; fail (instead of hanging the suite) if it blocks."""
     outcome: list[Any] = []
 

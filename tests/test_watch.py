@@ -1,8 +1,10 @@
 """Live reload in one process: files and config.yaml change under a running app (issue 5).
 
 Every test here runs the real watcher (inotify via watchdog) against a site in tmp_path and
-polls the Flask test client until the change shows, with a deadline; nothing sleeps for a
-fixed time except the short windows that check that something does *not* happen.
+polls the Flask test client until the change shows, with a generous deadline (how soon a
+change shows is the benchmark's and the soak's measure, not a test's: a busy machine must not
+fail one); nothing sleeps for a fixed time except the short windows that check that something
+does *not* happen.
 """
 
 from __future__ import annotations
@@ -36,8 +38,8 @@ from feeds.errors import ConfigError
 from feeds.site import Site
 
 from conftest import NOW, MakeSite
+from support.waiting import PATIENCE
 
-VISIBLE_WITHIN = 2.0  # the issue's promise for articles and config
 NOT_BEFORE = 0.3  # how long a half-written file is watched for not showing up
 
 CONFIG = """\
@@ -80,7 +82,7 @@ def article(
 # --- helpers -------------------------------------------------------------------------------
 
 
-def wait_for(condition: Callable[[], object], timeout: float = VISIBLE_WITHIN, what: str = "") -> float:
+def wait_for(condition: Callable[[], object], timeout: float = PATIENCE, what: str = "") -> float:
     """Poll until ``condition()`` is true; returns the seconds it took, fails at the deadline."""
     started = time.monotonic()
     while True:
@@ -844,7 +846,7 @@ def test_a_config_that_is_a_switched_release_link_is_followed(make_site: MakeSit
         link = path.parent / "config.next"
         link.symlink_to(releases / "c2.yaml")
         os.replace(link, path)
-        assert site.live.wait(lambda s: s.config.title == "Zweite Fassung", 20), (
+        assert site.live.wait(lambda s: s.config.title == "Zweite Fassung", PATIENCE), (
             "the new release was never read"
         )
         assert "Zweite Fassung" in app.test_client().get("/").get_data(as_text=True)
@@ -866,11 +868,11 @@ def test_the_articles_folder_swapped_for_another_is_followed_deletions_included(
     try:
         assert client.get("/articles/erster").status_code == 200
         os.rename(articles, path.parent / "articles.old")
-        assert site.live.wait(lambda s: "articles" in " ".join(s.degraded), 20)
+        assert site.live.wait(lambda s: "articles" in " ".join(s.degraded), PATIENCE)
         assert client.get("/articles/erster").status_code == 200  # the last good site meanwhile
         assert client.get("/healthz").get_json()["status"] == "degraded"
         os.rename(fresh, articles)
-        assert site.live.wait(lambda s: not s.degraded and s.articles == 1, 20), (
+        assert site.live.wait(lambda s: not s.degraded and s.articles == 1, PATIENCE), (
             "the new folder was never read"
         )
         assert client.get("/articles/erster").status_code == 404

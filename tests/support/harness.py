@@ -1,7 +1,8 @@
 """The one harness of the benchmark, the soak and the tests: servers as real processes on loopback.
 
-Contains no measurement. ``bench/run.py`` and ``bench/soak.py`` import it by name (``bench/`` is
-their script folder); the tests do too (``tests/conftest.py`` puts ``bench/`` on ``sys.path``).
+Contains no measurement. The tests import it as ``support.harness`` (pytest puts ``tests/`` on
+``sys.path``: the folder has no ``__init__.py``); the scripts under ``bench/`` put ``tests/`` on
+``sys.path`` themselves. Tests never import from ``bench/``, so the harness lives here.
 
     with start(production_command, tmp / "server.log", config=site / "config.yaml") as server:
         reply = server.fetch("/feeds/alle.rss", {"Accept-Encoding": "gzip"})
@@ -31,7 +32,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Protocol
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent  # the venv's scripts: granian, gunicorn, feeds
 HOST = "127.0.0.1"
 Command = Callable[[int], list[str]]  # a port in, a server command out
