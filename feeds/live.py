@@ -128,6 +128,7 @@ class Live:
         self._deferred: dict[str, float] = {}  # absolute path -> when to look again
         self._config_id = self._config_seen = identify(snapshot.config.articles_dir, config_path).config
         self._ledger_problem: str | None = None
+        self._config_retry = 0.0
         self._check: Future[list[str]] | None = None
         self._check_lock: ExitStack | None = None
         self._check_from = 0.0  # wall time the check (or the watch, if later) covers changes from
@@ -382,6 +383,9 @@ class Live:
         try:
             config = load_config(self.config_path)
         except ConfigError as exc:
+            known = snapshot.config_error
+            if known is not None and known.problems == exc.problems:
+                return False  # the same refusal again (a retry): said once already
             for problem in exc.problems:
                 log.error("config error, still serving the last good config: %s", problem)
             self._publish(changed=False, config_error=exc)
@@ -479,8 +483,17 @@ class Live:
         # identity has held still for a tick (a link switched, an event lost).
         config_changed = roots.config == self._config_seen and roots.config != self._config_id
         self._config_seen = roots.config
+        if snapshot.config_error is not None and time.monotonic() >= self._config_retry:
+            # A config refused for what is not in the file (its articles folder was gone) is
+            # accepted once that passes, without an edit.
+            self._config_retry = time.monotonic() + RETRY
+            config_changed = True
         paths: set[str] = set()
+        lost = False
         for event in events:
+            if event.kind == "lost":
+                lost = True
+                continue
             if event.kind == "holder":
                 config_changed |= Path(event.path) == watcher.config_path
                 continue  # the articles folder: the identity check above does the work
@@ -496,6 +509,9 @@ class Live:
             self._read(sorted(paths | set(suspects)), force=suspects)
         else:
             self.refresh()
+        if lost:
+            log.warning("file events were lost (inotify's queue overflowed in a burst); checking every file")
+            self.check()
         self._poll_check()
         self._recover()
         if self._ledger.problem:

@@ -25,6 +25,7 @@ from watchdog.events import (
     DirCreatedEvent,
     DirDeletedEvent,
     DirMovedEvent,
+    EventsLostEvent,
     FileClosedEvent,
     FileCreatedEvent,
     FileDeletedEvent,
@@ -57,7 +58,8 @@ WITHOUT_OPENS = [
 
 
 class Event(NamedTuple):
-    """``kind``: file, dir, gone, created, created-unseen, or holder (a holding folder changed)."""
+    """``kind``: file, dir, gone, created, created-unseen, lost (events were dropped), or holder
+    (a holding folder changed)."""
 
     kind: str
     path: str
@@ -125,18 +127,33 @@ class _Handler(FileSystemEventHandler):
                 self.opened.clear()
         elif isinstance(event, FileModifiedEvent) and not self.closes:
             self.put("file", src)  # polling fallback: no close events to wait for
+        elif isinstance(event, EventsLostEvent):
+            self.put("lost", src)  # inotify's queue overflowed (a burst): every file is compared
+
+
+_CHANGES = (
+    FileCreatedEvent,
+    FileDeletedEvent,
+    FileMovedEvent,
+    FileClosedEvent,  # closed after writing; not FileClosedNoWriteEvent, a read
+    DirCreatedEvent,
+    DirDeletedEvent,
+    DirMovedEvent,
+)
 
 
 class _Holders(FileSystemEventHandler):
-    """Events in the folders holding the configured paths: only those naming them count."""
+    """Events in the folders holding the configured paths: only those naming them count, and only
+    a change of what they are (a rename, a new file or link, a writer's close): the other workers
+    read config.yaml too, and a reload for every read would bounce between them."""
 
     def __init__(self, events: queue.SimpleQueue[Event], names: set[str]) -> None:
         self.events = events
         self.names = names
 
     def on_any_event(self, event: FileSystemEvent) -> None:
-        if isinstance(event, FileOpenedEvent | FileModifiedEvent):
-            return  # a writer's close follows
+        if not isinstance(event, _CHANGES):
+            return
         for raw in (event.src_path, getattr(event, "dest_path", "")):
             path = os.fsdecode(raw)
             if path and path in self.names:

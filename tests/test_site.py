@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
+from pathlib import Path
 
 import anyfeed
 import feedparser
@@ -405,8 +406,6 @@ def test_requests_never_wait_on_a_write(make_site: MakeSite, monkeypatch: pytest
 
 def test_a_site_can_be_built_from_articles_in_memory() -> None:
     """Site takes its parts; only open_site touches the disk (tests and tools build their own)."""
-    from pathlib import Path
-
     from feeds.articles import Article, Topic
     from feeds.config import SiteConfig
     from feeds.store import IndexStore

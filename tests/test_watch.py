@@ -880,3 +880,48 @@ def test_the_articles_folder_swapped_for_another_is_followed_deletions_included(
         assert client.get("/healthz").get_json()["status"] == "ok"
     finally:
         site.close()
+
+
+def test_reading_the_config_is_no_reason_to_reload_it(
+    make_site: MakeSite, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every worker reads config.yaml when it reloads: if a read (a close without writing) made
+    the others reload, two workers would bounce reloads between them for ever."""
+    import feeds.live
+
+    path = make_site(raw_config=CONFIG)
+    app = create_app(path, clock=lambda: NOW, watch=True, notify=False, state_dir=tmp_path / "state")
+    site = app.extensions["feeds"]
+    loads: list[Path] = []
+    real = feeds.live.load_config
+    monkeypatch.setattr(feeds.live, "load_config", lambda p: loads.append(p) or real(p))
+    try:
+        for _ in range(5):
+            path.read_bytes()  # as another worker's reload reads it
+        generation = site.live.snapshot.generation
+        (path.parent / "articles" / "politik" / "neu.md").write_text(article("neu", "AFTER-THE-READS"))
+        assert site.live.wait(lambda s: s.generation > generation, PATIENCE), "the edit was never applied"
+        assert loads == []
+    finally:
+        site.close()
+
+
+def test_a_config_refused_while_its_articles_folder_was_gone_is_taken_once_it_is_back(
+    make_site: MakeSite, tmp_path: Path
+) -> None:
+    path = make_site(raw_config=CONFIG)
+    app = create_app(path, clock=lambda: NOW, watch=True, notify=False, state_dir=tmp_path / "state")
+    site = app.extensions["feeds"]
+    articles = path.parent / "articles"
+    try:
+        articles.rename(path.parent / "away")
+        assert site.live.wait(lambda s: bool(s.degraded), PATIENCE)
+        path.write_text(CONFIG.replace("title: Testseite", "title: Neuer Titel"), encoding="utf-8")
+        assert site.live.wait(lambda s: s.config_error is not None, PATIENCE)  # "folder does not exist"
+        (path.parent / "away").rename(articles)
+        assert site.live.wait(
+            lambda s: s.config_error is None and not s.degraded and s.config.title == "Neuer Titel", PATIENCE
+        ), "the config stayed refused after the folder came back"
+        assert app.test_client().get("/healthz").get_json()["status"] == "ok"
+    finally:
+        site.close()
