@@ -377,10 +377,13 @@ class _Validator:
         return tuple(found.values())
 
     def articles_dir(self, data: Mapping[Any, Any], path: Path, folder: str) -> Path:
-        """A missing folder is an error now rather than a site with no articles later."""
-        articles_dir = path.parent / folder
+        """A missing folder is an error now rather than a site with no articles later.
+
+        Kept as configured (absolute, symlinks not resolved): a release link switched later, or a
+        folder swapped, is whatever the path names then.
+        """
+        articles_dir = Path(os.path.abspath(path.parent / folder))
         try:
-            articles_dir = articles_dir.resolve()
             problem = "" if articles_dir.is_dir() else "does not exist"
         except (OSError, RuntimeError) as exc:  # a name too long, a symlink loop
             problem = f"cannot be used ({exc})"

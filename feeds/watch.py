@@ -90,21 +90,33 @@ def identify(articles_dir: Path, config_path: Path) -> Roots:
 
 
 class _Handler(FileSystemEventHandler):
-    def __init__(self, events: queue.SimpleQueue[Event], epoch: int, closes: bool, opens: bool) -> None:
+    """Events of the watched folder, named by the configured path (``named``) rather than the
+    real folder that inotify watches (``real``), which a release link may lead to."""
+
+    def __init__(
+        self, events: queue.SimpleQueue[Event], epoch: int, closes: bool, opens: bool, real: str, named: str
+    ) -> None:
         self.events = events
         self.epoch = epoch
         self.closes = closes  # inotify: a writer's close is reported (polling: only modifications)
         self.opens = opens
+        self.real, self.named = real, named
         self.opened: dict[str, float] = {}  # path -> when it was last opened
 
     def put(self, kind: str, path: str) -> None:
         self.events.put(Event(kind, path, self.epoch))
 
+    def name(self, raw: bytes | str) -> str:
+        path = os.fsdecode(raw)
+        if path == self.real or path.startswith(self.real + os.sep):
+            return self.named + path[len(self.real) :]
+        return path
+
     def on_any_event(self, event: FileSystemEvent) -> None:
-        src = os.fsdecode(event.src_path)
+        src = self.name(event.src_path)
         if isinstance(event, FileMovedEvent | DirMovedEvent):
             self.put("gone", src)
-            self.put("dir" if event.is_directory else "file", os.fsdecode(event.dest_path))
+            self.put("dir" if event.is_directory else "file", self.name(event.dest_path))
         elif isinstance(event, FileDeletedEvent | DirDeletedEvent):
             self.put("gone", src)
         elif isinstance(event, DirCreatedEvent):
@@ -224,11 +236,12 @@ class Watcher:
         before.stop()
 
     def _observe(self, observer: BaseObserver, closes: bool, opens: bool) -> BaseObserver:
-        handler = _Handler(self.events, self.epoch, closes, opens)
+        real = os.path.realpath(self.articles_dir)  # inotify watches inodes: the folder it names now
+        handler = _Handler(self.events, self.epoch, closes, opens, real, str(self.articles_dir))
         if opens or self._handler is None:
             self._handler = handler
         wanted = None if opens or not closes else WITHOUT_OPENS
-        observer.schedule(handler, str(self.articles_dir), recursive=True, event_filter=wanted)
+        observer.schedule(handler, real, recursive=True, event_filter=wanted)
         observer.daemon = True
         observer.start()
         return observer
