@@ -83,6 +83,8 @@ class Sample:
     articles: int | None = None  # healthz: the article count the worker reported
     pid: int | None = None  # healthz: the worker, where the server reports it
     error: str = ""  # why it failed: the exception's type (TimeoutError: no answer in PROBE_TIMEOUT)
+    path: str = "/healthz"
+    wall: float = 0.0  # time.time() when it was sent, to set beside the server's log
 
 
 @dataclass
@@ -134,9 +136,9 @@ def poll(server: harness.Server, rec: Recorder, offset: int, documents: tuple[st
             took = (time.perf_counter() - sent) * 1000
             if "etag" in reply.headers:
                 etags[path] = reply.headers["etag"]
-            sample = Sample(sent - rec.began, took, reply.status)
+            sample = Sample(sent - rec.began, took, reply.status, path=path, wall=time.time() - took / 1000)
         except (OSError, http.client.HTTPException) as exc:
-            sample = Sample(sent - rec.began, PROBE_TIMEOUT * 1000, 0, error=type(exc).__name__)
+            sample = Sample(sent - rec.began, PROBE_TIMEOUT * 1000, 0, error=type(exc).__name__, path=path)
         rec.add(into, sample)
         time.sleep(max(0.0, sent + POLL_INTERVAL - time.perf_counter()))
 
@@ -292,6 +294,12 @@ def main() -> int:
         **{f"{k} {q} (ms)": stats(v)[q] for k, v in during.items() for q in ("p50", "p99", "max")},
     }
     lines = report(args, ready, written, results, during, idle, largest, load_before)
+    slowest = sorted(during["unchanged"] + during["document"], key=lambda s: -s.ms)[:6]
+    lines += ["", "Slowest document answers during the burst:", ""]
+    lines += [
+        f"- {s.ms:.0f} ms, {s.path} ({s.status}), sent at {datetime.fromtimestamp(s.wall, UTC):%H:%M:%S.%f}"
+        for s in slowest
+    ]
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text("\n".join(lines) + "\n", encoding="utf-8")
     print("\n".join(lines))

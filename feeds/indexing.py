@@ -28,9 +28,7 @@ from .store import IndexStore, config_key
 
 log = logging.getLogger(__name__)
 PARALLEL_FROM = 5000  # a cold start with fewer files to parse stays in one process
-ASIDE_FROM = 500  # a change of this many files is parsed in niced processes, not the worker
 CHUNK = 2000
-CHANGE_CHUNK = 250
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
@@ -85,25 +83,6 @@ def parse_all(config: SiteConfig, rels: list[str]) -> Iterator[tuple[str, Record
         results = [_parse_chunk(config, rels)]
     for done in results:
         yield from done
-
-
-def parse_aside(config: SiteConfig, rels: list[str]) -> dict[str, Record | None]:
-    """Parse a burst of changed files (an rsync, a checkout) in niced processes.
-
-    The worker's writer only waits meanwhile: parsing in its thread would hold the interpreter
-    against the requests for seconds, and a niced process leaves the cores to them first.
-    """
-    chunks = [rels[i : i + CHANGE_CHUNK] for i in range(0, len(rels), CHANGE_CHUNK)]
-    try:
-        with _pool(_cores(), _niced) as pool:
-            return {
-                rel: record
-                for done in pool.map(_parse_chunk, [config] * len(chunks), chunks)
-                for rel, record in done
-            }
-    except (BrokenProcessPool, OSError, RuntimeError) as exc:
-        log.warning("parsing in separate processes failed (%s); parsing here", exc)
-        return dict(_parse_chunk(config, rels))
 
 
 def load(config: SiteConfig, db: IndexStore, first_seen: FirstSeen) -> None:

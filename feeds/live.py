@@ -30,6 +30,7 @@ from contextlib import ExitStack
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TypeVar
 
 from . import indexing
 from .articles import SUFFIXES, Meta
@@ -46,6 +47,7 @@ DEFER = 1.0  # a created file opened by someone is read once unchanged this long
 RETRY = 2.0  # seconds between attempts to write to a state folder that refused writes
 Clock = Callable[[], datetime]
 Offer = Callable[[Meta, str], None]
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -65,6 +67,17 @@ class Snapshot:
     config_error: ConfigError | None = None
     articles: int = 0
     problems: tuple[Problem, ...] = field(default=(), repr=False)
+
+
+def _yielding(value: T) -> T:
+    """``value``, after letting a request thread waiting for the interpreter have it.
+
+    Parsing a burst of files is pure Python: without a pause between files a request waits up to
+    the interpreter's switch interval (5 ms) each time it needs it back (every query, every
+    write to its socket), which adds up to tenths of a second during an rsync of thousands.
+    """
+    time.sleep(0)
+    return value
 
 
 def _gone(config: SiteConfig) -> str:
@@ -114,7 +127,7 @@ class Live:
         self._state_dir = state_dir
         self._offer = offer
         self._lock = threading.RLock()  # the writer's; never taken by a request
-        self._published = threading.Condition()  # for waiters on a publication (tests, tools)
+        self._announced = threading.Condition()  # wakes waiters on a publication (tests, tools)
         self.hooks: list[Callable[[bool], None]] = []  # after each reload: True applied, False refused
         self.published: list[Callable[[Snapshot], None]] = []  # after each publication, on this thread
         self._reasons: dict[str, str] = {"index": store_reason} if store_reason else {}
@@ -145,8 +158,8 @@ class Live:
 
     def wait(self, predicate: Callable[[Snapshot], bool], timeout: float) -> bool:
         """Until a published snapshot satisfies ``predicate`` (tests and tools wait on this)."""
-        with self._published:
-            return self._published.wait_for(lambda: predicate(self._snapshot), timeout)
+        with self._announced:
+            return self._announced.wait_for(lambda: predicate(self._snapshot), timeout)
 
     # -- publishing ---------------------------------------------------------------------------
 
@@ -186,9 +199,9 @@ class Live:
         )
         for prepare in self.published:  # before waiters wake: what they ask next is ready
             prepare(new)
-        with self._published:
+        with self._announced:
             self._snapshot = new
-            self._published.notify_all()
+            self._announced.notify_all()
         if changed:
             for hook in self.hooks:
                 hook(True)
@@ -265,10 +278,7 @@ class Live:
         started = time.perf_counter()
         with self._writing(snapshot.store):
             todo = self._unread(paths, snapshot.store, config, force)
-            if len(todo) >= indexing.ASIDE_FROM:  # bodies are read again when rendered
-                reads = {rel: (record, "") for rel, record in indexing.parse_aside(config, todo).items()}
-            else:
-                reads = {rel: parse_file(config, rel) for rel in todo}
+            reads = {rel: _yielding(parse_file(config, rel)) for rel in todo}
             if identify(config.articles_dir, self.config_path).articles != root:
                 return False  # swapped while being read: the next batch checks every file
             records = {rel: record for rel, (record, _) in reads.items() if record is not None}
@@ -446,7 +456,7 @@ class Live:
         file (what changed before the fork was the parent's to see). The parent's lock files
         are left as they are: an inherited descriptor shares the parent's lock."""
         self._lock = threading.RLock()
-        self._published = threading.Condition()
+        self._announced = threading.Condition()
         self._stop = threading.Event()
         self._check, self._check_lock, self._deferred = None, None, {}
         self._started = time.time()

@@ -471,28 +471,6 @@ def test_topic_names_no_article_uses_are_warned_with_line_and_hint(make_site: Ma
     assert site.specs["klima"].title == "Klima und Umwelt"
 
 
-def test_a_burst_of_files_is_parsed_in_other_processes(
-    make_site: MakeSite, tmp_path: Path, parses: list[str]
-) -> None:
-    """An rsync of hundreds of files is parsed in niced processes: the worker's interpreter stays
-    free for its requests meanwhile (nothing is parsed in this process)."""
-    import feeds.indexing
-
-    path = make_site()
-    site = open_site(str(path), clock=lambda: NOW, state_dir=tmp_path / "state")
-    folder = path.parent / "articles" / "burst"
-    folder.mkdir()
-    count = feeds.indexing.ASIDE_FROM + 10
-    for i in range(count):
-        (folder / f"b{i:04d}.md").write_text(f"---\ntitle: Burst {i}\ndate: 2025-06-01\n---\nText {i}.\n")
-    before = site.article_count()
-    parses.clear()
-    assert site.apply([f"burst/b{i:04d}.md" for i in range(count)])
-    assert parses == []  # the parse_meta of this process was never called
-    assert site.article_count() == before + count
-    assert "Burst 7" in site.page("burst/b0007").body.decode()
-
-
 def test_of_two_workers_taking_in_one_change_one_reads_the_files(
     make_site: MakeSite, tmp_path: Path, parses: list[str]
 ) -> None:
