@@ -291,7 +291,9 @@ def start_up(config: Path, work: Path, cold: bool = True) -> tuple[float, float,
     started = time.perf_counter()
     command = lambda port: harness.gunicorn_command(port, 1, extra=GUNICORN)  # noqa: E731
     # A long grace: the worker may still be writing to its index on the way out.
-    with serve(command, work, f"start-{'cold' if cold else 'warm'}", config=config, grace=60.0) as server:
+    with serve(
+        command, work, f"start-{'cold' if cold else 'warm'}", False, config=config, grace=60.0
+    ) as server:
         answering = time.perf_counter() - started
         while "checking" in json.loads(server.fetch("/healthz", timeout=120).body):
             time.sleep(0.05)
@@ -460,10 +462,19 @@ def nginx_command(work: Path, root: Path) -> Command:
     return command
 
 
-def serve(command: Command, work: Path, name: str, **options: Any) -> Server:
-    """A server for one measurement: log in <work>/logs, ready on /healthz (15 min allowed)."""
+def serve(command: Command, work: Path, name: str, checked: bool = True, **options: Any) -> Server:
+    """A server for one measurement: log in <work>/logs, ready on /healthz (15 min allowed).
+
+    ``checked``: also wait until the server has compared every file with its index after the
+    start (until then a large archive is answered `no-store`, without validators)."""
     options = {"timeout": 900.0, "grace": 15.0, **options}
-    return harness.start(command, work / "logs" / f"{name}.log", **options)
+    server = harness.start(command, work / "logs" / f"{name}.log", **options)
+    deadline = time.perf_counter() + 900
+    while checked and b'"checking"' in server.fetch("/healthz", timeout=60).body:
+        if time.perf_counter() > deadline:
+            raise RuntimeError(f"{name}: the files were never checked")
+        time.sleep(0.05)
+    return server
 
 
 def worker_peak_mb(server: Server) -> float:
