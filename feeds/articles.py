@@ -26,6 +26,7 @@ from .markup import (
     shorten,
     text_start,
 )
+from .pictures import Picture, is_url, media_url, resolve
 
 SUFFIXES = (".md", ".markdown", ".txt")
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -129,7 +130,9 @@ class SourceFile:
     path: str  # relative to the articles folder, POSIX separators
     data: bytes
     stamp: Stamp = NO_STAMP
-    image_sizes: Mapping[str, int] | None = None
+    # The pictures it names, by path under the articles folder, as looked at when it was read;
+    # None: not looked at (a file parsed from memory).
+    pictures: Mapping[str, Picture] | None = None
 
 
 def article_id_for(path: str) -> str:
@@ -163,7 +166,11 @@ def with_first_seen(meta: Meta, seen: datetime) -> Meta:
 def complete(meta: Meta, body: str, site: SiteConfig) -> Article:
     """Render the body of an article whose metadata is known (the costly half of parsing)."""
     is_plain = meta.path.endswith(".txt")
-    html = sanitize(markdown_to_html(body) if not is_plain else plain_to_html(body), site.url)
+    html = sanitize(
+        markdown_to_html(body) if not is_plain else plain_to_html(body),
+        site.url,
+        None if is_plain else lambda src: picture_src(site, meta.path, src),
+    )
     if meta.given_summary:
         summary = shorten(html_to_text(sanitize(meta.given_summary, site.url)), 600)
     else:
@@ -174,6 +181,19 @@ def complete(meta: Meta, body: str, site: SiteConfig) -> Article:
         summary = shorten(text, 280)
     values = {f.name: getattr(meta, f.name) for f in fields(Meta)}
     return Article(**values, html=html, summary=summary)
+
+
+def picture_src(site: SiteConfig, article: str, src: str) -> str | None:
+    """Where an ``<img src>`` of the article at ``article`` points: a picture beside the article
+    at its ``/media/`` URL, an absolute URL as it is, and nothing for a path out of the folder.
+
+    Whether the file exists is not asked here (``feeds check`` reports it): the body is a
+    function of the article's bytes alone, and a picture added later shows without a new render.
+    """
+    if is_url(src):
+        return src
+    local = resolve(article, src)
+    return media_url(site, local.rel) if local.refusal is None else None
 
 
 def decode(data: bytes, strict: bool = False) -> str:

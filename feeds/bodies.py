@@ -37,7 +37,8 @@ class Bodies:
         self.config = config
         self.watched = False
         self._missing = missing  # told of a file that is gone or refused: the index reads it again
-        self._rendered: OrderedDict[tuple[str, Stamp], Article] = OrderedDict()
+        # By version and digest: a picture beside the article changes its entry, not its file.
+        self._rendered: OrderedDict[tuple[str, Stamp, int], Article] = OrderedDict()
         self._raw: OrderedDict[tuple[str, Stamp], str] = OrderedDict()
         self._raw_chars = 0
         self._lock = threading.Lock()
@@ -60,9 +61,9 @@ class Bodies:
             return meta
         key = (meta.path, meta.version)
         with self._lock:
-            found = self._rendered.get(key)
+            found = self._rendered.get((*key, meta.digest))
             if found is not None:
-                self._rendered.move_to_end(key)
+                self._rendered.move_to_end((*key, meta.digest))
                 return found
             body = self._raw.get(key)
             config = self.config
@@ -75,7 +76,7 @@ class Bodies:
         with self._lock:
             self._keep((meta.path, meta.version), body)
             if config is self.config:
-                self._rendered[(meta.path, meta.version)] = article
+                self._rendered[(meta.path, meta.version, meta.digest)] = article
                 while len(self._rendered) > RENDERED:
                     self._rendered.popitem(last=False)
         return article

@@ -88,8 +88,10 @@ def _stale(source: FeedSpec | SiteConfig) -> tuple[int, int]:
     return source.stale_while_revalidate, source.stale_if_error
 
 
-def _versions(entries: list[Meta]) -> tuple[tuple[str, str, object], ...]:
-    return tuple((m.id, m.path, m.version) for m in entries)
+def _versions(entries: list[Meta]) -> tuple[tuple[str, str, object, int], ...]:
+    """What the entries' part of a document depends on: the files, and (in the digest) the
+    pictures beside them, which change an entry without changing its file."""
+    return tuple((m.id, m.path, m.version, m.digest) for m in entries)
 
 
 def feed_document(
@@ -180,7 +182,7 @@ def _article(m: Making, p: Params) -> Made:
     if meta is None:
         raise NotFound(f"no article {p['id']}")
     feeds = [s for s in m.view.specs.values() if s.is_topic_feed and s.topics[0] in meta.topic_slugs]
-    key = (m.config, meta.id, meta.path, meta.version, tuple(s.name for s in feeds))
+    key = (m.config, meta.id, meta.path, meta.version, meta.digest, tuple(s.name for s in feeds))
 
     def render() -> Document:
         article = m.bodies.article(meta)
@@ -212,7 +214,8 @@ OPML = Kind(links.OPML, lambda p: "", _opml)
 ARTICLE = Kind(links.ARTICLE, lambda p: p["id"], _article, recent=True)
 INDEX = Kind(links.INDEX, lambda p: "", _index)
 STATIC = Kind(links.STATIC, lambda p: p["rel"], None)  # read by feeds.assets
-KINDS = (FEED, ARCHIVE, FEED_PAGE, OPML, ARTICLE, INDEX, STATIC)
+MEDIA = Kind(links.MEDIA, lambda p: p["rel"], None)  # pictures beside the articles, read by feeds.assets
+KINDS = (FEED, ARCHIVE, FEED_PAGE, OPML, ARTICLE, INDEX, STATIC, MEDIA)
 
 
 def route(path: str) -> tuple[Kind, dict[str, str]] | None:

@@ -31,7 +31,7 @@ from . import catalogue
 from .bodies import SETTLE_SECONDS
 from .catalogue import FORMATS
 from .documents import Document
-from .errors import Unsettled
+from .errors import NotFound, Unsettled
 from .outfolder import (
     BOOKKEEPING,
     MANIFEST,
@@ -94,6 +94,11 @@ def _documents(site: Site) -> dict[str, Document]:
                 add(catalogue.ARCHIVE, name=name, page=page, fmt=fmt)
     for rel in site.asset_paths():
         add(catalogue.STATIC, rel=rel)
+    for rel in site.picture_paths():
+        try:
+            add(catalogue.MEDIA, rel=rel)
+        except NotFound:  # gone or changed into something refused since the listing: not exported
+            continue
     for article in site.published():
         add(catalogue.ARTICLE, id=article.id)
     return files

@@ -20,7 +20,7 @@ _PARTS = {
     "fmt": "|".join(FEED_FORMATS),
     "page": r"[1-9][0-9]{0,8}",
     "id": r".+",  # an article id: any text, "/" included (the path arrives decoded)
-    "rel": r".+",  # a file under static/
+    "rel": r".+",  # a file under static/, or a picture under the articles folder
 }
 _FIELD = re.compile(r"\{(\w+)\}")
 
@@ -76,7 +76,9 @@ OPML = Place("opml", "feeds.opml", "feeds.opml")
 ARTICLE = Place("page", "articles/{id}", "articles/{id}.html")
 INDEX = Place("index", "", "index.html")
 STATIC = Place("asset", "static/{rel}", "static/{rel}")
-PLACES = (FEED, ARCHIVE, FEED_PAGE, OPML, ARTICLE, INDEX, STATIC)
+# Pictures beside the articles (feeds.pictures): not under articles/, where any path is an id.
+MEDIA = Place("media", "media/{rel}", "media/{rel}")
+PLACES = (FEED, ARCHIVE, FEED_PAGE, OPML, ARTICLE, INDEX, STATIC, MEDIA)
 
 
 def feed_url(site: SiteConfig, name: str, fmt: str) -> str:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import html
 import re
+from collections.abc import Callable
 from functools import lru_cache
 
 import nh3
@@ -20,6 +21,7 @@ _CHAR_REFERENCE = re.compile(r"&#(x[0-9a-fA-F]{1,8}|X[0-9a-fA-F]{1,8}|[0-9]{1,10
 _CLOSING = tuple(".!?:;…\"“”»«'’)")
 _TABLE_SEPARATOR = re.compile(r"^\s*\|?\s*:?-{2,}:?\s*(\|\s*(:?-{2,}:?\s*)?)*\|?\s*$")
 _SUBHEADING_MAX = 80
+_SCHEMES = {"http", "https", "mailto"}
 _BLOCK_EDGE = re.compile(
     r"</?(?:address|article|aside|blockquote|br|dd|div|dl|dt|figcaption|figure|footer|h[1-6]|header"
     r"|hr|li|main|nav|ol|p|pre|section|table|tbody|td|tfoot|th|thead|tr|ul)\b[^>]*>",
@@ -112,7 +114,7 @@ def _table(header: str, rows: list[str]) -> str:
 @lru_cache(maxsize=8)
 def _cleaner(base_url: str) -> nh3.Cleaner:
     return nh3.Cleaner(
-        url_schemes={"http", "https", "mailto"},
+        url_schemes=_SCHEMES,
         url_relative=("rewrite_with_base", base_url),
         clean_content_tags={"script", "style"},
         link_rel="noopener noreferrer",
@@ -125,9 +127,28 @@ def _text_cleaner() -> nh3.Cleaner:
     return nh3.Cleaner(tags=set(), clean_content_tags={"script", "style"})
 
 
-def sanitize(fragment: str, base_url: str) -> str:
-    """Remove scripts, handlers and unsafe URLs; resolve relative links against the site."""
-    return clean_text(_cleaner(base_url).clean(fragment))
+def sanitize(fragment: str, base_url: str, image_src: Callable[[str], str | None] | None = None) -> str:
+    """Remove scripts, handlers and unsafe URLs; resolve relative links against the site.
+
+    ``image_src`` decides where each ``<img src>`` points instead (None: the attribute goes).
+    It must return an absolute http(s) URL or the value it was given when that is absolute:
+    ammonia checks the scheme before the filter runs, not after. Only fragments with an image
+    pay for the filter (a call into Python per attribute).
+    """
+    if image_src is None or "<img" not in fragment.lower():
+        return clean_text(_cleaner(base_url).clean(fragment))
+
+    def attribute(element: str, name: str, value: str) -> str | None:
+        return image_src(value) if element == "img" and name == "src" else value
+
+    cleaner = nh3.Cleaner(
+        url_schemes=_SCHEMES,
+        url_relative=("rewrite_with_base", base_url),
+        clean_content_tags={"script", "style"},
+        link_rel="noopener noreferrer",
+        attribute_filter=attribute,
+    )
+    return clean_text(cleaner.clean(fragment))
 
 
 def html_to_text(fragment: str) -> str:

@@ -13,6 +13,7 @@ from datetime import datetime
 from functools import lru_cache
 
 from jinja2 import Environment, PackageLoader, select_autoescape
+from markupsafe import Markup
 
 from . import links as urls
 from .articles import Article, Meta
@@ -69,6 +70,13 @@ class Links:
     def local(self, url: str) -> str:
         """A URL of this site made root-relative, like every other link on the pages."""
         return url.replace(self.site.url, f"{self.prefix}/", 1) if url.startswith(self.site.url) else url
+
+    def local_pictures(self, html: str) -> Markup:
+        """A sanitized body with the site's own pictures root-relative, so that a page shows
+        them wherever it is served (``feeds serve`` on 127.0.0.1 before the site has its name).
+        The sanitizer writes every attribute in double quotes."""
+        media = f'="{self.site.url}{urls.MEDIA.path(rel="")}'
+        return Markup(html.replace(media, f'="{self.prefix}/{urls.MEDIA.path(rel="")}'))
 
     def local_time(self, moment: datetime) -> str:
         return moment.astimezone(self.site.tz).strftime("%Y-%m-%d %H:%M")

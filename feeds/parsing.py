@@ -9,6 +9,7 @@ others: it is left out or repaired, and reported by name and line.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import mimetypes
 import re
 from collections.abc import Mapping
@@ -37,6 +38,7 @@ from .errors import Problem, Severity
 from .fields import did_you_mean, http_url, language_tag
 from .links import permalink
 from .markup import clean_text
+from .pictures import MAX_PICTURES, body_references, described, is_url, media_url, resolve
 from .slugs import slug
 from .yamlfile import YAMLProblem, line_of, load_yaml
 
@@ -157,7 +159,9 @@ def parse_meta(source: SourceFile, site: SiteConfig) -> tuple[Meta | None, str, 
     article_id = _article_id(front, source.path)
     page = permalink(site, article_id)
     link = _link(front)
-    image, image_type, image_length = _image(front, site, source.image_sizes or {})
+    image, image_type, image_length = _image(front, site, source)
+    if not source.path.endswith(".txt"):
+        _body_pictures(front, source, text, len(text) - len(body))
     meta = Meta(
         id=article_id,
         path=source.path,
@@ -179,7 +183,7 @@ def parse_meta(source: SourceFile, site: SiteConfig) -> tuple[Meta | None, str, 
         sources=_sources(front),
         given_summary=_given_summary(front),
         version=source.stamp,
-        digest=content_digest(source.data),
+        digest=_digest(source),
         body_start=len(text) - len(body),
         dated_by=dated_by,
     )
@@ -335,18 +339,64 @@ def _link(front: _Front) -> str | None:
     return link
 
 
-def _image(front: _Front, site: SiteConfig, sizes: Mapping[str, int]) -> tuple[str | None, str | None, int]:
-    """The image's absolute URL, media type and length (the file's size when it is local)."""
+def _image(front: _Front, site: SiteConfig, source: SourceFile) -> tuple[str | None, str | None, int]:
+    """The image's absolute URL, media type and length.
+
+    A picture beside the articles is published only as the file it is (its size, the type its
+    bytes announce); one that is missing or refused is reported and left out, never published
+    as a broken link. An absolute URL is taken as it is (its length is not known).
+    """
     given = front.typed("image", str, "an image path or URL")
     if not given:
         return None, None, 0
-    url = _web_url(site, given)
-    if url is None:
-        message = f"image: {given!r} is neither a path nor an http(s) URL; ignored"
-        front.report(message, "image", Severity.WARNING)
+    if is_url(given):
+        url = _web_url(site, given)
+        if url is None:
+            message = f"image: {given!r} is neither a path nor an http(s) URL; ignored"
+            front.report(message, "image", Severity.WARNING)
+            return None, None, 0
+        return url, mimetypes.guess_type(url)[0] or "application/octet-stream", 0
+    local = resolve(source.path, given)
+    if local.refusal is not None:
+        front.report(f"image: {given.strip()!r} {local.refusal}; left out", "image")
         return None, None, 0
-    media_type = mimetypes.guess_type(url)[0] or "application/octet-stream"
-    return url, media_type, sizes.get(given.strip(), 0)
+    url = media_url(site, local.rel)
+    if source.pictures is None:  # parsed from memory: nothing to look at
+        return url, mimetypes.guess_type(url)[0] or "application/octet-stream", 0
+    picture = source.pictures.get(local.rel)
+    problem = described(local.rel, picture)
+    if picture is None or problem is not None:
+        front.report(f"image: {problem}; left out of the feeds and the page", "image")
+        return None, None, 0
+    return url, picture.media_type, picture.size
+
+
+def _body_pictures(front: _Front, source: SourceFile, text: str, start: int) -> None:
+    """Warn of every body picture that leads out of the folder or has no file to show.
+
+    A picture out of the folder loses its ``src`` when the body is rendered; one whose file is
+    missing keeps it (it shows once the file is there) and is reported here, with its line.
+    """
+    if source.pictures is None:
+        return
+    body = text[start:]
+    for reference, offset in itertools.islice(body_references(body), MAX_PICTURES):
+        local = resolve(source.path, reference)
+        problem = f"{reference!r} {local.refusal}; left out" if local.refusal is not None else None
+        if problem is None and source.pictures.get(local.rel) is not None:
+            problem = described(local.rel, source.pictures[local.rel])
+        if problem is not None:
+            line = text.count("\n", 0, start + offset) + 1
+            front.problems.append(Problem(source.path, line, f"picture {problem}", Severity.WARNING))
+
+
+def _digest(source: SourceFile) -> int:
+    """The file's digest, and with pictures beside the articles also their sizes and types:
+    documents showing the article change with either (their caches and purges compare this)."""
+    if not source.pictures:
+        return content_digest(source.data)
+    facts = repr(sorted((rel, p.size, p.media_type) for rel, p in source.pictures.items()))
+    return content_digest(source.data + b"\0" + facts.encode())
 
 
 def _image_alt(front: _Front) -> str | None:

@@ -85,7 +85,10 @@ class Site:
         self.state_dir = state_dir
         self._clock = clock
         self._bodies = Bodies(config, missing=lambda rel: self.live.snapshot.store.suspect(rel))
-        self._assets = assets.Assets()
+        self._files = {
+            catalogue.STATIC.place.kind: assets.Assets(assets.STATIC),
+            catalogue.MEDIA.place.kind: assets.Assets(assets.MEDIA),
+        }
         first = Snapshot(config, store, generation=1, verified=verified)
         self.live = Live(config_path or config.path, first, self.ledger, clock=clock, state_dir=state_dir,
                          offer=self._bodies.offer, store_reason=store_reason)  # fmt: skip
@@ -160,8 +163,8 @@ class Site:
     def document(self, kind: Kind, params: dict[str, str]) -> Document:
         """The document of ``kind`` with ``params``; NotFound, or Unsettled while it is written."""
         make = kind.make
-        if make is None:
-            return self._assets.get(self.config, params["rel"])
+        if make is None:  # a file served as it is
+            return self._files[kind.place.kind].get(self.config, params["rel"])
         view = self.view()
 
         def inputs() -> catalogue.Made:
@@ -193,6 +196,14 @@ class Site:
 
     def asset_paths(self) -> list[str]:
         return list(assets.listed(self.config))
+
+    def picture(self, rel: str) -> Document:
+        """A picture beside the articles (``rel``: its path under the articles folder)."""
+        return self.document(catalogue.MEDIA, {"rel": rel})
+
+    def picture_paths(self) -> list[str]:
+        """Every picture under the articles folder that would be served (a static export copies them)."""
+        return list(assets.listed(self.config, assets.MEDIA))
 
     # -- questions about the articles --------------------------------------------------------------
 

@@ -19,8 +19,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .articles import SUFFIXES, SourceFile, Stamp
+from .pictures import MAX_BYTES as MAX_PICTURE_BYTES
+from .pictures import MAX_PICTURES, NAMES, SNIFF_BYTES, Picture, body_references, is_url, resolve, sniff
 
 _IMAGE = re.compile(rb"^image:[ \t]*['\"]?([^'\"\n#]+?)['\"]?[ \t]*$", re.MULTILINE)
+_IMG_TAG = re.compile(rb"<img\b", re.IGNORECASE)
 _KINDS = {
     stat.S_IFIFO: "a named pipe",
     stat.S_IFSOCK: "a socket",
@@ -110,7 +113,20 @@ def read_source(root: Path, rel: str, max_bytes: int) -> SourceFile:
 
     Raises :class:`Refused` for anything else (a pipe, a device, a symlink out of the folder,
     a file over ``max_bytes``), FileNotFoundError if it is gone, OSError if it cannot be read.
+    The pictures the article names are looked at too (:func:`probe`), never read.
     """
+    fd, st = _open_inside(root, rel, max_bytes)
+    try:
+        data = _read_at_most(fd, max_bytes + 1)
+    finally:
+        os.close(fd)
+    if len(data) > max_bytes:
+        raise Refused(errno.EFBIG, _too_large(len(data), max_bytes), rel)
+    return SourceFile(rel, data, Stamp(len(data), st.st_mtime_ns), _pictures(root, rel, data))
+
+
+def _open_inside(root: Path, rel: str, max_bytes: int) -> tuple[int, os.stat_result]:
+    """A descriptor of ``rel`` opened without blocking, once it proved a regular file inside ``root``."""
     path = os.path.join(root, rel)
     before = os.stat(path)  # follows symlinks: the target's type decides
     if not stat.S_ISREG(before.st_mode):
@@ -124,12 +140,55 @@ def read_source(root: Path, rel: str, max_bytes: int) -> SourceFile:
             raise Refused(errno.EAGAIN, "replaced while being opened; not read", rel)
         if not _inside(_real_path(fd, path), _real(str(root))):
             raise Refused(errno.EACCES, "a symlink to a file outside the articles folder; not read", rel)
-        data = _read_at_most(fd, max_bytes + 1)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd, st
+
+
+def probe(root: Path, rel: str) -> Picture:
+    """What the picture file ``rel`` under ``root`` is: its size, and its type from its first bytes.
+
+    The rules of serving it (:mod:`feeds.assets`), checked without reading more than
+    :data:`~feeds.pictures.SNIFF_BYTES`: a regular file inside the folder, one hard link, within
+    the size limit, and bytes that are a picture.
+    """
+    try:
+        st = os.stat(os.path.join(root, rel))
+        refusal = picture_refusal(st)
+        if refusal is not None:
+            return Picture(refusal=refusal)
+        fd, st = _open_inside(root, rel, MAX_PICTURE_BYTES)
+    except (FileNotFoundError, NotADirectoryError):
+        return Picture(refusal="no such file")
+    except Refused as exc:
+        return Picture(refusal=(exc.strerror or "refused").replace("not read", "never served"))
+    except (OSError, ValueError) as exc:
+        return Picture(refusal=f"cannot be looked at: {getattr(exc, 'strerror', None) or exc}")
+    try:
+        head = os.read(fd, SNIFF_BYTES)
+    except OSError as exc:
+        return Picture(refusal=f"cannot be read: {exc.strerror or exc}")
     finally:
         os.close(fd)
-    if len(data) > max_bytes:
-        raise Refused(errno.EFBIG, _too_large(len(data), max_bytes), rel)
-    return SourceFile(rel, data, Stamp(len(data), st.st_mtime_ns), _image_sizes(root, data))
+    media_type = sniff(head)
+    if media_type is None:
+        return Picture(refusal=f"its first bytes are not a {NAMES} picture; never served")
+    return Picture(st.st_size, media_type)
+
+
+def picture_refusal(st: os.stat_result) -> str | None:
+    """Why a file is not served as a picture, before it is opened (see feeds.assets), or None."""
+    if not stat.S_ISREG(st.st_mode):
+        return f"{_kind(st.st_mode)}, not a regular file; never served"
+    if st.st_nlink > 1:
+        return (
+            f"has {st.st_nlink} hard links, so it may be a file from outside the folder; "
+            "never served (copy it instead of linking it)"
+        )
+    if st.st_size > MAX_PICTURE_BYTES:
+        return f"{st.st_size} bytes, over the {MAX_PICTURE_BYTES} bytes a picture may have; never served"
+    return None
 
 
 def _too_large(size: int, max_bytes: int) -> str:
@@ -156,22 +215,23 @@ def _read_at_most(fd: int, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-def _image_sizes(root: Path, data: bytes) -> dict[str, int]:
-    """The size of a local ``image:`` file named in the front matter (for enclosure lengths)."""
-    # A match lies within the first 4096 bytes and starts with "image:": most articles have no
-    # image, and a substring test rules them out at a fraction of the multiline search's cost.
-    if data.find(b"image:", 0, 4096) < 0:
+def _pictures(root: Path, rel: str, data: bytes) -> dict[str, Picture]:
+    """The pictures a file names (``image:`` and body images), by path under ``root``; one
+    ``stat`` and one read of a few bytes each. Most articles have none: substring tests rule
+    them out before any decoding."""
+    head = data.find(b"image:", 0, 4096) >= 0
+    if not head and b"![" not in data and _IMG_TAG.search(data) is None:
         return {}
-    found = _IMAGE.search(data, 0, 4096)
-    if not found:
-        return {}
-    name = found.group(1).decode("utf-8", "replace").strip()
-    real_root = _real(str(root))
-    candidate = os.path.realpath(os.path.join(real_root, name))
-    try:
-        st = os.stat(candidate)
-    except (OSError, ValueError):
-        return {}
-    if _inside(candidate, real_root) and stat.S_ISREG(st.st_mode):
-        return {name: st.st_size}
-    return {}
+    references: list[str] = []
+    if head and (found := _IMAGE.search(data, 0, 4096)) is not None:
+        references.append(found.group(1).decode("utf-8", "replace").strip())
+    if not rel.endswith(".txt"):  # a plain body is text: no picture in it is shown
+        references += [ref for ref, _ in body_references(data.decode("utf-8", "replace"))]
+    found_pictures: dict[str, Picture] = {}
+    for reference in references[:MAX_PICTURES]:
+        if is_url(reference):
+            continue
+        local = resolve(rel, reference)
+        if local.refusal is None and local.rel not in found_pictures:
+            found_pictures[local.rel] = probe(root, local.rel)
+    return found_pictures

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import logging
 import os
+import struct
 import textwrap
+import zlib
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -58,7 +60,20 @@ BASE_CONFIG: dict = {
     },
 }
 
-SMALL_ARTICLES = {
+
+def png(width: int = 2, height: int = 2, rgb: tuple[int, int, int] = (200, 40, 40)) -> bytes:
+    """A real PNG of one colour (browsers decode it: naturalWidth == width)."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    rows = b"".join(b"\x00" + bytes(rgb) * width for _ in range(height))
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    data = chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b"")
+    return b"\x89PNG\r\n\x1a\n" + data
+
+
+SMALL_ARTICLES: dict[str, str | bytes] = {
     "politik/erster.md": """\
         ---
         id: erster
@@ -103,6 +118,7 @@ SMALL_ARTICLES = {
         ---
         EMBARGO-SECRET
         """,
+    "politik/images/a.png": png(),  # the picture erster.md shows
 }
 
 

@@ -54,7 +54,7 @@ def crawl(site: Site) -> dict[str, bytes]:
         assert response.status_code == 200, path
         found[path] = response.data
         if response.mimetype == "text/html":
-            links = lxml.html.fromstring(response.data).xpath("//a/@href | //link/@href")
+            links = lxml.html.fromstring(response.data).xpath("//a/@href | //link/@href | //img/@src")
         elif response.mimetype == "application/feed+json":
             doc = json.loads(response.data)
             links = [doc.get("next_url", "")] + [item["url"] for item in doc["items"]]
@@ -69,7 +69,7 @@ def crawl(site: Site) -> dict[str, bytes]:
         for link in links:
             if link.startswith(base):
                 link = "/" + link.removeprefix(base)
-            if link == "/" or link.startswith(("/feeds", "/articles/", "/static/")):
+            if link == "/" or link.startswith(("/feeds", "/articles/", "/static/", "/media/")):
                 todo.append(link.partition("#")[0])  # our documents, not links in article text
     return found
 
@@ -676,7 +676,7 @@ def test_nginx_with_the_shipped_config_serves_the_export_as_the_app_serves_the_s
         served = client.get(path)
         assert reply.headers["content-type"].split(";")[0] == served.mimetype, path
         assert reply.headers.get("x-content-type-options") == served.headers.get("X-Content-Type-Options")
-        if path.startswith("/static/"):  # nginx names other lifetimes once for all documents
+        if path.startswith(("/static/", "/media/")):  # nginx names other lifetimes once for all documents
             assert reply.headers["cache-control"] == served.headers["Cache-Control"], path
         zipped = harness.fetch(port, path, {"Accept-Encoding": "gzip"})
         assert gzip.decompress(zipped.body) == body, path

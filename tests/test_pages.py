@@ -365,9 +365,10 @@ def test_article_page(client: FlaskClient) -> None:
     assert doc.xpath("//link[@rel='canonical']/@href") == [CANONICAL]
     body = doc.xpath("//article")[0]
     assert [s.text_content() for s in body.xpath(".//strong")] == ["Absatz"]
-    # Relative links and images are made absolute against the site URL.
+    # Relative links are made absolute against the site URL; a picture beside the article is
+    # the site's own, root-relative on its pages like every link between them.
     assert "https://news.example.org/archiv/1" in body.xpath(".//a/@href")
-    assert body.xpath(".//img/@src") == ["https://news.example.org/images/a.png"]
+    assert body.xpath(".//img/@src") == ["/media/politik/images/a.png"]
 
 
 def test_non_ascii_title_survives(make_site: MakeSite) -> None:
@@ -463,10 +464,14 @@ def test_article_image_alt_and_caption(make_site: MakeSite) -> None:
         Text
         """,
     }
-    client = create_app(make_site(articles), clock=lambda: NOW).test_client()
+    config = make_site(articles)
+    (config.parent / "articles" / "politik" / "images").mkdir()
+    for name in ("kursk.jpg", "leer.jpg"):
+        (config.parent / "articles" / "politik" / "images" / name).write_bytes(b"\xff\xd8\xff\xe0 JFIF")
+    client = create_app(config, clock=lambda: NOW).test_client()
     (figure,) = parse(client.get("/articles/politik/bild")).xpath("//article/figure")
     (img,) = figure.xpath("img")
-    assert img.get("src") == "https://news.example.org/images/kursk.jpg"
+    assert img.get("src") == "/media/politik/images/kursk.jpg"
     assert img.get("alt") == 'Soldaten <im> "Schnee" & Eis'
     assert [c.text_content() for c in figure.xpath("figcaption")] == ['Soldaten <im> "Schnee" & Eis']
     (figure,) = parse(client.get("/articles/politik/ohne")).xpath("//article/figure")

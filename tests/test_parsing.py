@@ -90,7 +90,7 @@ def test_front_matter_keys_are_all_used(site):
     assert a.summary == "Nordkorea bestätigt erstmals den Einsatz."
     assert a.language == "en"
     assert a.draft is False
-    assert a.image == "https://news.example.org/images/kursk.jpg"
+    assert a.image == "https://news.example.org/media/politik/images/kursk.jpg"  # beside the article
     assert a.image_type == "image/jpeg"
     assert a.url == "https://example.org/story"
     assert a.permalink.startswith("https://news.example.org/")
@@ -345,16 +345,17 @@ def test_body_is_sanitized(site):
         (
             "https://news.example.org",
             "https://news.example.org/archiv/1",
-            "https://news.example.org/images/a.png",
+            "https://news.example.org/media/politik/images/a.png",
         ),
         (
             "https://example.org/news",
             "https://example.org/news/archiv/1",
-            "https://example.org/news/images/a.png",
+            "https://example.org/news/media/politik/images/a.png",
         ),
     ],
 )
 def test_relative_links_and_images_become_absolute(make_site, url, link, image):
+    """Links resolve against the site; pictures against the article's folder, at /media/."""
     site = load_config(make_site(articles={}, config={"site": {"url": url}}))
     a = ok(site, "---\ntitle: T\ndate: 2025-01-01\n---\n[Link](archiv/1) ![Bild](images/a.png)\n")
     root = tree(a.html)
