@@ -13,23 +13,27 @@ import ctypes
 import logging
 import multiprocessing
 import os
+import re
 import signal
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
+from urllib.parse import unquote
 
 from .articles import Stamp
 from .config import SiteConfig
+from .pictures import media_url
 from .records import FirstSeen, Record, parse_file, refused
-from .sources import scan
-from .store import IndexStore, config_key
+from .sources import probe, scan
+from .store import IndexStore, Reader, config_key
 
 log = logging.getLogger(__name__)
 PARALLEL_FROM = 5000  # a cold start with fewer files to parse stays in one process
 CHUNK = 2000
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
+_MISSING = re.compile(r"^(?:image: |picture )(?P<rel>.+): no such file")  # as parsing reports it
 
 
 def _die_with_parent() -> None:
@@ -160,9 +164,50 @@ def _niced() -> None:
 def _stale_in_child(config: SiteConfig, db_path: str) -> list[str]:
     store = IndexStore(Path(db_path))
     try:
-        return stale_paths(config, store.stamps())
+        return _stale_all(config, store)
     finally:
         store.close()
+
+
+def _stale_all(config: SiteConfig, store: IndexStore) -> list[str]:
+    with store.read() as reader:
+        pictures = stale_pictures(config, reader)
+    return sorted(set(stale_paths(config, store.stamps())) | set(pictures))
+
+
+def showing(config: SiteConfig, reader: Reader, changed: Collection[str]) -> list[str]:
+    """Article paths whose entries show one of the pictures ``changed`` (paths under the articles
+    folder; a folder stands for everything under it): by their image's URL, or by a problem
+    naming the picture (one that was missing or refused). A picture changes an entry's length
+    and type, never its file, so these are read again although their files did not change."""
+    prefix = media_url(config, "")
+    found: set[str] = set()
+    for path, image, _, _ in reader.pictured(prefix):
+        parts = unquote(image[len(prefix) :]).split("/")
+        if any("/".join(parts[:n]) in changed for n in range(1, len(parts) + 1)):
+            found.add(path)
+    for path, problems in reader.problems_of():
+        if any(rel in p.message for p in problems for rel in changed):
+            found.add(path)
+    return sorted(found)
+
+
+def stale_pictures(config: SiteConfig, reader: Reader) -> list[str]:
+    """Article paths whose picture is not what the index says: changed, gone or refused since,
+    or missing then and there now (pictures changed while no server watched)."""
+    root, prefix = config.articles_dir, media_url(config, "")
+    stale = []
+    for path, image, length, media_type in reader.pictured(prefix):
+        now = probe(root, unquote(image[len(prefix) :]))
+        if now.refusal is not None or (now.size, now.media_type) != (length, media_type):
+            stale.append(path)
+    for path, problems in reader.problems_of():
+        for problem in problems:
+            missing = _MISSING.match(problem.message)
+            if missing is not None and probe(root, missing["rel"]).refusal != "no such file":
+                stale.append(path)
+                break
+    return stale
 
 
 def stale_paths_aside(config: SiteConfig, db_path: Path) -> list[str]:
@@ -197,5 +242,5 @@ def stale(config: SiteConfig, store: IndexStore, count: int, aside: bool | None 
     if aside is None:
         aside = count >= PARALLEL_FROM
     if store.path is None or not aside:
-        return stale_paths(config, store.stamps())
+        return _stale_all(config, store)
     return sorted(set(stale_paths_aside(config, store.file)) | set(store.take_suspects()))

@@ -5,22 +5,25 @@ alters some of them, exactly those must be purged. Feeds, feed pages, the index 
 are few and rendered anyway: their ETag tells. Article and archive pages can number millions and
 are never rendered for this: each comes with a ``key`` of everything its bytes depend on (the
 config, and the article files' content digests and dates; for an archive page also whether a
-newer page follows). Touching a file without changing its bytes moves no key.
+newer page follows). Touching a file without changing its bytes moves no key. Pictures beside
+the articles that entries show are known by their file's version.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
+import os
 from collections.abc import Callable, Hashable, Iterator
 from dataclasses import dataclass
 from functools import partial
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from .archives import archive_pages, archive_slice
 from .catalogue import ARCHIVE, FEED, FEED_PAGE, FORMATS, INDEX, OPML, Kind
 from .documents import Document
 from .errors import NotFound, Unsettled
+from .pictures import media_url
 from .site import Site
 
 log = logging.getLogger(__name__)
@@ -101,6 +104,22 @@ def other_documents(site: Site) -> Iterator[Entry]:
                 yield Entry(ARCHIVE.place.url(config, name=name, page=page, fmt=fmt), key=(setting, version))
     for permalink, path, content, published, updated in site.page_keys():  # and its topics' feeds
         yield Entry(permalink, key=(setting, path, content, published, updated))
+    yield from picture_documents(site)
+
+
+def picture_documents(site: Site) -> Iterator[Entry]:
+    """The pictures beside the articles that entries show, known by their file's version (one
+    ``stat`` each): a picture replaced in place is purged like a changed document."""
+    config = site.config
+    prefix = media_url(config, "")
+    with site.read() as (reader, _):
+        urls = sorted({image for _, image, _, _ in reader.pictured(prefix)})
+    for url in urls:
+        try:
+            st = os.stat(config.articles_dir / unquote(url[len(prefix) :]))
+        except (OSError, ValueError):
+            continue  # gone: purged as a vanished document
+        yield Entry(url, key=(st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns))
 
 
 def path_of(url: str) -> str:

@@ -36,6 +36,7 @@ from . import indexing
 from .articles import SUFFIXES, Meta
 from .config import SiteConfig, load_config
 from .errors import ConfigError, Problem
+from .pictures import TYPES as PICTURE_TYPES
 from .records import Record, dated, parse_file
 from .sources import scan
 from .store import Applied, IndexStore, Ledger, StoreError, config_key, index_name
@@ -514,11 +515,18 @@ class Live:
             self._config_id = self._config_seen = watcher.roots().config
             self._reload_config()
         paths |= set(self._release_deferred())
+        changed_pictures = {p for p in paths if _is_picture(p)}
+        pictured = self._pictured(changed_pictures)
+        paths = {p for p in paths if p.lower().endswith(SUFFIXES)}
         suspects = self._snapshot.store.take_suspects()
-        if paths or suspects:
-            self._read(sorted(paths | set(suspects)), force=suspects)
+        generation = self._snapshot.generation
+        if paths or suspects or pictured:
+            self._read(sorted(paths | set(suspects) | set(pictured)), force=[*suspects, *pictured])
         else:
             self.refresh()
+        if changed_pictures and self._snapshot.generation == generation:
+            for hook in self.hooks:  # no entry changed, but a picture did: caches in front purge it
+                hook(True)
         if lost:
             log.warning("file events were lost (inotify's queue overflowed in a burst); checking every file")
             self.check()
@@ -564,9 +572,22 @@ class Live:
                 found.update(reader.paths_under(rel))
             if path.is_dir() and not path.is_symlink():
                 found.update(listed.rel for listed in scan(root, rel))
-        elif path.suffix.lower() in SUFFIXES:
-            found.add(rel)
+        elif path.suffix.lower() in SUFFIXES or path.suffix.lower() in PICTURE_TYPES:
+            found.add(rel)  # a picture: the articles showing it are read again (_pictured)
+        if event.kind in ("dir", "gone") and path.suffix.lower() not in SUFFIXES:
+            found.add(rel)  # a folder: pictures under it too
         return {p for p in found if not any(part.startswith((".", "_")) for part in p.split("/"))}
+
+    def _pictured(self, changed: set[str]) -> list[str]:
+        """The articles showing a changed picture (or a picture of a changed folder)."""
+        if not changed:
+            return []
+        try:
+            with self._snapshot.store.read() as reader:
+                return indexing.showing(self._snapshot.config, reader, changed)
+        except StoreError as exc:
+            log.warning("index: %s", exc)
+            return []
 
     def _release_deferred(self) -> list[str]:
         now, ready = time.monotonic(), []
@@ -639,6 +660,12 @@ class Live:
         pool = ThreadPoolExecutor(1, thread_name_prefix="feeds-check")
         self._check = pool.submit(indexing.stale, config, store, count)
         pool.shutdown(wait=False)
+
+
+def _is_picture(rel: str) -> bool:
+    """A picture's path, or a folder's (which may hold pictures)."""
+    suffix = os.path.splitext(rel)[1].lower()
+    return suffix in PICTURE_TYPES or (not suffix and not rel.lower().endswith(SUFFIXES))
 
 
 def now_utc() -> datetime:

@@ -1,6 +1,6 @@
 """Pictures beside the articles: served at /media/ with the static/ rules, carried in every
 feed format with their real size and type, reported by ``feeds check`` when missing or refused
-(and then left out), exported, and shown by a real browser.
+(and then left out), followed live and across a restart, exported, and shown by a real browser.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import select
 import subprocess
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -20,17 +20,19 @@ import feedparser
 import lxml.html
 import pytest
 from click.testing import CliRunner
+from flask import Flask
 from flask.testing import FlaskClient
 from lxml import etree
 
 from feeds import create_app
 from feeds.cli import cli
 from feeds.export import build
+from feeds.inventory import picture_documents
 from feeds.pictures import MAX_BYTES
-from feeds.site import open_site
+from feeds.site import Site, open_site
 
 from conftest import DEMO_CONFIG, NOW, REPO, MakeSite, StartServer, png
-from support.waiting import PATIENCE
+from support.waiting import PATIENCE, wait_until
 
 CHROMIUM = "/usr/bin/chromium"
 BASE = "https://news.example.org/"
@@ -388,6 +390,75 @@ def test_what_is_not_a_picture_inside_the_folder_is_404(
     response = client.get(path)
     assert response.status_code == 404
     assert b"Titel" not in response.data and b"title" not in response.data
+
+
+# --- changes ---------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def watched(make_site: MakeSite, tmp_path: Path) -> Iterator[tuple[Flask, Path]]:
+    config = site_with(make_site, {"politik/bilder/bild.png": png(2, 2)})
+    app = create_app(config, clock=lambda: NOW, watch=True, notify=False, state_dir=tmp_path / "state")
+    yield app, config.parent / "articles" / "politik" / "bilder" / "bild.png"
+    app.extensions["feeds"].live.stop()
+
+
+def test_a_picture_edited_added_and_removed_changes_the_enclosure_live(watched: tuple[Flask, Path]) -> None:
+    app, picture = watched
+    client = app.test_client()
+
+    def lengths() -> set[str]:
+        return {length for found in enclosures(client).values() for _, length, _ in found}
+
+    assert lengths() == {str(len(png(2, 2)))}
+    bigger = png(40, 30, (10, 200, 10))
+    picture.write_bytes(bigger)  # edited in place
+    wait_until(lambda: lengths() == {str(len(bigger))}, "the edited picture's length in every format")
+    assert client.get("/media/politik/bilder/bild.png").data == bigger
+    picture.unlink()
+    wait_until(lambda: lengths() == set(), "the removed picture left out")
+    site: Site = app.extensions["feeds"]
+    assert any("no such file" in p.message for p in site.problems())
+    replacement = picture.with_name("neu.png")
+    replacement.write_bytes(png(5, 5))
+    os.replace(replacement, picture)  # added back, as editors and rsync do: renamed into place
+    wait_until(lambda: lengths() == {str(len(png(5, 5)))}, "the picture added back")
+    wait_until(lambda: not any("bild.png" in p.message for p in site.problems()), "its problem gone")
+
+
+def test_a_picture_changed_while_no_server_ran_is_seen_at_the_next_start(
+    make_site: MakeSite, tmp_path: Path
+) -> None:
+    config = site_with(make_site, {"politik/bilder/bild.png": png(2, 2)})
+    state = tmp_path / "state"
+    first = open_site(config, clock=lambda: NOW, state_dir=state)
+    assert b'length="%d"' % len(png(2, 2)) in first.feed("politik", "rss").body
+    first.close()
+    picture = config.parent / "articles" / "politik" / "bilder" / "bild.png"
+    picture.write_bytes(png(9, 9))
+    second = open_site(config, clock=lambda: NOW, state_dir=state)
+    assert b'length="%d"' % len(png(9, 9)) in second.feed("politik", "rss").body
+    second.close()
+    picture.unlink()
+    missing = open_site(config, clock=lambda: NOW, state_dir=state)
+    assert b"<enclosure" not in missing.feed("politik", "rss").body
+    missing.close()
+    picture.write_bytes(png(3, 3))
+    back = open_site(config, clock=lambda: NOW, state_dir=state)
+    assert b'length="%d"' % len(png(3, 3)) in back.feed("politik", "rss").body
+    back.close()
+
+
+def test_a_replaced_picture_is_purged_like_a_changed_document(make_site: MakeSite, tmp_path: Path) -> None:
+    config = site_with(make_site, {"politik/bilder/bild.png": png(2, 2)})
+    site = open_site(config, clock=lambda: NOW, state_dir=tmp_path / "state")
+    (before,) = picture_documents(site)
+    assert before.url == BASE + "media/politik/bilder/bild.png"
+    picture = config.parent / "articles" / "politik" / "bilder" / "bild.png"
+    picture.write_bytes(png(2, 2, (1, 2, 3)))  # the same size: only the file's version tells
+    (after,) = picture_documents(site)
+    assert after.key != before.key
+    site.close()
 
 
 # --- the export ---------------------------------------------------------------------------------

@@ -90,6 +90,26 @@ class Reader:
         )
         return [r[0] for r in rows]
 
+    def pictured(self, prefix: str) -> list[tuple[str, str, int, str | None]]:
+        """(path, image, image_length, image_type) of every file whose image URL starts with
+        ``prefix`` (the site's pictures: ``…/media/``): whose entries a changed picture changes."""
+        end = prefix[:-1] + chr(ord(prefix[-1]) + 1)
+        rows = self._db.execute(
+            "SELECT path, image, image_length, image_type FROM files WHERE image >= ? AND image < ?",
+            (prefix, end),
+        )
+        return [
+            (path, image, length, kind)
+            for path, image, length, kind in rows
+            if isinstance(path, str) and isinstance(image, str) and type(length) is int
+        ]
+
+    def problems_of(self) -> Iterator[tuple[str, tuple[Problem, ...]]]:
+        """(path, problems) of every file that has some (few: the rows are indexed)."""
+        for path, raw in self._db.execute("SELECT path, problems FROM files WHERE problems IS NOT NULL"):
+            if isinstance(path, str):
+                yield path, decode_problems(raw)
+
     # -- feed order ---------------------------------------------------------------------------
 
     def _walk(self, slug: str | None, now: datetime, first: int, skip: int = 0) -> Iterator[Meta]:
