@@ -39,12 +39,7 @@ FOLDER = "static"
 MAX_BYTES = 5 * 1024 * 1024
 MAX_AGE = 24 * 60 * 60
 TYPES = {
-    ".png": "image/png",
-    ".jpg": "image/jpeg",
-    ".jpeg": "image/jpeg",
-    ".gif": "image/gif",
-    ".webp": "image/webp",
-    ".avif": "image/avif",
+    **PICTURE_TYPES,
     ".ico": "image/vnd.microsoft.icon",
     ".css": "text/css; charset=utf-8",
     ".txt": "text/plain; charset=utf-8",

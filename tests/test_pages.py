@@ -25,9 +25,9 @@ from feeds.pages import SUBSCRIBE_FORMATS, render_feed_page
 from feeds.site import Site, open_site
 
 from conftest import DEMO_CONFIG, NOW, MakeSite
-from support import harness
+from support import browser, harness
+from support.browser import CHROMIUM
 
-CHROMIUM = "/usr/bin/chromium"
 CANONICAL = "https://news.example.org/articles/erster"
 SMALL_FEEDS = {"alle", "kurz", "klima", "politik"}
 FEED_TYPES = {"rss": "application/rss+xml", "atom": "application/atom+xml", "json": "application/feed+json"}
@@ -492,23 +492,8 @@ def live_server(make_site: MakeSite) -> Iterator[str]:
 def browse(url: str, profile: Path) -> tuple[lxml.html.HtmlElement, list[str]]:
     """The DOM after the page's scripts ran, and what the page wrote to its console (errors too)."""
     result = subprocess.run(
-        [
-            CHROMIUM,
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            f"--user-data-dir={profile}",
-            # Console messages, uncaught exceptions included, go to stderr as "...:CONSOLE..." lines.
-            "--enable-logging=stderr",
-            "--v=0",
-            "--dump-dom",
-            url,
-        ],
+        # Console messages, uncaught exceptions included, go to stderr as "...:CONSOLE..." lines.
+        browser.command(profile, "--enable-logging=stderr", "--v=0", "--dump-dom", url),
         capture_output=True,
         timeout=60,
         check=False,

@@ -32,9 +32,10 @@ from feeds.pictures import MAX_BYTES
 from feeds.site import Site, open_site
 
 from conftest import DEMO_CONFIG, NOW, REPO, MakeSite, StartServer, png
+from support import browser
+from support.browser import CHROMIUM
 from support.waiting import PATIENCE, wait_until
 
-CHROMIUM = "/usr/bin/chromium"
 BASE = "https://news.example.org/"
 MEDIA_NS = "{http://search.yahoo.com/mrss/}"
 DEMO_PICTURES = {
@@ -503,23 +504,7 @@ class DevTools:
         give, take = ours
         redirect = f'exec "$0" "$@" 3<&{give} 4>&{take} {give}<&- {take}>&-'
         self.process = subprocess.Popen(
-            [
-                "bash",
-                "-c",
-                redirect,
-                CHROMIUM,
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-quic",
-                "--no-first-run",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                "--remote-debugging-pipe",
-                f"--user-data-dir={profile}",
-                "about:blank",
-            ],  # fmt: skip
+            ["bash", "-c", redirect, *browser.command(profile, "--remote-debugging-pipe", "about:blank")],
             pass_fds=ours,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
