@@ -33,7 +33,7 @@ from .errors import NotFound
 from .pictures import MAX_BYTES as PICTURE_BYTES
 from .pictures import NAMES, sniff
 from .pictures import TYPES as PICTURE_TYPES
-from .sources import probe, read_source, scan
+from .sources import probe, read_file, scan
 
 FOLDER = "static"
 MAX_BYTES = 5 * 1024 * 1024
@@ -165,13 +165,13 @@ class Assets:
             self._keep(rel, version, None)
             raise NotFound(f"no file {rel}")
         try:
-            source = read_source(root, rel, folder.max_bytes)
+            data, read = read_file(root, rel, folder.max_bytes)  # as articles are, minus parsing
             after = os.stat(root / rel)
         except (OSError, ValueError):  # a pipe, a symlink out, too large, gone: never served
             raise NotFound(f"no file {rel}") from None
         if _refusal(after, folder) is not None:  # linked while it was read: refused at the next request
             raise NotFound(f"no file {rel}")
-        media_type = folder.type_of(rel, source.data)
+        media_type = folder.type_of(rel, data)
         if media_type is None:
             log.warning(
                 "%s/%s: its first bytes are not a %s file; not served", folder.label, rel, folder.expected
@@ -179,8 +179,8 @@ class Assets:
             self._keep(rel, version, None)
             raise NotFound(f"no file {rel}")
         # The file's time is all an asset has; a copy on another machine differs only there.
-        modified = datetime.fromtimestamp(source.stamp.mtime_ns // 1_000_000_000, UTC)
-        doc = dataclasses.replace(make_document(source.data, media_type, modified, MAX_AGE), nosniff=True)
+        modified = datetime.fromtimestamp(read.st_mtime_ns // 1_000_000_000, UTC)
+        doc = dataclasses.replace(make_document(data, media_type, modified, MAX_AGE), nosniff=True)
         if _version(after) == version:  # otherwise it changed while read: served, read again next time
             self._keep(rel, version, doc)
         return doc

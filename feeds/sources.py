@@ -115,6 +115,13 @@ def read_source(root: Path, rel: str, max_bytes: int) -> SourceFile:
     a file over ``max_bytes``), FileNotFoundError if it is gone, OSError if it cannot be read.
     The pictures the article names are looked at too (:func:`probe`), never read.
     """
+    data, st = read_file(root, rel, max_bytes)
+    return SourceFile(rel, data, Stamp(len(data), st.st_mtime_ns), _pictures(root, rel, data))
+
+
+def read_file(root: Path, rel: str, max_bytes: int) -> tuple[bytes, os.stat_result]:
+    """The bytes of ``rel`` by the same rules, and what ``fstat`` said of the file read (for
+    files served as they are: :mod:`feeds.assets`)."""
     fd, st = _open_inside(root, rel, max_bytes)
     try:
         data = _read_at_most(fd, max_bytes + 1)
@@ -122,7 +129,7 @@ def read_source(root: Path, rel: str, max_bytes: int) -> SourceFile:
         os.close(fd)
     if len(data) > max_bytes:
         raise Refused(errno.EFBIG, _too_large(len(data), max_bytes), rel)
-    return SourceFile(rel, data, Stamp(len(data), st.st_mtime_ns), _pictures(root, rel, data))
+    return data, st
 
 
 def _open_inside(root: Path, rel: str, max_bytes: int) -> tuple[int, os.stat_result]:
