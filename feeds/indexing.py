@@ -183,13 +183,30 @@ def showing(config: SiteConfig, reader: Reader, changed: Collection[str]) -> lis
     prefix = media_url(config, "")
     found: set[str] = set()
     for path, image, _, _ in reader.pictured(prefix):
-        parts = unquote(image[len(prefix) :]).split("/")
-        if any("/".join(parts[:n]) in changed for n in range(1, len(parts) + 1)):
+        if _within(unquote(image[len(prefix) :]), changed):
             found.add(path)
-    for path, problems in reader.problems_of():
-        if any(rel in p.message for p in problems for rel in changed):
+    for path, problems in reader.problems_of():  # a set lookup per problem, however many changed
+        if any(_within(rel, changed) for p in problems for rel in _named(p.message)):
             found.add(path)
     return sorted(found)
+
+
+def _within(rel: str, changed: Collection[str]) -> bool:
+    """``rel`` or a folder holding it is in ``changed``."""
+    parts = rel.split("/")
+    return any("/".join(parts[:n]) in changed for n in range(1, len(parts) + 1))
+
+
+def _named(message: str) -> Iterator[str]:
+    """The picture paths a problem may name ("image: <rel>: why", "picture <rel>: why"); a path
+    may hold ": " too, so every cut is a candidate."""
+    for head in ("image: ", "picture "):
+        if message.startswith(head):
+            rest = message[len(head) :]
+            cut = rest.find(": ")
+            while cut > 0:
+                yield rest[:cut]
+                cut = rest.find(": ", cut + 1)
 
 
 def stale_pictures(config: SiteConfig, reader: Reader) -> list[str]:

@@ -28,7 +28,7 @@ from feeds import create_app
 from feeds.cli import cli
 from feeds.export import build
 from feeds.inventory import picture_documents
-from feeds.pictures import MAX_BYTES
+from feeds.pictures import MAX_BYTES, resolve
 from feeds.site import Site, open_site
 
 from conftest import DEMO_CONFIG, NOW, REPO, MakeSite, StartServer, png
@@ -100,6 +100,31 @@ def in_time(action: Callable[[], object], what: str) -> object:
     threading.Thread(target=run, daemon=True).start()
     assert done.wait(PATIENCE), f"{what} hung"
     return result[0]
+
+
+@pytest.mark.parametrize(
+    "reference, rel",
+    [
+        ("bilder/a.png", "politik/2025/bilder/a.png"),
+        ("./bilder/../bilder/a.png", "politik/2025/bilder/a.png"),
+        ("../../gemeinsam/a.JPG", "gemeinsam/a.JPG"),
+        ("/gemeinsam/a.webp", "gemeinsam/a.webp"),
+        ("bilder/ein%20bild.png?v=2#oben", "politik/2025/bilder/ein bild.png"),
+        ("../../../a.png", None),
+        ("/../a.png", None),
+        ("%2e%2e/%2E%2E/%2e%2e/a.png", None),
+        ("..%2f..%2f..%2fa.png", None),
+        ("bilder\\..\\..\\a.png", None),
+        ("bilder/.a.png", None),
+        ("_entwurf/a.png", None),
+        ("bilder/a.svg", None),
+        ("bilder/", None),
+        ("", None),
+    ],
+)
+def test_a_reference_names_a_picture_inside_the_folder_or_nothing(reference: str, rel: str | None) -> None:
+    local = resolve("politik/2025/artikel.md", reference)
+    assert (local.rel if local.refusal is None else None) == rel, local
 
 
 # --- the demo ships its pictures -----------------------------------------------------------------
@@ -425,6 +450,17 @@ def test_a_picture_edited_added_and_removed_changes_the_enclosure_live(watched: 
     os.replace(replacement, picture)  # added back, as editors and rsync do: renamed into place
     wait_until(lambda: lengths() == {str(len(png(5, 5)))}, "the picture added back")
     wait_until(lambda: not any("bild.png" in p.message for p in site.problems()), "its problem gone")
+
+
+def test_a_folder_of_pictures_moved_away_and_back_is_followed_live(watched: tuple[Flask, Path]) -> None:
+    app, picture = watched
+    client = app.test_client()
+    folder = picture.parent
+    folder.rename(folder.with_name("weg"))
+    wait_until(lambda: enclosures(client)["rss"] == [], "the pictures of a folder moved away left out")
+    folder.with_name("weg").rename(folder)
+    expected = [(BASE + "media/politik/bilder/bild.png", str(len(png(2, 2))), "image/png")]
+    wait_until(lambda: enclosures(client)["rss"] == expected, "the folder moved back")
 
 
 def test_a_picture_changed_while_no_server_ran_is_seen_at_the_next_start(
