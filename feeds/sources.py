@@ -19,11 +19,20 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .articles import SUFFIXES, SourceFile, Stamp
+from .pictures import (
+    BYTE_MARKS,
+    MAX_PICTURES,
+    NAMES,
+    SNIFF_BYTES,
+    Picture,
+    body_references,
+    is_url,
+    resolve,
+    sniff,
+)
 from .pictures import MAX_BYTES as MAX_PICTURE_BYTES
-from .pictures import MAX_PICTURES, NAMES, SNIFF_BYTES, Picture, body_references, is_url, resolve, sniff
 
 _IMAGE = re.compile(rb"^image:[ \t]*['\"]?([^'\"\n#]+?)['\"]?[ \t]*$", re.MULTILINE)
-_IMG_TAG = re.compile(rb"<img\b", re.IGNORECASE)
 _KINDS = {
     stat.S_IFIFO: "a named pipe",
     stat.S_IFSOCK: "a socket",
@@ -227,7 +236,7 @@ def _pictures(root: Path, rel: str, data: bytes) -> dict[str, Picture]:
     ``stat`` and one read of a few bytes each. Most articles have none: substring tests rule
     them out before any decoding."""
     head = data.find(b"image:", 0, 4096) >= 0
-    if not head and b"![" not in data and _IMG_TAG.search(data) is None:
+    if not head and not any(mark in data for mark in BYTE_MARKS):
         return {}
     references: list[str] = []
     if head and (found := _IMAGE.search(data, 0, 4096)) is not None:
