@@ -17,7 +17,7 @@ from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
-from . import links, opml, pages
+from . import links, naming, opml, pages
 from .archives import ARCHIVE_MAX_AGE, archive_pages, archive_slice
 from .articles import Meta
 from .bodies import Bodies
@@ -25,8 +25,9 @@ from .config import FeedSpec, SiteConfig
 from .documents import HTML, Document, make_document
 from .errors import NotFound, Unsettled
 from .links import DocLinks, Place, archive_links, subscription_links
+from .naming import Names, display
 from .render import MEDIA_TYPES, Format, last_modified, render_feed
-from .store import IndexStore, Reader
+from .store import TAG, TOPIC, IndexStore, Reader
 
 log = logging.getLogger(__name__)
 FORMATS = tuple(Format)
@@ -92,6 +93,12 @@ def _versions(entries: list[Meta]) -> tuple[tuple[str, str, object], ...]:
     return tuple((m.id, m.path, m.version) for m in entries)
 
 
+def _names(m: Making, entries: list[Meta]) -> Names:
+    """The display names of the topics and tags ``entries`` carry (part of a document's inputs)."""
+    topics, tags = naming.slugs(entries)
+    return naming.names(m.config, m.reader.spellings(TOPIC, topics), m.reader.spellings(TAG, tags))
+
+
 def feed_document(
     bodies: Bodies,
     config: SiteConfig,
@@ -101,10 +108,11 @@ def feed_document(
     natural: datetime,
     doc_links: DocLinks,
     max_age: int,
+    names: Names,
 ) -> Document:
     """A feed document in one format; incomplete (never kept) if an entry's body is unsettled."""
     articles = [bodies.article(m) for m in entries]
-    shown = [a for a in articles if a is not None]
+    shown = [display(a, names) for a in articles if a is not None]
     fitted = render_feed(fmt, spec, config, shown, doc_links, natural)
     if fitted.note:
         log.info("%s: %s", doc_links.self_url, fitted.note)
@@ -128,9 +136,10 @@ def _feed(m: Making, p: Params) -> Made:
         m.config, spec.name, form, archive_pages(m.reader.total(spec, m.now), spec.limit)
     )
     natural = last_modified(entries, m.view.newest)
-    key = (m.config, spec, form, natural, doc_links, _versions(entries))
+    names = _names(m, entries)
+    key = (m.config, spec, form, natural, doc_links, _versions(entries), names)
     return key, lambda: feed_document(
-        m.bodies, m.config, spec, form, entries, natural, doc_links, spec.max_age
+        m.bodies, m.config, spec, form, entries, natural, doc_links, spec.max_age, names
     )
 
 
@@ -145,8 +154,11 @@ def _archive(m: Making, p: Params) -> Made:
     doc_links = archive_links(m.config, spec.name, form, page, count)
     natural = last_modified(entries)
     max_age = ARCHIVE_MAX_AGE if page < count else spec.max_age
-    key = (m.config, spec, form, doc_links, _versions(entries))
-    return key, lambda: feed_document(m.bodies, m.config, spec, form, entries, natural, doc_links, max_age)
+    names = _names(m, entries)
+    key = (m.config, spec, form, doc_links, _versions(entries), names)
+    return key, lambda: feed_document(
+        m.bodies, m.config, spec, form, entries, natural, doc_links, max_age, names
+    )
 
 
 def _feed_page(m: Making, p: Params) -> Made:
@@ -154,9 +166,10 @@ def _feed_page(m: Making, p: Params) -> Made:
     entries = m.reader.select(spec, m.now)
     archived = archive_pages(m.reader.total(spec, m.now), spec.limit)
     natural = last_modified(entries, m.view.newest)
-    key = (m.config, spec, archived, _versions(entries))
+    names = _names(m, entries)
+    key = (m.config, spec, archived, _versions(entries), names)
     return key, lambda: make_document(
-        pages.render_feed_page(m.config, spec, entries, archived),
+        pages.render_feed_page(m.config, spec, [display(e, names) for e in entries], archived),
         HTML,
         natural,
         spec.max_age,
@@ -180,13 +193,14 @@ def _article(m: Making, p: Params) -> Made:
     if meta is None:
         raise NotFound(f"no article {p['id']}")
     feeds = [s for s in m.view.specs.values() if s.is_topic_feed and s.topics[0] in meta.topic_slugs]
-    key = (m.config, meta.id, meta.path, meta.version, tuple(s.name for s in feeds))
+    names = _names(m, [meta])
+    key = (m.config, meta.id, meta.path, meta.version, tuple(s.name for s in feeds), names)
 
     def render() -> Document:
         article = m.bodies.article(meta)
         if article is None:
             raise Unsettled(f"article {meta.id} is being written; try again in a moment")
-        body = pages.render_article(m.config, article, feeds)
+        body = pages.render_article(m.config, display(article, names), feeds)
         return make_document(body, HTML, meta.updated, m.config.max_age, stale=_stale(m.config))
 
     return key, render
@@ -195,9 +209,10 @@ def _article(m: Making, p: Params) -> Made:
 def _index(m: Making, p: Params) -> Made:
     shown, _ = m.reader.published(m.now, None, m.config.limit)
     specs = list(m.view.specs.values())
-    key = (m.config, tuple(specs), m.view.newest, _versions(shown))
+    names = _names(m, shown)
+    key = (m.config, tuple(specs), m.view.newest, _versions(shown), names)
     return key, lambda: make_document(
-        pages.render_index(m.config, specs, shown),
+        pages.render_index(m.config, specs, [display(e, names) for e in shown]),
         HTML,
         m.view.newest,
         m.config.max_age,
