@@ -7,7 +7,9 @@ Read through the real app and feedparser, as readers built on it read the feeds.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import feedparser
 import lxml.html
@@ -21,7 +23,7 @@ from feeds.cli import cli
 from feeds.config import load_config
 from feeds.naming import Names, display, names
 
-from conftest import NOW, MakeSite
+from conftest import DEMO_CONFIG, NOW, MakeSite
 
 
 def article(ident: str, day: int, topics: str = "", tags: str = "") -> str:
@@ -147,3 +149,32 @@ def test_display_names_replace_the_articles_own_and_a_title_wins(make_site: Make
     assert renamed.topics == (Topic("klima", "Klima und Umwelt"), Topic("sport", "Sport"))
     assert renamed.tags == (Topic("wahl", "Wahl"),)
     assert display(renamed, shown) is renamed  # nothing to change: the same object
+
+
+def test_the_demo_site_as_readers_see_it_one_label_one_icon_one_byline(tmp_path: Path) -> None:
+    """Every feed of the demo in every format, read as a feedparser-based reader reads it."""
+    config = tmp_path / "config.yaml"
+    demo = DEMO_CONFIG.read_text(encoding="utf-8")
+    config.write_text(demo.replace("articles: articles", f"articles: {DEMO_CONFIG.parent / 'articles'}"))
+    client = create_app(config, clock=lambda: NOW).test_client()
+    listed = [o.get("xmlUrl") for o in etree.fromstring(client.get("/feeds.opml").data).iter("outline")]
+    feeds = sorted({urlsplit(u).path.rsplit(".", 1)[0] for u in listed if u})
+    assert len(feeds) > 5
+    icon = "https://news.example.org/static/icon.png"
+    terms: dict[str, set[str]] = {}  # Atom term (the slug) -> every label readers were shown
+    shown: dict[str, set[frozenset[str]]] = {}  # entry id -> its labels, per feed and format
+    for feed in feeds:
+        rss = feedparser.parse(client.get(f"{feed}.rss").data)
+        atom = feedparser.parse(client.get(f"{feed}.atom").data)
+        assert rss.feed.image.href == atom.feed.icon == icon  # the square icon, not the logo
+        for entry in rss.entries + atom.entries:
+            assert len(entry.authors) == 1 and entry.author  # one byline
+            shown.setdefault(entry.id, set()).add(frozenset(t.label or t.term for t in entry.get("tags", [])))
+        for entry in atom.entries:
+            for tag in entry.get("tags", []):
+                terms.setdefault(tag.term, set()).add(tag.label)
+        for item in json.loads(client.get(f"{feed}.json").data)["items"]:
+            shown.setdefault(item["id"], set()).add(frozenset(item.get("tags", [])))
+    assert terms["ukraine-krieg"] == {"Krieg in der Ukraine"} and terms["technik"] == {"Technik"}
+    assert all(len(labels) == 1 for labels in terms.values()), terms
+    assert all(len(sets) == 1 for sets in shown.values()), shown  # the same in every feed and format
