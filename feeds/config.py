@@ -41,6 +41,7 @@ FEED_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,99}")
 # 76 KB header on every feed.
 MAX_HUBS = 16
 MAX_CACHES = 16
+LOOPBACK = ("127.0.0.0/8", "::1/128")  # who may read /metrics unless metrics.allow says otherwise
 
 
 @dataclass(frozen=True)
@@ -102,6 +103,7 @@ class SiteConfig:
     topic_names: tuple[TopicName, ...] = ()
     hubs: tuple[str, ...] = ()  # WebSub hubs
     purge: tuple[str, ...] = ()  # HTTP caches that take PURGE
+    metrics_allow: tuple[str, ...] = LOOPBACK  # networks whose clients may read /metrics
 
     @property
     def tz(self) -> ZoneInfo:
@@ -220,7 +222,7 @@ _TOP = {
     "topic_feeds": _Key(fields.boolean, True),
     "max_article_bytes": _Key(fields.whole(*MAX_ARTICLE_BYTES_RANGE, "bytes"), MAX_ARTICLE_BYTES),
 }
-_TOP_KEYS = ("site", *_TOP, "defaults", "feeds", "topics", "websub", "cache")
+_TOP_KEYS = ("site", *_TOP, "defaults", "feeds", "topics", "websub", "cache", "metrics")
 _SITE = {
     "title": _Key(fields.non_empty_text, required=True),
     "url": _Key(_base_url, required=True),
@@ -239,6 +241,7 @@ _WEBSUB = {"hubs": _Key(_url_list, ())}
 _HUB_ROLE = "each hub is sent a request for every changed feed and named in every feed's Link header"
 _CACHE_ROLE = "each cache is sent a PURGE for every changed document"
 _CACHE = {"purge": _Key(_url_list, ())}
+_METRICS = {"allow": _Key(fields.networks, LOOPBACK)}
 _DEFAULTS = {
     "limit": _Key(fields.whole(*LIMIT_RANGE), LIMIT),
     "max_age": _Key(fields.whole(*MAX_AGE_RANGE, "seconds"), MAX_AGE),
@@ -286,6 +289,7 @@ class _Validator:
         cache_section = self.section(data, "cache", _CACHE)
         cache = self.values(cache_section, "cache", _CACHE)
         self.destinations(cache_section, "cache.purge", cache["purge"], MAX_CACHES, _CACHE_ROLE, plain=True)
+        metrics = self.values(self.section(data, "metrics", _METRICS), "metrics", _METRICS)
         if self.problems:
             return None
         return SiteConfig(
@@ -294,6 +298,7 @@ class _Validator:
             topic_names=topic_names,
             hubs=websub["hubs"],
             purge=cache["purge"],
+            metrics_allow=metrics["allow"],
             articles_dir=articles_dir,
             topic_feeds=top["topic_feeds"],
             max_article_bytes=top["max_article_bytes"],
