@@ -39,7 +39,8 @@ Made = tuple[Hashable, Callable[[], Document]]
 class View:
     """What every document depends on besides its own entries; replaced on any change.
 
-    ``valid_until``: the next embargo, when selections change without any file changing.
+    ``valid_until``: when selections next change without any file changing (an embargo ends, an
+    entry comes out of a feed's ``delay`` or leaves its ``window``).
     """
 
     source: object  # the published snapshot this view was computed from (compared by identity)

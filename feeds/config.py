@@ -10,6 +10,7 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import urljoin, urlsplit
@@ -35,6 +36,8 @@ LIMIT_RANGE = (1, 1000)
 MAX_AGE_RANGE = (0, 365 * 24 * 60 * 60)
 MAX_BYTES_RANGE = (16 * 1024, 50 * 1024 * 1024)  # room for a few entries .. more than readers fetch
 MAX_ARTICLE_BYTES_RANGE = (1024, 64 * 1024 * 1024)
+DELAY_RANGE = (0, 7 * 24 * 60)  # minutes: a partner gets news up to a week late
+WINDOW_RANGE = (0, 366 * 24)  # hours
 FEED_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,99}")
 # Each hub and each cache gets a request per change, from a sending thread per host, and every
 # hub is named in every feed's Link header: 2,000 hubs made 2,015 threads per worker and a
@@ -65,6 +68,16 @@ class FeedSpec:
     max_bytes: int = MAX_BYTES
     stale_while_revalidate: int = STALE_WHILE_REVALIDATE
     stale_if_error: int = STALE_IF_ERROR
+    delay: int = 0  # minutes after its publication an entry appears in this feed
+    window: int = 0  # hours: only entries published within them (0: no window)
+
+    @property
+    def behind(self) -> timedelta:
+        return timedelta(minutes=self.delay)
+
+    @property
+    def span(self) -> timedelta | None:
+        return timedelta(hours=self.window) if self.window else None
 
 
 @dataclass(frozen=True)
@@ -258,6 +271,8 @@ _FEED = {  # defaults come from the feed's name, defaults: and site.language
     "tags": _Key(fields.slug_list("tags"), ()),
     **_DEFAULTS,
     "language": _Key(fields.language_tag),
+    "delay": _Key(fields.whole(*DELAY_RANGE, "minutes"), 0),
+    "window": _Key(fields.whole(*WINDOW_RANGE, "hours"), 0),
 }
 
 

@@ -29,7 +29,7 @@ from .documents import Document
 from .errors import ConfigError, Problem
 from .live import Clock, Live, Snapshot, open_store
 from .render import EPOCH, warm_up
-from .selection import specs_for_topics
+from .selection import next_change, specs_for_topics
 from .store import IndexStore, Ledger, PageKey, Reader
 
 __all__ = ["FORMATS", "Site", "open_site"]
@@ -267,11 +267,12 @@ def _view_of(snapshot: Snapshot, now: datetime) -> View:
     config = snapshot.config
     with snapshot.store.read() as reader:
         topics = reader.topics(now) if config.topic_feeds else {}
+        specs = specs_for_topics(config, topics)
         return View(
             source=snapshot,
             store=snapshot.store,
             config=config,
-            valid_until=reader.next_release(now),
-            specs={s.name: s for s in specs_for_topics(config, topics)},
+            valid_until=next_change(now, specs, reader.next_release),
+            specs={s.name: s for s in specs},
             newest=reader.newest(now) or EPOCH,
         )

@@ -159,12 +159,18 @@ class Reader:
         return heapq.merge(*walks, key=_key) if len(walks) > 1 else walks[0]
 
     def select(self, spec: FeedSpec, now: datetime, limit: int | None = None) -> list[Meta]:
-        """A feed's entries, newest first, at most ``limit`` (default the feed's own; 0: all)."""
+        """A feed's entries, newest first, at most ``limit`` (default the feed's own; 0: all).
+
+        A feed with ``delay`` sees the archive as it was that long ago; one with ``window``
+        only the entries published within it."""
         wanted = spec.limit if limit is None else limit
         first = wanted if simple(spec) and wanted else BATCH
+        since = now - spec.span if spec.span else None
         chosen: list[Meta] = []
         seen: set[str] = set()
-        for meta in self._stream(spec, now, first):
+        for meta in self._stream(spec, now - spec.behind, first):
+            if since is not None and meta.published <= since:
+                break  # newest first: every later one is older still
             if meta.id in seen or not matches(spec, meta):
                 continue
             seen.add(meta.id)
@@ -175,9 +181,9 @@ class Reader:
 
     def window(self, spec: FeedSpec, now: datetime, start: int, stop: int) -> list[Meta]:
         """Entries ``start`` to ``stop`` of the feed's newest-first list (an archive page)."""
-        if simple(spec):
+        if simple(spec) and not spec.span:
             slug = spec.topics[0] if spec.topics else None
-            return list(islice(self._walk(slug, now, stop - start, skip=start), stop - start))
+            return list(islice(self._walk(slug, now - spec.behind, stop - start, skip=start), stop - start))
         return self.select(spec, now, stop)[start:stop]
 
     def published(self, now: datetime, after: After, size: int) -> tuple[list[Meta], After]:
@@ -214,6 +220,8 @@ class Reader:
         purge to tell which pages changed without rendering them (or decoding a million rows
         into metadata).
         """
+        if spec.span:
+            return []  # a feed with a window has no archive
         if not simple(spec):
             return [
                 (
@@ -225,6 +233,7 @@ class Reader:
                 )
                 for m in self.select(spec, now, 0)
             ]
+        now -= spec.behind
         if spec.topics:
             sql = (
                 "SELECT f.id, f.digest, f.published, f.updated, f.topics, f.tags FROM entry_topics AS t "
@@ -241,9 +250,15 @@ class Reader:
         return [(r[0], r[1], r[2], r[3], _slugs(r[4], r[5])) for r in self._db.execute(sql, params)]
 
     def total(self, spec: FeedSpec, now: datetime) -> int:
-        """How many entries the feed has in all (its archive's size), by counting when it can."""
+        """How many entries the feed has in all (its archive's size), by counting when it can.
+
+        A feed with a window has no archive: its total is what its subscription document shows.
+        """
+        if spec.span:
+            return len(self.select(spec, now))
         if not simple(spec):
             return len(self.select(spec, now, 0))
+        now -= spec.behind
         slug = spec.topics[0] if spec.topics else ALL
         total = self.counts().get(slug, 0)
         if slug == ALL:
