@@ -79,6 +79,12 @@ sub vcl_recv {
 		set req.url = "/" + req.url;
 	}
 
+	# /metrics is for the operator's monitoring, asked of each origin directly: the origin
+	# allows loopback, and to it every request from here comes from loopback.
+	if (req.url ~ "^/+metrics(/|$)") {
+		return (synth(404, "Not found"));
+	}
+
 	if (req.method == "PURGE") {
 		if (client.ip !~ purgers) {
 			return (synth(403, "PURGE is not allowed from " + client.ip));

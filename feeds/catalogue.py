@@ -17,7 +17,7 @@ from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
-from . import links, opml, pages
+from . import links, naming, opml, pages
 from .archives import ARCHIVE_MAX_AGE, archive_pages, archive_slice
 from .articles import Meta
 from .bodies import Bodies
@@ -25,8 +25,9 @@ from .config import FeedSpec, SiteConfig
 from .documents import HTML, Document, make_document
 from .errors import NotFound, Unsettled
 from .links import DocLinks, Place, archive_links, subscription_links
+from .naming import Names, display
 from .render import MEDIA_TYPES, Format, last_modified, render_feed
-from .store import IndexStore, Reader
+from .store import TAG, TOPIC, IndexStore, Reader
 
 log = logging.getLogger(__name__)
 FORMATS = tuple(Format)
@@ -38,7 +39,8 @@ Made = tuple[Hashable, Callable[[], Document]]
 class View:
     """What every document depends on besides its own entries; replaced on any change.
 
-    ``valid_until``: the next embargo, when selections change without any file changing.
+    ``valid_until``: when selections next change without any file changing (an embargo ends, an
+    entry comes out of a feed's ``delay`` or leaves its ``window``).
     """
 
     source: object  # the published snapshot this view was computed from (compared by identity)
@@ -94,6 +96,12 @@ def _versions(entries: list[Meta]) -> tuple[tuple[str, str, object, int], ...]:
     return tuple((m.id, m.path, m.version, m.digest) for m in entries)
 
 
+def _names(m: Making, entries: list[Meta]) -> Names:
+    """The display names of the topics and tags ``entries`` carry (part of a document's inputs)."""
+    topics, tags = naming.slugs(entries)
+    return naming.names(m.config, m.reader.spellings(TOPIC, topics), m.reader.spellings(TAG, tags))
+
+
 def feed_document(
     bodies: Bodies,
     config: SiteConfig,
@@ -103,10 +111,11 @@ def feed_document(
     natural: datetime,
     doc_links: DocLinks,
     max_age: int,
+    names: Names,
 ) -> Document:
     """A feed document in one format; incomplete (never kept) if an entry's body is unsettled."""
     articles = [bodies.article(m) for m in entries]
-    shown = [a for a in articles if a is not None]
+    shown = [display(a, names) for a in articles if a is not None]
     fitted = render_feed(fmt, spec, config, shown, doc_links, natural)
     if fitted.note:
         log.info("%s: %s", doc_links.self_url, fitted.note)
@@ -130,9 +139,10 @@ def _feed(m: Making, p: Params) -> Made:
         m.config, spec.name, form, archive_pages(m.reader.total(spec, m.now), spec.limit)
     )
     natural = last_modified(entries, m.view.newest)
-    key = (m.config, spec, form, natural, doc_links, _versions(entries))
+    names = _names(m, entries)
+    key = (m.config, spec, form, natural, doc_links, _versions(entries), names)
     return key, lambda: feed_document(
-        m.bodies, m.config, spec, form, entries, natural, doc_links, spec.max_age
+        m.bodies, m.config, spec, form, entries, natural, doc_links, spec.max_age, names
     )
 
 
@@ -147,8 +157,11 @@ def _archive(m: Making, p: Params) -> Made:
     doc_links = archive_links(m.config, spec.name, form, page, count)
     natural = last_modified(entries)
     max_age = ARCHIVE_MAX_AGE if page < count else spec.max_age
-    key = (m.config, spec, form, doc_links, _versions(entries))
-    return key, lambda: feed_document(m.bodies, m.config, spec, form, entries, natural, doc_links, max_age)
+    names = _names(m, entries)
+    key = (m.config, spec, form, doc_links, _versions(entries), names)
+    return key, lambda: feed_document(
+        m.bodies, m.config, spec, form, entries, natural, doc_links, max_age, names
+    )
 
 
 def _feed_page(m: Making, p: Params) -> Made:
@@ -156,9 +169,10 @@ def _feed_page(m: Making, p: Params) -> Made:
     entries = m.reader.select(spec, m.now)
     archived = archive_pages(m.reader.total(spec, m.now), spec.limit)
     natural = last_modified(entries, m.view.newest)
-    key = (m.config, spec, archived, _versions(entries))
+    names = _names(m, entries)
+    key = (m.config, spec, archived, _versions(entries), names)
     return key, lambda: make_document(
-        pages.render_feed_page(m.config, spec, entries, archived),
+        pages.render_feed_page(m.config, spec, [display(e, names) for e in entries], archived),
         HTML,
         natural,
         spec.max_age,
@@ -182,13 +196,14 @@ def _article(m: Making, p: Params) -> Made:
     if meta is None:
         raise NotFound(f"no article {p['id']}")
     feeds = [s for s in m.view.specs.values() if s.is_topic_feed and s.topics[0] in meta.topic_slugs]
-    key = (m.config, meta.id, meta.path, meta.version, meta.digest, tuple(s.name for s in feeds))
+    names = _names(m, [meta])
+    key = (m.config, meta.id, meta.path, meta.version, meta.digest, tuple(s.name for s in feeds), names)
 
     def render() -> Document:
         article = m.bodies.article(meta)
         if article is None:
             raise Unsettled(f"article {meta.id} is being written; try again in a moment")
-        body = pages.render_article(m.config, article, feeds)
+        body = pages.render_article(m.config, display(article, names), feeds)
         return make_document(body, HTML, meta.updated, m.config.max_age, stale=_stale(m.config))
 
     return key, render
@@ -197,9 +212,10 @@ def _article(m: Making, p: Params) -> Made:
 def _index(m: Making, p: Params) -> Made:
     shown, _ = m.reader.published(m.now, None, m.config.limit)
     specs = list(m.view.specs.values())
-    key = (m.config, tuple(specs), m.view.newest, _versions(shown))
+    names = _names(m, shown)
+    key = (m.config, tuple(specs), m.view.newest, _versions(shown), names)
     return key, lambda: make_document(
-        pages.render_index(m.config, specs, shown),
+        pages.render_index(m.config, specs, [display(e, names) for e in shown]),
         HTML,
         m.view.newest,
         m.config.max_age,

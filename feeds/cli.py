@@ -17,7 +17,9 @@ from .export import build as build_export
 from .links import feed_page_url, feed_url, opml_url
 from .outfolder import ExportRefused, check_target
 from .site import FORMATS, Site, open_site
+from .sources import read_source
 from .stamping import stamp_dates
+from .store import TAG, TOPIC
 
 
 def _open(path: Path) -> Site:
@@ -88,7 +90,7 @@ def check(ctx: click.Context, fmt: str, stamp_dates: bool) -> None:
             click.echo(f"wrote first_seen into {written} article(s)", err=fmt == "json")
             if written:
                 site = _open(ctx.obj)
-        problems = list(site.problems()) + _shadowed_topics(site) + _trimmed_feeds(site)
+        problems = list(site.problems()) + _shadowed_topics(site) + _spellings(site) + _trimmed_feeds(site)
         counts = {
             "articles": len(site.all_articles()),
             "published": sum(1 for _ in site.published()),
@@ -145,6 +147,46 @@ def _trimmed_feeds(site: Site) -> list[Problem]:
                 message = f"feed '{name}' ({fmt}, max_bytes {spec.max_bytes}): {note}"
                 found.append(Problem(str(site.config.path), None, message, Severity.WARNING))
     return found
+
+
+def _spellings(site: Site) -> list[Problem]:
+    """Topics and tags the articles write several ways: readers see one name, said here which."""
+    titled = {t.slug: t.title for t in site.config.topic_names}
+    found = []
+    with site.read() as (reader, _):
+        for kind in (TOPIC, TAG):
+            for key, spelled in reader.variants(kind).items():
+                title = titled.get(key) if kind == TOPIC else None
+                ways = ", ".join(f"{name!r} ({n})" for name, n in spelled)
+                shown = f"{title!r}, its title under topics:" if title else repr(spelled[0][0])
+                message = (
+                    f"{kind} {key!r} is spelled {len(spelled)} ways (articles): {ways}; "
+                    f"every feed and page shows {shown}"
+                )
+                # Point at an article that writes it another way (a folder's name has no line).
+                other = next((n for n, _ in spelled[1:] if n != key), spelled[-1][0])
+                rel = reader.spelled_in(kind, key, other)
+                where = _line_of(site.config.articles_dir, rel, other) if rel else None
+                path = str(site.config.articles_dir / rel) if rel else str(site.config.path)
+                found.append(Problem(path, where, message, Severity.WARNING))
+    return found
+
+
+def _line_of(root: Path, rel: str, text: str) -> int | None:
+    """The first line of the article's front matter that holds ``text`` (a topic's spelling)."""
+    try:
+        source = read_source(root, rel, 1 << 20)
+    except OSError:
+        return None
+    lines = source.data.decode("utf-8", "replace").splitlines()
+    if not lines or lines[0].strip() != "---":
+        return None
+    for number, line in enumerate(lines[1:200], start=2):
+        if line.strip() == "---":
+            return None
+        if text in line:
+            return number
+    return None
 
 
 def _shadowed_topics(site: Site) -> list[Problem]:

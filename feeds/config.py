@@ -10,6 +10,7 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import urljoin, urlsplit
@@ -35,12 +36,15 @@ LIMIT_RANGE = (1, 1000)
 MAX_AGE_RANGE = (0, 365 * 24 * 60 * 60)
 MAX_BYTES_RANGE = (16 * 1024, 50 * 1024 * 1024)  # room for a few entries .. more than readers fetch
 MAX_ARTICLE_BYTES_RANGE = (1024, 64 * 1024 * 1024)
+DELAY_RANGE = (0, 7 * 24 * 60)  # minutes: a partner gets news up to a week late
+WINDOW_RANGE = (0, 366 * 24)  # hours
 FEED_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,99}")
 # Each hub and each cache gets a request per change, from a sending thread per host, and every
 # hub is named in every feed's Link header: 2,000 hubs made 2,015 threads per worker and a
 # 76 KB header on every feed.
 MAX_HUBS = 16
 MAX_CACHES = 16
+LOOPBACK = ("127.0.0.0/8", "::1/128")  # who may read /metrics unless metrics.allow says otherwise
 
 
 @dataclass(frozen=True)
@@ -64,6 +68,16 @@ class FeedSpec:
     max_bytes: int = MAX_BYTES
     stale_while_revalidate: int = STALE_WHILE_REVALIDATE
     stale_if_error: int = STALE_IF_ERROR
+    delay: int = 0  # minutes after its publication an entry appears in this feed
+    window: int = 0  # hours: only entries published within them (0: no window)
+
+    @property
+    def behind(self) -> timedelta:
+        return timedelta(minutes=self.delay)
+
+    @property
+    def span(self) -> timedelta | None:
+        return timedelta(hours=self.window) if self.window else None
 
 
 @dataclass(frozen=True)
@@ -102,6 +116,7 @@ class SiteConfig:
     topic_names: tuple[TopicName, ...] = ()
     hubs: tuple[str, ...] = ()  # WebSub hubs
     purge: tuple[str, ...] = ()  # HTTP caches that take PURGE
+    metrics_allow: tuple[str, ...] = LOOPBACK  # networks whose clients may read /metrics
 
     @property
     def tz(self) -> ZoneInfo:
@@ -220,7 +235,7 @@ _TOP = {
     "topic_feeds": _Key(fields.boolean, True),
     "max_article_bytes": _Key(fields.whole(*MAX_ARTICLE_BYTES_RANGE, "bytes"), MAX_ARTICLE_BYTES),
 }
-_TOP_KEYS = ("site", *_TOP, "defaults", "feeds", "topics", "websub", "cache")
+_TOP_KEYS = ("site", *_TOP, "defaults", "feeds", "topics", "websub", "cache", "metrics")
 _SITE = {
     "title": _Key(fields.non_empty_text, required=True),
     "url": _Key(_base_url, required=True),
@@ -239,6 +254,7 @@ _WEBSUB = {"hubs": _Key(_url_list, ())}
 _HUB_ROLE = "each hub is sent a request for every changed feed and named in every feed's Link header"
 _CACHE_ROLE = "each cache is sent a PURGE for every changed document"
 _CACHE = {"purge": _Key(_url_list, ())}
+_METRICS = {"allow": _Key(fields.networks, LOOPBACK)}
 _DEFAULTS = {
     "limit": _Key(fields.whole(*LIMIT_RANGE), LIMIT),
     "max_age": _Key(fields.whole(*MAX_AGE_RANGE, "seconds"), MAX_AGE),
@@ -255,6 +271,8 @@ _FEED = {  # defaults come from the feed's name, defaults: and site.language
     "tags": _Key(fields.slug_list("tags"), ()),
     **_DEFAULTS,
     "language": _Key(fields.language_tag),
+    "delay": _Key(fields.whole(*DELAY_RANGE, "minutes"), 0),
+    "window": _Key(fields.whole(*WINDOW_RANGE, "hours"), 0),
 }
 
 
@@ -286,6 +304,7 @@ class _Validator:
         cache_section = self.section(data, "cache", _CACHE)
         cache = self.values(cache_section, "cache", _CACHE)
         self.destinations(cache_section, "cache.purge", cache["purge"], MAX_CACHES, _CACHE_ROLE, plain=True)
+        metrics = self.values(self.section(data, "metrics", _METRICS), "metrics", _METRICS)
         if self.problems:
             return None
         return SiteConfig(
@@ -294,6 +313,7 @@ class _Validator:
             topic_names=topic_names,
             hubs=websub["hubs"],
             purge=cache["purge"],
+            metrics_allow=metrics["allow"],
             articles_dir=articles_dir,
             topic_feeds=top["topic_feeds"],
             max_article_bytes=top["max_article_bytes"],

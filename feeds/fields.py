@@ -101,6 +101,18 @@ def one_of(*choices: str) -> Check[str]:
     return check
 
 
+def networks(value: object) -> tuple[str, ...]:
+    """A list (or one) of IP addresses or networks, normalized (``10.0.0.0/8``, ``::1/128``)."""
+    form = "a list of IP addresses or networks such as 127.0.0.1 or 10.0.0.0/8"
+    items = [value] if isinstance(value, str) else value
+    if not isinstance(items, list) or not all(isinstance(i, str) for i in items):
+        raise TypeError(form)
+    try:
+        return tuple(dict.fromkeys(str(ipaddress.ip_network(i.strip(), strict=False)) for i in items))
+    except ValueError:
+        raise ValueError(form) from None
+
+
 def slug_list(noun: str) -> Check[tuple[str, ...]]:
     """A check for a list of names (or one name) compared by slug, first spelling first."""
     form = f"a list of {noun}"

@@ -10,12 +10,14 @@ lists, unparsable dates ignored). Health, metrics and 404s go through Flask.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
-from flask import Blueprint, Flask, Response, current_app, jsonify
+from flask import Blueprint, Flask, Response, current_app, jsonify, request
 from werkzeug.exceptions import HTTPException
 from werkzeug.http import http_date, parse_accept_header
 from werkzeug.sansio.http import is_resource_modified
@@ -239,10 +241,33 @@ def healthz() -> Response:
 
 @bp.get("/metrics")
 def metrics() -> Response:
+    """For the operator's monitoring only: counts per feed say who reads what, and how much.
+
+    Allowed by the peer's address (never a forwarded header); behind a cache on this machine
+    the peer is the cache, so the shipped Varnish and nginx configs answer /metrics themselves.
+    """
+    if not allowed(request.remote_addr, current_site().config.metrics_allow):
+        return _not_found(NotFound())
     body = current_app.extensions["feeds.metrics"].exposition()
     return Response(
         body, content_type="text/plain; version=0.0.4; charset=utf-8", headers={"Cache-Control": "no-store"}
     )
+
+
+def allowed(address: str | None, networks: tuple[str, ...]) -> bool:
+    """Whether a peer address lies in one of the networks (an IPv4-mapped IPv6 one as IPv4)."""
+    try:
+        peer = ipaddress.ip_address((address or "").split("%")[0])
+    except ValueError:  # no address (a unix socket) or none we can read: not allowed
+        return False
+    if isinstance(peer, ipaddress.IPv6Address) and peer.ipv4_mapped is not None:
+        peer = peer.ipv4_mapped
+    return any(peer in network for network in _networks(networks))
+
+
+@lru_cache(maxsize=8)
+def _networks(networks: tuple[str, ...]) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    return tuple(ipaddress.ip_network(n) for n in networks)
 
 
 def _not_found(_: Exception) -> Response:

@@ -25,6 +25,7 @@ from .documents import Document
 from .errors import NotFound, Unsettled
 from .pictures import media_url
 from .site import Site
+from .store import TAG, TOPIC, Slugs
 
 log = logging.getLogger(__name__)
 
@@ -55,15 +56,29 @@ def digest(value: Hashable) -> str:
     return hashlib.sha256(repr(value).encode()).hexdigest()[:32]
 
 
-def archive_versions(site: Site, name: str) -> list[tuple[object, ...]]:
+Spelled = tuple[dict[str, str], dict[str, str]]  # display names of topics and of tags, by slug
+
+
+def spelled(site: Site) -> Spelled:
+    with site.read() as (reader, _):
+        return reader.all_spellings(TOPIC), reader.all_spellings(TAG)
+
+
+def _shown(slugs: Slugs, names: Spelled) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The names an entry's topics and tags are shown under: a page changes when they do."""
+    return tuple(names[0].get(s, s) for s in slugs[0]), tuple(names[1].get(s, s) for s in slugs[1])
+
+
+def archive_versions(site: Site, name: str, names: Spelled | None = None) -> list[tuple[object, ...]]:
     """For each archive page of the feed (1 first), what its bytes depend on, without rendering.
 
     Equal tuples mean equal documents; a purge needs to know which of thousands of pages
     changed, and rendering them all to find out would cost more than the purge.
     """
     spec = site.view().spec(name)
+    names = names or spelled(site)
     with site.read() as (reader, now):
-        history = reader.versions(spec, now)
+        history = [(*v[:4], _shown(v[4], names)) for v in reader.versions(spec, now)]
     count = archive_pages(len(history), spec.limit)
     return [
         (page < count, tuple(history[archive_slice(len(history), spec.limit, page)]))
@@ -91,19 +106,20 @@ def other_documents(site: Site) -> Iterator[Entry]:
     """Every document a cache may hold besides the subscription documents."""
     config = site.config
     setting = digest(config)
+    names = spelled(site)
     yield _made(site, INDEX)
     yield _made(site, OPML)
     for name in list(site.specs):
         try:
-            versions = archive_versions(site, name)
+            versions = archive_versions(site, name, names)
         except NotFound:
             continue
         yield _made(site, FEED_PAGE, name=name)
         for page, version in enumerate(versions, start=1):
             for fmt in FORMATS:
                 yield Entry(ARCHIVE.place.url(config, name=name, page=page, fmt=fmt), key=(setting, version))
-    for permalink, path, content, published, updated in site.page_keys():  # and its topics' feeds
-        yield Entry(permalink, key=(setting, path, content, published, updated))
+    for permalink, path, content, published, updated, slugs in site.page_keys():
+        yield Entry(permalink, key=(setting, path, content, published, updated, _shown(slugs, names)))
     yield from picture_documents(site)
 
 

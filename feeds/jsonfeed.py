@@ -49,6 +49,10 @@ def render_json(
     newer pages nor to the current document, so archive pages carry neither.
     """
     shown = _full(spec, entries, full)
+    site_authors = [{"name": site.author or site.title}]
+    # Readers add the feed's authors to every item's byline: so they stand at the top only
+    # when no item names its own, and otherwise each item without one carries them itself.
+    own = any(article.authors for article in entries)
     document: dict[str, Any] = {
         "version": VERSION,  # the spec asks for it first
         "title": spec.title,
@@ -60,11 +64,14 @@ def render_json(
         # favicon of at least 64 px, so the same one serves both.
         "icon": site.icon,
         "favicon": site.icon,
-        "authors": [{"name": site.author or site.title}],
+        "authors": None if own else site_authors,
         "next_url": links.prev_archive,
         # WebSub §5.1: subscribers send feed_url as hub.topic.
         "hubs": [{"type": "WebSub", "url": hub} for hub in links.hubs] or None,
-        "items": [_item(site, article, i < shown) for i, article in enumerate(entries)],
+        "items": [
+            _item(site, article, i < shown, site_authors if own else None)
+            for i, article in enumerate(entries)
+        ],
     }
     text = json.dumps(_present(document), ensure_ascii=False, separators=(",", ":"))
     return (text + "\n").encode("utf-8")
@@ -77,7 +84,9 @@ def _full(spec: FeedSpec, entries: Sequence[Article], full: int | None) -> int:
     return len(entries) if full is None else full
 
 
-def _item(site: SiteConfig, article: Article, full: bool) -> dict[str, Any]:
+def _item(
+    site: SiteConfig, article: Article, full: bool, fallback: list[dict[str, str]] | None
+) -> dict[str, Any]:
     summary = article.summary or article.title  # plain text, as Atom's <summary> before escaping
     content_html = article.html if full and article.html.strip() else None
     image = article.image
@@ -93,8 +102,7 @@ def _item(site: SiteConfig, article: Article, full: bool) -> dict[str, Any]:
         "image": image,
         "date_published": _date(article.published),
         "date_modified": _date(article.updated),
-        # Items without authors inherit the feed's, as Atom entries do.
-        "authors": [_author(a) for a in article.authors] or None,
+        "authors": [_author(a) for a in article.authors] or fallback,
         "tags": list(dict.fromkeys(t.name for t in article.topics + article.tags)) or None,
         "language": article.language,
         # The RSS <enclosure> / Atom rel="enclosure" of the same image.

@@ -31,6 +31,10 @@ EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 ATOM = "http://www.w3.org/2005/Atom"
 HISTORY = "http://purl.org/syndication/history/1.0"  # RFC 5005 fh:archive
 MEDIA = "http://search.yahoo.com/mrss/"
+SYNDICATION = "http://purl.org/rss/1.0/modules/syndication/"  # sy:updatePeriod, sy:updateFrequency
+# The last name of a byline joins with the feed's (or the article's) word for "and".
+_AND = {"de": "und", "en": "and", "fr": "et", "es": "y", "it": "e", "nl": "en", "pt": "e", "da": "og"}
+_AND |= {"nb": "og", "nn": "og", "no": "og", "sv": "och", "pl": "i", "cs": "a", "fi": "ja", "uk": "і"}
 _PARSER = etree.XMLParser(resolve_entities=False, no_network=True, huge_tree=True)
 
 
@@ -88,20 +92,24 @@ def _build(
             fg.icon(site.icon)
         if site.logo:
             fg.logo(site.logo)
-    elif site.logo or site.icon:  # RSS has one picture; its title and link must be the channel's
-        fg.image(url=site.logo or site.icon, title=spec.title, link=links.html_url)
+    elif site.icon or site.logo:
+        # RSS has one picture, and readers show it as the feed's icon, in a small square: the
+        # square icon, not the wide logo. Its title and link must be the channel's.
+        fg.image(url=site.icon or site.logo, title=spec.title, link=links.html_url)
     fg.language(spec.language)
     fg.author({"name": site.author or site.title})
     fg.generator("feeds", _generator_version())
     fg.updated(updated)
     fg.lastBuildDate(updated)
-    fg.ttl(max(1, math.ceil(spec.max_age / 60)))
+    fg.ttl(polling(spec.max_age)[0])
     for i, article in enumerate(entries):
-        _add_entry(fg, site, article, fmt, full=i < full)
+        _add_entry(fg, site, article, fmt, spec.language, full=i < full)
     return fg
 
 
-def _add_entry(fg: FeedGenerator, site: SiteConfig, article: Article, fmt: str, full: bool) -> None:
+def _add_entry(
+    fg: FeedGenerator, site: SiteConfig, article: Article, fmt: str, language: str, full: bool
+) -> None:
     fe = fg.add_entry(order="append")  # feedgen's default prepends
     fe.id(entry_id(site, article))
     fe.title(article.title)
@@ -113,24 +121,45 @@ def _add_entry(fg: FeedGenerator, site: SiteConfig, article: Article, fmt: str, 
     fe.summary(html.escape(article.summary or article.title, quote=False), type="html")
     if full and article.html.strip():
         fe.content(article.html, type="html")
-    if fmt == "atom":
+    if fmt == "atom" and len(article.authors) == 1:
+        fe.author(_person(article.authors[0]))
+    elif fmt == "atom" and article.authors:
+        # Readers show one <author> of several (feedparser: the last, with another's email):
+        # the byline is the author, and each person, with email and URI, a contributor.
+        fe.author({"name": byline([a.name for a in article.authors], article.language or language)})
         for author in article.authors:
-            fe.author(
-                {k: v for k, v in (("name", author.name), ("email", author.email), ("uri", author.uri)) if v}
-            )
-    else:
-        # RSS allows one <author>, and only as an email address; everyone else is dc:creator.
-        lead = next((a for a in article.authors if a.email), None)
-        if lead is not None:
-            fe.author({"name": lead.name, "email": lead.email})
-        others = [a.name for a in article.authors if a is not lead]
-        if others:
-            fe.dc.dc_creator(others)
+            fe.contributor(_person(author))
+    elif article.authors:
+        # One dc:creator with the whole byline: readers keep one of several, and show an RSS
+        # <author> (an email address by the RSS rule, never required) as "email (Name)".
+        fe.dc.dc_creator(byline([a.name for a in article.authors], article.language or language))
     categories = [{"term": t.slug, "label": t.name} for t in article.topics + article.tags]
     if categories:
         fe.category(categories)
     if article.image and article.image_type:
         fe.enclosure(article.image, str(article.image_length), article.image_type)
+
+
+def _person(author: Author) -> dict[str, str]:
+    return {k: v for k, v in (("name", author.name), ("email", author.email), ("uri", author.uri)) if v}
+
+
+def byline(names: Sequence[str], language: str | None) -> str:
+    """The names as one byline: "A und B", "A, B and C"; the word for "and" by language."""
+    if len(names) < 2:
+        return "".join(names)
+    word = _AND.get((language or "").split("-")[0].lower(), "&")
+    return f"{', '.join(names[:-1])} {word} {names[-1]}"
+
+
+def polling(max_age: int) -> tuple[int, str, int]:
+    """RSS ``ttl`` (minutes) and ``sy:updatePeriod``/``sy:updateFrequency`` for ``max_age``:
+    readers that poll by them come no more often than a cache would ask again."""
+    period, seconds = next(
+        ((name, length) for name, length in (("hourly", 3600), ("daily", 86400)) if max_age <= length),
+        ("weekly", 604800),
+    )
+    return max(1, math.ceil(max_age / 60)), period, max(1, seconds // max(max_age, 1))
 
 
 def _full(spec: FeedSpec, entries: Sequence[Article], full: int | None) -> int:
@@ -161,6 +190,7 @@ def render_rss(
     channel = root.find("channel")
     assert channel is not None
     _add_links(channel, links, after=channel.find(f"{{{ATOM}}}link"))
+    _add_polling(channel, spec.max_age)
     for element, article in zip(channel.iterfind("item"), entries, strict=True):
         _add_media(element, article)
     return _serialize(root)
@@ -250,6 +280,19 @@ def _add_links(parent: etree._Element, links: DocLinks, after: etree._Element | 
         parent.insert(position, etree.Element(f"{{{HISTORY}}}archive"))
 
 
+def _add_polling(channel: etree._Element, max_age: int) -> None:
+    """The syndication module's hints after ``ttl``, written here: feedgen's extension writes
+    ``sy:UpdatePeriod``, which no reader looks for (the module says ``updatePeriod``)."""
+    _, period, frequency = polling(max_age)
+    ttl = channel.find("ttl")
+    position = channel.index(ttl) + 1 if ttl is not None else len(channel)
+    for name, value in (("updatePeriod", period), ("updateFrequency", str(frequency))):
+        element = etree.Element(f"{{{SYNDICATION}}}{name}")
+        element.text = value
+        channel.insert(position, element)
+        position += 1
+
+
 def _add_media(element: etree._Element, article: Article) -> None:
     """The image once more as Media RSS: FreshRSS and Miniflux show media elements, not links."""
     if not article.image:
@@ -268,7 +311,7 @@ def _add_media(element: etree._Element, article: Article) -> None:
 
 def _serialize(root: etree._Element) -> bytes:
     """Namespaces declared once, on the root, whichever element first used them."""
-    etree.cleanup_namespaces(root, top_nsmap={"fh": HISTORY, "media": MEDIA})
+    etree.cleanup_namespaces(root, top_nsmap={"fh": HISTORY, "media": MEDIA, "sy": SYNDICATION})
     etree.indent(root, space="  ")
     return bytes(etree.tostring(root, xml_declaration=True, encoding="UTF-8"))
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
+from datetime import datetime, timedelta
+
 from .articles import Meta
 from .config import FeedSpec, SiteConfig
 
@@ -43,3 +46,18 @@ def matches(spec: FeedSpec, article: Meta) -> bool:
     if spec.exclude_topics and not topics.isdisjoint(spec.exclude_topics):
         return False
     return not spec.tags or not article.tag_slugs.isdisjoint(spec.tags)
+
+
+def next_change(
+    now: datetime, specs: Iterable[FeedSpec], first_after: Callable[[datetime], datetime | None]
+) -> datetime | None:
+    """The next instant a feed's entries change with no file changing: an embargo ends, an
+    entry comes out of a feed's ``delay`` or leaves its ``window``.
+
+    ``first_after(t)``: the first publication after ``t``. A feed delayed by d shows at ``now``
+    what was out at ``now - d``, so its next entry comes at ``first_after(now - d) + d``; one
+    with a window of w loses its oldest entry at ``first_after(now - w) + w``.
+    """
+    offsets = {timedelta(0)} | {s.behind for s in specs} | {s.span for s in specs if s.span}
+    moments = [t + offset for offset in offsets if (t := first_after(now - offset)) is not None]
+    return min(moments, default=None)

@@ -29,8 +29,8 @@ from .documents import Document
 from .errors import ConfigError, Problem
 from .live import Clock, Live, Snapshot, open_store
 from .render import EPOCH, warm_up
-from .selection import specs_for_topics
-from .store import IndexStore, Ledger, Reader
+from .selection import next_change, specs_for_topics
+from .store import IndexStore, Ledger, PageKey, Reader
 
 __all__ = ["FORMATS", "Site", "open_site"]
 CHECK_FIRST = 10_000  # articles an index may hold to be checked before serving (about 0.3 s)
@@ -230,8 +230,8 @@ class Site:
         now = self._clock()
         return self._store().batches(lambda r, after: r.published(now, after, 512))
 
-    def page_keys(self) -> Iterator[tuple[str, str, int, int, int]]:
-        """(permalink, path, digest, published, updated) of every article page, without decoding."""
+    def page_keys(self) -> Iterator[PageKey]:
+        """What every article page's bytes depend on (see :meth:`Reader.page_keys`), undecoded."""
         now = self._clock()
         return self._store().batches(lambda r, after: r.page_keys(now, after, 10_000))
 
@@ -278,11 +278,12 @@ def _view_of(snapshot: Snapshot, now: datetime) -> View:
     config = snapshot.config
     with snapshot.store.read() as reader:
         topics = reader.topics(now) if config.topic_feeds else {}
+        specs = specs_for_topics(config, topics)
         return View(
             source=snapshot,
             store=snapshot.store,
             config=config,
-            valid_until=reader.next_release(now),
-            specs={s.name: s for s in specs_for_topics(config, topics)},
+            valid_until=next_change(now, specs, reader.next_release),
+            specs={s.name: s for s in specs},
             newest=reader.newest(now) or EPOCH,
         )

@@ -393,6 +393,17 @@ def test_purge_from_loopback_evicts_every_variant_of_that_host(make_site: MakeSi
     assert origin_requests(origins)[before:] == [path]
 
 
+def test_metrics_are_not_passed_through_varnish(make_site: MakeSite, stack: Stack) -> None:
+    """The origin allows loopback, and Varnish is loopback to it: the VCL answers itself."""
+    origins = stack.origins(make_site())
+    varnish = stack.varnish(origins)
+    assert origins[0].fetch("/metrics").status == 200
+    for path in ("/metrics", "//metrics", "/metrics/x", "http://news.example.org/metrics"):
+        reply = varnish.fetch(path)
+        assert reply.status == 404 and b"feeds_" not in reply.body, path
+    assert origin_requests(origins).count("/metrics") == 1  # the direct request above only
+
+
 def test_purge_from_outside_the_acl_is_refused(make_site: MakeSite, stack: Stack) -> None:
     origins = stack.origins(make_site())
     varnish = stack.varnish(origins, purgers=["192.0.2.1"])  # TEST-NET-1: not this host
@@ -529,6 +540,9 @@ def test_nginx_caches_and_serves_stale_while_the_origin_is_down(
     proxy = Proxy(process, port, folder, log)
     stack.started.append(proxy)
     proxy.wait_ready()
+    # The origin allows loopback, and nginx is loopback to it: nginx answers /metrics itself.
+    assert origin.fetch("/metrics").status == 200
+    assert [proxy.fetch(p).status for p in ("/metrics", "//metrics", "/metrics/")] == [404, 404, 404]
     path = "/feeds/alle.atom"
     first, second = proxy.fetch(path, GZIP), proxy.fetch(path, GZIP)
     assert (first.headers["x-cache"], second.headers["x-cache"]) == ("MISS", "HIT")

@@ -403,6 +403,8 @@ feeds:
     max_bytes: 65536
   alle:
     title: Alle
+    delay: 30
+    window: 6
 """
 NUMBER_KEYS = {  # key: (line in SIZED, the range the message must name)
     "max_article_bytes": (5, "of bytes from 1024 to 67108864"),
@@ -412,6 +414,8 @@ NUMBER_KEYS = {  # key: (line in SIZED, the range the message must name)
     "feeds.ukraine.limit": (12, "from 1 to 1000"),
     "feeds.ukraine.max_age": (13, "of seconds from 0 to 31536000"),
     "feeds.ukraine.max_bytes": (14, "of bytes from 16384 to 52428800"),
+    "feeds.alle.delay": (17, "of minutes from 0 to 10080"),
+    "feeds.alle.window": (18, "of hours from 0 to 8784"),
 }
 NOT_A_WHOLE_NUMBER = [
     "1e29",
@@ -431,6 +435,8 @@ OUT_OF_RANGE = {
     "limit": ["0", "1001", "100000", "-1", "99999999999"],
     "max_age": ["-1", "31536001", "99999999999", "0x7fffffffffffffff"],
     "max_bytes": ["1", "16383", "52428801", "-1", "99999999999"],
+    "delay": ["-1", "10081", "99999999999"],
+    "window": ["-1", "8785", "99999999999"],
 }
 BAD_NUMBERS = [
     (key, value) for key in NUMBER_KEYS for value in NOT_A_WHOLE_NUMBER + OUT_OF_RANGE[key.rpartition(".")[2]]
@@ -483,7 +489,8 @@ def test_number_bounds_themselves_are_accepted(make_site, key):
     for value in (low, high):
         site = load_config(make_site(articles={}, raw_config=with_value(SIZED, line, str(value))))
         section, _, name = key.rpartition(".")
-        holder = site.feeds[0] if section.startswith("feeds") else site
+        named = [f for f in site.feeds if f"feeds.{f.name}" == section]
+        holder = named[0] if named else site
         assert getattr(holder, name) == value
 
 

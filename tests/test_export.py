@@ -62,7 +62,8 @@ def crawl(site: Site) -> dict[str, bytes]:
             root = etree.fromstring(response.data)
             links = root.xpath(
                 "//@href | //@url | //@xmlUrl | //@htmlUrl"
-                " | //*[local-name()='link' or local-name()='url']/text()"
+                " | //*[local-name()='link' or local-name()='url' or local-name()='icon'"
+                " or local-name()='logo']/text()"
             )
         else:  # a picture
             links = []

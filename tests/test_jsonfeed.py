@@ -270,13 +270,12 @@ def test_the_checker_catches_what_the_spec_forbids(
 def test_top_level_names_the_feed_its_page_and_itself() -> None:
     doc = render([A3, A2, A1])
     assert list(doc) == [
-        "version", "title", "home_page_url", "feed_url", "description", "language", "authors", "items",
+        "version", "title", "home_page_url", "feed_url", "description", "language", "items",
     ]  # fmt: skip
     assert doc["version"] == "https://jsonfeed.org/version/1.1"
     assert (doc["title"], doc["description"], doc["language"]) == ("Alle", "Alles", "de")
     assert doc["home_page_url"] == f"{BASE}feeds/alle"
     assert doc["feed_url"] == f"{BASE}feeds/alle.json"
-    assert doc["authors"] == [{"name": "Redaktion"}]
     assert [i["id"] for i in doc["items"]] == [
         "tag:news.example.org,2025-05-03:a3",
         "tag:news.example.org,2025-05-02:a2",
@@ -285,7 +284,7 @@ def test_top_level_names_the_feed_its_page_and_itself() -> None:
 
 
 def test_description_and_author_fall_back_to_the_titles() -> None:
-    doc = render([A1], description="", site=replace(SITE, author=None))
+    doc = render([art("a1", 1, authors=())], description="", site=replace(SITE, author=None))
     assert doc["description"] == "Alle"
     assert doc["authors"] == [{"name": "Testseite"}]
 
@@ -391,6 +390,14 @@ def test_entries_without_authors_leave_them_to_the_feed() -> None:
     assert doc["authors"] == [{"name": "Redaktion"}]
 
 
+def test_the_feeds_authors_stand_at_the_top_only_when_no_item_names_its_own() -> None:
+    """Readers add the top-level authors to every item's byline ("Anna, Redaktion")."""
+    anna = art("a2", 2, authors=(Author("Anna Beispiel"),))
+    doc = render([anna, art("a1", 1, authors=())])
+    assert "authors" not in doc
+    assert [i["authors"] for i in doc["items"]] == [[{"name": "Anna Beispiel"}], [{"name": "Redaktion"}]]
+
+
 def test_tags_are_the_names_of_topics_then_tags_each_once() -> None:
     item = render(RICH[:1])["items"][0]
     assert item["tags"] == ["Ukraine-Krieg", "Klima", "Kursk"]
@@ -458,7 +465,7 @@ def test_the_exact_bytes_of_a_small_feed() -> None:
         b'{"version":"https://jsonfeed.org/version/1.1","title":"Alle",'
         b'"home_page_url":"https://news.example.org/feeds/alle",'
         b'"feed_url":"https://news.example.org/feeds/alle.json","description":"Alles","language":"de",'
-        b'"authors":[{"name":"Redaktion"}],"items":[{"id":"tag:news.example.org,2025-05-01:a1",'
+        b'"items":[{"id":"tag:news.example.org,2025-05-01:a1",'
         b'"url":"https://news.example.org/articles/a1","title":"Titel a1",'
         b'"content_html":"<p>Text a1</p>",'
         b'"summary":"Kurz a1","date_published":"2025-05-01T10:00:00+00:00",'
@@ -485,7 +492,10 @@ def test_json_and_atom_carry_the_same_entries(content: str, full: int | None) ->
         assert item["summary"] == html.unescape(entry.summary)  # Atom's is HTML, JSON Feed's text
         assert item.get("content_html") == (entry.content[0].value if "content" in entry else None)
         names = [a["name"] for a in item.get("authors", [])]
-        assert names == [a.name for a in entry.get("authors", []) if "name" in a]
+        # An Atom entry without authors has the feed's; a JSON item says so itself, because
+        # readers would add the feed's authors to every other item's byline.
+        people = entry.get("contributors") or entry.get("authors", [])  # several: contributors
+        assert names == ([a.name for a in people if "name" in a] or ["Redaktion"])
         assert item.get("tags", []) == list(dict.fromkeys(t.label for t in entry.get("tags", [])))
         enclosures = [(e.href, e.type, int(e.length)) for e in entry.enclosures]
         attachments = [
@@ -547,9 +557,8 @@ def test_reader_sees_the_same_entries_in_json_as_in_atom(serve: Callable[[str, b
             assert [(c.type, c.value) for c in got.content] == [("text/plain", got.summary)]
         article = next(a for a in RICH if entry_id(SITE, a) == key)
         # Compared with the articles: reader, through feedparser, keeps one of several Atom authors.
-        assert [(a.name, a.href, a.email) for a in got.authors] == [
-            (a.name, a.uri, None if a.uri else a.email) for a in article.authors
-        ]
+        own = [(a.name, a.uri, None if a.uri else a.email) for a in article.authors]
+        assert [(a.name, a.href, a.email) for a in got.authors] == (own or [("Redaktion", None, None)])
         assert [(e.href, e.type, e.length) for e in got.enclosures] == [
             (e.href, e.type, e.length) for e in atom.enclosures
         ]

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from flask.testing import FlaskClient
 
 from feeds import create_app
+from feeds.config import load_config
+from feeds.errors import ConfigError
 from feeds.site import Site
 
-from conftest import NOW, MakeSite
+from conftest import NOW, MakeSite, StartServer
 
 
 def sample(client: FlaskClient, name: str, **labels: str) -> float:
@@ -80,3 +83,55 @@ def test_bad_paths_add_no_series(make_site: MakeSite) -> None:
         assert client.get(path).status_code == 404, path
         assert client.post(path).status_code == 404, path
     assert request_series(client) == before
+
+
+def test_metrics_answer_only_to_allowed_addresses(make_site: MakeSite) -> None:
+    """Counts per feed say who reads what: they are the operator's, not the public's."""
+    client = create_app(make_site(), clock=lambda: NOW, watch=False).test_client()
+    assert client.get("/metrics").status_code == 200  # the test client is 127.0.0.1
+    for outside in ("203.0.113.9", "2001:db8::1", "::ffff:203.0.113.9", "", "unix:/x"):
+        refused = client.get("/metrics", environ_base={"REMOTE_ADDR": outside})
+        assert refused.status_code == 404 and b"feeds_" not in refused.data, outside
+    # A forwarded header names whoever the client likes: never trusted for this.
+    forged = client.get(
+        "/metrics", environ_base={"REMOTE_ADDR": "203.0.113.9"}, headers={"X-Forwarded-For": "127.0.0.1"}
+    )
+    assert forged.status_code == 404
+    for inside in ("::1", "::ffff:127.0.0.1", "127.8.9.10"):
+        assert client.get("/metrics", environ_base={"REMOTE_ADDR": inside}).status_code == 200, inside
+
+
+def test_metrics_allow_names_the_monitoring_networks(make_site: MakeSite) -> None:
+    config = make_site(config={"metrics": {"allow": ["10.1.0.0/16", "2001:db8::5"]}})
+    client = create_app(config, clock=lambda: NOW, watch=False).test_client()
+    assert client.get("/metrics", environ_base={"REMOTE_ADDR": "10.1.200.3"}).status_code == 200
+    assert client.get("/metrics", environ_base={"REMOTE_ADDR": "2001:db8::5"}).status_code == 200
+    assert client.get("/metrics", environ_base={"REMOTE_ADDR": "10.2.0.1"}).status_code == 404
+    assert client.get("/metrics").status_code == 404  # loopback no longer, since not listed
+
+
+def test_a_bad_metrics_allow_entry_is_reported_with_its_line(make_site: MakeSite) -> None:
+    config = make_site(
+        raw_config="""\
+        site:
+          title: T
+          url: https://news.example.org
+        metrics:
+          allow: [127.0.0.1, monitoring.example.org]
+        """
+    )
+    with pytest.raises(ConfigError) as caught:
+        load_config(config)
+    assert [
+        (p.line, "metrics.allow" in p.message, "10.0.0.0/8" in p.message) for p in caught.value.problems
+    ] == [(5, True, True)]
+
+
+def test_metrics_refused_by_a_real_server_to_an_address_not_allowed(
+    make_site: MakeSite, start_server: StartServer
+) -> None:
+    allowed = start_server(make_site(name="a"), "allowed")
+    assert allowed.fetch("/metrics").status == 200
+    elsewhere = start_server(make_site(config={"metrics": {"allow": ["10.0.0.0/8"]}}, name="b"), "elsewhere")
+    reply = elsewhere.fetch("/metrics")
+    assert reply.status == 404 and b"feeds_" not in reply.body

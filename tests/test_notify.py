@@ -316,6 +316,44 @@ def test_an_embargo_ending_is_announced(make_site: MakeSite, tmp_path: Path, hub
         notifier.close()
 
 
+@pytest.mark.parametrize("key, value, edge", [("delay", 30, 30), ("window", 1, 60)])
+def test_a_partner_feed_changing_with_the_clock_is_announced_and_purged_once(
+    make_site: MakeSite, tmp_path: Path, hub: RecordingHub, key: str, value: int, edge: int
+) -> None:
+    """An entry comes out of a delay, or leaves a window, with no file changing: at that
+    instant the feed's documents change, and are announced to the hubs and purged, once."""
+    published = datetime(2026, 1, 1, 11, 0, tzinfo=UTC)
+    instant = published + timedelta(minutes=edge)
+    now = [instant - timedelta(seconds=1)]
+    articles = {"politik/neu.md": f"---\nid: neu\ntitle: Neu\ndate: {published.isoformat()}\n---\nText.\n"}
+    partner = {"title": "Partner", key: value}
+    config = make_site(
+        articles,
+        {
+            "site": {"url": SITE_URL},
+            "websub": {"hubs": [hub.url]},
+            "cache": {"purge": [f"http://{HOST}:9"]},
+            "feeds": {"partner": partner},
+        },
+    )
+    site = open_site(config, clock=lambda: now[0], state_dir=tmp_path / "state")
+    notifier = Notifier(site, Outbox())
+    try:
+        assert notifier.sweep() == []  # the first look learns
+        assert site.view().valid_until == instant
+        before = [e.id for e in site.feed_entries(site.specs["partner"])]
+        now[0] = instant
+        after = [e.id for e in site.feed_entries(site.specs["partner"])]
+        assert (before, after) == (([], ["neu"]) if key == "delay" else (["neu"], []))
+        announced = sorted(urlsplit(u).path for u in notifier.sweep())
+        assert [p for p in announced if p.startswith("/feeds/partner.")] == paths("partner")
+        assert "/feeds/partner" in announced  # its page too (a cache holds it)
+        assert not any(p.startswith("/feeds/alle") for p in announced)  # unchanged: not purged
+        assert notifier.sweep() == []  # once
+    finally:
+        notifier.close()
+
+
 def test_the_app_notifies_when_it_is_live_or_asked(make_site: MakeSite, hub: RecordingHub) -> None:
     config = write_site(make_site, [hub.url])
     assert "feeds.notifier" not in create_app(config).extensions  # tests: FEEDS_WATCH=0

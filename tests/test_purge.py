@@ -172,6 +172,24 @@ def test_same_bytes_rewritten_purge_nothing(
     assert sorted(purged) == changed(before, documents(server))
 
 
+def test_a_new_spelling_of_a_topic_purges_every_page_that_shows_its_name(
+    make_site: MakeSite, start_server: StartServer, cache: RecordingCache
+) -> None:
+    """The first article to write "Politik" renames the topic the folder called "politik": the
+    pages and feeds of the other politik articles show the new name, so they change too."""
+    config = make_site(ARTICLES, {"site": {"url": SITE_URL}, "cache": {"purge": [cache.url]}})
+    server = serving(start_server, config, 2)
+    before = documents(server)
+    spelled = config.parent / "articles" / "politik" / "fuenfter.md"
+    spelled.write_text(
+        "---\nid: fuenfter\ntitle: Fünfter\ndate: 2025-04-01T08:00:00+02:00\ntopics: [Politik]\n---\nText\n"
+    )
+    purged = sorted(path for path, _ in cache.settle(0, server))
+    assert purged == changed(before, documents(server))
+    assert {"/articles/erster", "/articles/zweiter", "/feeds/politik.rss"} <= set(purged)
+    assert "/articles/dritter" not in purged  # klima: its name did not change
+
+
 def test_a_purge_names_the_cache_path_and_the_sites_host() -> None:
     delivery = purge("http://127.0.0.1:6081/", "/news/feeds/alle.atom", "example.org")
     assert (delivery.method, delivery.url) == ("PURGE", "http://127.0.0.1:6081/news/feeds/alle.atom")

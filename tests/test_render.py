@@ -18,7 +18,7 @@ from lxml import etree
 
 from feeds.articles import Article, Author, Topic
 from feeds.config import FeedSpec, SiteConfig
-from feeds.render import Format, render_atom, render_feed, render_rss
+from feeds.render import Format, byline, polling, render_atom, render_feed, render_rss
 
 from conftest import shared
 
@@ -210,6 +210,28 @@ def test_rss_ttl_is_max_age_in_whole_minutes_rounded_up(max_age: int, ttl: int) 
     assert xp(root, "/rss/channel/ttl/text()") == [str(ttl)] == [str(math.ceil(max_age / 60))]
 
 
+@pytest.mark.parametrize(
+    ("max_age", "period", "frequency"),
+    [(300, "hourly", 12), (600, "hourly", 6), (420, "hourly", 8), (3600, "hourly", 1), (7200, "daily", 12)],
+)
+def test_syndication_hints_never_ask_for_polls_more_often_than_max_age(
+    max_age: int, period: str, frequency: int
+) -> None:
+    body = render_rss(spec(max_age=max_age), SITE, [A1])
+    channel = parse(body).find("channel")
+    assert channel is not None
+    sy = "{http://purl.org/rss/1.0/modules/syndication/}"
+    assert (channel.findtext(f"{sy}updatePeriod"), channel.findtext(f"{sy}updateFrequency")) == (
+        period,
+        str(frequency),
+    )
+    seconds = {"hourly": 3600, "daily": 86400}[period]
+    assert seconds / frequency >= max_age  # a reader polling by the hint comes no sooner
+    assert polling(max_age) == (math.ceil(max_age / 60), period, frequency)
+    parsed = feedparser.parse(body)  # readers built on feedparser see them
+    assert (parsed.feed.sy_updateperiod, parsed.feed.sy_updatefrequency) == (period, str(frequency))
+
+
 # --- entry contents ------------------------------------------------------------------------
 
 AUTHORED = art(
@@ -222,35 +244,58 @@ AUTHORED = art(
 )
 
 
-def test_rss_author_only_with_email_and_dc_creator_for_the_rest() -> None:
+def test_rss_gives_one_dc_creator_with_the_whole_byline_and_no_email_author() -> None:
     root = parse(render_rss(spec(), SITE, [AUTHORED]))
     item = items(root, "rss")[0]
-    authors = xp(item, "author/text()")
-    assert len(authors) == 1
-    assert "anna@example.org" in authors[0] and "Anna Beispiel" in authors[0]
-    assert xp(item, "dc:creator/text()") == ["Bernd Ohne-Mail"]
+    # Readers keep one of several dc:creator, and show <author> as "anna@example.org (Anna ...)".
+    assert xp(item, "author") == []
+    assert xp(item, "dc:creator/text()") == ["Anna Beispiel und Bernd Ohne-Mail"]
+    parsed = feedparser.parse(render_rss(spec(), SITE, [AUTHORED]))
+    assert parsed.entries[0].author == "Anna Beispiel und Bernd Ohne-Mail"
 
+    english = render_rss(spec(language="en"), SITE, [replace(AUTHORED, authors=AUTHORED.authors * 2)])
+    assert xp(parse(english), "//item/dc:creator/text()") == [
+        "Anna Beispiel, Bernd Ohne-Mail, Anna Beispiel and Bernd Ohne-Mail"
+    ]
     no_email = parse(render_rss(spec(), SITE, [A1]))
     assert xp(no_email, "//item/author") == []
     assert xp(no_email, "//item/dc:creator/text()") == ["Redaktion"]
 
 
-def test_atom_authors_carry_name_email_and_uri() -> None:
-    body = render_atom(spec(), SITE, [AUTHORED])
-    people = [
-        {child.tag.split("}")[1]: child.text for child in author}
-        for author in xp(parse(body), "/a:feed/a:entry/a:author")
+def test_a_byline_joins_names_in_the_articles_language_first() -> None:
+    assert byline(["A"], "de") == "A"
+    assert byline(["A", "B"], "de-AT") == "A und B"
+    assert byline(["A", "B", "C"], "fr") == "A, B et C"
+    assert byline(["A", "B"], "tlh") == "A & B"  # a language without a word here
+    french = replace(AUTHORED, language="fr")
+    assert xp(parse(render_rss(spec(), SITE, [french])), "//item/dc:creator/text()") == [
+        "Anna Beispiel et Bernd Ohne-Mail"
     ]
-    assert people == [
+
+
+def test_atom_gives_one_author_the_byline_and_each_person_as_a_contributor() -> None:
+    body = render_atom(spec(), SITE, [AUTHORED])
+
+    def people(where: str) -> list[dict[str, str | None]]:
+        return [{c.tag.split("}")[1]: c.text for c in p} for p in xp(parse(body), f"/a:feed/a:entry/{where}")]
+
+    assert people("a:author") == [{"name": "Anna Beispiel und Bernd Ohne-Mail"}]
+    assert people("a:contributor") == [
         {"name": "Anna Beispiel", "email": "anna@example.org", "uri": "https://anna.example.org/"},
         {"name": "Bernd Ohne-Mail"},
     ]
+    alone = render_atom(spec(), SITE, [replace(AUTHORED, authors=AUTHORED.authors[:1])])
+    assert xp(parse(alone), "//a:entry/a:author/a:email/text()") == ["anna@example.org"]
+    assert xp(parse(alone), "//a:entry/a:contributor") == []
 
 
-def test_atom_names_each_author_once() -> None:
-    """A reader's author line must not say "Bernd Ohne-Mail, Bernd Ohne-Mail"."""
-    entry = feedparser.parse(render_atom(spec(), SITE, [AUTHORED])).entries[0]
-    assert [a.name for a in entry.authors] == ["Anna Beispiel", "Bernd Ohne-Mail"]
+def test_every_format_shows_one_byline_per_entry_to_a_feedparser_reader() -> None:
+    """Readers show one author line: feedparser keeps the last of several Atom authors and
+    gives it the email of another ("Bernd Ohne-Mail (anna@example.org)")."""
+    for body in (render_atom(spec(), SITE, [AUTHORED]), render_rss(spec(), SITE, [AUTHORED])):
+        entry = feedparser.parse(body).entries[0]
+        assert entry.author == "Anna Beispiel und Bernd Ohne-Mail"
+        assert [a.get("email") for a in entry.authors] == [None]
 
 
 def test_topics_and_tags_become_categories_in_both_formats() -> None:
@@ -487,9 +532,14 @@ def test_icon_and_logo_become_atom_icon_and_logo() -> None:
 
 @pytest.mark.parametrize(
     ("icon", "logo", "shown"),
-    [("icon.png", "logo.png", "logo.png"), ("icon.png", None, "icon.png"), (None, None, None)],
+    [
+        ("icon.png", "logo.png", "icon.png"),
+        ("icon.png", None, "icon.png"),
+        (None, "logo.png", "logo.png"),
+        (None, None, None),
+    ],
 )
-def test_rss_image_is_the_logo_or_else_the_icon_with_the_channels_title_and_link(
+def test_rss_image_is_the_square_icon_or_else_the_logo_with_the_channels_title_and_link(
     icon: str | None, logo: str | None, shown: str | None
 ) -> None:
     site = replace(SITE, icon=icon and f"{BASE}{icon}", logo=logo and f"{BASE}{logo}")
@@ -498,6 +548,8 @@ def test_rss_image_is_the_logo_or_else_the_icon_with_the_channels_title_and_link
     if shown is None:
         assert images == []
         return
+    # Readers (feedparser's feed.image, which most build on) show it as the feed's icon.
+    assert feedparser.parse(render_rss(spec(), site, [A1])).feed.image.href == f"{BASE}{shown}"
     assert [(i.findtext("url"), i.findtext("title"), i.findtext("link")) for i in images] == [
         (f"{BASE}{shown}", xp(root, "/rss/channel/title/text()")[0], xp(root, "/rss/channel/link/text()")[0])
     ]

@@ -11,7 +11,7 @@ import pytest
 
 from feeds.articles import Article, Topic
 from feeds.config import FeedSpec, SiteConfig
-from feeds.selection import specs_for_topics
+from feeds.selection import next_change, specs_for_topics
 from feeds.slugs import slug
 from feeds.store import IndexStore
 
@@ -237,3 +237,51 @@ def test_select_keeps_the_newest_up_to_the_limit(limit: int, expected: list[str]
 def test_limit_counts_matching_articles_only() -> None:
     assert ids(select(feed(tags=("kursk",), limit=1), VISIBLE)) == ["ukr"]
     assert ids(select(feed(exclude_topics=("ukraine-krieg",), limit=2), VISIBLE)) == ["nk", "klima"]
+
+
+# -- partner feeds: delay and window -------------------------------------------------------------
+
+
+def _at(minutes: float) -> datetime:
+    return NOW + timedelta(minutes=minutes)
+
+
+def test_a_delayed_feed_shows_what_was_out_that_long_ago() -> None:
+    partner = FeedSpec(name="partner", title="P", description="", delay=30)
+    articles = [art(f"a{i}", _at(-10 * i)) for i in range(6)]  # 0, 10 ... 50 minutes old
+    shown = ask(articles, lambda r: [m.id for m in r.select(partner, NOW)])
+    assert shown == ["a3", "a4", "a5"]
+    at_the_instant = ask(articles, lambda r: [m.id for m in r.select(partner, _at(10))])
+    assert at_the_instant == ["a2", "a3", "a4", "a5"]  # a2 is 30 minutes old at NOW + 10 min
+    archived = replace(partner, limit=2)
+    assert ask(articles, lambda r: r.total(archived, NOW)) == 3  # its archive holds only those
+    assert ask(articles, lambda r: [m.id for m in r.window(archived, NOW, 2, 4)]) == ["a5"]
+    assert [v[0] for v in ask(articles, lambda r: r.versions(archived, NOW))] == ["a3", "a4", "a5"]
+
+
+def test_a_windowed_feed_shows_only_the_last_hours_and_has_no_archive() -> None:
+    recent = FeedSpec(name="recent", title="R", description="", window=1, limit=2)
+    articles = [art(f"a{i}", _at(-20 * i)) for i in range(6)]  # 0, 20 ... 100 minutes old
+    assert ask(articles, lambda r: [m.id for m in r.select(recent, NOW, 0)]) == ["a0", "a1", "a2"]
+    assert ask(articles, lambda r: [m.id for m in r.select(recent, NOW)]) == ["a0", "a1"]
+    assert ask(articles, lambda r: (r.total(recent, NOW), r.versions(recent, NOW))) == (2, [])
+    # a2 (40 minutes old) leaves at the instant it turns an hour old, not a moment before.
+    assert [m.id for m in ask(articles, lambda r: r.select(recent, _at(20) - timedelta(seconds=1), 0))][
+        -1
+    ] == "a2"
+    assert "a2" not in [m.id for m in ask(articles, lambda r: r.select(recent, _at(20), 0))]
+
+
+def test_the_next_change_is_an_embargo_a_delay_or_a_window_ending() -> None:
+    published = [_at(-90), _at(-50), _at(-5), _at(45)]  # one embargoed for 45 minutes
+
+    def first_after(t: datetime) -> datetime | None:
+        return min((p for p in published if p > t), default=None)
+
+    plain = FeedSpec(name="alle", title="A", description="")
+    assert next_change(NOW, [plain], first_after) == _at(45)  # the embargo
+    delayed = replace(plain, name="p", delay=30)
+    assert next_change(NOW, [plain, delayed], first_after) == _at(25)  # the -5 one, 30 min on
+    windowed = replace(plain, name="w", window=1)
+    assert next_change(NOW, [plain, windowed], first_after) == _at(10)  # the -50 one turns 60
+    assert next_change(NOW, [plain], lambda t: None) is None

@@ -17,7 +17,8 @@ from feeds.articles import Meta, Stamp
 from feeds.config import FeedSpec
 from feeds.errors import Problem
 from feeds.records import Record
-from feeds.store import IndexStore, Reader, config_key, queries
+from feeds.slugs import slug
+from feeds.store import TAG, TOPIC, IndexStore, Reader, config_key, queries
 
 SPECS = (
     feed("alle"),
@@ -41,8 +42,9 @@ def records(draw: st.DrawFn) -> Record | None:
     meta = art(
         draw(st.sampled_from(["eins", "zwei", "drei"])),
         NOW + timedelta(hours=draw(st.integers(-5, 2))),
-        topic=tuple(draw(st.lists(st.sampled_from(["a", "b", "c"]), max_size=2, unique=True))),
-        tag=tuple(draw(st.lists(st.sampled_from(["x", "y"]), max_size=1))),
+        # Several spellings of one slug: the counts behind display names must add up too.
+        topic=tuple(draw(st.lists(st.sampled_from(["a", "A", "b", "c", "C c"]), max_size=2, unique_by=slug))),
+        tag=tuple(draw(st.lists(st.sampled_from(["x", "X", "y"]), max_size=1))),
         draft=draw(st.booleans()),
     )
     stamp = Stamp(draw(st.integers(1, 9)), 1)
@@ -68,6 +70,11 @@ def _answers(index: Reader) -> dict[str, object]:
     """Everything a document or /healthz asks of the index."""
     found: dict[str, object] = {
         "topics": index.topics(NOW),
+        "topic names": index.all_spellings(TOPIC),
+        "tag names": index.all_spellings(TAG),
+        "topic spellings": index.variants(TOPIC),
+        "tag spellings": index.variants(TAG),
+        "some names": index.spellings(TOPIC, ["a", "c", "none"]),
         "slugs": index.topic_slugs(),
         "count": index.count(),
         "articles": [(m.path, m.id) for m in index.articles()],

@@ -14,7 +14,8 @@ the ledger through :class:`Ledger`'s methods. Layout, after reader's ``_storage`
 
 from .index import Applied, IndexStore, config_key, index_name
 from .ledger import Ledger, decide
-from .queries import After, Reader
+from .queries import After, PageKey, Reader, Slugs
+from .schema import TAG, TOPIC
 from .sqlite import StoreError, Unusable, Unwritable
 
 __all__ = [
@@ -22,7 +23,11 @@ __all__ = [
     "Applied",
     "IndexStore",
     "Ledger",
+    "PageKey",
     "Reader",
+    "Slugs",
+    "TAG",
+    "TOPIC",
     "StoreError",
     "Unusable",
     "Unwritable",

@@ -10,6 +10,7 @@ moves on meanwhile.
 from __future__ import annotations
 
 import heapq
+import json
 import logging
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -21,18 +22,31 @@ from ..config import FeedSpec
 from ..errors import Problem
 from ..markup import is_clean
 from ..selection import matches
-from .rows import RS, US, Decoder, Malformed, decode_problems
-from .schema import ALL, COLUMN_LIST, COLUMNS, FILE_COLUMNS, IDS
+from .rows import RS, US, Decoder, Malformed, decode_problems, pairs
+from .schema import ALL, COLUMN_LIST, COLUMNS, FILE_COLUMNS, IDS, TOPIC
 
 log = logging.getLogger(__name__)
 BATCH = 512  # rows fetched at a time when a walk may go on (filters, whole histories)
 _F = ", ".join(f"f.{name}" for name, _ in COLUMNS)
+# The display spelling of a topic or tag: the one most entries write, but the slug itself (a
+# folder's name, a lowercase tag) only when nobody writes another; ties: code point order.
+_ORDER = "s.name = s.slug, s.n DESC, s.name"
+_SPELLED = (
+    f"SELECT s.name FROM spellings AS s WHERE s.kind = ? AND s.slug = {{slug}} ORDER BY {_ORDER} LIMIT 1"
+)
 After = tuple[int, str] | None  # where a walk in feed order stopped: (published, id)
 Suspect = Callable[[str], None]
+Slugs = tuple[tuple[str, ...], tuple[str, ...]]  # an entry's topic slugs and tag slugs
+PageKey = tuple[str, str, int, int, int, Slugs]
+Version = tuple[str, int, int, int, Slugs]
 
 
 def _key(meta: Meta) -> tuple[float, str]:
     return (-meta.published.timestamp(), meta.id)
+
+
+def _slugs(topics: object, tags: object) -> Slugs:
+    return tuple(s for s, _ in pairs(topics)), tuple(s for s, _ in pairs(tags))
 
 
 def simple(spec: FeedSpec) -> bool:
@@ -165,12 +179,18 @@ class Reader:
         return heapq.merge(*walks, key=_key) if len(walks) > 1 else walks[0]
 
     def select(self, spec: FeedSpec, now: datetime, limit: int | None = None) -> list[Meta]:
-        """A feed's entries, newest first, at most ``limit`` (default the feed's own; 0: all)."""
+        """A feed's entries, newest first, at most ``limit`` (default the feed's own; 0: all).
+
+        A feed with ``delay`` sees the archive as it was that long ago; one with ``window``
+        only the entries published within it."""
         wanted = spec.limit if limit is None else limit
         first = wanted if simple(spec) and wanted else BATCH
+        since = now - spec.span if spec.span else None
         chosen: list[Meta] = []
         seen: set[str] = set()
-        for meta in self._stream(spec, now, first):
+        for meta in self._stream(spec, now - spec.behind, first):
+            if since is not None and meta.published <= since:
+                break  # newest first: every later one is older still
             if meta.id in seen or not matches(spec, meta):
                 continue
             seen.add(meta.id)
@@ -181,9 +201,9 @@ class Reader:
 
     def window(self, spec: FeedSpec, now: datetime, start: int, stop: int) -> list[Meta]:
         """Entries ``start`` to ``stop`` of the feed's newest-first list (an archive page)."""
-        if simple(spec):
+        if simple(spec) and not spec.span:
             slug = spec.topics[0] if spec.topics else None
-            return list(islice(self._walk(slug, now, stop - start, skip=start), stop - start))
+            return list(islice(self._walk(slug, now - spec.behind, stop - start, skip=start), stop - start))
         return self.select(spec, now, stop)[start:stop]
 
     def published(self, now: datetime, after: After, size: int) -> tuple[list[Meta], After]:
@@ -197,12 +217,11 @@ class Reader:
         end = (rows[-1]["published"], rows[-1]["id"]) if len(rows) == size else None
         return self._metas(rows), end
 
-    def page_keys(
-        self, now: datetime, after: After, size: int
-    ) -> tuple[list[tuple[str, str, int, int, int]], After]:
-        """(permalink, path, digest, published, updated) of visible articles, without decoding."""
+    def page_keys(self, now: datetime, after: After, size: int) -> tuple[list[PageKey], After]:
+        """(permalink, path, digest, published, updated, topic and tag slugs) of visible
+        articles, without decoding."""
         sql = (
-            "SELECT permalink, path, digest, published, updated, id FROM files "
+            "SELECT permalink, path, digest, published, updated, id, topics, tags FROM files "
             "WHERE entry = 1 AND published <= ?"
         )
         params: list[object] = [now.timestamp()]
@@ -211,37 +230,55 @@ class Reader:
             params += [after[0], after[0], after[0], after[1]]
         rows = self._db.execute(f"{sql} ORDER BY published DESC, id LIMIT ?", (*params, size)).fetchall()
         end = (rows[-1][3], rows[-1][5]) if len(rows) == size else None
-        return [(r[0], r[1], r[2], r[3], r[4]) for r in rows], end
+        return [(r[0], r[1], r[2], r[3], r[4], _slugs(r[6], r[7])) for r in rows], end
 
-    def versions(self, spec: FeedSpec, now: datetime) -> list[tuple[str, int, int, int]]:
-        """(id, digest, published, updated) of every entry of the feed, newest first.
+    def versions(self, spec: FeedSpec, now: datetime) -> list[Version]:
+        """(id, digest, published, updated, topic and tag slugs) of every entry of the feed,
+        newest first.
 
-        What an archive page's bytes depend on, for a purge to tell which pages changed without
-        rendering them (or decoding a million rows into metadata).
+        What an archive page's bytes depend on (with the display names of those slugs), for a
+        purge to tell which pages changed without rendering them (or decoding a million rows
+        into metadata).
         """
+        if spec.span:
+            return []  # a feed with a window has no archive
         if not simple(spec):
             return [
-                (m.id, m.digest, int(m.published.timestamp()), int(m.updated.timestamp()))
+                (
+                    m.id,
+                    m.digest,
+                    int(m.published.timestamp()),
+                    int(m.updated.timestamp()),
+                    (tuple(t.slug for t in m.topics), tuple(t.slug for t in m.tags)),
+                )
                 for m in self.select(spec, now, 0)
             ]
+        now -= spec.behind
         if spec.topics:
             sql = (
-                "SELECT f.id, f.digest, f.published, f.updated FROM entry_topics AS t JOIN files AS f "
-                "ON f.path = t.path WHERE t.slug = ? AND t.published <= ? ORDER BY t.published DESC, t.id"
+                "SELECT f.id, f.digest, f.published, f.updated, f.topics, f.tags FROM entry_topics AS t "
+                "JOIN files AS f ON f.path = t.path WHERE t.slug = ? AND t.published <= ? "
+                "ORDER BY t.published DESC, t.id"
             )
             params: tuple[object, ...] = (spec.topics[0], now.timestamp())
         else:
             sql = (
-                "SELECT id, digest, published, updated FROM files WHERE entry = 1 AND published <= ? "
-                "ORDER BY published DESC, id"
+                "SELECT id, digest, published, updated, topics, tags FROM files WHERE entry = 1 "
+                "AND published <= ? ORDER BY published DESC, id"
             )
             params = (now.timestamp(),)
-        return [(r[0], r[1], r[2], r[3]) for r in self._db.execute(sql, params)]
+        return [(r[0], r[1], r[2], r[3], _slugs(r[4], r[5])) for r in self._db.execute(sql, params)]
 
     def total(self, spec: FeedSpec, now: datetime) -> int:
-        """How many entries the feed has in all (its archive's size), by counting when it can."""
+        """How many entries the feed has in all (its archive's size), by counting when it can.
+
+        A feed with a window has no archive: its total is what its subscription document shows.
+        """
+        if spec.span:
+            return len(self.select(spec, now))
         if not simple(spec):
             return len(self.select(spec, now, 0))
+        now -= spec.behind
         slug = spec.topics[0] if spec.topics else ALL
         total = self.counts().get(slug, 0)
         if slug == ALL:
@@ -266,18 +303,69 @@ class Reader:
         return frozenset(s for s in self.counts() if s not in (ALL, IDS))
 
     def topics(self, now: datetime) -> dict[str, str]:
-        """Visible topics: slug -> the spelling of the first article (by path) that uses it.
+        """Visible topics: slug -> display spelling (see :meth:`spellings`).
 
         One statement (an index seek per topic inside SQLite): after every change the view asks,
         and a statement per topic would give up the interpreter lock hundreds of times.
         """
         rows = self._db.execute(
-            "SELECT c.slug, (SELECT t.name FROM entry_topics AS t WHERE t.slug = c.slug ORDER BY t.path "
-            "LIMIT 1) FROM counts AS c WHERE c.n > 0 AND c.slug NOT IN (?, ?) AND EXISTS (SELECT 1 FROM "
-            "entry_topics AS e WHERE e.slug = c.slug AND e.published <= ?) ORDER BY c.slug",
-            (ALL, IDS, now.timestamp()),
+            f"SELECT c.slug, ({_SPELLED.format(slug='c.slug')}) FROM counts AS c WHERE c.n > 0 "
+            "AND c.slug NOT IN (?, ?) AND EXISTS (SELECT 1 FROM entry_topics AS e WHERE e.slug = c.slug "
+            "AND e.published <= ?) ORDER BY c.slug",
+            (TOPIC, ALL, IDS, now.timestamp()),
         )
         return {slug: name for slug, name in rows if isinstance(name, str)}
+
+    def spellings(self, kind: str, slugs: Iterable[str]) -> dict[str, str]:
+        """slug -> the display spelling of each topic or tag (``kind``): the one most entries
+        write, the slug itself only when nobody writes another, ties to the first in code point
+        order (capitals first), so every worker and machine makes the same choice."""
+        wanted = sorted(set(slugs))
+        found: dict[str, str] = {}
+        for start in range(0, len(wanted), 500):  # SQLite allows 999 parameters per statement
+            part = wanted[start : start + 500]
+            rows = self._db.execute(
+                f"SELECT v.value, ({_SPELLED.format(slug='v.value')}) FROM json_each(?) AS v",
+                (kind, json.dumps(part)),
+            )
+            found.update(
+                (slug, name) for slug, name in rows if isinstance(slug, str) and isinstance(name, str)
+            )
+        return found
+
+    def all_spellings(self, kind: str) -> dict[str, str]:
+        """slug -> display spelling of every topic or tag (``kind``) an entry carries."""
+        rows = self._db.execute(
+            "SELECT slug, name FROM (SELECT s.slug, s.name, row_number() OVER (PARTITION BY s.slug "
+            f"ORDER BY {_ORDER}) AS r FROM spellings AS s WHERE s.kind = ?) WHERE r = 1",
+            (kind,),
+        )
+        return {slug: name for slug, name in rows if isinstance(slug, str) and isinstance(name, str)}
+
+    def variants(self, kind: str) -> dict[str, list[tuple[str, int]]]:
+        """Slugs entries write more than one way besides the slug itself (a folder's name is no
+        choice of spelling): slug -> [(spelling, entries)], the display one first."""
+        rows = self._db.execute(
+            "SELECT s.slug, s.name, s.n FROM spellings AS s WHERE s.kind = ? AND s.slug IN (SELECT slug "
+            "FROM spellings WHERE kind = ? AND name != slug GROUP BY slug HAVING count(*) > 1) "
+            f"ORDER BY s.slug, {_ORDER}",
+            (kind, kind),
+        )
+        found: dict[str, list[tuple[str, int]]] = {}
+        for slug, name, n in rows:
+            found.setdefault(slug, []).append((name, n))
+        return found
+
+    def spelled_in(self, kind: str, slug: str, name: str) -> str | None:
+        """The first file (by path) of an entry that writes the topic or tag this way."""
+        column = "topics" if kind == TOPIC else "tags"
+        for path, raw in self._db.execute(
+            f"SELECT path, {column} FROM files WHERE entry = 1 AND instr({column}, ?) > 0 ORDER BY path",
+            (f"{slug}{US}{name}",),
+        ):
+            if (slug, name) in pairs(raw):
+                return str(path)
+        return None
 
     def newest(self, now: datetime) -> datetime | None:
         """The newest ``updated`` among visible articles (not only the newest published)."""

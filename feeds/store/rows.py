@@ -239,3 +239,11 @@ def _problem(value: Any) -> Problem:
     if not is_clean(path + message):
         raise ValueError("characters XML forbids")
     return Problem(path, line, message, Severity(severity))
+
+
+def pairs(raw: object) -> list[tuple[str, str]]:
+    """(slug, name) of a stored topic list; malformed items are skipped."""
+    if not isinstance(raw, str) or not raw:
+        return []
+    found = [item.split(US) for item in raw.split(RS)]
+    return [(p[0], p[1]) for p in found if len(p) == 2]

@@ -4,7 +4,8 @@
 ``str``/``int``/``None`` and ``typeof()`` can check them in C. The derived tables answer the
 feed queries: ``entry`` marks the row that holds an id and is not a draft (what feeds show),
 ``entry_topics`` lists those entries per topic in feed order, ``counts`` how many each topic
-has, ``duplicates`` the ids claimed by more than one file.
+has, ``spellings`` how many entries write a topic or tag each way (the most common is its
+display name), ``duplicates`` the ids claimed by more than one file.
 
 An index is only trusted when :func:`format_version` matches: it is derived from everything a
 row's meaning depends on (these tables, the fields of :class:`~feeds.articles.Meta` and
@@ -25,6 +26,7 @@ from ..records import Record
 APPLICATION_ID = 0x46454544  # "FEED": marks the file as ours (PRAGMA application_id)
 ALL = ""  # the key of ``counts`` for every entry (slugs are never empty)
 IDS = "*"  # the key of ``counts`` for every id held by a file (drafts too)
+TOPIC, TAG = "topic", "tag"  # the kinds of ``spellings``
 
 # (name, SQLite type); "?" allows NULL. Columns up to ``problems`` exist for every file; the
 # rest are NULL when the file has no usable metadata (``id`` IS NULL).
@@ -64,6 +66,8 @@ TABLES = (
     "CREATE TABLE entry_topics (slug TEXT NOT NULL, id TEXT NOT NULL, published INTEGER NOT NULL, "
     "path TEXT NOT NULL, name TEXT NOT NULL)",
     "CREATE TABLE counts (slug TEXT PRIMARY KEY, n INTEGER NOT NULL) WITHOUT ROWID",
+    "CREATE TABLE spellings (kind TEXT NOT NULL, slug TEXT NOT NULL, name TEXT NOT NULL, "
+    "n INTEGER NOT NULL, PRIMARY KEY (kind, slug, name)) WITHOUT ROWID",
     "CREATE TABLE duplicates (id TEXT PRIMARY KEY) WITHOUT ROWID",
     "CREATE TABLE info (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
 )

@@ -11,13 +11,25 @@ Everything here runs on the connection of the one writer, inside a transaction i
 from __future__ import annotations
 
 import sqlite3
+from collections import Counter
 from collections.abc import Callable, Iterable
 from datetime import datetime
 
 from ..articles import DateSource
 from ..records import Record
-from .rows import RS, US, encode
-from .schema import ALL, APPLICATION_ID, COLUMN_LIST, IDS, INDEXES, NAMES, TABLE_NAMES, TABLES
+from .rows import encode, pairs
+from .schema import (
+    ALL,
+    APPLICATION_ID,
+    COLUMN_LIST,
+    IDS,
+    INDEXES,
+    NAMES,
+    TABLE_NAMES,
+    TABLES,
+    TAG,
+    TOPIC,
+)
 
 _INSERT = f"INSERT OR REPLACE INTO files ({COLUMN_LIST}) VALUES ({', '.join('?' * len(NAMES))})"
 FirstSeen = Callable[[list[str]], dict[str, datetime]]
@@ -72,6 +84,10 @@ def finish(db: sqlite3.Connection, first_seen: FirstSeen) -> None:
         if "entry_topics" in statement:
             db.execute(statement)
     db.execute("INSERT INTO counts SELECT slug, count(*) FROM entry_topics GROUP BY slug")
+    spelled: Counter[tuple[str, str, str]] = Counter()
+    for topics, tags in db.execute("SELECT topics, tags FROM files WHERE entry = 1"):
+        spelled.update(_spellings(topics, tags))
+    db.executemany("INSERT INTO spellings VALUES (?, ?, ?, ?)", ((*k, n) for k, n in spelled.items()))
     db.execute("INSERT INTO counts SELECT ?, count(*) FROM files WHERE entry = 1", (ALL,))
     db.execute("INSERT INTO counts SELECT ?, count(DISTINCT id) FROM files WHERE id IS NOT NULL", (IDS,))
     db.execute(
@@ -111,6 +127,10 @@ def _unsettle(db: sqlite3.Connection, ident: str) -> None:
     for (slug,) in db.execute("SELECT slug FROM entry_topics WHERE id = ?", (ident,)).fetchall():
         _count(db, slug, -1)
     db.execute("DELETE FROM entry_topics WHERE id = ?", (ident,))
+    for topics, tags in db.execute(
+        "SELECT topics, tags FROM files WHERE id = ? AND entry = 1", (ident,)
+    ).fetchall():
+        _spell(db, _spellings(topics, tags), -1)
     before = db.execute("UPDATE files SET entry = 0 WHERE id = ? AND entry = 1", (ident,)).rowcount
     _count(db, ALL, -before)
 
@@ -125,13 +145,14 @@ def _settle(db: sqlite3.Connection, ident: str, had: bool) -> None:
     if not paths:
         return
     winner = db.execute(
-        "SELECT path, published, topics FROM files WHERE path = ? AND draft = 0", (paths[0],)
+        "SELECT path, published, topics, tags FROM files WHERE path = ? AND draft = 0", (paths[0],)
     ).fetchone()
     if winner is None:
         return
-    path, published, raw = winner
+    path, published, raw, tags = winner
     db.execute("UPDATE files SET entry = 1 WHERE path = ?", (path,))
     _count(db, ALL, 1)
+    _spell(db, _spellings(raw, tags), 1)
     for slug, name in pairs(raw):
         db.execute(
             "INSERT OR REPLACE INTO entry_topics VALUES (?, ?, ?, ?, ?)", (slug, ident, published, path, name)
@@ -147,9 +168,24 @@ def _count(db: sqlite3.Connection, slug: str, delta: int) -> None:
         )
 
 
-def pairs(raw: object) -> list[tuple[str, str]]:
-    """(slug, name) of a stored topic list; malformed items are skipped."""
-    if not isinstance(raw, str) or not raw:
-        return []
-    found = [item.split(US) for item in raw.split(RS)]
-    return [(p[0], p[1]) for p in found if len(p) == 2]
+def _spell(db: sqlite3.Connection, spelled: Iterable[tuple[str, str, str]], delta: int) -> None:
+    for kind, slug, name in spelled:
+        db.execute(
+            "INSERT INTO spellings VALUES (?, ?, ?, ?) ON CONFLICT (kind, slug, name) DO UPDATE "
+            "SET n = n + excluded.n",
+            (kind, slug, name, delta),
+        )
+        db.execute(
+            "DELETE FROM spellings WHERE kind = ? AND slug = ? AND name = ? AND n <= 0", (kind, slug, name)
+        )
+
+
+def _spellings(topics: object, tags: object) -> list[tuple[str, str, str]]:
+    """(kind, slug, name) of one entry: each slug once, as the entry first writes it."""
+    found: list[tuple[str, str, str]] = []
+    for kind, raw in ((TOPIC, topics), (TAG, tags)):
+        named: dict[str, str] = {}
+        for slug, name in pairs(raw):
+            named.setdefault(slug, name)
+        found += [(kind, slug, name) for slug, name in named.items()]
+    return found
