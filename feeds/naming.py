@@ -1,17 +1,18 @@
-"""One name per topic and per tag, however the articles spell it.
+"""One name per topic and per tag, however the articles spell it; one byline per article.
 
 Articles write a topic their own way ("Ukraine-Krieg", "ukraine krieg"); the slug makes them one
 topic, and readers would otherwise show one tag per spelling. Every document shows the topic's
 display name instead: the ``topics:`` title when the operator wrote one, otherwise the spelling
 most entries write (the index counts them), where the slug itself (a folder's name, a lowercase
 tag) counts only when nobody writes another, and ties go to the first in code point order
-(capitals first). Tags follow the same rule and have no titles. Pure functions: the counts come
-from the index.
+(capitals first). Tags follow the same rule and have no titles. Several authors make one byline
+("Anna Beispiel und Jonas Muster"), the same in every format and on the article's page. Pure
+functions: the counts come from the index.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import TypeVar
 
@@ -19,6 +20,9 @@ from .articles import Meta, Topic, topic
 from .config import SiteConfig
 
 M = TypeVar("M", bound=Meta)
+# The last name of a byline joins with the feed's (or the article's) word for "and".
+_AND = {"de": "und", "en": "and", "fr": "et", "es": "y", "it": "e", "nl": "en", "pt": "e", "da": "og"}
+_AND |= {"nb": "og", "nn": "og", "no": "og", "sv": "och", "pl": "i", "cs": "a", "fi": "ja", "uk": "і"}
 Pairs = tuple[tuple[str, str], ...]
 
 
@@ -60,3 +64,11 @@ def _renamed(own: tuple[Topic, ...], shown: Mapping[str, str]) -> tuple[Topic, .
     if all(shown.get(t.slug, t.name) == t.name for t in own):
         return None
     return tuple(topic(t.slug, shown.get(t.slug, t.name)) for t in own)
+
+
+def byline(names: Sequence[str], language: str | None) -> str:
+    """The names as one byline: "A und B", "A, B and C"; the word for "and" by language."""
+    if len(names) < 2:
+        return "".join(names)
+    word = _AND.get((language or "").split("-")[0].lower(), "&")
+    return f"{', '.join(names[:-1])} {word} {names[-1]}"

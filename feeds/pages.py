@@ -19,6 +19,7 @@ from . import links as urls
 from .articles import Article, Meta
 from .config import FeedSpec, SiteConfig
 from .links import id_path
+from .naming import byline
 from .render import MEDIA_TYPES, Format
 
 # The formats every feed is published in: (URL suffix, label shown to people, media type).
@@ -39,6 +40,7 @@ def _env() -> Environment:
         lstrip_blocks=True,
     )
     env.filters["iso"] = lambda d: d.isoformat()
+    env.filters["byline"] = lambda authors, language: byline([a.name for a in authors], language)
     return env
 
 

@@ -40,7 +40,7 @@ from .links import permalink
 from .markup import clean_text
 from .pictures import MAX_PICTURES, body_references, described, is_url, media_url, resolve
 from .slugs import slug
-from .yamlfile import YAMLProblem, line_of, load_yaml
+from .yamlfile import YAMLProblem, line_of, load_front_matter
 
 KEYS = (
     "id",
@@ -224,7 +224,7 @@ def _split_front_matter(
     try:
         # Articles have no use for anchors; refusing aliases keeps a 500-byte alias bomb from
         # costing minutes of CPU.
-        values = load_yaml("\n".join(lines[1:end]), first_line=2, aliases=False) or {}
+        values = load_front_matter("\n".join(lines[1:end]), first_line=2) or {}
     except YAMLProblem as exc:
         problems.append(Problem(path, exc.line, f"front matter: {exc.message}; left out"))
         return None

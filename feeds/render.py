@@ -26,15 +26,13 @@ from .articles import Article, Author, Meta, Topic, complete, entry_id
 from .config import FeedSpec, SiteConfig
 from .jsonfeed import render_json
 from .links import DocLinks, subscription_links
+from .naming import byline
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 ATOM = "http://www.w3.org/2005/Atom"
 HISTORY = "http://purl.org/syndication/history/1.0"  # RFC 5005 fh:archive
 MEDIA = "http://search.yahoo.com/mrss/"
 SYNDICATION = "http://purl.org/rss/1.0/modules/syndication/"  # sy:updatePeriod, sy:updateFrequency
-# The last name of a byline joins with the feed's (or the article's) word for "and".
-_AND = {"de": "und", "en": "and", "fr": "et", "es": "y", "it": "e", "nl": "en", "pt": "e", "da": "og"}
-_AND |= {"nb": "og", "nn": "og", "no": "og", "sv": "och", "pl": "i", "cs": "a", "fi": "ja", "uk": "і"}
 _PARSER = etree.XMLParser(resolve_entities=False, no_network=True, huge_tree=True)
 
 
@@ -142,14 +140,6 @@ def _add_entry(
 
 def _person(author: Author) -> dict[str, str]:
     return {k: v for k, v in (("name", author.name), ("email", author.email), ("uri", author.uri)) if v}
-
-
-def byline(names: Sequence[str], language: str | None) -> str:
-    """The names as one byline: "A und B", "A, B and C"; the word for "and" by language."""
-    if len(names) < 2:
-        return "".join(names)
-    word = _AND.get((language or "").split("-")[0].lower(), "&")
-    return f"{', '.join(names[:-1])} {word} {names[-1]}"
 
 
 def polling(max_age: int) -> tuple[int, str, int]:

@@ -13,6 +13,9 @@ aliases at all, and config.yaml may use them only while its expanded size stays 
 
 from __future__ import annotations
 
+import re
+from datetime import datetime
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any, Protocol
 
 import yaml
@@ -284,3 +287,125 @@ def line_of(mapping: Any, key: Any) -> int | None:
     if isinstance(mapping, LineDict):
         return mapping.key_lines.get(key, mapping.line or None)
     return None
+
+
+# -- front matter: a fast path for what newsrooms write ---------------------------------------
+
+_SIMPLE_KEY = re.compile(r"([A-Za-z_][A-Za-z0-9_-]*):(?: (.*))?")
+# What a plain scalar may hold here: YAML's printable characters without its line breaks
+# (NEL, LS, PS), the byte order mark, "#" (a comment may start) and tabs; anything else, and
+# any scalar that starts with an indicator or holds ": ", goes to PyYAML.
+_PLAIN = re.compile(r"[^\x00-\x1f\x7f-\x9f#\u2028\u2029\ufeff\ufffe\uffff\ud800-\udfff]*")
+_INDICATORS = frozenset("-?:,[]{}#&*!|>'\"%@`")
+_FLOW_UNSAFE = frozenset(":[]{}")
+_SCALAR_TAGS = frozenset(
+    f"tag:yaml.org,2002:{name}" for name in ("str", "bool", "int", "float", "null", "timestamp")
+)
+_CONSTRUCTOR = yaml.constructor.SafeConstructor()
+
+
+def load_front_matter(text: str, first_line: int = 2) -> Any:
+    """Front matter as :func:`load_yaml` reads it (``aliases=False``), in a fraction of the time.
+
+    Newsrooms write flat ``key: value`` lines and lists in brackets; a cold start reads a
+    million of them. Those are read here, each scalar typed by PyYAML's own resolver and
+    constructors (so ``yes``, ``2025-05-01`` and ``0o17`` mean what they mean to PyYAML);
+    anything else (nesting, quotes with escapes, comments, anchors, a duplicate key, an
+    indicator where this reader is not sure) goes to :func:`load_yaml`. ``tests/test_yamlfile.py``
+    compares both on generated and hostile front matter.
+    """
+    found = _simple(text, first_line)
+    return found if found is not None else load_yaml(text, first_line, aliases=False)
+
+
+def _simple(text: str, first_line: int) -> LineDict | None:
+    result = LineDict()
+    for number, line in enumerate(text.split("\n"), start=first_line):
+        if not line.strip(" "):
+            continue
+        if line.startswith("#"):
+            if _PLAIN.fullmatch(line[1:].replace("#", "")) is None:
+                return None
+            continue
+        matched = _SIMPLE_KEY.fullmatch(line)
+        if matched is None:
+            return None
+        key, raw = matched.group(1), matched.group(2)
+        # YAML limits an implicit key to 1024 characters; real keys are short.
+        if key in result or not _plain_key(key):
+            return None
+        value = _value((raw or "").strip(" "))
+        if value is _UNSURE:
+            return None
+        if not result:
+            result.line = number
+        result[key] = value
+        result.key_lines[key] = number
+    return result or None
+
+
+_UNSURE = object()
+# The one form of date newsrooms' tools write, read by datetime itself (as PyYAML reads it).
+_STAMP = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(?:[+-][0-9]{2}:[0-9]{2}|Z)")
+
+
+@lru_cache(maxsize=256)
+def _plain_key(key: str) -> bool:
+    return len(key) <= 64 and _resolve(key) == "tag:yaml.org,2002:str"
+
+
+def _value(raw: str) -> Any:
+    if not raw:
+        return None
+    first = raw[0]
+    if first == "[" and raw[-1] == "]":
+        inner = raw[1:-1]
+        if not inner.strip(" "):
+            return []
+        items = [item.strip(" ") for item in inner.split(",")]
+        if any(not item or _FLOW_UNSAFE & set(item) for item in items):
+            return _UNSURE
+        values = [_scalar(item) for item in items]
+        return _UNSURE if any(v is _UNSURE for v in values) else values
+    if first == "'" and raw[-1] == "'" and len(raw) > 1:
+        inner = raw[1:-1]
+        if "'" in inner.replace("''", "") or _PLAIN.fullmatch(inner.replace("#", "")) is None:
+            return _UNSURE
+        return inner.replace("''", "'")
+    if first == '"' and raw[-1] == '"' and len(raw) > 1:
+        inner = raw[1:-1]
+        if '"' in inner or "\\" in inner or _PLAIN.fullmatch(inner.replace("#", "")) is None:
+            return _UNSURE
+        return inner
+    if ": " in raw or raw.endswith(":"):
+        return _UNSURE
+    return _scalar(raw)
+
+
+def _scalar(raw: str) -> Any:
+    """A plain scalar as PyYAML types it, or _UNSURE for one this reader does not take."""
+    if raw[0] in _INDICATORS or "  " in raw or _PLAIN.fullmatch(raw) is None:
+        return _UNSURE
+    tag = _resolve(raw)
+    if tag not in _SCALAR_TAGS:
+        return _UNSURE
+    if tag == "tag:yaml.org,2002:timestamp" and _STAMP.fullmatch(raw):
+        try:
+            return datetime.fromisoformat(raw)
+        except ValueError:
+            return raw  # as PyYAML's construction fails on it, and _construct_timestamp keeps it
+    node = ScalarNode(tag, raw)
+    if tag == "tag:yaml.org,2002:timestamp":
+        try:
+            return _CONSTRUCTOR.construct_yaml_timestamp(node)
+        except (ValueError, OverflowError):
+            return raw
+    return _CONSTRUCTOR.yaml_constructors[tag](_CONSTRUCTOR, node)
+
+
+def _resolve(value: str) -> str:
+    resolvers = _RESOLVERS.get(value[0] if value else "", [])
+    return next((tag for tag, pattern in resolvers if pattern.match(value)), "tag:yaml.org,2002:str")
+
+
+_RESOLVERS = yaml.resolver.Resolver.yaml_implicit_resolvers

@@ -402,6 +402,33 @@ def test_article_language_sets_html_lang(make_site: MakeSite) -> None:
     assert parse(client.get("/articles/science/comet")).get("lang") == "en"
 
 
+def test_an_article_page_gives_the_byline_the_feeds_give(make_site: MakeSite) -> None:
+    articles = {
+        "politik/zwei.md": """\
+        ---
+        title: Zu zweit
+        date: 2025-05-01T08:00:00+02:00
+        author: [{name: Anna Beispiel, email: anna@example.org}, Jonas Muster]
+        ---
+        Text.
+        """,
+        "science/three.md": """\
+        ---
+        title: Three
+        date: 2025-05-02T08:00:00+02:00
+        language: en
+        author: [A, B, C]
+        ---
+        Text.
+        """,
+    }
+    client = create_app(make_site(articles), clock=lambda: NOW).test_client()
+    german = parse(client.get("/articles/politik/zwei")).xpath("string(//p[@class='meta'])")
+    assert "Anna Beispiel und Jonas Muster" in german and "anna@example.org" not in german
+    english = parse(client.get("/articles/science/three")).xpath("string(//p[@class='meta'])")
+    assert "A, B and C" in english
+
+
 def test_article_body_is_sanitized(make_site: MakeSite) -> None:
     articles = {
         "politik/boese.md": """\

@@ -18,7 +18,8 @@ from lxml import etree
 
 from feeds.articles import Article, Author, Topic
 from feeds.config import FeedSpec, SiteConfig
-from feeds.render import Format, byline, polling, render_atom, render_feed, render_rss
+from feeds.naming import byline
+from feeds.render import Format, polling, render_atom, render_feed, render_rss
 
 from conftest import shared
 

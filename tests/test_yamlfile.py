@@ -6,9 +6,20 @@ import datetime
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from feeds import yamlfile
-from feeds.yamlfile import MAX_DEPTH, MAX_EXPANDED_NODES, LineDict, YAMLProblem, line_of, load_yaml
+from feeds.yamlfile import (
+    MAX_DEPTH,
+    MAX_EXPANDED_NODES,
+    LineDict,
+    YAMLProblem,
+    _simple,
+    line_of,
+    load_front_matter,
+    load_yaml,
+)
 
 
 def alias_bomb(depth: int, key: str = "tags") -> str:
@@ -250,3 +261,82 @@ def test_syntax_error_keeps_its_message_and_line() -> None:
 def test_empty_document_is_none() -> None:
     assert load_yaml("", first_line=2, aliases=False) is None
     assert load_yaml("# only a comment\n") is None
+
+
+# -- the front matter fast path ------------------------------------------------------------------
+
+# Pieces of scalars that PyYAML types in every way it can: booleans, octal, sexagesimal, dates,
+# nulls, floats, indicators, quotes, comments, YAML's other line breaks and unprintables.
+_PIECES = [
+    "Hallo", "Welt", "Städte", "ß", "🎉", " ", "  ", ",", ":", ": ", "#", " #", "-", "?", "[", "]",
+    "{", "}", "'", "''", '"', "\\", "&a", "*a", "!", "!!str", "|", ">", "%", "@", "`", "=", "<<",
+    "yes", "No", "ON", "off", "true", "y", "~", "null", "0", "010", "0o17", "0x1F", "0b101",
+    "1_000", "1:30", "-1", "+2", ".5", "1e3", "1.5e+3", ".inf", ".NaN", "2025-05-01",
+    "2025-05-01T08:00:00+02:00", "2025-05-01T23:59:60Z", "2025-02-30T08:00:00+00:00", "2025-05-01T08:00:00Z",
+    "2025-05-01 08:00:00", "2025-13-45", "12:30:00", "\t", "\x85",
+    "\u2028", "\ufeff", "\x07", "\x7f", "a" * 70,
+]  # fmt: skip
+_KEYS = ["title", "date", "topics", "tags", "author", "draft", "on", "yes", "null", "x-y", "_k", "a" * 70]
+
+
+@st.composite
+def front_matter(draw: st.DrawFn) -> str:
+    def scalar() -> str:
+        return "".join(draw(st.lists(st.sampled_from(_PIECES), min_size=0, max_size=4)))
+
+    lines = []
+    for _ in range(draw(st.integers(1, 6))):
+        kind = draw(
+            st.sampled_from(["plain", "plain", "list", "single", "double", "blank", "comment", "raw"])
+        )
+        key = draw(st.sampled_from(_KEYS))
+        if kind == "plain":
+            lines.append(f"{key}:{draw(st.sampled_from([' ', '', '  ']))}{scalar()}")
+        elif kind == "list":
+            lines.append(f"{key}: [{', '.join(scalar() for _ in range(draw(st.integers(0, 3))))}]")
+        elif kind == "single":
+            lines.append(f"{key}: '{scalar()}'")
+        elif kind == "double":
+            lines.append(f'{key}: "{scalar()}"')
+        elif kind == "blank":
+            lines.append(draw(st.sampled_from(["", " ", "  "])))
+        elif kind == "comment":
+            lines.append(f"#{scalar()}")
+        else:
+            lines.append(scalar())
+    return "\n".join(lines)
+
+
+def _typed(value: object) -> object:
+    """The value with the type of every part, so 1 and True and "1" never compare equal."""
+    if isinstance(value, dict):
+        return {_typed(k): _typed(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_typed(v) for v in value]
+    if isinstance(value, float) and value != value:
+        return (float, "nan")
+    return (type(value), value)
+
+
+@settings(max_examples=3000, deadline=None)
+@given(front_matter())
+def test_the_front_matter_fast_path_reads_what_pyyaml_reads(text: str) -> None:
+    fast = _simple(text, 2)
+    if fast is None:
+        return  # PyYAML reads it (load_front_matter falls back)
+    slow = load_yaml(text, 2, aliases=False)  # must not raise: the fast path only takes valid YAML
+    assert _typed(fast) == _typed(slow)
+    assert (fast.line, fast.key_lines) == (slow.line, slow.key_lines)
+
+
+def test_the_fast_path_takes_what_newsrooms_write() -> None:
+    typical = (
+        "id: nordkorea-kursk-2025\ntitle: Nordkoreanische Soldaten in Kursk\n"
+        "date: 2025-04-28T09:30:00+02:00\ntopics: [Ukraine-Krieg, Nordkorea]\ntags: [kursk]\n"
+        "author: Anna Beispiel\nimage: images/kursk.jpg\ndraft: false\n# eine Notiz\n"
+    )
+    fast = _simple(typical, 2)
+    assert fast is not None and fast == load_yaml(typical, 2, aliases=False)
+    assert load_front_matter(typical) == fast
+    for hostile in ("title: a: b", "a: &x [1]\nb: *x", "title: x\ntitle: y", "a:\n  b: c", "- a"):
+        assert _simple(hostile, 2) is None  # PyYAML's answer, error or not, stands
