@@ -613,7 +613,7 @@ class Live:
             self._check_lock.close()
             self._check_lock = None
         if self._watcher is not None:
-            self._watcher.upgrade()
+            self._watcher.upgrade(background=True)
 
     def _begin_check(self) -> None:
         """Take the check lock if free; adopt another worker's check if it covers our start."""
@@ -631,7 +631,7 @@ class Live:
             stack.close()
             self._verified(float(checked or 0))
             if self._watcher is not None:
-                self._watcher.upgrade()
+                self._watcher.upgrade(background=True)
             return
         self._check_lock = stack
         self._check_from = time.time()
