@@ -161,18 +161,18 @@ def _niced() -> None:
     os.nice(10)
 
 
-def _stale_in_child(config: SiteConfig, db_path: str) -> list[str]:
+def _stale_in_child(config: SiteConfig, db_path: str, validate: bool = True) -> list[str]:
     store = IndexStore(Path(db_path))
     try:
-        return _stale_all(config, store)
+        return _stale_all(config, store, validate)
     finally:
         store.close()
 
 
-def _stale_all(config: SiteConfig, store: IndexStore) -> list[str]:
+def _stale_all(config: SiteConfig, store: IndexStore, validate: bool = True) -> list[str]:
     with store.read() as reader:
         pictures = stale_pictures(config, reader)
-    return sorted(set(stale_paths(config, store.stamps())) | set(pictures))
+    return sorted(set(stale_paths(config, store.stamps(validate))) | set(pictures))
 
 
 def showing(config: SiteConfig, reader: Reader, changed: Collection[str]) -> list[str]:
@@ -227,7 +227,30 @@ def stale_pictures(config: SiteConfig, reader: Reader) -> list[str]:
     return stale
 
 
-def stale_paths_aside(config: SiteConfig, db_path: Path) -> list[str]:
+def _malformed_in_child(db_path: str) -> list[str]:
+    store = IndexStore(Path(db_path))
+    try:
+        return [path for path, size, _, _ in store.stamps() if size < 0]
+    finally:
+        store.close()
+
+
+def malformed_aside(store: IndexStore) -> list[str]:
+    """Paths of rows that would not decode, read in a process of low priority (a million rows
+    take 20 s to read whole and check: after a start, the documents need not wait for that,
+    since a row that does not decode is never published; this finds the drafts and embargoed
+    articles no document has asked for yet)."""
+    if store.path is None:
+        return [path for path, size, _, _ in store.stamps() if size < 0]
+    try:
+        with _pool(1, _niced) as pool:
+            return pool.submit(_malformed_in_child, str(store.file)).result()
+    except (BrokenProcessPool, OSError, RuntimeError) as exc:
+        log.warning("checking the index's rows in a separate process failed (%s); checking here", exc)
+        return _malformed_in_child(str(store.file))
+
+
+def stale_paths_aside(config: SiteConfig, db_path: Path, validate: bool = True) -> list[str]:
     """:func:`stale_paths` for the index file at ``db_path``, in a process of low priority.
 
     A million files take about 13 s to list, ``stat`` and compare; in a thread of the worker
@@ -236,10 +259,10 @@ def stale_paths_aside(config: SiteConfig, db_path: Path) -> list[str]:
     """
     try:
         with _pool(1, _niced) as pool:
-            return pool.submit(_stale_in_child, config, str(db_path)).result()
+            return pool.submit(_stale_in_child, config, str(db_path), validate).result()
     except (BrokenProcessPool, OSError, RuntimeError) as exc:
         log.warning("checking the files in a separate process failed (%s); checking here", exc)
-        return _stale_in_child(config, str(db_path))
+        return _stale_in_child(config, str(db_path), validate)
 
 
 def _stamp(path: str) -> Stamp | None:
@@ -250,8 +273,11 @@ def _stamp(path: str) -> Stamp | None:
     return Stamp(st.st_size, st.st_mtime_ns)
 
 
-def stale(config: SiteConfig, store: IndexStore, count: int, aside: bool | None = None) -> list[str]:
-    """Article paths whose file changed, appeared or went since the index read them.
+def stale(
+    config: SiteConfig, store: IndexStore, count: int, aside: bool | None = None, validate: bool = True
+) -> list[str]:
+    """Article paths whose file changed, appeared or went since the index read them (with
+    ``validate``, also those whose row would not decode: see :func:`malformed_aside`).
 
     ``count``: how many articles the index holds; a large one is checked in a niced process
     (unless ``aside`` is False: nothing else runs yet), so that requests keep the interpreter.
@@ -259,5 +285,5 @@ def stale(config: SiteConfig, store: IndexStore, count: int, aside: bool | None 
     if aside is None:
         aside = count >= PARALLEL_FROM
     if store.path is None or not aside:
-        return _stale_all(config, store)
-    return sorted(set(stale_paths_aside(config, store.file)) | set(store.take_suspects()))
+        return _stale_all(config, store, validate)
+    return sorted(set(stale_paths_aside(config, store.file, validate)) | set(store.take_suspects()))

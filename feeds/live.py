@@ -144,6 +144,7 @@ class Live:
         self._ledger_problem: str | None = None
         self._config_retry = 0.0
         self._check: Future[list[str]] | None = None
+        self._validation: Future[list[str]] | None = None  # rows checked whole after the check
         self._check_lock: ExitStack | None = None
         self._check_from = 0.0  # wall time the check (or the watch, if later) covers changes from
         self._started = time.time()
@@ -459,7 +460,7 @@ class Live:
         self._lock = threading.RLock()
         self._announced = threading.Condition()
         self._stop = threading.Event()
-        self._check, self._check_lock, self._deferred = None, None, {}
+        self._check, self._check_lock, self._deferred, self._validation = None, None, {}, None
         self._started = time.time()
         self._snapshot = replace(self._snapshot, verified=False)
         self.start(watcher)
@@ -612,6 +613,7 @@ class Live:
     # -- the check after a start --------------------------------------------------------------
 
     def _poll_check(self) -> None:
+        self._poll_validation()
         if self._snapshot.verified:
             return
         if self._check is None:
@@ -634,7 +636,24 @@ class Live:
             self._check_lock.close()
             self._check_lock = None
         if self._watcher is not None:
-            self._watcher.upgrade()
+            self._watcher.upgrade(background=True)
+        pool = ThreadPoolExecutor(1, thread_name_prefix="feeds-check")
+        self._validation = pool.submit(indexing.malformed_aside, self._snapshot.store)
+        pool.shutdown(wait=False)
+
+    def _poll_validation(self) -> None:
+        """Read again the files whose rows would not decode, once the whole rows are checked."""
+        if self._validation is None or not self._validation.done():
+            return
+        future, self._validation = self._validation, None
+        try:
+            malformed = future.result()
+        except Exception:
+            log.exception("checking the index's rows failed; rows are still checked as they are read")
+            return
+        if malformed:
+            log.info("%d index row(s) did not decode; reading their files again", len(malformed))
+            self._read(malformed, force=malformed)
 
     def _begin_check(self) -> None:
         """Take the check lock if free; adopt another worker's check if it covers our start."""
@@ -652,13 +671,15 @@ class Live:
             stack.close()
             self._verified(float(checked or 0))
             if self._watcher is not None:
-                self._watcher.upgrade()
+                self._watcher.upgrade(background=True)
             return
         self._check_lock = stack
         self._check_from = time.time()
         count = self._snapshot.articles
         pool = ThreadPoolExecutor(1, thread_name_prefix="feeds-check")
-        self._check = pool.submit(indexing.stale, config, store, count)
+        # The stamps only: documents wait for this, and a row that would not decode is never
+        # published anyway; the whole rows are checked after it (_poll_validation).
+        self._check = pool.submit(indexing.stale, config, store, count, None, False)
         pool.shutdown(wait=False)
 
 

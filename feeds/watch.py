@@ -17,6 +17,7 @@ import logging
 import os
 import queue
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
@@ -175,7 +176,8 @@ class _Holders(FileSystemEventHandler):
 class Watcher:
     """inotify watches on the articles folder (recursive) and on the folders holding it and the
     config file (not recursive). Owned by the live writer, which alone calls its methods; its
-    observer threads only put events into the queue."""
+    observer threads only put events into the queue, and the thread of :meth:`upgrade` only
+    builds an observer that the writer takes in :meth:`gather`."""
 
     def __init__(self, config_path: Path, articles_dir: Path) -> None:
         self.config_path = config_path.absolute()
@@ -187,6 +189,7 @@ class Watcher:
         self._holders: BaseObserver | None = None
         self._handler: _Handler | None = None
         self._opens = False  # whether the current observer asks for open events
+        self._upgrading: Future[tuple[BaseObserver, _Handler]] | None = None
 
     def roots(self) -> Roots:
         return identify(self.articles_dir, self.config_path)
@@ -221,30 +224,65 @@ class Watcher:
         self._watch_holders()
         return self.watched
 
-    def upgrade(self) -> None:
+    def upgrade(self, background: bool = False) -> None:
         """Ask for open events too, once every file has been read: the same folder and epoch, so
-        events of the quiet observer still count, and the new one runs before it stops."""
-        if self._observer is None or self._opens:
+        events of the quiet observer still count, and the new one runs before it stops.
+
+        Starting a recursive inotify watch lists the whole tree (2.6 s at a million files), so
+        with ``background`` (a large archive, after its check) the new observer is built on a
+        thread of its own while the writer goes on taking events from the old one, and
+        :meth:`gather` swaps it in.
+        """
+        if self._observer is None or self._opens or self._upgrading is not None:
             return
-        before = self._observer
+        if not background:
+            before = self._observer
+            try:
+                self._observer = self._observe(Observer(), closes=True, opens=True)
+            except OSError as exc:
+                log.warning("cannot watch %s for open events: %s", self.articles_dir, exc)
+                return
+            self._opens = True
+            before.stop()
+            return
+        epoch = self.epoch
+        pool = ThreadPoolExecutor(1, thread_name_prefix="feeds-watch-upgrade")
+        self._upgrading = pool.submit(self._build, Observer(), True, True, epoch)
+        pool.shutdown(wait=False)
+
+    def _take_upgrade(self) -> None:
+        future = self._upgrading
+        if future is None or not future.done():
+            return
+        self._upgrading = None
         try:
-            self._observer = self._observe(Observer(), closes=True, opens=True)
+            observer, handler = future.result()
         except OSError as exc:
             log.warning("cannot watch %s for open events: %s", self.articles_dir, exc)
             return
-        self._opens = True
+        if handler.epoch != self.epoch or self._observer is None:
+            observer.stop()  # the folder was watched anew meanwhile
+            return
+        before, self._observer, self._handler, self._opens = self._observer, observer, handler, True
         before.stop()
 
     def _observe(self, observer: BaseObserver, closes: bool, opens: bool) -> BaseObserver:
-        real = os.path.realpath(self.articles_dir)  # inotify watches inodes: the folder it names now
-        handler = _Handler(self.events, self.epoch, closes, opens, real, str(self.articles_dir))
+        observer, handler = self._build(observer, closes, opens, self.epoch)
         if opens or self._handler is None:
             self._handler = handler
+        return observer
+
+    def _build(
+        self, observer: BaseObserver, closes: bool, opens: bool, epoch: int
+    ) -> tuple[BaseObserver, _Handler]:
+        """A started observer of the folder the configured path names now (touches no state)."""
+        real = os.path.realpath(self.articles_dir)  # inotify watches inodes: the folder it names now
+        handler = _Handler(self.events, epoch, closes, opens, real, str(self.articles_dir))
         wanted = None if opens or not closes else WITHOUT_OPENS
         observer.schedule(handler, real, recursive=True, event_filter=wanted)
         observer.daemon = True
         observer.start()
-        return observer
+        return observer, handler
 
     def _watch_holders(self) -> None:
         if self._holders is not None:
@@ -267,6 +305,7 @@ class Watcher:
 
     def gather(self, timeout: float) -> list[Event]:
         """The events of one burst (gathered until quiet), or [] after ``timeout``."""
+        self._take_upgrade()
         try:
             first = self.events.get(timeout=timeout)
         except queue.Empty:
@@ -281,7 +320,16 @@ class Watcher:
         return batch
 
     def stop(self) -> None:
+        if self._upgrading is not None:
+            self._upgrading.add_done_callback(_stop_built)
+            self._upgrading = None
         for observer in (self._observer, self._holders):
             if observer is not None:
                 observer.stop()
         self._observer = self._holders = None
+
+
+def _stop_built(future: Future[tuple[BaseObserver, _Handler]]) -> None:
+    """An observer built for an upgrade after its watcher stopped: stopped too."""
+    if future.exception() is None:
+        future.result()[0].stop()

@@ -107,6 +107,37 @@ def test_a_large_archive_is_checked_in_the_background_and_answered_uncacheably_u
         site.close()
 
 
+def test_a_large_archives_rows_are_checked_whole_after_its_files_and_repaired(
+    make_site: MakeSite, tmp_path: Path, parses: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After a start, documents wait only for the file stamps; a forged row of a draft (which no
+    document decodes) is found by the check of whole rows that follows, and read again."""
+    import feeds.indexing
+    import feeds.site
+
+    config = make_site()
+    state = tmp_path / "state"
+    open_site(config, lambda: NOW, state).close()
+    _forge(cache_path(state, config), "UPDATE files SET title = 42 WHERE path = 'klima/entwurf.md'")
+    parses.clear()
+    monkeypatch.setattr(feeds.site, "CHECK_FIRST", -1)  # as if it held a million articles
+    monkeypatch.setattr(feeds.indexing, "PARALLEL_FROM", 0)
+    app = create_app(config, clock=lambda: NOW, watch=True, notify=False, state_dir=state)
+    site = app.extensions["feeds"]
+    try:
+        assert site.live.wait(lambda s: s.verified, 30), "the check never finished"
+
+        def repaired(_: object) -> bool:
+            with sqlite3.connect(cache_path(state, config)) as db:
+                row = db.execute("SELECT typeof(title) FROM files WHERE path = 'klima/entwurf.md'").fetchone()
+            return bool(row) and row[0] == "text"
+
+        assert site.live.wait(repaired, 30), "the forged row was never read again"
+        assert parses == ["klima/entwurf.md"]
+    finally:
+        site.close()
+
+
 def test_a_small_archive_is_checked_before_the_first_answer(
     make_site: MakeSite, tmp_path: Path, parses: list[str]
 ) -> None:

@@ -36,6 +36,7 @@ from feeds import create_app
 from feeds.cli import cli
 from feeds.errors import ConfigError
 from feeds.site import Site
+from feeds.watch import Watcher
 
 from conftest import NOW, MakeSite
 from support.waiting import PATIENCE
@@ -925,3 +926,30 @@ def test_a_config_refused_while_its_articles_folder_was_gone_is_taken_once_it_is
         assert app.test_client().get("/healthz").get_json()["status"] == "ok"
     finally:
         site.close()
+
+
+def test_a_background_upgrade_keeps_the_events_flowing_and_then_sees_opens(tmp_path: Path) -> None:
+    """After the check of a large archive the watches are redone to see open events too; that
+    lists the whole tree, so it happens beside the writer, which takes events meanwhile."""
+    folder = tmp_path / "articles"
+    (folder / "politik").mkdir(parents=True)
+    watcher = Watcher(tmp_path / "config.yaml", folder)
+    watcher.watch(opens=False)
+    try:
+        watcher.upgrade(background=True)
+        (folder / "politik" / "neu.md").write_text("---\ntitle: Neu\n---\nText\n", encoding="utf-8")
+        deadline = time.monotonic() + PATIENCE
+        seen: list[str] = []
+        while not any(path.endswith("neu.md") for path in seen) and time.monotonic() < deadline:
+            seen += [event.path for event in watcher.gather(0.1)]
+        assert any(path.endswith("neu.md") for path in seen)  # from either observer
+        opened = str(folder / "politik" / "offen.md")
+        while time.monotonic() < deadline:
+            with open(opened, "w", encoding="utf-8") as handle:
+                handle.write("x")
+            watcher.gather(0.05)  # the writer's tick: takes the new observer once it is built
+            if watcher.opened_recently(opened):
+                break
+        assert watcher.opened_recently(opened)
+    finally:
+        watcher.stop()

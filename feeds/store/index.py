@@ -329,15 +329,16 @@ class IndexStore:
             db.row_factory = sqlite3.Row
             yield Reader(db, self._decoder, self._given, self.suspect)
 
-    def stamps(self) -> Iterator[tuple[str, int, int, bool]]:
-        """Every file's (path, size, mtime_ns, has metadata) by path; size -1 asks for a read.
+    def stamps(self, validate: bool = True) -> Iterator[tuple[str, int, int, bool]]:
+        """Every file's (path, size, mtime_ns, has metadata) by path; size -1 asks for a read
+        (with ``validate``, also of every row that would not decode: see :meth:`Reader.stamps`).
 
         Read in batches, so a million rows never sit in memory at once.
         """
         after = ""
         while True:
             with self.read() as reader:
-                rows = reader.stamps(after, STAMPS_BATCH)
+                rows = reader.stamps(after, STAMPS_BATCH, validate)
             with self._suspects_lock:
                 suspects = set(self._suspects)
             for path, size, mtime_ns, has_meta in rows:
