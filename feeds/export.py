@@ -85,6 +85,11 @@ def _documents(site: Site) -> dict[str, Document]:
 
     add(catalogue.INDEX)
     add(catalogue.OPML)
+    add(catalogue.ROBOTS)
+    add(catalogue.SITEMAP)
+    add(catalogue.NEWS_SITEMAP)
+    for page in range(1, site.sitemap_pages() + 1):
+        add(catalogue.SITEMAP_PAGE, page=page)
     for name, spec in sorted(site.specs.items()):
         add(catalogue.FEED_PAGE, name=name)
         for fmt in FORMATS:
