@@ -374,3 +374,23 @@ def test_a_url_too_long_for_its_share_of_a_page_is_left_out(make_site: MakeSite)
     urls = locs(valid(client.get("/sitemap.xml").data))
     assert f"{BASE}articles/a/kurz" in urls and not any(long_id in url for url in urls)
     assert [e[3] for e in news_entries(client)] == ["Kurz"]
+
+
+def test_an_export_folder_holding_the_operators_own_robots_txt_is_refused_with_the_way_out(
+    make_site: MakeSite, tmp_path: Path
+) -> None:
+    out, own = tmp_path / "public", "User-agent: *\nDisallow: /privat/\n"
+    out.mkdir()
+    (out / "robots.txt").write_text(own)
+    config = make_site()
+    result = CliRunner().invoke(cli, ["--config", str(config), "build", "--force", str(out)])
+    assert result.exit_code == 1
+    assert "robots.txt would be overwritten" in result.output
+    assert "Your own robots.txt goes in static/robots.txt" in result.output
+    assert (out / "robots.txt").read_text() == own
+
+    (config.parent / "static").mkdir()
+    (out / "robots.txt").rename(config.parent / "static" / "robots.txt")  # as the message says
+    result = CliRunner().invoke(cli, ["--config", str(config), "build", "--force", str(out)])
+    assert result.exit_code == 0, result.output
+    assert (out / "robots.txt").read_text() == own == (out / "static" / "robots.txt").read_text()
