@@ -17,7 +17,7 @@ from feeds.cli import cli
 from feeds.export import build
 from feeds.inventory import digest, other_documents
 from feeds.site import Site
-from feeds.sitemaps import ENTRY_BYTES, news_language
+from feeds.sitemaps import ENTRY_BYTES, news_language, page_count, page_slice
 
 from conftest import NOW, SMALL_ARTICLES, MakeSite, shared
 
@@ -78,6 +78,21 @@ def test_sitemap_lists_every_published_article_page_with_its_date_and_the_feed_p
     assert len(dates) == 3 + 1 + len(site.specs)
     # Oldest article first, so that pages of a large sitemap stay as they are (see below).
     assert locs(root)[:3] == [f"{BASE}articles/{a}" for a in ("erster", "zweiter", "klima/dritter")]
+    assert client.get("/sitemaps/1.xml").status_code == 404  # no pages while one file holds all
+
+
+def test_pages_partition_the_urls_and_a_full_page_never_moves() -> None:
+    for per_page in (1, 2, 3, 7):
+        for total in range(0, 40):
+            count = page_count(total, per_page)
+            parts = [page_slice(total, per_page, page) for page in range(1, count + 1)]
+            covered = [i for part in parts for i in range(part.start, part.stop)]
+            assert covered == (list(range(total)) if count else []), (per_page, total)
+            assert all(0 < part.stop - part.start <= per_page for part in parts)
+            for more in range(total + 1, total + 5):  # URLs added at the end
+                for page, part in enumerate(parts, start=1):
+                    if part.stop - part.start == per_page and page_count(more, per_page):
+                        assert page_slice(more, per_page, page) == part
 
 
 def test_a_large_sitemap_becomes_an_index_of_pages_that_stay_as_they_are(make_site: MakeSite) -> None:
