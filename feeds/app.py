@@ -14,6 +14,7 @@ from .live import Clock
 from .metrics import Metrics
 from .notify import Notifier
 from .site import Site, open_site, utc_now
+from .sitemaps import PAGE_URLS
 from .watch import Watcher
 
 log = logging.getLogger(__name__)
@@ -32,6 +33,7 @@ def create_app(
     watch: bool | None = None,
     notify: bool | None = None,
     state_dir: Path | None = None,
+    sitemap_urls: int = PAGE_URLS,
 ) -> Flask:
     """Build the Flask app for one site.
 
@@ -40,6 +42,7 @@ def create_app(
     ``clock`` lets tests pin "now" (embargoes depend on it). ``watch`` (default: on unless
     ``FEEDS_WATCH=0``) reloads articles and config as they change, in every worker.
     ``notify`` (default: as ``watch``) tells the config's WebSub hubs of every changed feed.
+    ``sitemap_urls``: URLs per sitemap page (the protocol's 50,000; tests lower it).
     """
     logs.configure()  # under gunicorn or granian: one line per event
     path = config_path_from_env(config_path)
@@ -48,7 +51,9 @@ def create_app(
     # watch asks for no open events: a check of every file would bring one per file.
     watcher = _watcher(path) if watching else None
     try:
-        site = open_site(path, clock, state_dir or state_dir_for(path), verify=watcher is None)
+        site = open_site(
+            path, clock, state_dir or state_dir_for(path), verify=watcher is None, sitemap_urls=sitemap_urls
+        )
     except BaseException:
         if watcher is not None:
             watcher.stop()

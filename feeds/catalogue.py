@@ -13,11 +13,11 @@ needs no index, only the entries already selected and their bodies.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Hashable, Mapping
+from collections.abc import Callable, Hashable, Iterator, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
-from . import links, naming, opml, pages
+from . import links, naming, opml, pages, sitemaps
 from .archives import ARCHIVE_MAX_AGE, archive_pages, archive_slice
 from .articles import Meta
 from .bodies import Bodies
@@ -26,7 +26,7 @@ from .documents import HTML, Document, make_document
 from .errors import NotFound, Unsettled
 from .links import DocLinks, Place, archive_links, subscription_links
 from .naming import Names, display
-from .render import MEDIA_TYPES, Format, last_modified, render_feed
+from .render import EPOCH, MEDIA_TYPES, Format, last_modified, render_feed
 from .store import TAG, TOPIC, IndexStore, Reader
 
 log = logging.getLogger(__name__)
@@ -40,7 +40,8 @@ class View:
     """What every document depends on besides its own entries; replaced on any change.
 
     ``valid_until``: when selections next change without any file changing (an embargo ends, an
-    entry comes out of a feed's ``delay`` or leaves its ``window``).
+    entry comes out of a feed's ``delay`` or leaves its ``window``, or the news sitemap's oldest
+    article turns 48 hours old).
     """
 
     source: object  # the published snapshot this view was computed from (compared by identity)
@@ -65,6 +66,7 @@ class Making:
     reader: Reader
     bodies: Bodies
     now: datetime
+    sitemap_urls: int = sitemaps.PAGE_URLS  # URLs per sitemap page (lowered in tests)
 
     @property
     def config(self) -> SiteConfig:
@@ -77,13 +79,15 @@ class Kind:
 
     ``recent``: only the most recently asked documents of this kind are kept rendered (there
     may be millions); the others are always kept. ``make``: what the document's bytes depend on
-    (compared to tell whether a cached copy still holds) and how to render it.
+    (compared to tell whether a cached copy still holds) and how to render it. ``override``: an
+    operator's own file in ``static/`` that, while it exists, is served in its place.
     """
 
     place: Place
     key: Callable[[Params], str]
     make: Callable[[Making, Params], Made] | None  # None: a file served as it is (static/)
     recent: bool = False
+    override: str | None = None  # a file of static/ served instead while it exists
 
 
 def _stale(source: FeedSpec | SiteConfig) -> tuple[int, int]:
@@ -223,6 +227,94 @@ def _index(m: Making, p: Params) -> Made:
     )
 
 
+def _site_urls(m: Making) -> list[sitemaps.Url]:
+    """The pages besides articles, listed after them: the index, then each feed's page."""
+    return [(links.INDEX.url(m.config), m.view.newest)] + [
+        (links.feed_page_url(m.config, name), None) for name in sorted(m.view.specs)
+    ]
+
+
+def _sitemap_urls(m: Making, start: int, stop: int, articles: int) -> Iterator[sitemaps.Url]:
+    """URLs ``start`` to ``stop`` of the sitemap: articles oldest first, then the site's pages.
+
+    Articles that live elsewhere (``link``) are left out: their page names that URL canonical.
+    """
+    if start < articles:
+        for permalink, updated, here in m.reader.oldest_first(m.now, start, min(stop, articles) - start):
+            if here:
+                yield permalink, datetime.fromtimestamp(updated, UTC)
+    yield from _site_urls(m)[max(start - articles, 0) : max(stop - articles, 0)]
+
+
+def sitemap_size(view: View, reader: Reader, now: datetime, per_page: int) -> tuple[int, int, int]:
+    """(articles, URLs in all, pages: 0 while ``/sitemap.xml`` holds them all itself)."""
+    articles = reader.published_count(now)
+    total = articles + 1 + len(view.specs)
+    return articles, total, sitemaps.page_count(total, per_page)
+
+
+def _sitemap_size(m: Making) -> tuple[int, int, int]:
+    return sitemap_size(m.view, m.reader, m.now, m.sitemap_urls)
+
+
+def _xml(m: Making, body: bytes, modified: datetime, max_age: int | None = None) -> Document:
+    return make_document(
+        body,
+        sitemaps.MEDIA_TYPE,
+        modified,
+        m.config.max_age if max_age is None else max_age,
+        stale=_stale(m.config),
+    )
+
+
+def _sitemap(m: Making, p: Params) -> Made:
+    articles, total, count = _sitemap_size(m)
+    if count:
+        key: Hashable = (m.config, count)
+        body = sitemaps.render_index(m.config, count)
+    else:  # rendered here, in the read transaction: 50,000 URLs are kept as bytes, never as rows
+        body = sitemaps.render_urlset(_sitemap_urls(m, 0, total, articles))
+        key = (m.config, body)
+    return key, lambda: _xml(m, body, m.view.newest)
+
+
+def _sitemap_page(m: Making, p: Params) -> Made:
+    page = int(p["page"])
+    articles, total, count = _sitemap_size(m)
+    if not 1 <= page <= count:
+        raise NotFound(f"no sitemap page {page}")
+    part = sitemaps.page_slice(total, m.sitemap_urls, page)
+    newest = [EPOCH]
+    body = sitemaps.render_urlset(_noting(_sitemap_urls(m, part.start, part.stop, articles), newest))
+    full = part.stop <= articles  # articles only, each older than any to come: kept a day
+    return (m.config, body), lambda: _xml(m, body, newest[0], ARCHIVE_MAX_AGE if full else None)
+
+
+def _noting(urls: Iterator[sitemaps.Url], newest: list[datetime]) -> Iterator[sitemaps.Url]:
+    """``urls`` as they are, noting the newest lastmod in ``newest[0]`` on the way."""
+    for url, lastmod in urls:
+        if lastmod is not None and lastmod > newest[0]:
+            newest[0] = lastmod
+        yield url, lastmod
+
+
+def _news(m: Making, p: Params) -> Made:
+    entries = m.reader.recent(m.now, m.now - sitemaps.NEWS_WINDOW, sitemaps.NEWS_MAX)
+    key = (m.config, tuple(entries))
+    natural = last_modified(entries, m.view.newest)
+    return key, lambda: _xml(m, sitemaps.render_news(m.config, entries), natural)
+
+
+def _robots(m: Making, p: Params) -> Made:
+    return m.config, lambda: make_document(
+        sitemaps.render_robots(m.config),
+        sitemaps.ROBOTS_MEDIA_TYPE,
+        m.view.newest,
+        m.config.max_age,
+        stale=_stale(m.config),
+    )
+
+
 FEED = Kind(links.FEED, lambda p: f"{p['name']}.{p['fmt']}", _feed)
 ARCHIVE = Kind(links.ARCHIVE, lambda p: f"{p['name']}/{p['page']}.{p['fmt']}", _archive, recent=True)
 FEED_PAGE = Kind(links.FEED_PAGE, lambda p: p["name"], _feed_page)
@@ -231,7 +323,24 @@ ARTICLE = Kind(links.ARTICLE, lambda p: p["id"], _article, recent=True)
 INDEX = Kind(links.INDEX, lambda p: "", _index)
 STATIC = Kind(links.STATIC, lambda p: p["rel"], None)  # read by feeds.assets
 MEDIA = Kind(links.MEDIA, lambda p: p["rel"], None)  # pictures beside the articles, read by feeds.assets
-KINDS = (FEED, ARCHIVE, FEED_PAGE, OPML, ARTICLE, INDEX, STATIC, MEDIA)
+ROBOTS = Kind(links.ROBOTS, lambda p: "", _robots, override="robots.txt")
+SITEMAP = Kind(links.SITEMAP, lambda p: "", _sitemap)
+SITEMAP_PAGE = Kind(links.SITEMAP_PAGE, lambda p: p["page"], _sitemap_page)
+NEWS_SITEMAP = Kind(links.NEWS_SITEMAP, lambda p: "", _news)
+KINDS = (
+    FEED,
+    ARCHIVE,
+    FEED_PAGE,
+    OPML,
+    ARTICLE,
+    INDEX,
+    STATIC,
+    MEDIA,
+    ROBOTS,
+    SITEMAP,
+    SITEMAP_PAGE,
+    NEWS_SITEMAP,
+)
 
 
 def route(path: str) -> tuple[Kind, dict[str, str]] | None:

@@ -55,6 +55,8 @@ from .outfolder import (
 from .site import Site
 
 log = logging.getLogger(__name__)
+# Exported files an operator may have put there by hand (robots.txt), and where theirs goes now.
+_OVERRIDDEN = {k.place.file(): k.override for k in catalogue.KINDS if k.override is not None}
 
 
 def export_files(site: Site, attempts: int = 3) -> dict[str, Document]:
@@ -85,6 +87,11 @@ def _documents(site: Site) -> dict[str, Document]:
 
     add(catalogue.INDEX)
     add(catalogue.OPML)
+    add(catalogue.ROBOTS)
+    add(catalogue.SITEMAP)
+    add(catalogue.NEWS_SITEMAP)
+    for page in range(1, site.sitemap_pages() + 1):
+        add(catalogue.SITEMAP_PAGE, page=page)
     for name, spec in sorted(site.specs.items()):
         add(catalogue.FEED_PAGE, name=name)
         for fmt in FORMATS:
@@ -138,10 +145,15 @@ def _check_collisions(out: Path, foreign: Tree, written: Iterable[str]) -> None:
     if clashes:
         more = f" and {len(clashes) - 5} more" if len(clashes) > 5 else ""
         they, them = ("they", "them") if len(clashes) > 1 else ("it", "it")
+        own = "".join(
+            f" Your own {rel} goes in static/{name}: it is then exported in its place."
+            for rel, name in _OVERRIDDEN.items()
+            if rel in clashes
+        )
         raise ExportRefused(
             f"refusing to build into {out}: {', '.join(clashes[:5])}{more} would be overwritten, but "
             f"no export manifest says feeds wrote {them}. Move {them} out of the folder (or delete "
-            f"{them} if {they} came from an export older than manifests), then build again."
+            f"{them} if {they} came from an export older than manifests), then build again.{own}"
         )
 
 

@@ -1,12 +1,15 @@
 """Every document the site serves, and how to tell that it changed as cheaply as possible.
 
-Caches in front hold every feed, archive page, page, the index and the OPML list; when a change
-alters some of them, exactly those must be purged. Feeds, feed pages, the index and the OPML list
-are few and rendered anyway: their ETag tells. Article and archive pages can number millions and
-are never rendered for this: each comes with a ``key`` of everything its bytes depend on (the
-config, and the article files' content digests and dates; for an archive page also whether a
-newer page follows). Touching a file without changing its bytes moves no key. Pictures beside
-the articles that entries show are known by their file's version.
+Caches in front hold every feed, archive page, page, the index, the OPML list, the sitemaps,
+robots.txt and the pictures entries show; when a change alters some of them, exactly those must
+be purged. Feeds, feed pages, the index, the OPML list, robots.txt, ``/sitemap.xml`` and the news
+sitemap are few and rendered anyway: their ETag tells. Article and archive pages can number
+millions and are never rendered for this: each comes with a ``key`` of everything its bytes
+depend on (the config, and the article files' content digests and dates; for an archive page
+also whether a newer page follows). So do the full pages of a large sitemap (50,000 articles
+each), keyed on the way through the article pages' keys. Touching a file without changing its
+bytes moves no key. Pictures beside the articles that entries show are known by their file's
+version.
 """
 
 from __future__ import annotations
@@ -20,11 +23,25 @@ from functools import partial
 from urllib.parse import unquote, urlsplit
 
 from .archives import archive_pages, archive_slice
-from .catalogue import ARCHIVE, FEED, FEED_PAGE, FORMATS, INDEX, OPML, Kind
+from .catalogue import (
+    ARCHIVE,
+    FEED,
+    FEED_PAGE,
+    FORMATS,
+    INDEX,
+    NEWS_SITEMAP,
+    OPML,
+    ROBOTS,
+    SITEMAP,
+    SITEMAP_PAGE,
+    Kind,
+    sitemap_size,
+)
 from .documents import Document
 from .errors import NotFound, Unsettled
 from .pictures import media_url
 from .site import Site
+from .sitemaps import page_slice
 from .store import TAG, TOPIC, Slugs
 
 log = logging.getLogger(__name__)
@@ -118,8 +135,14 @@ def other_documents(site: Site) -> Iterator[Entry]:
         for page, version in enumerate(versions, start=1):
             for fmt in FORMATS:
                 yield Entry(ARCHIVE.place.url(config, name=name, page=page, fmt=fmt), key=(setting, version))
+    yield _made(site, ROBOTS)
+    yield _made(site, SITEMAP)
+    yield _made(site, NEWS_SITEMAP)
+    pages = _SitemapPages(site)
     for permalink, path, content, published, updated, slugs in site.page_keys():
+        pages.note(permalink, content, updated)
         yield Entry(permalink, key=(setting, path, content, published, updated, _shown(slugs, names)))
+    yield from pages.entries(setting)
     yield from picture_documents(site)
 
 
@@ -136,6 +159,38 @@ def picture_documents(site: Site) -> Iterator[Entry]:
         except (OSError, ValueError):
             continue  # gone: purged as a vanished document
         yield Entry(url, key=(st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns))
+
+
+class _SitemapPages:
+    """The pages of a large sitemap, keyed from the article pages' walk (newest first) where
+    they hold articles only; the last pages, which also list the site's pages, are rendered."""
+
+    def __init__(self, site: Site) -> None:
+        self.site = site
+        self.per_page = site.sitemap_urls
+        view = site.view()
+        with site.read() as (reader, now):
+            self.articles, _, self.count = sitemap_size(view, reader, now, self.per_page)
+        self.full = self.articles // self.per_page if self.count else 0  # pages of articles only
+        self.digests = [hashlib.sha256() for _ in range(self.full)]
+        self.seen = 0
+
+    def note(self, permalink: str, content: int, updated: int) -> None:
+        position = self.articles - 1 - self.seen  # oldest first
+        self.seen += 1
+        if 0 <= position < self.full * self.per_page:
+            self.digests[position // self.per_page].update(f"{permalink}\0{content}\0{updated}\n".encode())
+
+    def entries(self, setting: str) -> Iterator[Entry]:
+        config = self.site.config
+        keyed = self.full if self.seen == self.articles else 0  # else changed mid-walk: render all
+        for page in range(1, self.count + 1):
+            if page <= keyed:
+                part = page_slice(self.articles, self.per_page, page)
+                key = (setting, part.start, part.stop, self.digests[page - 1].hexdigest())
+                yield Entry(SITEMAP_PAGE.place.url(config, page=page), key=key)
+            else:
+                yield _made(self.site, SITEMAP_PAGE, page=page)
 
 
 def path_of(url: str) -> str:

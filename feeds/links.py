@@ -78,7 +78,24 @@ INDEX = Place("index", "", "index.html")
 STATIC = Place("asset", "static/{rel}", "static/{rel}")
 # Pictures beside the articles (feeds.pictures): not under articles/, where any path is an id.
 MEDIA = Place("media", "media/{rel}", "media/{rel}")
-PLACES = (FEED, ARCHIVE, FEED_PAGE, OPML, ARTICLE, INDEX, STATIC, MEDIA)
+ROBOTS = Place("robots", "robots.txt", "robots.txt")
+SITEMAP = Place("sitemap", "sitemap.xml", "sitemap.xml")
+SITEMAP_PAGE = Place("sitemappage", "sitemaps/{page}.xml", "sitemaps/{page}.xml")
+NEWS_SITEMAP = Place("newssitemap", "sitemap-news.xml", "sitemap-news.xml")
+PLACES = (
+    FEED,
+    ARCHIVE,
+    FEED_PAGE,
+    OPML,
+    ARTICLE,
+    INDEX,
+    STATIC,
+    MEDIA,
+    ROBOTS,
+    SITEMAP,
+    SITEMAP_PAGE,
+    NEWS_SITEMAP,
+)
 
 
 def feed_url(site: SiteConfig, name: str, fmt: str) -> str:

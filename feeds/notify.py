@@ -411,7 +411,8 @@ class Notifier:
             self._wake.clear()
 
     def _until_release(self) -> float:
-        """Seconds until the next embargoed article comes out (inf: none is waiting)."""
+        """Seconds until the next embargoed article comes out, or the news sitemap's oldest
+        article turns 48 hours old (inf: nothing is waiting)."""
         try:
             until = self._site.view().valid_until
         except Exception:

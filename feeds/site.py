@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
-from . import assets, catalogue, health
+from . import assets, catalogue, health, sitemaps
 from .archives import archive_pages
 from .articles import Meta
 from .bodies import Bodies
@@ -26,7 +26,7 @@ from .cache import Documents
 from .catalogue import FORMATS, Kind, Making, View
 from .config import FeedSpec, SiteConfig, load_config
 from .documents import Document
-from .errors import ConfigError, Problem
+from .errors import ConfigError, NotFound, Problem
 from .live import Clock, Live, Snapshot, open_store
 from .render import EPOCH, warm_up
 from .selection import next_change, specs_for_topics
@@ -46,6 +46,7 @@ def open_site(
     state_dir: Path | None = None,
     *,
     verify: bool = True,
+    sitemap_urls: int = sitemaps.PAGE_URLS,
 ) -> Site:
     """Read the config, open the state folder and the index; ConfigError if unusable.
 
@@ -58,7 +59,7 @@ def open_site(
     ledger = Ledger(state_dir / "validators.sqlite" if state_dir else None)
     store, trusted, reason = open_store(config, state_dir, ledger, clock)
     site = Site(config, store, ledger=ledger, clock=clock, config_path=path, state_dir=state_dir,
-                verified=not trusted, store_reason=reason)  # fmt: skip
+                verified=not trusted, store_reason=reason, sitemap_urls=sitemap_urls)  # fmt: skip
     if trusted and (verify or site.article_count() <= CHECK_FIRST):
         site.live.check(aside=False)  # nothing is served yet: no request waits for the interpreter
     warm_up(config)  # one-time costs of a first render, before a server says it is ready
@@ -80,7 +81,9 @@ class Site:
         state_dir: Path | None = None,
         verified: bool = True,
         store_reason: str | None = None,
+        sitemap_urls: int = sitemaps.PAGE_URLS,
     ) -> None:
+        self.sitemap_urls = sitemap_urls  # URLs per sitemap page: the protocol's limit, lower in tests
         self.ledger = ledger or Ledger(None)
         self.state_dir = state_dir
         self._clock = clock
@@ -144,7 +147,8 @@ class Site:
         return self.live.apply(paths, config_changed)
 
     def view(self) -> View:
-        """Feeds and dates of the published snapshot, valid until the next embargo ends."""
+        """Feeds and dates of the published snapshot, valid until the next embargo ends (or the
+        news sitemap's oldest article turns 48 hours old)."""
         snapshot, view, now = self.live.snapshot, self._view, self._clock()
         if view is not None and _holds(view, snapshot, now):
             return view
@@ -165,11 +169,16 @@ class Site:
         make = kind.make
         if make is None:  # a file served as it is
             return self._files[kind.place.kind].get(self.config, params["rel"])
+        if kind.override is not None:  # looked for on every request, as files of static/ are
+            try:
+                return self._files[catalogue.STATIC.place.kind].get(self.config, kind.override)
+            except NotFound:
+                pass
         view = self.view()
 
         def inputs() -> catalogue.Made:
             with view.store.read() as reader:
-                return make(Making(view, reader, self._bodies, self._clock()), params)
+                return make(Making(view, reader, self._bodies, self._clock(), self.sitemap_urls), params)
 
         return self._documents.get((kind.place.kind, kind.key(params)), view, inputs)
 
@@ -193,6 +202,12 @@ class Site:
 
     def asset(self, rel: str) -> Document:
         return self.document(catalogue.STATIC, {"rel": rel})
+
+    def sitemap_pages(self) -> int:
+        """How many pages ``/sitemap.xml`` names (0: it lists every URL itself)."""
+        view = self.view()
+        with self.read() as (reader, now):
+            return catalogue.sitemap_size(view, reader, now, self.sitemap_urls)[2]
 
     def asset_paths(self) -> list[str]:
         return list(assets.listed(self.config))
@@ -279,11 +294,16 @@ def _view_of(snapshot: Snapshot, now: datetime) -> View:
     with snapshot.store.read() as reader:
         topics = reader.topics(now) if config.topic_feeds else {}
         specs = specs_for_topics(config, topics)
+        # The next moment what is visible changes with no file changing: an embargo ends, an
+        # entry comes out of a delay or leaves a window, or the news sitemap's oldest article
+        # turns 48 hours old.
+        oldest = reader.oldest_recent(now, now - sitemaps.NEWS_WINDOW, sitemaps.NEWS_MAX)
+        edges = [t for t in (next_change(now, specs, reader.next_release), sitemaps.news_edge(oldest)) if t]
         return View(
             source=snapshot,
             store=snapshot.store,
             config=config,
-            valid_until=next_change(now, specs, reader.next_release),
+            valid_until=min(edges, default=None),
             specs={s.name: s for s in specs},
             newest=reader.newest(now) or EPOCH,
         )

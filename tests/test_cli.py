@@ -203,14 +203,14 @@ def test_build_rebuild_keeps_foreign_files_and_drops_stale_ones(
     path = make_site()
     out = tmp_path / "www"
     assert invoke(runner, path, "build", str(out)).exit_code == 0
-    (out / "robots.txt").write_text("User-agent: *\nDisallow:\n")
+    (out / "humans.txt").write_text("User-agent: *\nDisallow:\n")
     (out / "feeds" / "podcast.xml").write_text("<rss>hand-made</rss>")
     assert (out / "articles" / "zweiter.html").is_file()
     (path.parent / "articles" / "politik" / "zweiter.md").unlink()  # the article is withdrawn
 
     result = invoke(runner, path, "build", str(out))
     assert result.exit_code == 0, result.output
-    assert (out / "robots.txt").read_text() == "User-agent: *\nDisallow:\n"
+    assert (out / "humans.txt").read_text() == "User-agent: *\nDisallow:\n"
     assert (out / "feeds" / "podcast.xml").read_text() == "<rss>hand-made</rss>"
     assert not (out / "articles" / "zweiter.html").exists()
     assert not (out / "articles" / "zweiter.html.gz").exists()
@@ -307,16 +307,16 @@ def test_build_into_a_folder_that_is_not_an_export_needs_force(
     path = make_site()
     out = tmp_path / "www"
     out.mkdir()
-    (out / "robots.txt").write_text("User-agent: *\n")
+    (out / "humans.txt").write_text("User-agent: *\n")
     result = invoke(runner, path, "build", str(out))
     assert result.exit_code == 1
     assert f"refusing to build into {out}: it is not empty and is not an export" in result.output
     assert "--force" in result.output
-    assert [p.name for p in out.iterdir()] == ["robots.txt"]
+    assert [p.name for p in out.iterdir()] == ["humans.txt"]
 
     forced = invoke(runner, path, "build", str(out), "--force")
     assert forced.exit_code == 0, forced.output
-    assert (out / "robots.txt").read_text() == "User-agent: *\n"
+    assert (out / "humans.txt").read_text() == "User-agent: *\n"
     assert (out / "index.html").is_file() and (out / "feeds" / "alle.rss.gz").is_file()
 
 
@@ -349,7 +349,7 @@ def test_build_does_not_trust_a_forged_manifest(
     out = tmp_path / "www"
     assert invoke(runner, path, "build", str(out)).exit_code == 0
     (tmp_path / "secret.txt").write_text("outside the export")
-    (out / "robots.txt").write_text("mine")
+    (out / "humans.txt").write_text("mine")
     (out / ".feeds-export.json").write_bytes(manifest)
     before = site_files(out)
 
@@ -397,7 +397,7 @@ def test_build_killed_midway_is_cleaned_up_by_the_next(
     path = make_site()
     out = tmp_path / "www"
     assert invoke(runner, path, "build", str(out)).exit_code == 0
-    (out / "robots.txt").write_text("mine")
+    (out / "humans.txt").write_text("mine")
     (out / "feeds" / "podcast.xml").write_text("<rss>hand-made</rss>")
     dead = subprocess.Popen(["true"])
     dead.wait()
@@ -430,7 +430,7 @@ def test_build_killed_midway_is_cleaned_up_by_the_next(
     assert result.exit_code == 0, result.output
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["site", "www", look_alike.name])
     assert (look_alike / "notes.txt").read_text() == "not from feeds"
-    assert (out / "robots.txt").read_text() == "mine"
+    assert (out / "humans.txt").read_text() == "mine"
     assert (out / "feeds" / "podcast.xml").read_text() == "<rss>hand-made</rss>"
     assert (out / "index.html").is_file() and (out / "articles" / "erster.html.gz").is_file()
 

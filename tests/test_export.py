@@ -40,12 +40,13 @@ def snapshot(root: Path) -> dict[str, bytes]:
 
 
 def crawl(site: Site) -> dict[str, bytes]:
-    """Every document a reader or a browser reaches from the index by following links
-    (pages, feed links, archive links, JSON Feed next_url), keyed by URL path."""
+    """Every document a reader, a browser or a crawler reaches from the index and robots.txt by
+    following links (pages, feed links, archive links, JSON Feed next_url, sitemaps), keyed by
+    URL path."""
     client = create_app(site.config_path, clock=lambda: NOW).test_client()
     base = site.config.url
     found: dict[str, bytes] = {}
-    todo = ["/"]
+    todo = ["/", "/robots.txt"]
     while todo:
         path = todo.pop()
         if path in found:
@@ -63,14 +64,18 @@ def crawl(site: Site) -> dict[str, bytes]:
             links = root.xpath(
                 "//@href | //@url | //@xmlUrl | //@htmlUrl"
                 " | //*[local-name()='link' or local-name()='url' or local-name()='icon'"
-                " or local-name()='logo']/text()"
+                " or local-name()='logo' or local-name()='loc']/text()"
             )
+        elif response.mimetype == "text/plain":  # robots.txt names the sitemaps
+            text = response.get_data(as_text=True)
+            named = [line.partition(":") for line in text.splitlines()]
+            links = [value.strip() for key, _, value in named if key == "Sitemap"]
         else:  # a picture
             links = []
         for link in links:
             if link.startswith(base):
                 link = "/" + link.removeprefix(base)
-            if link == "/" or link.startswith(("/feeds", "/articles/", "/static/", "/media/")):
+            if link == "/" or link.startswith(("/feeds", "/articles/", "/static/", "/media/", "/sitemap")):
                 todo.append(link.partition("#")[0])  # our documents, not links in article text
     return found
 
@@ -164,7 +169,7 @@ def test_same_site_exports_identical_bytes(make_site: MakeSite, tmp_path: Path) 
 
 def test_rebuild_drops_the_old_export_and_keeps_what_it_did_not_write(make_site: MakeSite, out: Path) -> None:
     build(load(make_site(name="alt")), out)
-    (out / "robots.txt").write_text("User-agent: *\n")
+    (out / "humans.txt").write_text("User-agent: *\n")
     (out / "feeds" / "hand-made.rss").write_text("<rss/>")
     (out / "images" / "empty").mkdir(parents=True)
     (out / "images" / "logo.png").write_bytes(b"PNG")
@@ -174,7 +179,7 @@ def test_rebuild_drops_the_old_export_and_keeps_what_it_did_not_write(make_site:
     new_site = load(make_site(articles, name="neu"))
     build(new_site, out)
 
-    foreign = {"robots.txt": b"User-agent: *\n", "feeds/hand-made.rss": b"<rss/>", "images/logo.png": b"PNG"}
+    foreign = {"humans.txt": b"User-agent: *\n", "feeds/hand-made.rss": b"<rss/>", "images/logo.png": b"PNG"}
     assert snapshot(out) == expected_files(new_site) | foreign
     assert (out / "images" / "empty").is_dir()
     assert stat.S_IMODE((out / "images").stat().st_mode) == 0o750
@@ -194,14 +199,14 @@ def test_rebuild_never_carries_a_symlink_and_keeps_the_original_aside(
     (out / "static").mkdir(exist_ok=True)
     (out / "static" / "secret.txt").symlink_to(secret)
     (out / "etc").symlink_to("/etc", target_is_directory=True)
-    (out / "robots.txt").write_text("User-agent: *\n")
+    (out / "humans.txt").write_text("User-agent: *\n")
     links = {"etc": "/etc", "passwd.txt": "/etc/passwd", "static/secret.txt": str(secret)}
 
     with caplog.at_level(logging.INFO, "feeds"):
         build(site, out)
 
     assert [p for p in out.rglob("*") if p.is_symlink()] == []
-    assert snapshot(out) == expected_files(site) | {"robots.txt": b"User-agent: *\n"}
+    assert snapshot(out) == expected_files(site) | {"humans.txt": b"User-agent: *\n"}
     kept = out.parent / f".www.feeds-old-{os.getpid()}-kept"
     assert siblings(out) == sorted([kept.name, "www"])
     found = {p.relative_to(kept).as_posix(): os.readlink(p) for p in kept.rglob("*") if p.is_symlink()}
@@ -222,11 +227,11 @@ def test_rebuild_never_carries_a_symlink_and_keeps_the_original_aside(
 def test_forced_build_into_a_folder_with_symlinks_leaves_them_out(make_site: MakeSite, out: Path) -> None:
     out.mkdir(parents=True)
     (out / "passwd.txt").symlink_to("/etc/passwd")
-    (out / "robots.txt").write_text("keep me")
+    (out / "humans.txt").write_text("keep me")
     site = load(make_site())
     build(site, out, force=True)
     assert not os.path.lexists(out / "passwd.txt")
-    assert snapshot(out) == expected_files(site) | {"robots.txt": b"keep me"}
+    assert snapshot(out) == expected_files(site) | {"humans.txt": b"keep me"}
     kept = out.parent / f".www.feeds-old-{os.getpid()}-kept"
     assert [p.name for p in kept.iterdir()] == ["passwd.txt"]
     assert os.readlink(kept / "passwd.txt") == "/etc/passwd"
@@ -428,15 +433,15 @@ def test_manifest_behind_a_symlink_or_a_pipe_is_not_trusted(tmp_path: Path) -> N
 
 def test_foreign_folder_is_refused_unless_forced(make_site: MakeSite, out: Path) -> None:
     (out / "static").mkdir(parents=True)
-    (out / "robots.txt").write_text("keep me")
+    (out / "humans.txt").write_text("keep me")
     (out / "static" / "style.css").write_text("body {}")
     site = load(make_site())
     with pytest.raises(ExportRefused, match="not an export of feeds.*--force"):
         build(site, out)
-    assert sorted(p.name for p in out.iterdir()) == ["robots.txt", "static"]
+    assert sorted(p.name for p in out.iterdir()) == ["humans.txt", "static"]
 
     build(site, out, force=True)
-    extra = {"robots.txt": b"keep me", "static/style.css": b"body {}"}
+    extra = {"humans.txt": b"keep me", "static/style.css": b"body {}"}
     assert snapshot(out) == expected_files(site) | extra
     build(site, out)  # now it is an export: no --force needed, and still nothing lost
     assert snapshot(out) == expected_files(site) | extra
@@ -459,14 +464,14 @@ def test_foreign_file_that_cannot_be_linked_stops_the_build_before_the_swap(
     make_site: MakeSite, out: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     build(load(make_site(name="alt")), out)
-    (out / "robots.txt").write_text("keep me")
+    (out / "humans.txt").write_text("keep me")
     before = snapshot(out)
 
     def no_link(*args: object, **kwargs: object) -> None:
         raise OSError(18, "Invalid cross-device link")
 
     monkeypatch.setattr(os, "link", no_link)
-    with pytest.raises(ExportRefused, match=f"{out / 'robots.txt'} is not ours and cannot be kept"):
+    with pytest.raises(ExportRefused, match=f"{out / 'humans.txt'} is not ours and cannot be kept"):
         build(load(make_site({"x/neu.md": "Neu\nText\n"}, name="neu")), out)
     assert snapshot(out) == before
     assert siblings(out) == ["www"]
@@ -476,7 +481,7 @@ def test_failed_swap_puts_the_old_export_back(
     make_site: MakeSite, out: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     build(load(make_site(name="alt")), out)
-    (out / "robots.txt").write_text("keep me")
+    (out / "humans.txt").write_text("keep me")
     before = snapshot(out)
     real_replace = os.replace
     calls: list[object] = []
@@ -550,12 +555,12 @@ def test_old_tree_of_a_build_killed_between_its_renames_is_put_back(
 ) -> None:
     site = load(make_site())
     build(site, out)
-    (out / "robots.txt").write_text("keep me")
+    (out / "humans.txt").write_text("keep me")
     out.rename(out.parent / f".www.feeds-old-{dead_pid}")  # as if killed right after the first rename
     work_folder(out, "tmp", dead_pid)
 
     build(site, out)
-    assert snapshot(out) == expected_files(site) | {"robots.txt": b"keep me"}
+    assert snapshot(out) == expected_files(site) | {"humans.txt": b"keep me"}
     assert siblings(out) == ["www"]
 
 

@@ -32,6 +32,7 @@ from support.waiting import PATIENCE, wait_until
 HOST = harness.HOST
 SITE_URL = "https://news.example.org/"
 ATOM = "{http://www.w3.org/2005/Atom}"
+SITEMAPS = "{http://www.sitemaps.org/schemas/sitemap/0.9}"
 
 
 class RecordingCache:
@@ -98,7 +99,7 @@ def announced(server: harness.Server) -> int:
 def documents(server: harness.Server) -> dict[str, str]:
     """Every document a cache in front could hold, by path, with its ETag."""
     found: dict[str, str] = {}
-    todo = ["/", "/feeds.opml"]
+    todo = ["/", "/feeds.opml", "/robots.txt", "/sitemap.xml", "/sitemap-news.xml"]
     index = lxml.html.fromstring(server.fetch("/").body)
     todo += [h for h in index.xpath("//a/@href") if h.startswith(("/feeds/", "/articles/"))]
     while todo:
@@ -108,6 +109,9 @@ def documents(server: harness.Server) -> dict[str, str]:
         reply = server.fetch(path)
         assert reply.status == 200, path
         found[path] = reply.headers["etag"]
+        if path == "/sitemap.xml":  # an index of pages, once the site is large
+            pages = etree.fromstring(reply.body).iterfind(f"{SITEMAPS}sitemap/{SITEMAPS}loc")
+            todo += [path_of(str(loc.text)) for loc in pages]
         if path.endswith(".atom"):  # archive pages, in every format
             for link in etree.fromstring(reply.body).iter(f"{ATOM}link"):
                 if link.get("rel") in ("prev-archive", "next-archive"):

@@ -39,6 +39,7 @@ Suspect = Callable[[str], None]
 Slugs = tuple[tuple[str, ...], tuple[str, ...]]  # an entry's topic slugs and tag slugs
 PageKey = tuple[str, str, int, int, int, Slugs]
 Version = tuple[str, int, int, int, Slugs]
+_RECENT = "f.entry = 1 AND f.published <= ? AND f.published > ? AND f.url = f.permalink"
 
 
 def _key(meta: Meta) -> tuple[float, str]:
@@ -288,6 +289,70 @@ class Reader:
             params = [slug]
         waiting = self._db.execute(sql, (*params, now.timestamp())).fetchone()[0]
         return max(total - int(waiting), 0)
+
+    # -- sitemaps -----------------------------------------------------------------------------
+
+    def published_count(self, now: datetime) -> int:
+        """How many articles are visible at ``now`` (counted, not walked)."""
+        waiting = self._db.execute(
+            "SELECT count(*) FROM files WHERE entry = 1 AND published > ?", (now.timestamp(),)
+        ).fetchone()[0]
+        return max(self.counts().get(ALL, 0) - int(waiting), 0)
+
+    def oldest_first(self, now: datetime, start: int, count: int) -> Iterator[tuple[str, int, bool]]:
+        """(permalink, updated, whether the article lives here) of ``count`` visible articles
+        from position ``start`` of the oldest-first order (the exact reverse of feed order).
+
+        Where to begin is found in the index itself (``files_order``, no row read); from there
+        rows come in keyset batches, so a page of 50,000 never sits in memory as rows.
+        """
+        at = now.timestamp()
+        after: After = None
+        if start > 0:
+            found = self._db.execute(
+                "SELECT published, id FROM files WHERE entry = 1 AND published <= ? "
+                "ORDER BY published, id DESC LIMIT 1 OFFSET ?",
+                (at, start - 1),
+            ).fetchone()
+            if found is None:
+                return
+            after = (found[0], found[1])
+        left = count
+        while left > 0:
+            sql = (
+                "SELECT permalink, updated, url = permalink, published, id FROM files "
+                "WHERE entry = 1 AND published <= ?"
+            )
+            params: list[object] = [at]
+            if after is not None:
+                sql += " AND published >= ? AND (published > ? OR (published = ? AND id < ?))"
+                params += [after[0], after[0], after[0], after[1]]
+            size = min(left, BATCH * 8)
+            rows = self._db.execute(f"{sql} ORDER BY published, id DESC LIMIT ?", (*params, size)).fetchall()
+            for row in rows:
+                yield row[0], row[1], bool(row[2])
+            if len(rows) < size:
+                return
+            left -= size
+            after = (rows[-1][3], rows[-1][4])
+
+    def recent(self, now: datetime, since: datetime, limit: int) -> list[Meta]:
+        """Visible articles that live here (no ``link`` elsewhere), published after ``since``,
+        newest first, at most ``limit``."""
+        rows = self._db.execute(
+            f"SELECT {_F} FROM files AS f WHERE {_RECENT} ORDER BY f.published DESC, f.id LIMIT ?",
+            (now.timestamp(), since.timestamp(), limit),
+        )
+        return self._metas(rows)
+
+    def oldest_recent(self, now: datetime, since: datetime, limit: int) -> datetime | None:
+        """When the oldest of :meth:`recent` was published (without decoding its rows)."""
+        row = self._db.execute(
+            f"SELECT min(published) FROM (SELECT f.published FROM files AS f WHERE {_RECENT} "
+            "ORDER BY f.published DESC, f.id LIMIT ?)",
+            (now.timestamp(), since.timestamp(), limit),
+        ).fetchone()
+        return _when(row[0])
 
     # -- the site as a whole ------------------------------------------------------------------
 
