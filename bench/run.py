@@ -465,15 +465,19 @@ def nginx_command(work: Path, root: Path) -> Command:
 def serve(command: Command, work: Path, name: str, checked: bool = True, **options: Any) -> Server:
     """A server for one measurement: log in <work>/logs, ready on /healthz (15 min allowed).
 
-    ``checked``: also wait until the server has compared every file with its index after the
-    start (until then a large archive is answered `no-store`, without validators)."""
+    ``checked``: also wait until every worker has compared every file with its index after the
+    start (until then a large archive is answered `no-store`, without validators). A worker
+    started after another began its check checks for itself, so one answer is not enough: 20 in
+    a row on fresh connections (each lands on any worker) must say so."""
     options = {"timeout": 900.0, "grace": 15.0, **options}
     server = harness.start(command, work / "logs" / f"{name}.log", **options)
-    deadline = time.perf_counter() + 900
-    while checked and b'"checking"' in server.fetch("/healthz", timeout=60).body:
+    deadline, in_a_row = time.perf_counter() + 900, 0
+    while checked and in_a_row < 20:
         if time.perf_counter() > deadline:
             raise RuntimeError(f"{name}: the files were never checked")
-        time.sleep(0.05)
+        checking = b'"checking"' in server.fetch("/healthz", timeout=60).body
+        in_a_row = 0 if checking else in_a_row + 1
+        time.sleep(0.05 if checking else 0.005)
     return server
 
 
