@@ -147,13 +147,15 @@ def other_documents(site: Site) -> Iterator[Entry]:
 
 
 def picture_documents(site: Site) -> Iterator[Entry]:
-    """The pictures beside the articles that entries show, known by their file's version (one
-    ``stat`` each): a picture replaced in place is purged like a changed document."""
+    """The pictures beside the articles that entries show, and those this worker saw change
+    (a picture only a body shows is in no row), known by their file's version (one ``stat``
+    each): a picture replaced in place is purged like a changed document."""
     config = site.config
     prefix = media_url(config, "")
     with site.read() as (reader, _):
-        urls = sorted({image for _, image, _, _ in reader.pictured(prefix)})
-    for url in urls:
+        urls = {image for _, image, _, _ in reader.pictured(prefix)}
+    urls |= {media_url(config, rel) for rel in site.live.pictures_seen}
+    for url in sorted(urls):
         try:
             st = os.stat(config.articles_dir / unquote(url[len(prefix) :]))
         except (OSError, ValueError):

@@ -46,6 +46,7 @@ log = logging.getLogger(__name__)
 TICK = 0.25  # seconds between looks at the configured paths when no event comes
 DEFER = 1.0  # a created file opened by someone is read once unchanged this long
 RETRY = 2.0  # seconds between attempts to write to a state folder that refused writes
+PICTURES_SEEN = 4096  # changed pictures remembered for the caches in front (see _note_pictures)
 Clock = Callable[[], datetime]
 Offer = Callable[[Meta, str], None]
 T = TypeVar("T")
@@ -145,6 +146,8 @@ class Live:
         self._config_retry = 0.0
         self._check: Future[list[str]] | None = None
         self._validation: Future[list[str]] | None = None  # rows checked whole after the check
+        # Pictures whose events the writer saw, newest last; read by the notifier's thread.
+        self.pictures_seen: tuple[str, ...] = ()
         self._check_lock: ExitStack | None = None
         self._check_from = 0.0  # wall time the check (or the watch, if later) covers changes from
         self._started = time.time()
@@ -525,6 +528,8 @@ class Live:
             self._read(sorted(paths | set(suspects) | set(pictured)), force=[*suspects, *pictured])
         else:
             self.refresh()
+        if changed_pictures:
+            self._note_pictures(changed_pictures)
         if changed_pictures and self._snapshot.generation == generation:
             for hook in self.hooks:  # no entry changed, but a picture did: caches in front purge it
                 hook(True)
@@ -578,6 +583,14 @@ class Live:
         if event.kind in ("dir", "gone") and path.suffix.lower() not in SUFFIXES:
             found.add(rel)  # a folder: pictures under it too
         return {p for p in found if not any(part.startswith((".", "_")) for part in p.split("/"))}
+
+    def _note_pictures(self, changed: set[str]) -> None:
+        """Remember pictures that changed (the most recent PICTURES_SEEN): a picture that only a
+        body shows is in no row, and caches in front must still be told it changed."""
+        files = [p for p in sorted(changed) if os.path.splitext(p)[1].lower() in PICTURE_TYPES]
+        if files:
+            kept = [p for p in self.pictures_seen if p not in changed]
+            self.pictures_seen = (*kept, *files)[-PICTURES_SEEN:]  # replaced, never mutated
 
     def _pictured(self, changed: set[str]) -> list[str]:
         """The articles showing a changed picture (or a picture of a changed folder)."""

@@ -506,6 +506,31 @@ def test_a_replaced_picture_is_purged_like_a_changed_document(make_site: MakeSit
     site.close()
 
 
+def test_a_picture_only_a_body_shows_is_purged_when_replaced(make_site: MakeSite, tmp_path: Path) -> None:
+    """No row names it (only ``image:`` is indexed), so the worker remembers the pictures whose
+    events it saw: caches in front are told of the new version like of any changed document."""
+    body = "![Karte](bilder/karte.png)"
+    config = make_site({"politik/karte.md": article(image="", body=body).replace('image: ""\n', "")})
+    picture = config.parent / "articles" / "politik" / "bilder" / "karte.png"
+    picture.parent.mkdir()
+    picture.write_bytes(png(2, 2))
+    app = create_app(config, clock=lambda: NOW, watch=True, notify=False, state_dir=tmp_path / "state")
+    site: Site = app.extensions["feeds"]
+    url = BASE + "media/politik/bilder/karte.png"
+    try:
+        assert url not in [e.url for e in picture_documents(site)]
+        picture.write_bytes(png(2, 2, (9, 9, 9)))  # replaced in place, the same size
+        wait_until(lambda: url in [e.url for e in picture_documents(site)], "the replaced picture known")
+        (before,) = [e.key for e in picture_documents(site) if e.url == url]
+        picture.write_bytes(png(2, 2, (1, 2, 3)))
+        wait_until(
+            lambda: [e.key for e in picture_documents(site) if e.url == url] != [before],
+            "a new version of the picture for the purge",
+        )
+    finally:
+        site.live.stop()
+
+
 # --- the export ---------------------------------------------------------------------------------
 
 
