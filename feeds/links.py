@@ -82,20 +82,6 @@ ROBOTS = Place("robots", "robots.txt", "robots.txt")
 SITEMAP = Place("sitemap", "sitemap.xml", "sitemap.xml")
 SITEMAP_PAGE = Place("sitemappage", "sitemaps/{page}.xml", "sitemaps/{page}.xml")
 NEWS_SITEMAP = Place("newssitemap", "sitemap-news.xml", "sitemap-news.xml")
-PLACES = (
-    FEED,
-    ARCHIVE,
-    FEED_PAGE,
-    OPML,
-    ARTICLE,
-    INDEX,
-    STATIC,
-    MEDIA,
-    ROBOTS,
-    SITEMAP,
-    SITEMAP_PAGE,
-    NEWS_SITEMAP,
-)
 
 
 def feed_url(site: SiteConfig, name: str, fmt: str) -> str:

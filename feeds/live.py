@@ -650,9 +650,7 @@ class Live:
             self._check_lock = None
         if self._watcher is not None:
             self._watcher.upgrade(background=True)
-        pool = ThreadPoolExecutor(1, thread_name_prefix="feeds-check")
-        self._validation = pool.submit(indexing.malformed_aside, self._snapshot.store)
-        pool.shutdown(wait=False)
+        self._validation = _aside(indexing.malformed_aside, self._snapshot.store)
 
     def _poll_validation(self) -> None:
         """Read again the files whose rows would not decode, once the whole rows are checked."""
@@ -689,17 +687,24 @@ class Live:
         self._check_lock = stack
         self._check_from = time.time()
         count = self._snapshot.articles
-        pool = ThreadPoolExecutor(1, thread_name_prefix="feeds-check")
         # The stamps only: documents wait for this, and a row that would not decode is never
         # published anyway; the whole rows are checked after it (_poll_validation).
-        self._check = pool.submit(indexing.stale, config, store, count, None, False)
-        pool.shutdown(wait=False)
+        self._check = _aside(indexing.stale, config, store, count, None, False)
 
 
 def _is_picture(rel: str) -> bool:
     """A picture's path, or a folder's (which may hold pictures)."""
     suffix = os.path.splitext(rel)[1].lower()
     return suffix in PICTURE_TYPES or (not suffix and not rel.lower().endswith(SUFFIXES))
+
+
+def _aside(work: Callable[..., list[str]], *args: object) -> Future[list[str]]:
+    """``work`` on a thread of its own (``feeds-check``), its result taken on a later tick."""
+    pool = ThreadPoolExecutor(1, thread_name_prefix="feeds-check")
+    try:
+        return pool.submit(work, *args)
+    finally:
+        pool.shutdown(wait=False)
 
 
 def now_utc() -> datetime:

@@ -16,6 +16,7 @@ from pathlib import Path
 import feedparser
 import pytest
 from click.testing import CliRunner
+from flask import Flask
 from flask.testing import FlaskClient
 
 from feeds import create_app
@@ -77,23 +78,29 @@ def test_a_warm_start_parses_nothing_and_a_changed_file_is_read_again(
     assert "Neu" in later.feed("alle", "atom").body.decode()
 
 
+def _started_as_if_large(monkeypatch: pytest.MonkeyPatch, config: Path, state: Path) -> Flask:
+    """The live app over ``state``, started as a server over a million articles starts: it
+    answers at once and checks its files in the background."""
+    import feeds.indexing
+    import feeds.site
+
+    monkeypatch.setattr(feeds.site, "CHECK_FIRST", -1)
+    monkeypatch.setattr(feeds.indexing, "PARALLEL_FROM", 0)
+    return create_app(config, clock=lambda: NOW, watch=True, notify=False, state_dir=state)
+
+
 def test_a_large_archive_is_checked_in_the_background_and_answered_uncacheably_until_then(
     make_site: MakeSite, tmp_path: Path, parses: list[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A server does not stat a million files before it answers: it serves the index as the
     last run left it, but with ``no-store``, until the writer has compared every file with it."""
-    import feeds.indexing
-    import feeds.site
-
     config = make_site()
     state = tmp_path / "state"
     open_site(config, lambda: NOW, state)
     edited = config.parent / "articles" / "politik" / "erster.md"
     edited.write_text(edited.read_text(encoding="utf-8").replace("Erster Artikel", "Neu"), encoding="utf-8")
     parses.clear()
-    monkeypatch.setattr(feeds.site, "CHECK_FIRST", -1)  # as if it held a million articles
-    monkeypatch.setattr(feeds.indexing, "PARALLEL_FROM", 0)
-    app = create_app(config, clock=lambda: NOW, watch=True, notify=False, state_dir=state)
+    app = _started_as_if_large(monkeypatch, config, state)
     site = app.extensions["feeds"]
     try:
         if not site.live.snapshot.verified:
@@ -112,17 +119,12 @@ def test_a_large_archives_rows_are_checked_whole_after_its_files_and_repaired(
 ) -> None:
     """After a start, documents wait only for the file stamps; a forged row of a draft (which no
     document decodes) is found by the check of whole rows that follows, and read again."""
-    import feeds.indexing
-    import feeds.site
-
     config = make_site()
     state = tmp_path / "state"
     open_site(config, lambda: NOW, state).close()
     _forge(cache_path(state, config), "UPDATE files SET title = 42 WHERE path = 'klima/entwurf.md'")
     parses.clear()
-    monkeypatch.setattr(feeds.site, "CHECK_FIRST", -1)  # as if it held a million articles
-    monkeypatch.setattr(feeds.indexing, "PARALLEL_FROM", 0)
-    app = create_app(config, clock=lambda: NOW, watch=True, notify=False, state_dir=state)
+    app = _started_as_if_large(monkeypatch, config, state)
     site = app.extensions["feeds"]
     try:
         assert site.live.wait(lambda s: s.verified, 30), "the check never finished"
