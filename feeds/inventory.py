@@ -7,7 +7,7 @@ sitemap are few and rendered anyway: their ETag tells. Article and archive pages
 millions and are never rendered for this: each comes with a ``key`` of everything its bytes
 depend on (the config, and the article files' content digests and dates; for an archive page
 also whether a newer page follows). So do the full pages of a large sitemap (50,000 articles
-each), keyed on the way through the article pages' keys. Touching a file without changing its
+each), keyed by what they list of each article. Touching a file without changing its
 bytes moves no key. Pictures beside the articles that entries show are known by their file's
 version.
 """
@@ -17,8 +17,9 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-from collections.abc import Callable, Hashable, Iterator
+from collections.abc import Callable, Hashable, Iterable, Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from functools import partial
 from urllib.parse import unquote, urlsplit
 
@@ -37,12 +38,13 @@ from .catalogue import (
     Kind,
     sitemap_size,
 )
+from .config import SiteConfig
 from .documents import Document
 from .errors import NotFound, Unsettled
 from .pictures import media_url
 from .site import Site
 from .sitemaps import page_slice
-from .store import TAG, TOPIC, Slugs
+from .store import TAG, TOPIC, PageKey, Reader, Slugs
 
 log = logging.getLogger(__name__)
 
@@ -81,12 +83,14 @@ def spelled(site: Site) -> Spelled:
         return reader.all_spellings(TOPIC), reader.all_spellings(TAG)
 
 
-def _shown(slugs: Slugs, names: Spelled) -> tuple[tuple[str, ...], tuple[str, ...]]:
+def shown(slugs: Slugs, names: Spelled) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """The names an entry's topics and tags are shown under: a page changes when they do."""
     return tuple(names[0].get(s, s) for s in slugs[0]), tuple(names[1].get(s, s) for s in slugs[1])
 
 
-def archive_versions(site: Site, name: str, names: Spelled | None = None) -> list[tuple[object, ...]]:
+def archive_versions(
+    site: Site, name: str, names: Spelled | None = None
+) -> list[tuple[bool, tuple[object, ...]]]:
     """For each archive page of the feed (1 first), what its bytes depend on, without rendering.
 
     Equal tuples mean equal documents; a purge needs to know which of thousands of pages
@@ -95,7 +99,7 @@ def archive_versions(site: Site, name: str, names: Spelled | None = None) -> lis
     spec = site.view().spec(name)
     names = names or spelled(site)
     with site.read() as (reader, now):
-        history = [(*v[:4], _shown(v[4], names)) for v in reader.versions(spec, now)]
+        history = [(*v[:4], shown(v[4], names)) for v in reader.versions(spec, now)]
     count = archive_pages(len(history), spec.limit)
     return [
         (page < count, tuple(history[archive_slice(len(history), spec.limit, page)]))
@@ -103,7 +107,24 @@ def archive_versions(site: Site, name: str, names: Spelled | None = None) -> lis
     ]
 
 
-def _made(site: Site, kind: Kind, **params: object) -> Entry:
+def article_page(key: PageKey, setting: str, names: Spelled) -> Entry:
+    """An article page, by what it shows: the article (its file's content and dates) and the
+    names of its topics (tags are not on the page)."""
+    permalink, path, content, published, updated, slugs = key
+    return Entry(permalink, key=(setting, path, content, published, updated, shown((slugs[0], ()), names)[0]))
+
+
+def archive_entries(
+    config: SiteConfig, name: str, page: int, version: tuple[bool, tuple[object, ...]], setting: str
+) -> Iterator[Entry]:
+    """An archive page in each format. JSON Feed links only to older entries: whether a newer
+    page follows is not in its bytes."""
+    for fmt in FORMATS:
+        key = (setting, version if fmt != "json" else version[1])
+        yield Entry(ARCHIVE.place.url(config, name=name, page=page, fmt=fmt), key=key)
+
+
+def made(site: Site, kind: Kind, **params: object) -> Entry:
     """A document known by its ETag, rendered (or taken from the cache) when asked."""
     text = {key: str(value) for key, value in params.items()}
     return Entry(kind.place.url(site.config, **params), etag=_etag_of(partial(site.document, kind, text)))
@@ -116,7 +137,7 @@ def feed_urls(site: Site) -> list[str]:
 def subscription_documents(site: Site) -> Iterator[Entry]:
     for name in list(site.specs):
         for fmt in FORMATS:
-            yield _made(site, FEED, name=name, fmt=fmt)
+            yield made(site, FEED, name=name, fmt=fmt)
 
 
 def other_documents(site: Site) -> Iterator[Entry]:
@@ -124,25 +145,22 @@ def other_documents(site: Site) -> Iterator[Entry]:
     config = site.config
     setting = digest(config)
     names = spelled(site)
-    yield _made(site, INDEX)
-    yield _made(site, OPML)
+    yield made(site, INDEX)
+    yield made(site, OPML)
     for name in list(site.specs):
         try:
             versions = archive_versions(site, name, names)
         except NotFound:
             continue
-        yield _made(site, FEED_PAGE, name=name)
+        yield made(site, FEED_PAGE, name=name)
         for page, version in enumerate(versions, start=1):
-            for fmt in FORMATS:
-                yield Entry(ARCHIVE.place.url(config, name=name, page=page, fmt=fmt), key=(setting, version))
-    yield _made(site, ROBOTS)
-    yield _made(site, SITEMAP)
-    yield _made(site, NEWS_SITEMAP)
-    pages = _SitemapPages(site)
-    for permalink, path, content, published, updated, slugs in site.page_keys():
-        pages.note(permalink, content, updated)
-        yield Entry(permalink, key=(setting, path, content, published, updated, _shown(slugs, names)))
-    yield from pages.entries(setting)
+            yield from archive_entries(config, name, page, version, setting)
+    yield made(site, ROBOTS)
+    yield made(site, SITEMAP)
+    yield made(site, NEWS_SITEMAP)
+    for key in site.page_keys():
+        yield article_page(key, setting, names)
+    yield from sitemap_documents(site, setting)
     yield from picture_documents(site)
 
 
@@ -150,10 +168,18 @@ def picture_documents(site: Site) -> Iterator[Entry]:
     """The pictures beside the articles that entries show, and those this worker saw change
     (a picture only a body shows is in no row), known by their file's version (one ``stat``
     each): a picture replaced in place is purged like a changed document."""
+    prefix = media_url(site.config, "")
+    with site.read() as (reader, _):
+        images = {image for _, image, _, _ in reader.pictured(prefix)}
+    return pictures_of(site, images)
+
+
+def pictures_of(site: Site, images: Iterable[str]) -> Iterator[Entry]:
+    """Those of ``images`` (URLs) that are pictures beside the articles, and those this worker
+    saw change, by their file's version."""
     config = site.config
     prefix = media_url(config, "")
-    with site.read() as (reader, _):
-        urls = {image for _, image, _, _ in reader.pictured(prefix)}
+    urls = {image for image in images if image.startswith(prefix)}
     urls |= {media_url(config, rel) for rel in site.live.pictures_seen}
     for url in sorted(urls):
         try:
@@ -163,36 +189,37 @@ def picture_documents(site: Site) -> Iterator[Entry]:
         yield Entry(url, key=(st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns))
 
 
-class _SitemapPages:
-    """The pages of a large sitemap, keyed from the article pages' walk (newest first) where
-    they hold articles only; the last pages, which also list the site's pages, are rendered."""
+def sitemap_documents(site: Site, setting: str) -> Iterator[Entry]:
+    """The pages of a large sitemap: those holding only articles keyed by what they list (one
+    read of their rows, never rendered), the last ones, which also list the site's pages,
+    rendered."""
+    per_page = site.sitemap_urls
+    view = site.view()
+    with site.read() as (reader, now):
+        articles, _, count = sitemap_size(view, reader, now, per_page)
+        for page in range(1, count + 1):
+            yield sitemap_page(site, reader, now, articles, page, setting)
 
-    def __init__(self, site: Site) -> None:
-        self.site = site
-        self.per_page = site.sitemap_urls
-        view = site.view()
-        with site.read() as (reader, now):
-            self.articles, _, self.count = sitemap_size(view, reader, now, self.per_page)
-        self.full = self.articles // self.per_page if self.count else 0  # pages of articles only
-        self.digests = [hashlib.sha256() for _ in range(self.full)]
-        self.seen = 0
 
-    def note(self, permalink: str, content: int, updated: int) -> None:
-        position = self.articles - 1 - self.seen  # oldest first
-        self.seen += 1
-        if 0 <= position < self.full * self.per_page:
-            self.digests[position // self.per_page].update(f"{permalink}\0{content}\0{updated}\n".encode())
+def sitemap_page(site: Site, reader: Reader, now: datetime, articles: int, page: int, setting: str) -> Entry:
+    per_page = site.sitemap_urls
+    if page > articles // per_page:
+        return made(site, SITEMAP_PAGE, page=page)
+    part = page_slice(articles, per_page, page)
+    rows = reader.page_digests(now, part.start, part.stop - part.start)
+    return Entry(
+        SITEMAP_PAGE.place.url(site.config, page=page),
+        key=(setting, part.start, part.stop, page_digest(rows)),
+    )
 
-    def entries(self, setting: str) -> Iterator[Entry]:
-        config = self.site.config
-        keyed = self.full if self.seen == self.articles else 0  # else changed mid-walk: render all
-        for page in range(1, self.count + 1):
-            if page <= keyed:
-                part = page_slice(self.articles, self.per_page, page)
-                key = (setting, part.start, part.stop, self.digests[page - 1].hexdigest())
-                yield Entry(SITEMAP_PAGE.place.url(config, page=page), key=key)
-            else:
-                yield _made(self.site, SITEMAP_PAGE, page=page)
+
+def page_digest(rows: Iterable[tuple[object, ...]]) -> str:
+    """The key of a full sitemap page: what it lists of each article (its URL, its ``lastmod``,
+    whether it lives here), hashed."""
+    digest = hashlib.sha256()
+    for row in rows:
+        digest.update(repr(row).encode())
+    return digest.hexdigest()
 
 
 def path_of(url: str) -> str:

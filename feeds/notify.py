@@ -38,7 +38,7 @@ from email.message import Message
 from typing import IO
 from urllib.parse import urlencode, urlsplit
 
-from . import inventory
+from . import changes, inventory
 from .site import Site
 
 log = logging.getLogger(__name__)
@@ -292,6 +292,8 @@ class Notifier:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._seen: dict[str, tuple[Hashable, str | None]] = {}  # URL -> (key, ETag or token)
+        self._mark: changes.Mark | None = None  # where the last look left off
+        self._pending: list[inventory.Entry] = []  # documents being written at the last look
         self._incomplete = False
         self._thread = threading.Thread(target=self._run, name="feeds-notify", daemon=True)
 
@@ -324,18 +326,52 @@ class Notifier:
         self._outbox.close(timeout)
 
     def sweep(self) -> list[str]:
-        """Look at every document; the URLs whose change this process announced."""
+        """Look at the documents a change can have touched (every document at the first look,
+        or when :func:`changes.plan` cannot tell); the URLs whose change this process announced."""
         site = self._site
         config = site.config
         if not (config.hubs or config.purge):
-            self._seen, self._incomplete = {}, False
+            self._seen, self._incomplete, self._mark, self._pending = {}, False, None, []
             return []
-        documents = list(inventory.subscription_documents(site))
-        if config.purge:  # a cache holds every other document too
-            documents += inventory.other_documents(site)
-        first, incomplete = not self._seen, False
-        seen: dict[str, tuple[Hashable, str | None]] = {}
+        planned = changes.plan(site, self._mark, self._seen.__contains__) if self._mark is not None else None
+        if planned is None:
+            mark = changes.mark(site)  # before the look: what changes meanwhile is looked at next
+            documents = list(inventory.subscription_documents(site))
+            if config.purge:  # a cache holds every other document too
+                documents += inventory.other_documents(site)
+            first, seen = not self._seen, dict[str, tuple[Hashable, str | None]]()
+            claimed, pending = self._look(documents, seen, first)
+            listed = {entry.url for entry in documents}
+            gone = [  # no row for a page never changed before: new=True, or its deletion is missed
+                url for url in self._seen if url not in listed and site.ledger.claim_change(url, "", new=True)
+            ]
+            self._seen = seen
+        else:
+            mark, documents = planned.mark, planned.documents
+            if not config.purge:  # hubs only: the feeds
+                feeds = set(inventory.feed_urls(site))
+                documents = [entry for entry in documents if entry.url in feeds]
+            listed = {entry.url for entry in documents}
+            documents += [entry for entry in self._pending if entry.url not in listed]
+            claimed, pending = self._look(documents, self._seen, False)
+            gone = []
+            for url in planned.gone:
+                if url in self._seen and url not in listed:
+                    del self._seen[url]
+                    if site.ledger.claim_change(url, "", new=True):
+                        gone.append(url)
+        self._mark, self._pending, self._incomplete = mark, pending, bool(pending)
+        self._announce(claimed, gone)
+        return claimed + gone
+
+    def _look(
+        self, documents: list[inventory.Entry], seen: dict[str, tuple[Hashable, str | None]], first: bool
+    ) -> tuple[list[str], list[inventory.Entry]]:
+        """Compare each document with what the last look saw (recorded in ``seen``); the URLs
+        this process is to announce, and the documents to look at again (being written)."""
+        ledger = self._site.ledger
         claimed: list[str] = []
+        pending: list[inventory.Entry] = []
         for entry in documents:
             before = self._seen.get(entry.url)
             if entry.key is not None:  # one of the many pages: its key says it all, no render
@@ -346,7 +382,7 @@ class Notifier:
                 seen[entry.url] = (entry.key, token)
                 # The first look only learns (a million pages, no ledger rows); a page that
                 # appears later may be cached as a 404, so it counts as changed.
-                if not first and site.ledger.claim_change(entry.url, token, new=True):
+                if not first and ledger.claim_change(entry.url, token, new=True):
                     claimed.append(entry.url)
                 continue
             try:
@@ -355,22 +391,14 @@ class Notifier:
                 log.exception("notifier: %s could not be rendered", entry.url)
                 continue
             if etag is None:  # an entry's file is being written: look again soon
-                incomplete = True
+                pending.append(entry)
                 if before is not None:
                     seen[entry.url] = before
                 continue
             seen[entry.url] = (None, etag)
-            if (before is None or before[1] != etag) and site.ledger.claim_change(
-                entry.url, etag, new=not first
-            ):
+            if (before is None or before[1] != etag) and ledger.claim_change(entry.url, etag, new=not first):
                 claimed.append(entry.url)
-        listed = {entry.url for entry in documents}
-        gone = [  # no row for a page never changed before: new=True, or its deletion is missed
-            url for url in self._seen if url not in listed and site.ledger.claim_change(url, "", new=True)
-        ]
-        self._seen, self._incomplete = seen, incomplete
-        self._announce(claimed, gone)
-        return claimed + gone
+        return claimed, pending
 
     def _announce(self, claimed: list[str], gone: list[str]) -> None:
         config = self._site.config

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from collections.abc import Set as AbstractSet
 from datetime import datetime, timedelta
 
 from .articles import Meta
@@ -40,12 +41,16 @@ def specs_for_topics(site: SiteConfig, topics: dict[str, str]) -> tuple[FeedSpec
 
 
 def matches(spec: FeedSpec, article: Meta) -> bool:
-    topics = article.topic_slugs
+    return matches_slugs(spec, article.topic_slugs, article.tag_slugs)
+
+
+def matches_slugs(spec: FeedSpec, topics: AbstractSet[str], tags: AbstractSet[str]) -> bool:
+    """Whether an entry with these topic and tag slugs belongs in the feed."""
     if spec.topics and topics.isdisjoint(spec.topics):
         return False
     if spec.exclude_topics and not topics.isdisjoint(spec.exclude_topics):
         return False
-    return not spec.tags or not article.tag_slugs.isdisjoint(spec.tags)
+    return not spec.tags or not tags.isdisjoint(spec.tags)
 
 
 def next_change(

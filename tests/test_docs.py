@@ -28,7 +28,14 @@ README = REPO / "README.md"
 DOCS = REPO / "docs"
 CI_SCRIPT = REPO / ".ci" / "run"
 README_LINES = (150, 250)
-DOCS_FILES = ("guide.md", "operations.md", "operators.md", "performance.md", "reliability.md", "development.md")
+DOCS_FILES = (
+    "guide.md",
+    "operations.md",
+    "operators.md",
+    "performance.md",
+    "reliability.md",
+    "development.md",
+)
 
 
 def documentation() -> list[Path]:

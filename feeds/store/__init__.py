@@ -14,7 +14,7 @@ the ledger through :class:`Ledger`'s methods. Layout, after reader's ``_storage`
 
 from .index import Applied, IndexStore, config_key, index_name
 from .ledger import Ledger, decide
-from .queries import After, PageKey, Reader, Slugs
+from .queries import After, PageKey, Reader, Slugs, Trace
 from .schema import TAG, TOPIC
 from .sqlite import StoreError, Unusable, Unwritable
 
@@ -28,6 +28,7 @@ __all__ = [
     "Slugs",
     "TAG",
     "TOPIC",
+    "Trace",
     "StoreError",
     "Unusable",
     "Unwritable",

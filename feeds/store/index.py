@@ -265,6 +265,8 @@ class IndexStore:
                 wrote = True
                 if old is None or tuple(old[i] for i in _VISIBLE) != tuple(new[i] for i in _VISIBLE):
                     visible.append(rel)
+            if wrote:
+                writes.prune_journal(db)
         return Applied(tuple(visible), wrote)
 
     @contextmanager

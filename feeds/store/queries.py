@@ -14,6 +14,7 @@ import json
 import logging
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from itertools import islice
 
@@ -23,7 +24,7 @@ from ..errors import Problem
 from ..markup import is_clean
 from ..selection import matches
 from .rows import RS, US, Decoder, Malformed, decode_problems, pairs
-from .schema import ALL, COLUMN_LIST, COLUMNS, FILE_COLUMNS, IDS, TOPIC
+from .schema import ALL, COLUMN_LIST, COLUMNS, FILE_COLUMNS, IDS, JOURNAL_LIST, TOPIC
 
 log = logging.getLogger(__name__)
 BATCH = 512  # rows fetched at a time when a walk may go on (filters, whole histories)
@@ -35,6 +36,43 @@ _SPELLED = (
     f"SELECT s.name FROM spellings AS s WHERE s.kind = ? AND s.slug = {{slug}} ORDER BY {_ORDER} LIMIT 1"
 )
 After = tuple[int, str] | None  # where a walk in feed order stopped: (published, id)
+
+
+@dataclass(frozen=True)
+class Trace:
+    """What a file's row says about the documents that show it (see ``schema.JOURNALED``):
+    as it is, or as a change found it. ``entry`` False: no document shows it."""
+
+    path: str
+    id: str | None
+    permalink: str | None
+    url: str | None
+    published: int | None
+    slugs: Slugs
+    image: str | None
+    entry: bool
+
+    @classmethod
+    def of(cls, row: Iterable[object]) -> Trace | None:
+        """A trace from a row (None: a damaged one, whose documents nobody can tell)."""
+        path, ident, permalink, url, published, topics, tags, image, entry = row
+        if not isinstance(path, str):
+            return None
+        on = entry == 1 and isinstance(ident, str) and type(published) is int
+        if on and not (isinstance(permalink, str) and isinstance(url, str)):
+            return None
+        return cls(
+            path,
+            ident if isinstance(ident, str) else None,
+            permalink if isinstance(permalink, str) else None,
+            url if isinstance(url, str) else None,
+            published if type(published) is int else None,
+            _slugs(topics or "", tags or "") if on else ((), ()),
+            image if isinstance(image, str) else None,
+            on,
+        )
+
+
 Suspect = Callable[[str], None]
 Slugs = tuple[tuple[str, ...], tuple[str, ...]]  # an entry's topic slugs and tag slugs
 PageKey = tuple[str, str, int, int, int, Slugs]
@@ -270,6 +308,62 @@ class Reader:
             params = (now.timestamp(),)
         return [(r[0], r[1], r[2], r[3], _slugs(r[4], r[5])) for r in self._db.execute(sql, params)]
 
+    def versions_window(
+        self, spec: FeedSpec, now: datetime, start: int, stop: int, total: int
+    ) -> list[Version]:
+        """Entries ``start`` to ``stop`` of :meth:`versions` (an archive page), read from the end
+        of the feed nearer to them; ``total``: how many it has."""
+        if spec.span:
+            return []
+        if not simple(spec):
+            return self.versions(spec, now)[start:stop]
+        now -= spec.behind
+        if spec.topics:
+            base = (
+                "SELECT f.id, f.digest, f.published, f.updated, f.topics, f.tags FROM entry_topics AS t "
+                "JOIN files AS f ON f.path = t.path WHERE t.slug = ? AND t.published <= ? "
+            )
+            params: tuple[object, ...] = (spec.topics[0], now.timestamp())
+            newest, oldest = "ORDER BY t.published DESC, t.id", "ORDER BY t.published, t.id DESC"
+        else:
+            base = (
+                "SELECT id, digest, published, updated, topics, tags FROM files WHERE entry = 1 "
+                "AND published <= ? "
+            )
+            params = (now.timestamp(),)
+            newest, oldest = "ORDER BY published DESC, id", "ORDER BY published, id DESC"
+        count = max(stop - start, 0)
+        if start <= total - stop:
+            rows = list(self._db.execute(f"{base}{newest} LIMIT ? OFFSET ?", (*params, count, start)))
+        else:
+            skip = max(total - stop, 0)
+            rows = list(self._db.execute(f"{base}{oldest} LIMIT ? OFFSET ?", (*params, count, skip)))[::-1]
+        return [(r[0], r[1], r[2], r[3], _slugs(r[4], r[5])) for r in rows]
+
+    def page_keys_of(self, ids: Iterable[str], now: datetime) -> list[tuple[str, PageKey]]:
+        """(id, :meth:`page_keys`) of the visible entries holding ``ids``."""
+        found: list[tuple[str, PageKey]] = []
+        todo = sorted(set(ids))
+        for start in range(0, len(todo), BATCH):
+            part = todo[start : start + BATCH]
+            rows = self._db.execute(
+                "SELECT permalink, path, digest, published, updated, id, topics, tags FROM files "
+                f"WHERE entry = 1 AND published <= ? AND id IN ({', '.join('?' * len(part))})",
+                (now.timestamp(), *part),
+            )
+            found += [(r[5], (r[0], r[1], r[2], r[3], r[4], _slugs(r[6], r[7]))) for r in rows]
+        return found
+
+    def page_digests(self, now: datetime, start: int, count: int) -> list[tuple[object, ...]]:
+        """(permalink, updated, whether it lives here) of ``count`` visible articles from
+        position ``start`` of the oldest-first order: what a sitemap page lists of each."""
+        rows = self._db.execute(
+            "SELECT permalink, updated, url = permalink FROM files WHERE entry = 1 AND published <= ? "
+            "ORDER BY published, id DESC LIMIT ? OFFSET ?",
+            (now.timestamp(), count, start),
+        )
+        return [tuple(r) for r in rows]
+
     def total(self, spec: FeedSpec, now: datetime) -> int:
         """How many entries the feed has in all (its archive's size), by counting when it can.
 
@@ -353,6 +447,84 @@ class Reader:
             (now.timestamp(), since.timestamp(), limit),
         ).fetchone()
         return _when(row[0])
+
+    # -- what changed -------------------------------------------------------------------------
+
+    def journal_id(self) -> str | None:
+        """Names this index's journal: a rebuilt index starts another one."""
+        row = self._db.execute("SELECT value FROM info WHERE key = 'journal'").fetchone()
+        return row[0] if row is not None and isinstance(row[0], str) else None
+
+    def journal_last(self) -> int:
+        """The number of the last change journaled (0: none)."""
+        last = self._db.execute("SELECT max(seq) FROM journal").fetchone()[0]
+        return int(last) if type(last) is int else 0
+
+    def journal(self, after: int, limit: int) -> tuple[list[Trace], int, bool]:
+        """The rows changes after ``after`` replaced (at most ``limit`` changes' worth), the
+        last change's number, and whether that is all of them (False: some were pruned, or more
+        than ``limit`` came, and only a look at every document tells what changed)."""
+        first, last = self._db.execute("SELECT min(seq), max(seq) FROM journal").fetchone()
+        if last is None or last <= after:
+            return [], after, True
+        if first > after + 1 or last - after > limit:
+            return [], int(last), False
+        rows = self._db.execute(f"SELECT {JOURNAL_LIST} FROM journal WHERE seq > ?", (after,))
+        traces = [Trace.of(row) for row in rows]
+        found = [t for t in traces if t is not None]
+        return found, int(last), len(found) == len(traces)
+
+    def traces(self, paths: Iterable[str]) -> list[Trace]:
+        """The rows of ``paths`` as they are now (a path with none is left out)."""
+        found: list[Trace] = []
+        todo = sorted(set(paths))
+        for start in range(0, len(todo), BATCH):
+            part = todo[start : start + BATCH]
+            rows = self._db.execute(
+                f"SELECT {JOURNAL_LIST} FROM files WHERE path IN ({', '.join('?' * len(part))})", part
+            )
+            found += [t for t in map(Trace.of, rows) if t is not None]
+        return found
+
+    def released(self, after: datetime, until: datetime, limit: int) -> list[Trace] | None:
+        """Entries published in (``after``, ``until``]: they came out (or went) with no file
+        changing. None if more than ``limit``."""
+        rows = self._db.execute(
+            f"SELECT {JOURNAL_LIST} FROM files WHERE entry = 1 AND published > ? AND published <= ? LIMIT ?",
+            (after.timestamp(), until.timestamp(), limit + 1),
+        ).fetchall()
+        if len(rows) > limit:
+            return None
+        return [t for t in map(Trace.of, rows) if t is not None]
+
+    def older(self, slug: str | None, published: int, ident: str, now: datetime, total: int) -> int:
+        """How many entries of the feed of every entry (``slug`` None) or of one topic, visible
+        at ``now``, come before (published, id) from the oldest: its place on the archive pages.
+
+        Counted in the index from whichever end is nearer, up to a point; a change to a recent
+        article (nearly all of them) costs a few steps whatever the archive's size.
+        """
+        if slug is None:
+            table, params_ = "files WHERE entry = 1 AND", []
+        else:
+            table, params_ = "entry_topics WHERE slug = ? AND", [slug]
+        at = now.timestamp()
+        newer = (
+            f"SELECT count(*) FROM (SELECT 1 FROM {table} published <= ? AND "
+            "(published > ? OR (published = ? AND id < ?)) LIMIT ?)"
+        )
+        cap = max(total // 2, 1)
+        found = int(self._db.execute(newer, (*params_, at, published, published, ident, cap)).fetchone()[0])
+        here = self._db.execute(
+            f"SELECT 1 FROM {table} published = ? AND id = ? AND published <= ?",
+            (*params_, published, ident, at),
+        ).fetchone()
+        if found < cap:
+            return max(total - found - (here is not None), 0)
+        older = (
+            f"SELECT count(*) FROM {table} published <= ? AND (published < ? OR (published = ? AND id > ?))"
+        )
+        return int(self._db.execute(older, (*params_, at, published, published, ident)).fetchone()[0])
 
     # -- the site as a whole ------------------------------------------------------------------
 

@@ -5,7 +5,8 @@
 feed queries: ``entry`` marks the row that holds an id and is not a draft (what feeds show),
 ``entry_topics`` lists those entries per topic in feed order, ``counts`` how many each topic
 has, ``spellings`` how many entries write a topic or tag each way (the most common is its
-display name), ``duplicates`` the ids claimed by more than one file.
+display name), ``duplicates`` the ids claimed by more than one file. ``journal`` keeps, for each change, the
+rows it replaced, so that what a change touched can be found without a walk of the archive.
 
 An index is only trusted when :func:`format_version` matches: it is derived from everything a
 row's meaning depends on (these tables, the fields of :class:`~feeds.articles.Meta` and
@@ -58,6 +59,10 @@ COLUMNS = (
     ("dated_by", "text"),
 )
 NAMES = tuple(name for name, _ in COLUMNS)
+# Of a file's row, what tells which documents showed it: its page, the feeds it was in, where.
+JOURNALED = ("path", "id", "permalink", "url", "published", "topics", "tags", "image", "entry")
+JOURNAL_LIST = ", ".join(JOURNALED)
+JOURNAL_KEEP = 100_000  # changes kept: a notifier further behind looks at every document
 FILE_COLUMNS = NAMES.index("id")  # path .. problems: present for every file
 COLUMN_LIST = ", ".join(NAMES)
 TABLES = (
@@ -70,6 +75,8 @@ TABLES = (
     "n INTEGER NOT NULL, PRIMARY KEY (kind, slug, name)) WITHOUT ROWID",
     "CREATE TABLE duplicates (id TEXT PRIMARY KEY) WITHOUT ROWID",
     "CREATE TABLE info (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+    # What each change replaced: the rows of the files it rewrote, as they were (see writes.put).
+    f"CREATE TABLE journal (seq INTEGER PRIMARY KEY AUTOINCREMENT, {JOURNAL_LIST})",
 )
 # Made after a bulk load (one sort each instead of a million insertions).
 INDEXES = (

@@ -10,6 +10,7 @@ Everything here runs on the connection of the one writer, inside a transaction i
 
 from __future__ import annotations
 
+import secrets
 import sqlite3
 from collections import Counter
 from collections.abc import Callable, Iterable
@@ -24,6 +25,9 @@ from .schema import (
     COLUMN_LIST,
     IDS,
     INDEXES,
+    JOURNAL_KEEP,
+    JOURNAL_LIST,
+    JOURNALED,
     NAMES,
     TABLE_NAMES,
     TABLES,
@@ -45,7 +49,10 @@ def reset(db: sqlite3.Connection, key: str, version: int) -> None:
         db.execute(statement)
     db.execute(f"PRAGMA application_id = {APPLICATION_ID}")
     db.execute(f"PRAGMA user_version = {version}")
-    db.execute("INSERT INTO info VALUES ('config', ?), ('complete', '0')", (key,))
+    db.execute(
+        "INSERT INTO info VALUES ('config', ?), ('complete', '0'), ('journal', ?)",
+        (key, secrets.token_hex(16)),
+    )
 
 
 def insert(db: sqlite3.Connection, rows: Iterable[tuple[str, Record]]) -> None:
@@ -108,6 +115,7 @@ def put(db: sqlite3.Connection, rel: str, record: Record | None) -> None:
     ids = {old[0]} if old and isinstance(old[0], str) else set()
     if record is not None and record.meta is not None:
         ids.add(record.meta.id)
+    _journal(db, rel, ids)
     had = {i: _holds(db, i) for i in ids}
     for ident in ids:
         _unsettle(db, ident)
@@ -116,6 +124,22 @@ def put(db: sqlite3.Connection, rel: str, record: Record | None) -> None:
         db.execute(_INSERT, encode(rel, record))
     for ident in sorted(ids):
         _settle(db, ident, had[ident])
+
+
+def _journal(db: sqlite3.Connection, rel: str, ids: set[str]) -> None:
+    """Keep the rows this change may alter as they are: the file's own, and those of every file
+    holding one of its ids (which of them is the entry may change). A file new to the index
+    is journaled by path alone."""
+    placeholders = ", ".join("?" * len(ids))
+    where = f"path = ? OR id IN ({placeholders})" if ids else "path = ?"
+    rows = db.execute(f"SELECT {JOURNAL_LIST} FROM files WHERE {where}", (rel, *sorted(ids))).fetchall()
+    if not any(row[0] == rel for row in rows):
+        rows.append((rel, *([None] * (len(JOURNALED) - 2)), 0))
+    db.executemany(f"INSERT INTO journal ({JOURNAL_LIST}) VALUES ({', '.join('?' * len(JOURNALED))})", rows)
+
+
+def prune_journal(db: sqlite3.Connection) -> None:
+    db.execute("DELETE FROM journal WHERE seq <= (SELECT max(seq) FROM journal) - ?", (JOURNAL_KEEP,))
 
 
 def _holds(db: sqlite3.Connection, ident: str) -> bool:
