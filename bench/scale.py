@@ -14,13 +14,15 @@ million articles take about 2.5 GB of disk and half an hour.
 from __future__ import annotations
 
 import argparse
+import json
 import math
+import subprocess
 import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from run import BENCH, archive, change_latency, loadavg, log, machine, render_times, start_up
+from run import BENCH, REPO, archive, change_latency, loadavg, log, machine, render_times, start_up
 
 TARGETS = {  # issues 10 and 16, at 1,000,000 articles
     "cold start (s)": 180.0,
@@ -29,23 +31,104 @@ TARGETS = {  # issues 10 and 16, at 1,000,000 articles
     "peak memory per worker (MB)": 500.0,
     "change served by every worker (ms)": 100.0,
     "cold 50-entry render (ms)": 20.0,
+    "purge set of one edit, CPU per worker (ms)": 12.5,  # issue 20: 50 ms for all (4) workers
 }
 
 
-def measure(config: Path, work: Path, size: int) -> dict[str, float]:
-    cold, _, peak_cold, _ = start_up(config, work)
-    warm, checked, peak_warm, _ = start_up(config, work, cold=False)
-    changes = change_latency(config, work, size, trials=3)
-    render = render_times(config, work, repeats=1 if size >= 1_000_000 else 3)
-    return {
-        "cold start (s)": cold,
-        "warm start (s)": warm,
-        "warm start to checked documents (s)": checked,
-        "peak memory per worker (MB)": max(peak_cold, peak_warm),
-        "change served by every worker (ms)": max(changes),
-        "cold 50-entry render (ms)": max(render["kurz.rss"], render["alle.rss"], render["thema-000.rss"]),
-        "open_site checking every file (no watcher), warm (s)": render["load"] / 1000,
-    }
+PURGE = r"""
+import json, sys, time
+from pathlib import Path
+from feeds.notify import Notifier, Outbox
+from feeds.site import open_site
+config, state = Path(sys.argv[1]), Path(sys.argv[2])
+site = open_site(config, state_dir=state, verify=False)
+notifier = Notifier(site, Outbox(delays=()))
+out = {}
+
+def swept(name):
+    looked = []
+    real = notifier._look
+    def look(documents, seen, first):
+        looked.append(len(documents))
+        return real(documents, seen, first)
+    notifier._look = look
+    t = time.thread_time()
+    sent = notifier.sweep()
+    out[name] = (time.thread_time() - t) * 1000
+    out[name + " documents"] = sum(looked)
+    out[name + " announced"] = len(sent)
+    del notifier._look
+
+swept("first look")
+with site.read() as (reader, now):
+    newest = reader.page_keys(now, None, 1)[0][0][1]
+    oldest = min(reader.paths_under(""))
+articles = config.parent / "articles"
+kept = {rel: (articles / rel).read_bytes() for rel in (newest, oldest)}
+try:
+    for name, rel in (("edit of the newest", newest), ("edit of an old article", oldest)):
+        with open(articles / rel, "ab") as f:
+            f.write(b"\nEin Satz mehr.\n")
+        site.apply([rel])
+        swept(name)
+    fresh = articles / "thema-000" / "zz-bench-new.md"
+    fresh.write_text("---\ntitle: Neu\ntopics: [thema-000]\n---\nText.\n")
+    site.apply([str(fresh.relative_to(articles))])
+    swept("new article")
+    fresh.unlink()
+    site.apply([str(fresh.relative_to(articles))])
+finally:
+    for rel, data in kept.items():
+        (articles / rel).write_bytes(data)
+    site.apply(list(kept))
+print(json.dumps(out))
+"""
+
+
+def purge_set(config: Path, work: Path) -> dict[str, float]:
+    """CPU milliseconds of one worker's notifier thread working out what one change purges:
+    the first look (every document, as every change cost before the journal), then the edit
+    of the newest article, of an old one, and a new article. A copy of the config names a
+    cache to purge (nothing listens there; sending is another thread's work)."""
+    purging = config.parent / "config-purge.yaml"
+    purging.write_text(config.read_text() + "cache:\n  purge: [http://127.0.0.1:9/]\n")
+    argv = [sys.executable, "-c", PURGE, str(purging), str(config.parent / ".feeds")]
+    run = subprocess.run(argv, capture_output=True, text=True, cwd=REPO)
+    if run.returncode:
+        raise RuntimeError(f"purge-set timing failed:\n{run.stderr[-3000:]}")
+    result: dict[str, float] = json.loads(run.stdout.splitlines()[-1])
+    log("purge set: " + ", ".join(f"{key} {value:.1f}" for key, value in result.items()))
+    return result
+
+
+PARTS = ("start", "change", "render", "purge")
+
+
+def measure(config: Path, work: Path, size: int, parts: tuple[str, ...] = PARTS) -> dict[str, float]:
+    found: dict[str, float] = {}
+    if "start" in parts:
+        cold, _, peak_cold, _ = start_up(config, work)
+        warm, checked, peak_warm, _ = start_up(config, work, cold=False)
+        found["cold start (s)"] = cold
+        found["warm start (s)"] = warm
+        found["warm start to checked documents (s)"] = checked
+        found["peak memory per worker (MB)"] = max(peak_cold, peak_warm)
+    if "change" in parts:
+        found["change served by every worker (ms)"] = max(change_latency(config, work, size, trials=3))
+    if "render" in parts:
+        render = render_times(config, work, repeats=1 if size >= 1_000_000 else 3)
+        found["cold 50-entry render (ms)"] = max(
+            render["kurz.rss"], render["alle.rss"], render["thema-000.rss"]
+        )
+        found["open_site checking every file (no watcher), warm (s)"] = render["load"] / 1000
+    if "purge" in parts:
+        purge = purge_set(config, work)
+        found["purge set of one edit, CPU per worker (ms)"] = purge["edit of the newest"]
+        found["purge set of an old article's edit, CPU per worker (ms)"] = purge["edit of an old article"]
+        found["purge set of a new article, CPU per worker (ms)"] = purge["new article"]
+        found["documents looked at for one edit"] = purge["edit of the newest documents"]
+        found["every document looked at (the first look), CPU (ms)"] = purge["first look"]
+    return found
 
 
 def exponent(a: float, b: float, n_a: int, n_b: int) -> str:
@@ -128,13 +211,15 @@ def main() -> int:
     parser.add_argument("--sizes", default="10000,100000,1000000")
     parser.add_argument("--work", type=Path, default=Path("/tmp/feeds-bench"))
     parser.add_argument("--out", type=Path, default=BENCH / "SCALE.md")
+    parser.add_argument("--parts", default=",".join(PARTS), help="what to measure: " + ", ".join(PARTS))
     args = parser.parse_args()
+    parts = tuple(args.parts.split(","))
     sizes = sorted(int(s) for s in args.sizes.split(","))
     started, load = time.perf_counter(), loadavg()
     results = {}
     for size in sizes:
         log(f"scale: {size:,} articles")
-        results[size] = measure(archive(args.work, size), args.work, size)
+        results[size] = measure(archive(args.work, size), args.work, size, parts)
     command = " ".join(["bench/scale.py", *sys.argv[1:]])
     lines = [
         "# How the origin's costs grow with the archive\n",

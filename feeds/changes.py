@@ -26,14 +26,7 @@ from . import inventory, sitemaps
 from .archives import archive_pages, archive_slice
 from .catalogue import (
     ARCHIVE,
-    FEED,
-    FEED_PAGE,
     FORMATS,
-    INDEX,
-    NEWS_SITEMAP,
-    OPML,
-    ROBOTS,
-    SITEMAP,
     SITEMAP_PAGE,
     sitemap_size,
 )
@@ -134,8 +127,7 @@ def plan(site: Site, last: Mark, known: Callable[[str], bool]) -> Plan | None:
             shown = [t for t in touched if t.entry and matches_slugs(spec, set(t.slugs[0]), set(t.slugs[1]))]
             if not shown:
                 continue
-            documents += [inventory.made(site, FEED, name=name, fmt=fmt) for fmt in FORMATS]
-            documents.append(inventory.made(site, FEED_PAGE, name=name))
+            documents += inventory.feed_documents(site, reader, now, name, spec, setting, names)
             if spec.span:
                 continue
             total = totals[name] = reader.total(spec, now)
@@ -155,7 +147,7 @@ def plan(site: Site, last: Mark, known: Callable[[str], bool]) -> Plan | None:
             gone += lost
         articles = last.sitemap
         if touched or expired:
-            documents += [inventory.made(site, kind) for kind in (INDEX, OPML, ROBOTS, SITEMAP, NEWS_SITEMAP)]
+            documents += inventory.site_documents(site, reader, now, setting, names)
         if touched:
             found, lost, articles = _sitemap_pages(
                 site, reader, now, touched, moved, last.sitemap, setting, known
@@ -275,7 +267,7 @@ def _archive_pages(
             continue
         part = archive_slice(total, spec.limit, page)
         versions = reader.versions_window(spec, now, part.start, part.stop, total)
-        version = (page < count, tuple((*v[:4], inventory.shown(v[4], names)) for v in versions))
+        version = (page < count, tuple(inventory.version(v, names) for v in versions))
         found += inventory.archive_entries(config, name, page, version, setting)
     lost = []
     page = count + 1
@@ -297,8 +289,8 @@ def _sitemap_pages(
     setting: str,
     known: Callable[[str], bool],
 ) -> tuple[list[Entry], list[str], int]:
-    """The pages of a large sitemap that can hold a touched article: full pages of articles
-    keyed like a full look's, the last ones (which also list the site's pages) rendered."""
+    """The pages of a large sitemap that can hold a touched article, and the last ones, which
+    also list the site's pages (the index's ``lastmod`` is the newest change)."""
     per_page = site.sitemap_urls
     articles, _, count = sitemap_size(site.view(), reader, now, per_page)
     config = site.config

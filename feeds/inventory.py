@@ -38,13 +38,14 @@ from .catalogue import (
     Kind,
     sitemap_size,
 )
-from .config import SiteConfig
+from .config import FeedSpec, SiteConfig
 from .documents import Document
 from .errors import NotFound, Unsettled
 from .pictures import media_url
 from .site import Site
-from .sitemaps import page_slice
+from .sitemaps import NEWS_MAX, NEWS_WINDOW, page_slice
 from .store import TAG, TOPIC, PageKey, Reader, Slugs
+from .store.queries import Version
 
 log = logging.getLogger(__name__)
 
@@ -99,11 +100,46 @@ def archive_versions(
     spec = site.view().spec(name)
     names = names or spelled(site)
     with site.read() as (reader, now):
-        history = [(*v[:4], shown(v[4], names)) for v in reader.versions(spec, now)]
+        history = [version(v, names) for v in reader.versions(spec, now)]
     count = archive_pages(len(history), spec.limit)
     return [
         (page < count, tuple(history[archive_slice(len(history), spec.limit, page)]))
         for page in range(1, count + 1)
+    ]
+
+
+def version(v: Version, names: Spelled) -> tuple[object, ...]:
+    """What an entry shows in a feed: its version with the names of its topics and tags."""
+    return (*v[:4], shown(v[4], names), *v[5:])
+
+
+def feed_documents(
+    site: Site, reader: Reader, now: datetime, name: str, spec: FeedSpec, setting: str, names: Spelled
+) -> list[Entry]:
+    """A feed's subscription documents and its page, by what they show: its newest entries,
+    and whether (and how far) an archive lies behind them."""
+    latest = tuple(version(v, names) for v in reader.latest(spec, now))
+    archived = 0 if spec.span else archive_pages(reader.total(spec, now), spec.limit)
+    key = (setting, name, archived, latest, None if latest else site.view().newest)
+    found = [made(site, FEED, key, name=name, fmt=fmt) for fmt in FORMATS]
+    return [*found, made(site, FEED_PAGE, key, name=name)]
+
+
+def site_documents(site: Site, reader: Reader, now: datetime, setting: str, names: Spelled) -> list[Entry]:
+    """The index, the OPML list, robots.txt and the sitemaps, by what they show."""
+    config, view = site.config, site.view()
+    newest = view.newest
+    shown_ = tuple(version(v, names) for v in reader.newest_versions(now, config.limit))
+    recent = reader.recent_digest(now, now - NEWS_WINDOW, NEWS_MAX)
+    titles = tuple(names[0].get(s.topics[0]) for s in view.specs.values() if s.is_topic_feed)  # by topic name
+    articles, _, count = sitemap_size(view, reader, now, site.sitemap_urls)
+    listed = (count,) if count else (newest, reader.page_digest(now, 0, articles, articles))
+    return [
+        made(site, INDEX, (setting, newest, titles, shown_)),
+        made(site, OPML, (setting, newest, titles)),
+        made(site, ROBOTS),  # static/robots.txt may stand in for it: looked at each time
+        made(site, NEWS_SITEMAP, (setting, recent)),
+        made(site, SITEMAP, (setting, *listed)),
     ]
 
 
@@ -124,10 +160,12 @@ def archive_entries(
         yield Entry(ARCHIVE.place.url(config, name=name, page=page, fmt=fmt), key=key)
 
 
-def made(site: Site, kind: Kind, **params: object) -> Entry:
-    """A document known by its ETag, rendered (or taken from the cache) when asked."""
-    text = {key: str(value) for key, value in params.items()}
-    return Entry(kind.place.url(site.config, **params), etag=_etag_of(partial(site.document, kind, text)))
+def made(site: Site, kind: Kind, key: Hashable | None = None, **params: object) -> Entry:
+    """A document known by its ETag, rendered (or taken from the cache) when asked; with a
+    ``key`` of what it shows, only rendered when that changed."""
+    text = {name: str(value) for name, value in params.items()}
+    etag = _etag_of(partial(site.document, kind, text))
+    return Entry(kind.place.url(site.config, **params), key=key, etag=etag)
 
 
 def feed_urls(site: Site) -> list[str]:
@@ -135,9 +173,11 @@ def feed_urls(site: Site) -> list[str]:
 
 
 def subscription_documents(site: Site) -> Iterator[Entry]:
-    for name in list(site.specs):
-        for fmt in FORMATS:
-            yield made(site, FEED, name=name, fmt=fmt)
+    """The feeds and their pages (what WebSub hubs are told of, and the cache holds)."""
+    view, setting, names = site.view(), digest(site.config), spelled(site)
+    with site.read() as (reader, now):
+        for name, spec in view.specs.items():
+            yield from feed_documents(site, reader, now, name, spec, setting, names)
 
 
 def other_documents(site: Site) -> Iterator[Entry]:
@@ -145,19 +185,15 @@ def other_documents(site: Site) -> Iterator[Entry]:
     config = site.config
     setting = digest(config)
     names = spelled(site)
-    yield made(site, INDEX)
-    yield made(site, OPML)
+    with site.read() as (reader, now):
+        yield from site_documents(site, reader, now, setting, names)
     for name in list(site.specs):
         try:
             versions = archive_versions(site, name, names)
         except NotFound:
             continue
-        yield made(site, FEED_PAGE, name=name)
-        for page, version in enumerate(versions, start=1):
-            yield from archive_entries(config, name, page, version, setting)
-    yield made(site, ROBOTS)
-    yield made(site, SITEMAP)
-    yield made(site, NEWS_SITEMAP)
+        for page, v in enumerate(versions, start=1):
+            yield from archive_entries(config, name, page, v, setting)
     for key in site.page_keys():
         yield article_page(key, setting, names)
     yield from sitemap_documents(site, setting)
@@ -202,24 +238,16 @@ def sitemap_documents(site: Site, setting: str) -> Iterator[Entry]:
 
 
 def sitemap_page(site: Site, reader: Reader, now: datetime, articles: int, page: int, setting: str) -> Entry:
+    """A page of a large sitemap, by what it lists: articles, and on the last pages the index
+    (its ``lastmod``: the newest change) and every feed's page."""
     per_page = site.sitemap_urls
-    if page > articles // per_page:
-        return made(site, SITEMAP_PAGE, page=page)
-    part = page_slice(articles, per_page, page)
-    rows = reader.page_digests(now, part.start, part.stop - part.start)
-    return Entry(
-        SITEMAP_PAGE.place.url(site.config, page=page),
-        key=(setting, part.start, part.stop, page_digest(rows)),
-    )
-
-
-def page_digest(rows: Iterable[tuple[object, ...]]) -> str:
-    """The key of a full sitemap page: what it lists of each article (its URL, its ``lastmod``,
-    whether it lives here), hashed."""
-    digest = hashlib.sha256()
-    for row in rows:
-        digest.update(repr(row).encode())
-    return digest.hexdigest()
+    part = page_slice(articles + 1 + len(site.view().specs), per_page, page)
+    stop = min(part.stop, articles)
+    listed = reader.page_digest(now, part.start, stop - part.start, articles) if part.start < articles else ""
+    view = site.view()
+    index = view.newest if part.start <= articles < part.stop else None  # its lastmod: the newest change
+    pages = (index, tuple(sorted(view.specs)), part.start - articles) if part.stop > articles else None
+    return made(site, SITEMAP_PAGE, (setting, part.start, part.stop, listed, pages), page=page)
 
 
 def path_of(url: str) -> str:

@@ -374,10 +374,10 @@ class Notifier:
         pending: list[inventory.Entry] = []
         for entry in documents:
             before = self._seen.get(entry.url)
-            if entry.key is not None:  # one of the many pages: its key says it all, no render
-                if before is not None and before[0] == entry.key:
-                    seen[entry.url] = before
-                    continue
+            if entry.key is not None and before is not None and before[0] == entry.key:
+                seen[entry.url] = before  # what it shows is as it was: no render
+                continue
+            if entry.etag is None and entry.key is not None:  # one of the many pages: its key says it all
                 token = inventory.digest(entry.key)
                 seen[entry.url] = (entry.key, token)
                 # The first look only learns (a million pages, no ledger rows); a page that
@@ -385,7 +385,7 @@ class Notifier:
                 if not first and ledger.claim_change(entry.url, token, new=True):
                     claimed.append(entry.url)
                 continue
-            try:
+            try:  # rendered: its ETag tells whether its bytes changed
                 etag = entry.etag() if entry.etag is not None else None
             except Exception:  # as a request for it would fail; the others still count
                 log.exception("notifier: %s could not be rendered", entry.url)
@@ -395,7 +395,7 @@ class Notifier:
                 if before is not None:
                     seen[entry.url] = before
                 continue
-            seen[entry.url] = (None, etag)
+            seen[entry.url] = (entry.key, etag)
             if (before is None or before[1] != etag) and ledger.claim_change(entry.url, etag, new=not first):
                 claimed.append(entry.url)
         return claimed, pending

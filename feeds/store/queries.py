@@ -9,6 +9,7 @@ moves on meanwhile.
 
 from __future__ import annotations
 
+import hashlib
 import heapq
 import json
 import logging
@@ -76,7 +77,10 @@ class Trace:
 Suspect = Callable[[str], None]
 Slugs = tuple[tuple[str, ...], tuple[str, ...]]  # an entry's topic slugs and tag slugs
 PageKey = tuple[str, str, int, int, int, Slugs]
-Version = tuple[str, int, int, int, Slugs]
+Version = tuple[str, int, int, int, Slugs, str | None, str | None, int]
+_VERSION = (
+    "{f}id, {f}digest, {f}published, {f}updated, {f}topics, {f}tags, {f}image, {f}image_type, {f}image_length"
+)
 _RECENT = "f.entry = 1 AND f.published <= ? AND f.published > ? AND f.url = f.permalink"
 
 
@@ -86,6 +90,16 @@ def _key(meta: Meta) -> tuple[float, str]:
 
 def _slugs(topics: object, tags: object) -> Slugs:
     return tuple(s for s, _ in pairs(topics)), tuple(s for s, _ in pairs(tags))
+
+
+def _version(m: Meta) -> Version:
+    slugs = (tuple(t.slug for t in m.topics), tuple(t.slug for t in m.tags))
+    when = int(m.published.timestamp()), int(m.updated.timestamp())
+    return (m.id, m.digest, *when, slugs, m.image, m.image_type, m.image_length)
+
+
+def _version_of(r: sqlite3.Row) -> Version:
+    return (r[0], r[1], r[2], r[3], _slugs(r[4], r[5]), r[6], r[7], r[8])
 
 
 def simple(spec: FeedSpec) -> bool:
@@ -272,8 +286,8 @@ class Reader:
         return [(r[0], r[1], r[2], r[3], r[4], _slugs(r[6], r[7])) for r in rows], end
 
     def versions(self, spec: FeedSpec, now: datetime) -> list[Version]:
-        """(id, digest, published, updated, topic and tag slugs) of every entry of the feed,
-        newest first.
+        """(id, digest, published, updated, topic and tag slugs, picture) of every entry of the
+        feed, newest first.
 
         What an archive page's bytes depend on (with the display names of those slugs), for a
         purge to tell which pages changed without rendering them (or decoding a million rows
@@ -282,31 +296,16 @@ class Reader:
         if spec.span:
             return []  # a feed with a window has no archive
         if not simple(spec):
-            return [
-                (
-                    m.id,
-                    m.digest,
-                    int(m.published.timestamp()),
-                    int(m.updated.timestamp()),
-                    (tuple(t.slug for t in m.topics), tuple(t.slug for t in m.tags)),
-                )
-                for m in self.select(spec, now, 0)
-            ]
-        now -= spec.behind
-        if spec.topics:
-            sql = (
-                "SELECT f.id, f.digest, f.published, f.updated, f.topics, f.tags FROM entry_topics AS t "
-                "JOIN files AS f ON f.path = t.path WHERE t.slug = ? AND t.published <= ? "
-                "ORDER BY t.published DESC, t.id"
-            )
-            params: tuple[object, ...] = (spec.topics[0], now.timestamp())
-        else:
-            sql = (
-                "SELECT id, digest, published, updated, topics, tags FROM files WHERE entry = 1 "
-                "AND published <= ? ORDER BY published DESC, id"
-            )
-            params = (now.timestamp(),)
-        return [(r[0], r[1], r[2], r[3], _slugs(r[4], r[5])) for r in self._db.execute(sql, params)]
+            return [_version(m) for m in self.select(spec, now, 0)]
+        base, params, newest, _ = self._versions_sql(spec, now)
+        return [_version_of(r) for r in self._db.execute(base + newest, params)]
+
+    def latest(self, spec: FeedSpec, now: datetime) -> list[Version]:
+        """:meth:`versions` of what the feed's subscription document shows."""
+        if spec.span or not simple(spec):
+            return [_version(m) for m in self.select(spec, now)]
+        base, params, newest, _ = self._versions_sql(spec, now)
+        return [_version_of(r) for r in self._db.execute(f"{base}{newest} LIMIT ?", (*params, spec.limit))]
 
     def versions_window(
         self, spec: FeedSpec, now: datetime, start: int, stop: int, total: int
@@ -317,28 +316,35 @@ class Reader:
             return []
         if not simple(spec):
             return self.versions(spec, now)[start:stop]
-        now -= spec.behind
-        if spec.topics:
-            base = (
-                "SELECT f.id, f.digest, f.published, f.updated, f.topics, f.tags FROM entry_topics AS t "
-                "JOIN files AS f ON f.path = t.path WHERE t.slug = ? AND t.published <= ? "
-            )
-            params: tuple[object, ...] = (spec.topics[0], now.timestamp())
-            newest, oldest = "ORDER BY t.published DESC, t.id", "ORDER BY t.published, t.id DESC"
-        else:
-            base = (
-                "SELECT id, digest, published, updated, topics, tags FROM files WHERE entry = 1 "
-                "AND published <= ? "
-            )
-            params = (now.timestamp(),)
-            newest, oldest = "ORDER BY published DESC, id", "ORDER BY published, id DESC"
+        base, params, newest, oldest = self._versions_sql(spec, now)
         count = max(stop - start, 0)
         if start <= total - stop:
             rows = list(self._db.execute(f"{base}{newest} LIMIT ? OFFSET ?", (*params, count, start)))
         else:
             skip = max(total - stop, 0)
             rows = list(self._db.execute(f"{base}{oldest} LIMIT ? OFFSET ?", (*params, count, skip)))[::-1]
-        return [(r[0], r[1], r[2], r[3], _slugs(r[4], r[5])) for r in rows]
+        return [_version_of(r) for r in rows]
+
+    def newest_versions(self, now: datetime, limit: int) -> list[Version]:
+        """:meth:`versions` of the newest ``limit`` entries of all (what the index page shows)."""
+        base, params, newest, _ = self._versions_sql(None, now)
+        return [_version_of(r) for r in self._db.execute(f"{base}{newest} LIMIT ?", (*params, limit))]
+
+    def _versions_sql(self, spec: FeedSpec | None, now: datetime) -> tuple[str, tuple[object, ...], str, str]:
+        at = (now - spec.behind).timestamp() if spec is not None else now.timestamp()
+        if spec is not None and spec.topics:
+            base = (
+                f"SELECT {_VERSION.format(f='f.')} FROM entry_topics AS t "
+                "JOIN files AS f ON f.path = t.path WHERE t.slug = ? AND t.published <= ? "
+            )
+            return (
+                base,
+                (spec.topics[0], at),
+                "ORDER BY t.published DESC, t.id",
+                "ORDER BY t.published, t.id DESC",
+            )
+        base = f"SELECT {_VERSION.format(f='')} FROM files WHERE entry = 1 AND published <= ? "
+        return base, (at,), "ORDER BY published DESC, id", "ORDER BY published, id DESC"
 
     def page_keys_of(self, ids: Iterable[str], now: datetime) -> list[tuple[str, PageKey]]:
         """(id, :meth:`page_keys`) of the visible entries holding ``ids``."""
@@ -354,15 +360,34 @@ class Reader:
             found += [(r[5], (r[0], r[1], r[2], r[3], r[4], _slugs(r[6], r[7]))) for r in rows]
         return found
 
-    def page_digests(self, now: datetime, start: int, count: int) -> list[tuple[object, ...]]:
-        """(permalink, updated, whether it lives here) of ``count`` visible articles from
-        position ``start`` of the oldest-first order: what a sitemap page lists of each."""
-        rows = self._db.execute(
-            "SELECT permalink, updated, url = permalink FROM files WHERE entry = 1 AND published <= ? "
-            "ORDER BY published, id DESC LIMIT ? OFFSET ?",
-            (now.timestamp(), count, start),
-        )
-        return [tuple(r) for r in rows]
+    def page_digest(self, now: datetime, start: int, count: int, total: int) -> str:
+        """What ``count`` visible articles from position ``start`` of the oldest-first order
+        (of ``total``) show on a sitemap page (URL, ``lastmod``, whether it lives here), hashed:
+        joined by SQLite from the end nearer to them, never held as rows."""
+        if start <= total - start - count:
+            order, skip = "published, id DESC", start
+        else:
+            order, skip = "published DESC, id", max(total - start - count, 0)
+        row = self._db.execute(
+            "SELECT group_concat(line, char(30)) FROM (SELECT line FROM (SELECT permalink || char(31) || "
+            "updated || char(31) || (url = permalink) AS line, published, id FROM files WHERE entry = 1 "
+            f"AND published <= ? ORDER BY {order} LIMIT ? OFFSET ?) ORDER BY published, id DESC)",
+            (now.timestamp(), count, skip),
+        ).fetchone()
+        text = row[0] if row is not None and isinstance(row[0], str) else ""
+        return hashlib.sha256(text.encode()).hexdigest()
+
+    def recent_digest(self, now: datetime, since: datetime, limit: int) -> str:
+        """What the news sitemap shows of :meth:`recent` (URL, date, the file's content for the
+        title and language), hashed, without decoding a row."""
+        row = self._db.execute(
+            "SELECT group_concat(line, char(30)) FROM (SELECT f.permalink || char(31) || f.published || "
+            f"char(31) || f.digest AS line FROM files AS f WHERE {_RECENT} "
+            "ORDER BY f.published DESC, f.id LIMIT ?)",
+            (now.timestamp(), since.timestamp(), limit),
+        ).fetchone()
+        text = row[0] if row is not None and isinstance(row[0], str) else ""
+        return hashlib.sha256(text.encode()).hexdigest()
 
     def total(self, spec: FeedSpec, now: datetime) -> int:
         """How many entries the feed has in all (its archive's size), by counting when it can.
