@@ -335,6 +335,7 @@ class Notifier:
             return []
         planned = changes.plan(site, self._mark, self._seen.__contains__) if self._mark is not None else None
         if planned is None:
+            started = time.perf_counter()
             mark = changes.mark(site)  # before the look: what changes meanwhile is looked at next
             documents = list(inventory.subscription_documents(site))
             if config.purge:  # a cache holds every other document too
@@ -346,6 +347,11 @@ class Notifier:
                 url for url in self._seen if url not in listed and site.ledger.claim_change(url, "", new=True)
             ]
             self._seen = seen
+            log.info(
+                "notifier: looked at every document (%d) in %.1f s; after this, at what each change touches",
+                len(seen),
+                time.perf_counter() - started,
+            )
         else:
             mark, documents = planned.mark, planned.documents
             if not config.purge:  # hubs only: the feeds

@@ -377,7 +377,11 @@ def watching(server: harness.Server, workers: int) -> harness.Server:
 
 
 def serving(start_server: StartServer, config: Path, workers: int) -> harness.Server:
-    return watching(start_server(config, workers=workers), workers)
+    """A server whose every worker watches the site and has taken its first look at every
+    document (what a change is compared with; a change before it is nobody's old version)."""
+    server = watching(start_server(config, workers=workers), workers)
+    wait_until(lambda: server.log.read_text().count("looked at every document") >= workers, "first looks")
+    return server
 
 
 def etags(server: harness.Server) -> dict[str, str]:
