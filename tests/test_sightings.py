@@ -551,3 +551,16 @@ def test_metrics_of_all_workers_give_each_count_once(make_site: MakeSite, tmp_pa
 
         wait_until(lambda: lines() == [wanted], "one feeds_subscribers sample, the shared count")
         assert "feeds_requests_total" in server.fetch("/metrics").body.decode()
+
+
+def test_workers_forked_from_a_preloaded_app_count_too(make_site: MakeSite, tmp_path: Path) -> None:
+    """gunicorn --preload: the app (and its Sightings) is made before the fork; each worker
+    starts its own thread and opens its own connection."""
+    config, state = make_site(), tmp_path / "state"
+    preloaded = lambda port: harness.gunicorn_command(port, 2, extra=["--preload"])  # noqa: E731
+    with harness.start(preloaded, tmp_path / "server.log", config=config, state_dir=state) as server:
+        for i in range(8):
+            server.fetch("/feeds/alle.rss", {"User-Agent": f"Reader/{i}"})
+        wait_until(
+            lambda: sources_of(stats_json(config, state), "alle") == {"direct": 8}, "8 readers counted"
+        )

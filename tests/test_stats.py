@@ -238,3 +238,18 @@ def test_stats_json_and_text_from_the_command(make_site: MakeSite) -> None:
     ]
     text = runner.invoke(cli, ["--config", str(config), "stats"]).output
     assert "alle" in text and "+2" in text
+
+
+def test_the_page_replaces_a_link_never_what_it_points_to(make_site: MakeSite, tmp_path: Path) -> None:
+    config = make_site()
+    elsewhere = tmp_path / "elsewhere.html"
+    elsewhere.write_text("not yours")
+    page = tmp_path / "stats.html"
+    page.symlink_to(elsewhere)
+    result = CliRunner().invoke(cli, ["--config", str(config), "stats", "--html", str(page)])
+    assert result.exit_code == 0, result.output
+    assert elsewhere.read_text() == "not yours"
+    assert not page.is_symlink() and b"<h1>Subscribers</h1>" in page.read_bytes()
+    unwritable = tmp_path / "missing" / "stats.html"
+    result = CliRunner().invoke(cli, ["--config", str(config), "stats", "--html", str(unwritable)])
+    assert result.exit_code == 1 and f"could not write {unwritable}" in result.output

@@ -157,23 +157,36 @@ class AudienceStore:
         return secrets.token_bytes(KEY_BYTES)  # nothing to share it with: good for this batch only
 
     def record(self, day: date, visitors: Iterable[tuple[str, bytes]], reports: Iterable[ReportRow]) -> None:
-        """Add a batch of the day's sightings (direct readers by feed, fetchers' reports) and
-        bring the day's ``server`` counts up to date, in one transaction."""
+        """Add a batch of the day's sightings (direct readers by feed, fetchers' reports) and,
+        if that changed anything, bring the day's ``server`` counts up to date; one transaction."""
         iso = day.isoformat()
         with self._lock, self._writing("writing to") as db:
             if db is None:
                 return
-            room = VISITORS - db.execute("SELECT count(*) FROM visitors WHERE day = ?", (iso,)).fetchone()[0]
+            before = db.total_changes
             rows = [(iso, feed, hashed) for feed, hashed in visitors]
-            if len(rows) > room and iso not in self._full:
-                self._full.add(iso)
-                log.warning(
-                    "audience: %s has %d direct readers; more are not counted that day", iso, VISITORS
+            if rows:
+                room = (
+                    VISITORS - db.execute("SELECT count(*) FROM visitors WHERE day = ?", (iso,)).fetchone()[0]
                 )
-            db.executemany(
-                "INSERT OR IGNORE INTO visitors (day, feed, visitor) VALUES (?, ?, ?)", rows[: max(room, 0)]
-            )
+                if len(rows) > room and iso not in self._full:
+                    self._full.add(iso)
+                    log.warning(
+                        "audience: %s has %d direct readers; more are not counted that day", iso, VISITORS
+                    )
+                db.executemany(
+                    "INSERT OR IGNORE INTO visitors (day, feed, visitor) VALUES (?, ?, ?)",
+                    rows[: max(room, 0)],
+                )
+            changed = db.total_changes > before
             for feed, source, feed_id, subscribers, seen in reports:
+                key = (iso, feed, source, feed_id)
+                old = db.execute(
+                    "SELECT subscribers FROM reports WHERE day = ? AND feed = ? AND source = ? "
+                    "AND feed_id = ?",
+                    key,
+                ).fetchone()
+                before = db.total_changes
                 db.execute(
                     "INSERT INTO reports (day, feed, source, feed_id, subscribers, seen) "
                     "SELECT ?1, ?2, ?3, ?4, ?5, ?6 WHERE (SELECT count(*) FROM reports "
@@ -182,9 +195,11 @@ class AudienceStore:
                     "ON CONFLICT (day, feed, source, feed_id) DO UPDATE SET "
                     "subscribers = excluded.subscribers, seen = excluded.seen "
                     "WHERE excluded.seen >= reports.seen",
-                    (iso, feed, source, feed_id, subscribers, seen, FEED_IDS),
+                    (*key, subscribers, seen, FEED_IDS),
                 )
-            self._refresh(db, day)
+                changed |= db.total_changes > before and (old is None or old[0] != subscribers)
+            if changed:  # a reader polling again, or a fetcher saying the same, changes nothing
+                self._refresh(db, day)
 
     def refresh(self, day: date) -> None:
         """Work out the day's ``server`` counts again (after reports of the day before came in)."""
