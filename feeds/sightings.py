@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import gzip
 import logging
+import math
 import os
 import stat
 import threading
@@ -108,7 +109,7 @@ class Sightings:
         self._key = b""
         self._seen: set[tuple[str, bytes]] = set()  # readers of self._day already written
         self._agents = Agents()
-        self._dropped_logged = 0.0
+        self._dropped_logged = -math.inf  # when the last line about dropped sightings was logged
         os.register_at_fork(after_in_child=_forked(weakref.ref(self)))
 
     def note(self, kind: str, label: str, environ: dict[str, Any]) -> None:
