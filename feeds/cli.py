@@ -1,25 +1,31 @@
-"""The ``feeds`` command: serve, check, list, build and get, all over the same snapshot."""
+"""The ``feeds`` command: serve, check, list, build, get and stats, all over the same snapshot."""
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
+import zlib
+from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import click
 
-from . import logs
+from . import catalogue, logs
 from .app import create_app, state_dir_for
 from .config import config_path_from_env, load_config
 from .errors import ConfigError, Problem, Severity
 from .export import build as build_export
 from .links import feed_page_url, feed_url, opml_url
 from .outfolder import ExportRefused, check_target
-from .site import FORMATS, Site, open_site
+from .sightings import FeedOf, count_logs, read_log
+from .site import AUDIENCE, FORMATS, Site, open_site
 from .sources import read_source
 from .stamping import stamp_dates
-from .store import TAG, TOPIC
+from .stats import render_html, render_json, render_text, summarize
+from .store import TAG, TOPIC, AudienceStore
 
 
 def _open(path: Path) -> Site:
@@ -261,3 +267,112 @@ def get(ctx: click.Context, path: str) -> None:
     if response.status_code != 200:
         click.echo(f"{path}: {response.status}", err=True)
         sys.exit(1)
+
+
+@cli.command()
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="json: one object, with every day counted.",
+)
+@click.option(
+    "--html",
+    "html",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Also write a page with a chart of subscribers per feed over time to this file.",
+)
+@click.option(
+    "--log",
+    "logs_",
+    multiple=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Count the requests in access logs (combined format: nginx, varnishncsa; .gz too) first. "
+    "Give every log of a day in one run.",
+)
+@click.argument("more_logs", nargs=-1, type=click.Path(dir_okay=False, path_type=Path))
+@click.pass_context
+def stats(
+    ctx: click.Context, fmt: str, html: Path | None, logs_: tuple[Path, ...], more_logs: tuple[Path, ...]
+) -> None:
+    """Subscribers per feed: today, the change over 7 and 30 days, and by source.
+
+    The server counts the requests for feeds it answers; behind a cache, which answers most of
+    them, count the cache's access logs: --log FILE... (after --log, any number of files).
+    """
+    if more_logs and not logs_:
+        raise click.UsageError(f"unexpected argument {more_logs[0]}: name access logs after --log")
+    try:
+        config = load_config(ctx.obj)
+    except ConfigError as exc:
+        raise click.ClickException(f"config is not valid:\n{exc}") from None
+    today = datetime.now(UTC).date()
+    extra: dict[str, object] = {}
+    if logs_:
+        site = _load(ctx)
+        store = site.audience.store
+        files = [*logs_, *more_logs]
+        found = count_logs(((str(p), _log_lines(p)) for p in files), _feed_of(site), today)
+        store.merge(found.counts)
+        extra["log"] = {
+            "files": len(files),
+            "lines": found.lines,
+            "counted": found.counted,
+            "malformed": found.malformed,
+            "outside": found.outside,
+        }
+        if fmt == "text":
+            click.echo(
+                f"{len(files)} access log(s), {found.lines} lines: {found.counted} requests for feeds "
+                f"counted, {found.malformed} malformed, {found.outside} from days not kept"
+            )
+    else:
+        store = AudienceStore(state_dir_for(ctx.obj) / AUDIENCE)
+    store.settle(today)
+    summary = summarize(store.counts(), store.current(today), today)
+    click.echo(render_json(summary, **extra) if fmt == "json" else render_text(summary), nl=False)
+    if html is not None:
+        _write_page(html, render_html(summary, config.title))
+        click.echo(f"wrote {html}", err=fmt == "json")
+
+
+def _log_lines(path: Path) -> Iterator[str]:
+    try:
+        yield from read_log(path)
+    except (OSError, EOFError, zlib.error) as exc:
+        raise click.ClickException(f"could not read the access log {path}: {exc}") from None
+
+
+def _feed_of(site: Site) -> FeedOf:
+    """A request path (as a log has it, under the site's path) -> (feed, format), for feeds that exist."""
+    names, prefix = frozenset(site.specs), site.config.path_prefix
+
+    def feed_of(path: str) -> tuple[str, str] | None:
+        if prefix:
+            if not path.startswith(prefix + "/"):
+                return None
+            path = path[len(prefix) :]
+        found = catalogue.route(path)
+        if found is None or found[0] is not catalogue.FEED or found[1]["name"] not in names:
+            return None
+        return found[1]["name"], found[1]["fmt"]
+
+    return feed_of
+
+
+def _write_page(path: Path, body: bytes) -> None:
+    """Written whole or not at all: a web server may be serving the page meanwhile."""
+    part = path.with_name(f".{path.name}.{os.getpid()}.part")
+    try:
+        out = open(part, "xb")  # never a file someone else made (nor a link planted there)
+    except OSError as exc:
+        raise click.ClickException(f"could not write {path}: {exc.strerror or exc}") from None
+    try:
+        with out:
+            out.write(body)
+        os.replace(part, path)
+    except OSError as exc:
+        part.unlink(missing_ok=True)  # ours: made above
+        raise click.ClickException(f"could not write {path}: {exc.strerror or exc}") from None

@@ -146,6 +146,7 @@ class DocumentApp:
             self._count(kind, name, 405)
             start_response("405 Method Not Allowed", _ALLOW)  # RFC 9110 15.5.6
             return [b"Method not allowed: documents answer GET and HEAD.\n"]
+        self.site.audience.note(kind, name, environ)  # who reads each feed (feeds.sightings)
         return self._answer(environ, start_response, path, kind, name, doc, method == "HEAD")
 
     def _lookup(self, path: str) -> tuple[str, str, Document] | None:

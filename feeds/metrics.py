@@ -2,14 +2,19 @@
 
 Under gunicorn each worker counts for itself; set ``PROMETHEUS_MULTIPROC_DIR`` to an empty
 folder to have ``/metrics`` add up all workers (prometheus_client's multiprocess mode).
+``feeds_subscribers`` is read from the state folder at each scrape, which all workers share: the
+same in both modes.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.multiprocess import MultiProcessCollector
+from prometheus_client.registry import Collector
 
 from .site import Site
 
@@ -52,6 +57,7 @@ class Metrics:
                 "1 while a broken config.yaml is being ignored",
                 registry=self.registry,
             ).set_function(lambda: float(site.config_error is not None))
+        self.registry.register(Subscribers(site))
         site.render_hooks.append(lambda kind, seconds: self.renders.labels(kind).observe(seconds))
         site.reload_hooks.append(lambda ok: (self.reloads if ok else self.reload_errors).inc())
 
@@ -67,3 +73,27 @@ class Metrics:
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
+
+
+class Subscribers(Collector):
+    """``feeds_subscribers{feed, source}``: today's counts (see :mod:`feeds.sightings`)."""
+
+    def __init__(self, site: Site) -> None:
+        self._site = site
+
+    @staticmethod
+    def _family() -> GaugeMetricFamily:
+        return GaugeMetricFamily(
+            "feeds_subscribers",
+            "Subscribers today (UTC), by feed and source: a fetcher's own report, or direct readers",
+            labels=["feed", "source"],
+        )
+
+    def describe(self) -> Iterable[GaugeMetricFamily]:
+        return [self._family()]
+
+    def collect(self) -> Iterable[GaugeMetricFamily]:
+        family = self._family()
+        for (feed, source), count in sorted(self._site.audience.current().items()):
+            family.add_metric([feed, source], count)
+        yield family

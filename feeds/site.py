@@ -30,10 +30,12 @@ from .errors import ConfigError, NotFound, Problem
 from .live import Clock, Live, Snapshot, open_store
 from .render import EPOCH, warm_up
 from .selection import next_change, specs_for_topics
-from .store import IndexStore, Ledger, PageKey, Reader
+from .sightings import Sightings
+from .store import AudienceStore, IndexStore, Ledger, PageKey, Reader
 
 __all__ = ["FORMATS", "Site", "open_site"]
 CHECK_FIRST = 10_000  # articles an index may hold to be checked before serving (about 0.3 s)
+AUDIENCE = "audience.sqlite"  # subscriber counts, in the state folder
 
 
 def utc_now() -> datetime:
@@ -59,7 +61,8 @@ def open_site(
     ledger = Ledger(state_dir / "validators.sqlite" if state_dir else None)
     store, trusted, reason = open_store(config, state_dir, ledger, clock)
     site = Site(config, store, ledger=ledger, clock=clock, config_path=path, state_dir=state_dir,
-                verified=not trusted, store_reason=reason, sitemap_urls=sitemap_urls)  # fmt: skip
+                verified=not trusted, store_reason=reason, sitemap_urls=sitemap_urls,
+                audience=AudienceStore(state_dir / AUDIENCE if state_dir else None))  # fmt: skip
     if trusted and (verify or site.article_count() <= CHECK_FIRST):
         site.live.check(aside=False)  # nothing is served yet: no request waits for the interpreter
     warm_up(config)  # one-time costs of a first render, before a server says it is ready
@@ -82,9 +85,12 @@ class Site:
         verified: bool = True,
         store_reason: str | None = None,
         sitemap_urls: int = sitemaps.PAGE_URLS,
+        audience: AudienceStore | None = None,
     ) -> None:
         self.sitemap_urls = sitemap_urls  # URLs per sitemap page: the protocol's limit, lower in tests
         self.ledger = ledger or Ledger(None)
+        # Who reads each feed: noted by requests, counted by a thread of its own (feeds.sightings).
+        self.audience = Sightings(audience or AudienceStore(None), clock)
         self.state_dir = state_dir
         self._clock = clock
         self._bodies = Bodies(config, missing=lambda rel: self.live.snapshot.store.suspect(rel))
@@ -274,6 +280,7 @@ class Site:
     def close(self) -> None:
         self.live.stop()
         self.ledger.close()
+        self.audience.close()
 
 
 def _holds(view: View, snapshot: Snapshot, now: datetime) -> bool:
