@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import pytest
@@ -110,10 +110,9 @@ class Proxy:
     workdir: Path
     log: Path
 
-    def fetch(
-        self, path: str, headers: harness.Headers = None, *, method: str = "GET", timeout: float = 10.0
-    ) -> harness.Reply:
-        return harness.fetch(self.port, path, headers, method=method, timeout=timeout)
+    def fetch(self, path: str, headers: harness.Headers = None, **options: Any) -> harness.Reply:
+        """:func:`harness.fetch` from this cache (``method``, ``timeout``, ``source``)."""
+        return harness.fetch(self.port, path, headers, **options)
 
     def counter(self, name: str) -> int:
         """A varnishstat counter (``MAIN.n_obj_purged``)."""
