@@ -87,7 +87,7 @@ class Budget:
         self,
         state_dir: Path | None,
         *,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Callable[[], int] = time.monotonic_ns,
         slots: int = SLOTS,
         memory: Path = SHARED_MEMORY,
     ) -> None:
@@ -111,7 +111,7 @@ class Budget:
         mark = (digest >> 64) | 1  # never 0, the empty slot's
         index = 2 * (digest % self._count)
         words = (self._table or self._open()).words
-        now = int(self._clock() * 1000)
+        now = self._clock() // 1_000_000
         if words[index] == mark:
             elapsed = now - (words[index + 1] ^ mark)
             if 0 <= elapsed < interval:
@@ -190,7 +190,12 @@ def table_path(state_dir: Path, memory: Path = SHARED_MEMORY) -> Path:
 def forwarded(header: str | None, trusted: Networks) -> bytes | None:
     """The right-most address of X-Forwarded-For that is not a trusted proxy; the left-most
     looked at when all are; None without a header or for a malformed entry (then the peer)."""
-    rest, found = header or "", None
+    if not header:
+        return None
+    if "," not in header:  # the usual case: one reader, named by one proxy
+        found = packed(header.strip())
+        return found if found is not None else packed(_host(header.strip()))
+    rest, found = header, None
     for _ in range(FORWARDED_HOPS):
         if not rest:
             break

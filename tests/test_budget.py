@@ -35,13 +35,13 @@ TABLE_BYTES = 64 + 16 * SLOTS
 
 
 class Clock:
-    """Seconds, as ``time.monotonic`` gives them; tests move it."""
+    """Nanoseconds, as ``time.monotonic_ns`` gives them; tests move ``now`` (seconds)."""
 
     def __init__(self) -> None:
         self.now = 1000.0
 
-    def __call__(self) -> float:
-        return self.now
+    def __call__(self) -> int:
+        return round(self.now * 1e9)
 
 
 def request(
