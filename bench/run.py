@@ -12,7 +12,8 @@ a feed from a cold cache. Prints a Markdown report and writes it to --out. See b
 With ``--budget`` it measures the polling budget instead (issue 19): polling under granian
 with ``polling:`` off and on, and the project as it was at ``--baseline REV``, side by side.
 
-This module also holds ``bare_app``, the WSGI yardstick (``run:bare_app``).
+This module also holds ``bare_app``, the WSGI yardstick (``run:bare_app``), and
+``baseline_app``, the project at ``--baseline`` (``run:baseline_app``).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import functools
 import gzip
 import hashlib
 import http.client
+import importlib
 import json
 import os
 import platform
@@ -390,9 +392,25 @@ def baseline_tree(work: Path, rev: str) -> Path:
     return tree
 
 
+def baseline_app() -> Any:
+    """The project as it was at ``--baseline`` (granian factory ``run:baseline_app``): ``feeds``
+    from the tree in ``$BENCH_BASELINE`` rather than this checkout, whose editable install would
+    win over ``sys.path``. The same venv, so the same dependencies: for commits close to this one.
+    """
+    tree = os.environ["BENCH_BASELINE"]
+    sys.meta_path[:] = [
+        f for f in sys.meta_path if not getattr(f, "__module__", "").startswith("__editable__")
+    ]
+    sys.path.insert(0, tree)
+    feeds = importlib.import_module("feeds")
+    if not (feeds.__file__ or "").startswith(tree):
+        raise RuntimeError(f"feeds came from {feeds.__file__}, not the baseline tree {tree}")
+    return feeds.create_app()
+
+
 def baseline_command(port: int) -> list[str]:
     extra = (*GRANIAN, "--working-dir", str(BENCH))
-    return harness.production_command(port, app="baseline:create_app", extra=extra)
+    return harness.production_command(port, app="run:baseline_app", extra=extra)
 
 
 # -- scale: start-up, memory, change latency, render time -----------------------------------------
