@@ -2,22 +2,29 @@
 """The benchmark: the project against nginx, a bare WSGI callable and the naive Flask view.
 
     .venv/bin/python bench/run.py [--sizes 10000,100000] [--duration 10] [--out bench/results.md]
+    .venv/bin/python bench/run.py --budget [--baseline REV] [--rounds 3] [--sizes 10000]
 
 For each archive size (bench/generate.py) it polls /feeds/kurz.rss (50 entries, summary) with
 wrk: 304s, cached 200s identity and gzip. At the largest size it measures cold and warm start,
 peak memory per worker, the time from a file change to every worker serving it, and rendering
 a feed from a cold cache. Prints a Markdown report and writes it to --out. See bench/README.md.
 
-This module also holds ``bare_app``, the WSGI yardstick (``run:bare_app``).
+With ``--budget`` it measures the polling budget instead (issue 19): polling under granian
+with ``polling:`` off and on, and the project as it was at ``--baseline REV``, side by side.
+
+This module also holds ``bare_app``, the WSGI yardstick (``run:bare_app``), and
+``baseline_app``, the project at ``--baseline`` (``run:baseline_app``).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import gzip
 import hashlib
 import http.client
+import importlib
 import json
 import os
 import platform
@@ -68,10 +75,15 @@ def main() -> int:
     parser.add_argument("--sizes", default="10000,100000", help="archive sizes (default %(default)s)")
     parser.add_argument("--duration", type=float, default=10, help="seconds per wrk run (default 10)")
     parser.add_argument("--work", type=Path, default=Path("/tmp/feeds-bench"), help="archives are kept here")
-    parser.add_argument("--out", type=Path, default=BENCH / "results.md")
+    parser.add_argument("--out", type=Path, help="the report (default bench/results.md, or budget.md)")
+    parser.add_argument("--budget", action="store_true", help="measure the polling budget only")
+    parser.add_argument("--baseline", metavar="REV", help="with --budget: today's code, a git revision")
+    parser.add_argument("--rounds", type=int, default=3, help="with --budget: alternations (default 3)")
     args = parser.parse_args()
     sizes = sorted(int(s) for s in args.sizes.split(","))
-    ensure_tools()
+    ensure_tools(naive=not args.budget)
+    if args.budget:
+        return budget_report(args, sizes)
     started, load, command = time.perf_counter(), loadavg(), " ".join(["bench/run.py", *sys.argv[1:]])
     lines = [
         f"# Benchmark results\n\n`.venv/bin/python {command}` — {datetime.now(UTC):%Y-%m-%d %H:%M} UTC\n",
@@ -232,6 +244,173 @@ def naive_view(config: Path, work: Path, duration: float) -> Polled:
             note = f"too slow for wrk: one request took > {NAIVE_TIMEOUT:.0f} s"
         log(f"  naive view: {note}")
         return Polled({"200 identity": r}, worker_peak_mb(server), note)
+
+
+# -- the polling budget: off, on, and as it was ---------------------------------------------------
+
+BUDGET = "polling:\n  min_interval: 60\n  proxies: [127.0.0.1]\n"  # wrk's clients come forwarded
+# Every request from another client (X-Forwarded-For, trusted from loopback): the budget's whole
+# path (the client's address, the hash, a slot read and written) and never a refusal. Each
+# thread numbers its own clients; the run number (the script's argument) keeps runs apart.
+FORWARDED_LUA = """
+local forwarded_setup, forwarded_init, forwarded_threads, forwarded_count = setup, init, 0, 0
+function setup(thread)
+  if forwarded_setup then forwarded_setup(thread) end
+  forwarded_threads = forwarded_threads + 1
+  thread:set("forwarded_id", forwarded_threads)
+end
+function init(args)
+  if forwarded_init then forwarded_init(args) end
+  forwarded_first = 1 + ((tonumber(args[1]) or 0) * 4 + wrk.thread:get("forwarded_id")) % 223
+end
+function request()
+  forwarded_count = forwarded_count + 1
+  local n = forwarded_count
+  wrk.headers["X-Forwarded-For"] = string.format("%d.%d.%d.%d", forwarded_first,
+    math.floor(n / 65536) % 256, math.floor(n / 256) % 256, n % 256)
+  return wrk.format()
+end
+"""
+TODAY, OFF, ON = "today", "budget off", "budget on"
+
+
+def budget_report(args: argparse.Namespace, sizes: list[int]) -> int:
+    """``--budget``: the budget section alone for each size, printed and written to --out."""
+    started, load, command = time.perf_counter(), loadavg(), " ".join(["bench/run.py", *sys.argv[1:]])
+    lines = [
+        f"# Polling budget\n\n`.venv/bin/python {command}` — {datetime.now(UTC):%Y-%m-%d %H:%M} UTC\n",
+        f"Machine: {machine()}.\n",
+    ]
+    targets = [t for n in sizes for t in budget_polling(archive(args.work, n), args, lines)]
+    lines += ["### Targets (issue 19)\n", "| target | measured | result |", "| --- | --- | --- |"]
+    lines += [f"| {name} | {measured} | {'pass' if ok else 'FAIL'} |" for name, measured, ok in targets]
+    minutes = (time.perf_counter() - started) / 60
+    lines.append(f"\nLoad average {load} at the start, {loadavg()} at the end. Total: {minutes:.1f} min.")
+    text = "\n".join(lines) + "\n"
+    print(text)
+    out = args.out or BENCH / "budget.md"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text, encoding="utf-8")
+    log(f"wrote {out}")
+    return 0
+
+
+def budget_polling(config: Path, args: argparse.Namespace, lines: list[str]) -> list[Target]:
+    """granian ×2 (the production command) with the budget off and on, and at ``--baseline``,
+    all running at once and measured in turn (``--rounds`` times each case, median), every
+    request from a new client; then the refusals a single client gets per second."""
+    from feeds.budget import table_path  # only here: bare_app's workers import this module
+
+    work, size = args.work, size_of(config)
+    on = config.with_name("config-budget.yaml")
+    on.write_text(config.read_text(encoding="utf-8") + BUDGET, encoding="utf-8")
+    runs: list[tuple[str, Command, Path, dict[str, str]]] = []
+    if args.baseline:
+        tree = baseline_tree(work, args.baseline)
+        runs.append((TODAY, baseline_command, config, {"BENCH_BASELINE": str(tree)}))
+    granian = PROJECT["project: granian wsgi ×2"]
+    runs += [(OFF, granian, config, {}), (ON, granian, on, {})]
+    rps_of: dict[str, dict[str, list[float]]] = {name: {case: [] for case in CASES} for name, *_ in runs}
+    errors: dict[str, int] = dict.fromkeys(rps_of, 0)
+    with contextlib.ExitStack() as servers:
+        started = {
+            name: servers.enter_context(
+                serve(command, work, f"{size}-budget-{name.split()[-1]}", config=cfg, env=env)
+            )
+            for name, command, cfg, env in runs
+        }
+        headers = {name: case_headers(server) for name, server in started.items()}
+        for name, server in started.items():  # every worker warm
+            for case in ("200 gzip", "200 identity"):
+                wrk(server.port, 1, work, headers[name][case])
+        run = 0
+        for _ in range(args.rounds):
+            for case in CASES:
+                for name, server in started.items():
+                    run += 1
+                    r = wrk(server.port, args.duration, work, headers[name][case], FORWARDED_LUA, (str(run),))
+                    rps_of[name][case].append(r.rps)
+                    errors[name] += r.errors
+                    log(f"{size:,} {name}, {case}: {r.rps:,.0f} req/s, {r.errors} errors")
+        refused = wrk(started[ON].port, args.duration, work, {})  # loopback itself: asked in the warm-up
+    table_path(config.parent / ".feeds").unlink(missing_ok=True)  # the "on" server's, in /dev/shm
+    median = {
+        name: {case: statistics.median(v) for case, v in cases.items()} for name, cases in rps_of.items()
+    }
+    base = TODAY if args.baseline else OFF
+    lines += [
+        f"### {size:,} articles: `{FEED}`, every request from a new client (X-Forwarded-For)\n",
+        f"granian ×2 as in production, `wrk -t2 -c16 -d{args.duration:g}s` with a Lua script giving each "
+        f"request another forwarded client (trusted from loopback); `{OFF}`: no `polling:`; `{ON}`: "
+        f"`min_interval: 60`, never exceeded, so every request takes the budget's whole path and none "
+        f"is refused; `{TODAY}`: the production command over `--baseline {args.baseline or '–'}`. The "
+        f"servers run side by side and each case is measured in turn, {args.rounds} rounds; req/s is "
+        "the median.\n",
+        f"| server | case | req/s | runs | vs {base} |",
+        "| --- | --- | ---: | --- | ---: |",
+    ]
+    for name, cases in median.items():
+        for case, value in cases.items():
+            each = ", ".join(f"{v:,.0f}" for v in rps_of[name][case])
+            lines.append(f"| {name} | {case} | {rps(value)} | {each} | {value / median[base][case]:.0%} |")
+    lines.append(
+        f"\nOne client asking all along with the budget on (let through once a minute): "
+        f"{rps(refused.rps)} req/s, {refused.errors:,} of {refused.requests:,} answered 429.\n"
+    )
+    targets: list[Target] = []
+    pairs = [(ON, OFF, 0.85)] if not args.baseline else [(OFF, TODAY, 0.97), (ON, TODAY, 0.85)]
+    for name, against, share in pairs:
+        shares = [median[name][c] / max(median[against][c], 1e-9) for c in CASES]
+        measured = " / ".join(f"{s:.0%}" for s in shares) + (
+            f"; {errors[name]} errors" if errors[name] else ""
+        )
+        ok = min(shares) >= share and not errors[name]
+        targets.append((f"{size:,}: {name} ≥ {share:.0%} of {against} (304 / identity / gzip)", measured, ok))
+    return targets
+
+
+def case_headers(server: Server) -> dict[str, dict[str, str]]:
+    etag = server.fetch(FEED, timeout=30).headers.get("etag", "")
+    return {"304": {"If-None-Match": etag}, "200 identity": {}, "200 gzip": {"Accept-Encoding": "gzip"}}
+
+
+def baseline_tree(work: Path, rev: str) -> Path:
+    """``feeds/`` as it was at ``rev`` (git archive), made once per commit under ``work``."""
+    commit = subprocess.run(
+        ["git", "-C", str(REPO), "rev-parse", "--verify", f"{rev}^{{commit}}"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    tree = work / f"baseline-{commit[:12]}"
+    if not (tree / "feeds" / "__init__.py").exists():
+        tree.mkdir(parents=True, exist_ok=True)
+        archive = subprocess.run(
+            ["git", "-C", str(REPO), "archive", commit, "feeds"], capture_output=True, check=True
+        )
+        subprocess.run(["tar", "-x", "-C", str(tree)], input=archive.stdout, check=True)
+    return tree
+
+
+def baseline_app() -> Any:
+    """The project as it was at ``--baseline`` (granian factory ``run:baseline_app``): ``feeds``
+    from the tree in ``$BENCH_BASELINE`` rather than this checkout, whose editable install would
+    win over ``sys.path``. The same venv, so the same dependencies: for commits close to this one.
+    """
+    tree = os.environ["BENCH_BASELINE"]
+    sys.meta_path[:] = [
+        f for f in sys.meta_path if not getattr(f, "__module__", "").startswith("__editable__")
+    ]
+    sys.path.insert(0, tree)
+    feeds = importlib.import_module("feeds")
+    if not (feeds.__file__ or "").startswith(tree):
+        raise RuntimeError(f"feeds came from {feeds.__file__}, not the baseline tree {tree}")
+    return feeds.create_app()
+
+
+def baseline_command(port: int) -> list[str]:
+    extra = (*GRANIAN, "--working-dir", str(BENCH))
+    return harness.production_command(port, app="run:baseline_app", extra=extra)
 
 
 # -- scale: start-up, memory, change latency, render time -----------------------------------------
@@ -500,16 +679,25 @@ UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 60e3, "B": 1, "KB": 1024, "MB": 1
 
 
 def wrk(
-    port: int, seconds: float, work: Path, headers: dict[str, str], count: bool = False, timeout: str = "10s"
+    port: int,
+    seconds: float,
+    work: Path,
+    headers: dict[str, str],
+    lua: str = "",
+    args: tuple[str, ...] = (),
+    count: bool = False,
+    timeout: str = "10s",
 ) -> Wrk:
-    """``wrk -t2 -c16 --latency`` on FEED with ``headers`` (a Lua script); ``count``: count statuses."""
+    """``wrk -t2 -c16 --latency`` on FEED with ``headers`` (a Lua script), then ``lua`` with
+    the script arguments ``args``; ``count``: count statuses."""
     script = "".join(f"wrk.headers[{json.dumps(k)}] = {json.dumps(v)}\n" for k, v in headers.items())
-    script += COUNT_STATUSES if count else ""
+    script += (COUNT_STATUSES if count else "") + lua
     lua = work / "lua" / f"{hashlib.sha1(script.encode()).hexdigest()[:12]}.lua"
     lua.parent.mkdir(parents=True, exist_ok=True)
     lua.write_text(script)
     cmd = ["wrk", "-t2", "-c16", f"-d{seconds:g}s", "--latency", "--timeout", timeout, "-s", str(lua)]
-    out = subprocess.run([*cmd, f"http://{harness.HOST}:{port}{FEED}"], capture_output=True, text=True).stdout
+    url = f"http://{harness.HOST}:{port}{FEED}"
+    out = subprocess.run([*cmd, url, *(["--", *args] if args else [])], capture_output=True, text=True).stdout
 
     def number(pattern: str, default: float = 0.0) -> float:  # a value, times its unit if any
         m = re.search(pattern, out, re.M)
@@ -563,9 +751,9 @@ def export(config: Path) -> Path:
     return out
 
 
-def ensure_tools() -> None:
+def ensure_tools(naive: bool = True) -> None:
     """markdown for the naive view (pip), nginx and wrk (scripts/install-system-packages.sh)."""
-    if subprocess.run([sys.executable, "-c", "import markdown"], capture_output=True).returncode:
+    if naive and subprocess.run([sys.executable, "-c", "import markdown"], capture_output=True).returncode:
         log(f"installing markdown into {BIN.parent}")
         subprocess.run([sys.executable, "-m", "pip", "install", "-q", "markdown"], check=True)
     if not shutil.which("wrk") or not Path("/usr/sbin/nginx").exists():

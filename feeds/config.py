@@ -45,6 +45,7 @@ FEED_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,99}")
 MAX_HUBS = 16
 MAX_CACHES = 16
 LOOPBACK = ("127.0.0.0/8", "::1/128")  # who may read /metrics unless metrics.allow says otherwise
+POLLING_RANGE = (1, 24 * 60 * 60)  # seconds between two requests of one client for one document
 
 
 @dataclass(frozen=True)
@@ -78,6 +79,17 @@ class FeedSpec:
     @property
     def span(self) -> timedelta | None:
         return timedelta(hours=self.window) if self.window else None
+
+
+@dataclass(frozen=True)
+class Polling:
+    """The polling budget (``polling:``): the seconds one client waits between two requests for
+    one document, by the kind of the later request, and the proxies whose X-Forwarded-For names
+    the client (networks, normalized)."""
+
+    conditional: int
+    unconditional: int
+    proxies: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -117,6 +129,7 @@ class SiteConfig:
     hubs: tuple[str, ...] = ()  # WebSub hubs
     purge: tuple[str, ...] = ()  # HTTP caches that take PURGE
     metrics_allow: tuple[str, ...] = LOOPBACK  # networks whose clients may read /metrics
+    polling: Polling | None = None  # the polling budget; off unless configured
 
     @property
     def tz(self) -> ZoneInfo:
@@ -210,6 +223,15 @@ def _timezone(value: object) -> str:
     return value.strip()
 
 
+def _interval(value: object) -> int:
+    """``polling.min_interval`` as one number (a mapping is read key by key, with its lines)."""
+    form = f"a whole number of seconds from {POLLING_RANGE[0]} to {POLLING_RANGE[1]}"
+    try:
+        return fields.whole(*POLLING_RANGE, "seconds")(value)
+    except TypeError:
+        raise TypeError(f"{form}, or a mapping with conditional and unconditional") from None
+
+
 def _folder(value: object) -> str:
     try:
         return fields.non_empty_text(value)
@@ -235,7 +257,7 @@ _TOP = {
     "topic_feeds": _Key(fields.boolean, True),
     "max_article_bytes": _Key(fields.whole(*MAX_ARTICLE_BYTES_RANGE, "bytes"), MAX_ARTICLE_BYTES),
 }
-_TOP_KEYS = ("site", *_TOP, "defaults", "feeds", "topics", "websub", "cache", "metrics")
+_TOP_KEYS = ("site", *_TOP, "defaults", "feeds", "topics", "websub", "cache", "metrics", "polling")
 _SITE = {
     "title": _Key(fields.non_empty_text, required=True),
     "url": _Key(_base_url, required=True),
@@ -255,6 +277,9 @@ _HUB_ROLE = "each hub is sent a request for every changed feed and named in ever
 _CACHE_ROLE = "each cache is sent a PURGE for every changed document"
 _CACHE = {"purge": _Key(_url_list, ())}
 _METRICS = {"allow": _Key(fields.networks, LOOPBACK)}
+_SECONDS = _Key(fields.whole(*POLLING_RANGE, "seconds"), required=True)
+_INTERVALS = {"conditional": _SECONDS, "unconditional": _SECONDS}
+_POLLING = {"min_interval": _Key(_interval, required=True), "proxies": _Key(fields.networks, ())}
 _DEFAULTS = {
     "limit": _Key(fields.whole(*LIMIT_RANGE), LIMIT),
     "max_age": _Key(fields.whole(*MAX_AGE_RANGE, "seconds"), MAX_AGE),
@@ -305,6 +330,7 @@ class _Validator:
         cache = self.values(cache_section, "cache", _CACHE)
         self.destinations(cache_section, "cache.purge", cache["purge"], MAX_CACHES, _CACHE_ROLE, plain=True)
         metrics = self.values(self.section(data, "metrics", _METRICS), "metrics", _METRICS)
+        polling = self.polling(data)
         if self.problems:
             return None
         return SiteConfig(
@@ -314,6 +340,7 @@ class _Validator:
             hubs=websub["hubs"],
             purge=cache["purge"],
             metrics_allow=metrics["allow"],
+            polling=polling,
             articles_dir=articles_dir,
             topic_feeds=top["topic_feeds"],
             max_article_bytes=top["max_article_bytes"],
@@ -350,6 +377,24 @@ class _Validator:
                     f"such as {address!r} (each PURGE goes to it with the document's path appended)"
                 )
                 self.error(section, key, dotted, message)
+
+    def polling(self, data: Mapping[Any, Any]) -> Polling | None:
+        """``polling:``: off when absent or empty; ``min_interval`` one number for both kinds of
+        request, or a mapping with one for each."""
+        section = self.section(data, "polling", _POLLING)
+        if not section:
+            return None
+        given = section.get("min_interval")
+        if isinstance(given, Mapping):
+            self.unknown_keys(given, "polling.min_interval", tuple(_INTERVALS))
+            intervals = self.values(given, "polling.min_interval", _INTERVALS)
+        else:
+            one = self.value(section, "min_interval", "polling.min_interval", _POLLING["min_interval"], None)
+            intervals = dict.fromkeys(_INTERVALS, one)
+        proxies = self.value(section, "proxies", "polling.proxies", _POLLING["proxies"], ())
+        if None in intervals.values():
+            return None
+        return Polling(**intervals, proxies=proxies)
 
     def site(self, data: Mapping[Any, Any]) -> dict[str, Any]:
         if "site" not in data:

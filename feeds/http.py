@@ -24,6 +24,7 @@ from werkzeug.sansio.http import is_resource_modified
 from werkzeug.wrappers import Request
 
 from . import catalogue
+from .budget import POLLED, Budget
 from .documents import Document
 from .errors import NotFound, Unsettled
 from .logs import AccessLog, StartResponse
@@ -130,6 +131,7 @@ class DocumentApp:
         self._answers: dict[str, tuple[Document, Answers]] = {}
         self._gzip: dict[str, bool] = {}
         self._counters: dict[tuple[str, str, int], Any] = {}
+        self.budget = Budget(site.state_dir)
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         method = environ.get("REQUEST_METHOD")
@@ -147,6 +149,11 @@ class DocumentApp:
             start_response("405 Method Not Allowed", _ALLOW)  # RFC 9110 15.5.6
             return [b"Method not allowed: documents answer GET and HEAD.\n"]
         self.site.audience.note(kind, name, environ)  # who reads each feed (feeds.sightings)
+        polling = self.site.config.polling
+        if polling is not None and kind in POLLED:
+            wait = self.budget.wait(environ, path, polling)
+            if wait:
+                return self._refuse(start_response, kind, name, wait, method == "HEAD")
         return self._answer(environ, start_response, path, kind, name, doc, method == "HEAD")
 
     def _lookup(self, path: str) -> tuple[str, str, Document] | None:
@@ -200,6 +207,17 @@ class DocumentApp:
         self._count(kind, name, 200)
         start_response("200 OK", answers.ok_gzip if gzip else answers.ok)
         return [b""] if head else [doc.gzipped if gzip else doc.body]
+
+    def _refuse(
+        self, start_response: StartResponse, kind: str, name: str, wait: int, head: bool
+    ) -> Iterable[bytes]:
+        """429 (RFC 6585 4) for a client over its polling budget; nothing may keep it."""
+        self._count(kind, name, 429)
+        self.metrics.throttled.labels(name).inc()
+        body = f"Too many requests for this document: ask again in {wait} seconds.\n".encode()
+        headers = [("Retry-After", str(wait)), _NO_STORE, _ALLOW[1], ("Content-Length", str(len(body)))]
+        start_response("429 Too Many Requests", headers)
+        return [b""] if head else [body]
 
     def _accepts_gzip(self, header: str | None) -> bool:
         if not header or len(header) > ACCEPT_ENCODING_CHARS:

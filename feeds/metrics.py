@@ -30,6 +30,12 @@ class Metrics:
             ["kind", "feed", "status"],
             registry=registry,
         )
+        self.throttled = Counter(
+            "feeds_throttled_total",
+            "Requests refused with 429 by the polling budget, by feed",
+            ["feed"],
+            registry=registry,
+        )
         self.renders = Histogram(
             "feeds_render_seconds",
             "Time to render one document, by kind",

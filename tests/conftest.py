@@ -18,6 +18,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from feeds import create_app
+from feeds.budget import SHARED_MEMORY
 
 from support import harness
 from support.waiting import PATIENCE
@@ -153,6 +154,17 @@ def _loggers_left_enabled() -> Iterator[None]:
         logger = loggers.get(name)
         if isinstance(logger, logging.Logger):
             logger.disabled = False
+
+
+@pytest.fixture(autouse=True)
+def _polling_tables_removed() -> Iterator[None]:
+    """A server with a polling budget leaves its table of recent clients in /dev/shm (in
+    production systemd's RemoveIPC= clears it at stop): the tables made during a test go."""
+    pattern = f"feeds-polling-{os.geteuid()}-*"
+    before = set(SHARED_MEMORY.glob(pattern))
+    yield
+    for table in set(SHARED_MEMORY.glob(pattern)) - before:
+        table.unlink(missing_ok=True)
 
 
 @pytest.fixture

@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import pytest
@@ -110,10 +110,9 @@ class Proxy:
     workdir: Path
     log: Path
 
-    def fetch(
-        self, path: str, headers: harness.Headers = None, *, method: str = "GET", timeout: float = 10.0
-    ) -> harness.Reply:
-        return harness.fetch(self.port, path, headers, method=method, timeout=timeout)
+    def fetch(self, path: str, headers: harness.Headers = None, **options: Any) -> harness.Reply:
+        """:func:`harness.fetch` from this cache (``method``, ``timeout``, ``source``)."""
+        return harness.fetch(self.port, path, headers, **options)
 
     def counter(self, name: str) -> int:
         """A varnishstat counter (``MAIN.n_obj_purged``)."""
@@ -402,6 +401,30 @@ def test_metrics_are_not_passed_through_varnish(make_site: MakeSite, stack: Stac
         reply = varnish.fetch(path)
         assert reply.status == 404 and b"feeds_" not in reply.body, path
     assert origin_requests(origins).count("/metrics") == 1  # the direct request above only
+
+
+def test_behind_varnish_the_polling_budget_judges_each_reader_and_nothing_keeps_a_429(
+    make_site: MakeSite, stack: Stack
+) -> None:
+    """With Varnish in ``polling.proxies``, the origin judges the reader Varnish names in
+    X-Forwarded-For (appended to whatever the reader sent); its 429 (no-store) reaches that
+    reader only. max-age 0: every request reaches the origin (Varnish revalidates)."""
+    no_cache = {"max_age": 0, "stale_while_revalidate": 0, "stale_if_error": 0}
+    polling = {"min_interval": 3600, "proxies": ["127.0.0.1"]}
+    origins = stack.origins(make_site(config={"defaults": no_cache, "polling": polling}), count=1)
+    varnish = stack.varnish(origins)
+    path = "/feeds/alle.rss"
+    assert varnish.fetch(path, source="127.0.0.2").status == 200
+    again = varnish.fetch(path, source="127.0.0.2")
+    assert again.status == 429, again
+    assert 3590 <= int(again.headers["retry-after"]) <= 3600
+    assert again.headers["cache-control"] == "no-store"
+    forged = varnish.fetch(path, {"X-Forwarded-For": "198.51.100.7"}, source="127.0.0.2")
+    assert forged.status == 429  # the right-most entry is the one Varnish appended
+    for reader in ("127.0.0.3", "127.0.0.4"):
+        reply = varnish.fetch(path, source=reader)
+        assert (reply.status, text_of(reply).startswith("<?xml")) == (200, True), reader
+    assert origin_requests(origins).count(path) == 5
 
 
 def test_purge_from_outside_the_acl_is_refused(make_site: MakeSite, stack: Stack) -> None:

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
 
-from feeds.config import MAX_ARTICLE_BYTES, MAX_BYTES, config_path_from_env, load_config
+from feeds.config import MAX_ARTICLE_BYTES, MAX_BYTES, Polling, config_path_from_env, load_config
 from feeds.errors import ConfigError, Problem
 from feeds.selection import specs_for_topics
 
 from conftest import DEMO_CONFIG
+from support import harness
 
 # Line numbers below refer to this text (line 1 is "site:").
 GOOD = """\
@@ -722,3 +724,92 @@ def test_more_than_sixteen_hubs_or_caches_are_refused_with_the_line(make_site, o
         make_site(articles={}, raw_config=replace_line(READERS, old, f"  {name}: [{sixteen}]"))
     )
     assert len(getattr(config, "hubs" if name == "hubs" else "purge")) == 16
+
+
+# --- polling: the polling budget ---------------------------------------------------------------
+
+POLLING = (
+    GOOD
+    + """\
+polling:
+  min_interval:
+    conditional: 60
+    unconditional: 300
+  proxies: [127.0.0.1, "::1", 10.0.0.0/8]
+"""
+)
+PROXIES_LINE = '  proxies: [127.0.0.1, "::1", 10.0.0.0/8]'
+
+
+def test_the_polling_budget_is_off_unless_configured(make_site):
+    assert load_config(make_site(articles={}, raw_config=GOOD)).polling is None
+    assert load_config(make_site(articles={}, raw_config=GOOD + "polling:\n")).polling is None
+    assert load_config(DEMO_CONFIG).polling is None
+
+
+def test_polling_keys_reach_the_config(make_site):
+    polling = load_config(make_site(articles={}, raw_config=POLLING)).polling
+    assert polling == Polling(
+        conditional=60, unconditional=300, proxies=("127.0.0.1/32", "::1/128", "10.0.0.0/8")
+    )
+    one = load_config(make_site(articles={}, raw_config=GOOD + "polling:\n  min_interval: 120\n")).polling
+    assert one == Polling(conditional=120, unconditional=120, proxies=())
+
+
+def test_the_demo_shows_a_polling_budget_that_loads_once_uncommented(tmp_path):
+    config = harness.copy_demo_site(tmp_path)
+    text = config.read_text(encoding="utf-8")
+    block = re.search(r"^# polling:\n(?:#   .*\n)+", text, re.MULTILINE)
+    assert block is not None, "config.yaml shows no commented polling: section"
+    config.write_text(text.replace(block[0], re.sub(r"(?m)^# ", "", block[0])), encoding="utf-8")
+    assert load_config(config).polling == Polling(
+        conditional=60, unconditional=300, proxies=("127.0.0.1/32",)
+    )
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "line", "expected"),
+    [
+        (
+            "    conditional: 60",
+            "    conditional: 0",
+            21,
+            "polling.min_interval.conditional: expected a whole",
+        ),
+        ("    unconditional: 300", "    unconditional: 1.5", 22, "of seconds from 1 to 86400, got 1.5"),
+        ("    unconditional: 300", "    unconditional: 100000", 22, "from 1 to 86400"),
+        ("    conditional: 60", "    conditional: yes", 21, "YAML reads yes/no"),
+        (
+            PROXIES_LINE,
+            "  proxies: [varnish.example.net]",
+            23,
+            "polling.proxies: expected a list of IP addresses",
+        ),
+        (PROXIES_LINE, "  proxies: 10.0.0.0/33", 23, "such as 127.0.0.1 or 10.0.0.0/8"),
+        (PROXIES_LINE, "  proxy: [127.0.0.1]", 23, "polling.proxy: unknown key; did you mean 'proxies'?"),
+    ],
+)
+def test_bad_polling_values_are_reported_with_line(make_site, old, new, line, expected):
+    raw = replace_line(POLLING, old, new)
+    path, problem = only_problem(make_site, raw)
+    assert (problem.path, problem.line) == (str(path), line), problem
+    assert expected in problem.message, problem
+
+
+@pytest.mark.parametrize(
+    ("section", "line", "expected"),
+    [
+        (
+            "polling:\n  min_interval: soon\n",
+            20,
+            "or a mapping with conditional and unconditional, got 'soon'",
+        ),
+        ("polling:\n  proxies: [127.0.0.1]\n", 20, "polling.min_interval: required"),
+        ("polling:\n  min_interval: {conditional: 60}\n", 20, "polling.min_interval.unconditional: required"),
+        ("polling: 60\n", 19, "polling: expected a mapping of keys"),
+    ],
+)
+def test_an_incomplete_polling_section_says_what_is_missing(make_site, section, line, expected):
+    path, problem = only_problem(make_site, GOOD + section)
+    assert (problem.path, problem.line) == (str(path), line), problem
+    assert expected in problem.message, problem

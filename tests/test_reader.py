@@ -3,6 +3,7 @@
 What a subscriber sees over time: every entry on the first poll, a 304 (counted in the
 server's access log, not by the client) when nothing changed, exactly one new entry for a new
 article, and the same entry updated in place, never duplicated, when an article is edited.
+And what it does when a polling budget refuses it: wait as long as Retry-After says.
 """
 
 from __future__ import annotations
@@ -151,3 +152,60 @@ def test_an_edited_article_changes_the_same_entry(subscription: Subscription) ->
     assert "KORREKTUR" not in " ".join(c.value for c in old.content)
     if subscription.url.endswith(".atom"):  # RSS has no element for the update time
         assert entry.updated == datetime(2025, 11, 6, 8, 0, tzinfo=UTC)
+
+
+def requests_answered(server: harness.Server, path: str) -> Counter[int]:
+    """Requests for ``path`` by status, from /metrics (one worker: counted before answering)."""
+    found: Counter[int] = Counter()
+    for line in server.fetch("/metrics").body.decode().splitlines():
+        if line.startswith("feeds_requests_total{") and f'feed="{path.rpartition("/")[2]}"' in line:
+            status = re.search(r'status="(\d+)"', line)
+            assert status is not None, line
+            found[int(status[1])] += int(float(line.rpartition(" ")[2]))
+    return found
+
+
+def test_reader_waits_as_long_as_retry_after_says(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """reader honours Retry-After on a 429 in its scheduled updates (since 3.15; pyproject asks
+    for 3.26). Its own interval is one minute here, and a 429 carries no max-age; once the
+    budget refuses it, it asks again only after the seconds the server gave, not a minute later.
+    reader's clock is moved (the server's is real: its 600 s do not pass during the test)."""
+    config = harness.copy_demo_site(tmp_path / "site")
+    config.write_text(
+        config.read_text(encoding="utf-8") + "polling:\n  min_interval: 600\n", encoding="utf-8"
+    )
+    server = harness.start(
+        lambda port: harness.production_command(port, 1),
+        tmp_path / "server.log",
+        config=config,
+        state_dir=tmp_path / "state",
+        timeout=PATIENCE,
+    )
+    reader = make_reader(str(tmp_path / "db.sqlite"))
+    try:
+        reader.set_tag((), reader.make_reader_reserved_name("update"), {"interval": 1})
+        path = f"/feeds/{FEED}.atom"
+        reader.add_feed(server.url(path))
+        start = datetime.now(UTC)
+        clock = [start]
+        monkeypatch.setattr(reader, "_now", lambda: clock[0])
+
+        reader.update_feeds()  # a new feed is due at once
+        assert requests_answered(server, path) == {200: 1}
+        clock[0] = start + timedelta(minutes=6)  # past max-age (300 s): it asks, conditionally
+        reader.update_feeds()
+        assert requests_answered(server, path) == {200: 1, 429: 1}
+        feed = reader.get_feed(server.url(path))
+        assert feed.last_exception is not None and "429" in feed.last_exception.value_str
+        assert feed.update_after is not None
+        assert feed.update_after >= clock[0] + timedelta(seconds=590)
+
+        clock[0] = start + timedelta(minutes=11)  # its interval came round five times: it waits
+        reader.update_feeds()
+        assert requests_answered(server, path) == {200: 1, 429: 1}
+        clock[0] = feed.update_after + timedelta(seconds=1)  # then it asks again
+        reader.update_feeds()
+        assert requests_answered(server, path) == {200: 1, 429: 2}
+    finally:
+        reader.close()
+        harness.stop(server)

@@ -112,11 +112,19 @@ class Reply:
 
 
 def fetch(
-    port: int, path: str, headers: Headers = None, *, method: str = "GET", timeout: float = 10.0
+    port: int,
+    path: str,
+    headers: Headers = None,
+    *,
+    method: str = "GET",
+    timeout: float = 10.0,
+    source: str | None = None,
 ) -> Reply:
-    """One request on a fresh connection (so any worker may answer). Raises OSError (a timeout
-    is ``TimeoutError``) or ``http.client.HTTPException``."""
-    conn = http.client.HTTPConnection(HOST, port, timeout=timeout)
+    """One request on a fresh connection (so any worker may answer), from the loopback address
+    ``source`` if given (any of 127.0.0.0/8: another client). Raises OSError (a timeout is
+    ``TimeoutError``) or ``http.client.HTTPException``."""
+    bind = (source, 0) if source is not None else None
+    conn = http.client.HTTPConnection(HOST, port, timeout=timeout, source_address=bind)
     try:
         conn.request(method, path, headers=dict(headers or {}))
         response = conn.getresponse()
@@ -138,7 +146,7 @@ class Server:
         return f"http://{HOST}:{self.port}{path}"
 
     def fetch(self, path: str, headers: Headers = None, **options: Any) -> Reply:
-        """:func:`fetch` from this server (``method``, ``timeout``)."""
+        """:func:`fetch` from this server (``method``, ``timeout``, ``source``)."""
         return fetch(self.port, path, headers, **options)
 
     def log_tail(self, chars: int = 3000) -> str:
