@@ -101,11 +101,60 @@ def purge_set(config: Path, work: Path) -> dict[str, float]:
     return result
 
 
-PARTS = ("start", "change", "render", "purge")
+COLD = r"""
+import json, sys, time
+from pathlib import Path
+from feeds.site import open_site
+t = time.perf_counter()
+site = open_site(sys.argv[1], state_dir=Path(sys.argv[2]))
+print(json.dumps({"cold": time.perf_counter() - t, "articles": site.article_count()}))
+"""
 
 
-def measure(config: Path, work: Path, size: int, parts: tuple[str, ...] = PARTS) -> dict[str, float]:
+def drop_page_cache() -> bool:
+    """Whether the kernel dropped its page cache (root only): the next read of every file
+    comes from the disk, as after a reboot."""
+    try:
+        subprocess.run(["sync"], check=True)
+        Path("/proc/sys/vm/drop_caches").write_text("3\n")
+    except OSError:
+        return False
+    return True
+
+
+def cold_side_by_side(config: Path, work: Path, against: Path, rounds: int = 1) -> dict[str, float]:
+    """Seconds to build the index from nothing (``open_site`` with an empty state folder), with
+    the page cache dropped before each, for this tree and for ``against`` (another checkout with
+    its own ``.venv``), alternating, so both meet the same machine."""
+    found: dict[str, list[float]] = {"this": [], "against": []}
+    for _ in range(rounds):
+        for name, tree in (("against", against), ("this", REPO)):
+            state = work / f"cold-{name}"
+            subprocess.run(["rm", "-rf", str(state)], check=True)
+            state.mkdir(parents=True)
+            dropped = drop_page_cache()
+            argv = [str(tree / ".venv" / "bin" / "python"), "-c", COLD, str(config), str(state)]
+            run = subprocess.run(argv, capture_output=True, text=True, cwd=tree)
+            if run.returncode:
+                raise RuntimeError(f"cold start of {tree} failed:\n{run.stderr[-3000:]}")
+            seconds = json.loads(run.stdout.splitlines()[-1])["cold"]
+            found[name].append(seconds)
+            log(f"cold start, {name} ({tree}): {seconds:.1f} s (page cache dropped: {dropped})")
+            subprocess.run(["rm", "-rf", str(state)], check=True)
+    return {name: min(values) for name, values in found.items()}
+
+
+PARTS = ("start", "change", "render", "purge", "cold")
+
+
+def measure(
+    config: Path, work: Path, size: int, parts: tuple[str, ...] = PARTS[:4], against: Path | None = None
+) -> dict[str, float]:
     found: dict[str, float] = {}
+    if "cold" in parts and against is not None:
+        cold = cold_side_by_side(config, work, against)
+        found["cold index build, page cache dropped (s)"] = cold["this"]
+        found[f"the same with {against.name} (s)"] = cold["against"]
     if "start" in parts:
         cold, _, peak_cold, _ = start_up(config, work)
         warm, checked, peak_warm, _ = start_up(config, work, cold=False)
@@ -211,7 +260,8 @@ def main() -> int:
     parser.add_argument("--sizes", default="10000,100000,1000000")
     parser.add_argument("--work", type=Path, default=Path("/tmp/feeds-bench"))
     parser.add_argument("--out", type=Path, default=BENCH / "SCALE.md")
-    parser.add_argument("--parts", default=",".join(PARTS), help="what to measure: " + ", ".join(PARTS))
+    parser.add_argument("--parts", default=",".join(PARTS[:4]), help="what to measure: " + ", ".join(PARTS))
+    parser.add_argument("--against", type=Path, help="cold: another checkout (with .venv) to compare")
     args = parser.parse_args()
     parts = tuple(args.parts.split(","))
     sizes = sorted(int(s) for s in args.sizes.split(","))
@@ -219,7 +269,7 @@ def main() -> int:
     results = {}
     for size in sizes:
         log(f"scale: {size:,} articles")
-        results[size] = measure(archive(args.work, size), args.work, size, parts)
+        results[size] = measure(archive(args.work, size), args.work, size, parts, args.against)
     command = " ".join(["bench/scale.py", *sys.argv[1:]])
     lines = [
         "# How the origin's costs grow with the archive\n",
