@@ -18,7 +18,7 @@ import lxml.html
 import pytest
 from lxml import etree
 
-from feeds import create_app, outfolder
+from feeds import create_app
 from feeds.export import build
 from feeds.outfolder import MANIFEST, MARKER, MARKER_BYTES, ExportRefused, read_manifest, target_refusal
 from feeds.site import FORMATS, Site, open_site
@@ -110,10 +110,10 @@ def siblings(out: Path) -> list[str]:
 
 def test_export_writes_every_document_and_its_gzip_twin(make_site: MakeSite, out: Path) -> None:
     site = load(make_site())
-    count = build(site, out)
+    done = build(site, out)
     files = snapshot(out)
     assert files == expected_files(site)  # exactly what a reader or browser reaches by links
-    assert count == len(files) // 2
+    assert done.documents == done.rendered == done.written == len(files) // 2
     assert {
         "index.html",
         "feeds/alle.rss",
@@ -240,8 +240,11 @@ def test_forced_build_into_a_folder_with_symlinks_leaves_them_out(make_site: Mak
 def test_export_lists_what_it_wrote_in_its_manifest(make_site: MakeSite, out: Path) -> None:
     site = load(make_site())
     build(site, out)
-    manifest = json.loads((out / MANIFEST).read_text())
-    assert manifest == {"generator": "feeds", "version": 1, "files": sorted(expected_files(site))}
+    manifest = json.loads((out / MANIFEST).read_text())  # one JSON document, one record a line
+    assert manifest.keys() == {"generator", "version", "documents"}
+    assert (manifest["generator"], manifest["version"]) == ("feeds", 2)
+    listed = [record[0] for record in manifest["documents"]]
+    assert sorted([*listed, *(f"{rel}.gz" for rel in listed)]) == sorted(expected_files(site))
     assert (out / MARKER).read_bytes() == MARKER_BYTES
 
 
@@ -414,7 +417,10 @@ def test_manifest_that_is_not_exactly_ours_is_not_trusted(tmp_path: Path, conten
 
 def test_manifest_of_ours_is_read(tmp_path: Path) -> None:
     (tmp_path / MANIFEST).write_text(json.dumps(GOOD))
-    assert read_manifest(tmp_path) == {"index.html", "feeds/a.rss", MANIFEST, MARKER}
+    manifest = read_manifest(tmp_path)
+    assert manifest is not None  # an export of version 1 is still an export of ours
+    assert all(rel in manifest for rel in ("index.html", "feeds/a.rss", MANIFEST, MARKER))
+    assert not any(rel in manifest for rel in ("index.htm", "feeds/a.rss.gz", "humans.txt"))
 
 
 def test_manifest_behind_a_symlink_or_a_pipe_is_not_trusted(tmp_path: Path) -> None:
@@ -571,7 +577,7 @@ def test_old_tree_keeps_what_changed_during_the_build(make_site: MakeSite, out: 
     os.link(out / "index.html", old.parent / "keep")  # stands in for a copy swapped in
     old.mkdir()
     (old / MARKER).write_bytes(MARKER_BYTES)
-    (old / MANIFEST).write_bytes(outfolder.manifest_bytes(["index.html"]))
+    (old / MANIFEST).write_text(json.dumps({"generator": "feeds", "version": 1, "files": ["index.html"]}))
     (old / "index.html").write_text("ours: the manifest says so")
     (old / "late.txt").write_text("arrived while the build ran")
     os.link(out / "feeds" / "alle.rss", old / "alle-copy")  # not at the same path in out: kept
@@ -596,7 +602,7 @@ def test_old_file_that_cannot_be_removed_does_not_fail_the_build(
 
     monkeypatch.setattr(Path, "unlink", stuck)
     new_site = load(make_site({"x/neu.md": "Neu\nText\n"}, name="neu"))
-    assert build(new_site, out) == len(export_files_of(new_site))
+    assert build(new_site, out).documents == len(export_files_of(new_site))
     assert snapshot(out) == expected_files(new_site)
     kept = out.parent / f".www.feeds-old-{os.getpid()}-kept"
     assert [p.name for p in kept.iterdir()] == ["index.html"]

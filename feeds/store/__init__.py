@@ -14,7 +14,7 @@ the ledger through :class:`Ledger`'s methods. Layout, after reader's ``_storage`
 
 from .index import Applied, IndexStore, config_key, index_name
 from .ledger import Ledger, decide
-from .queries import After, PageKey, Reader, Slugs
+from .queries import After, PageKey, PageRow, Reader, Slugs
 from .schema import TAG, TOPIC
 from .sqlite import StoreError, Unusable, Unwritable
 
@@ -24,6 +24,7 @@ __all__ = [
     "IndexStore",
     "Ledger",
     "PageKey",
+    "PageRow",
     "Reader",
     "Slugs",
     "TAG",

@@ -38,6 +38,7 @@ After = tuple[int, str] | None  # where a walk in feed order stopped: (published
 Suspect = Callable[[str], None]
 Slugs = tuple[tuple[str, ...], tuple[str, ...]]  # an entry's topic slugs and tag slugs
 PageKey = tuple[str, str, int, int, int, Slugs]
+PageRow = tuple[str, str, str, int, int, int, Slugs]  # id, permalink, then as in PageKey
 Version = tuple[str, int, int, int, Slugs]
 _RECENT = "f.entry = 1 AND f.published <= ? AND f.published > ? AND f.url = f.permalink"
 
@@ -233,6 +234,21 @@ class Reader:
         end = (rows[-1][3], rows[-1][5]) if len(rows) == size else None
         return [(r[0], r[1], r[2], r[3], r[4], _slugs(r[6], r[7])) for r in rows], end
 
+    def page_rows(self, now: datetime, after: After, size: int) -> tuple[list[PageRow], After]:
+        """(id, permalink, path, digest, published, updated, topic and tag slugs) of visible
+        articles in feed order, without decoding: what a static export names and keys pages by."""
+        sql = (
+            "SELECT id, permalink, path, digest, published, updated, topics, tags FROM files "
+            "WHERE entry = 1 AND published <= ?"
+        )
+        params: list[object] = [now.timestamp()]
+        if after is not None:
+            sql += " AND published <= ? AND (published < ? OR (published = ? AND id > ?))"
+            params += [after[0], after[0], after[0], after[1]]
+        rows = self._db.execute(f"{sql} ORDER BY published DESC, id LIMIT ?", (*params, size)).fetchall()
+        end = (rows[-1][4], rows[-1][0]) if len(rows) == size else None
+        return [(r[0], r[1], r[2], r[3], r[4], r[5], _slugs(r[6], r[7])) for r in rows], end
+
     def versions(self, spec: FeedSpec, now: datetime) -> list[Version]:
         """(id, digest, published, updated, topic and tag slugs) of every entry of the feed,
         newest first.
@@ -241,19 +257,18 @@ class Reader:
         purge to tell which pages changed without rendering them (or decoding a million rows
         into metadata).
         """
+        return list(self.version_walk(spec, now))
+
+    def version_walk(self, spec: FeedSpec, now: datetime) -> Iterator[Version]:
+        """:meth:`versions` one row at a time where the feed is an index range, so a static
+        export walks a million-entry history without holding it; other feeds are selected whole."""
         if spec.span:
-            return []  # a feed with a window has no archive
+            return  # a feed with a window has no archive
         if not simple(spec):
-            return [
-                (
-                    m.id,
-                    m.digest,
-                    int(m.published.timestamp()),
-                    int(m.updated.timestamp()),
-                    (tuple(t.slug for t in m.topics), tuple(t.slug for t in m.tags)),
-                )
-                for m in self.select(spec, now, 0)
-            ]
+            for m in self.select(spec, now, 0):
+                slugs = (tuple(t.slug for t in m.topics), tuple(t.slug for t in m.tags))
+                yield (m.id, m.digest, int(m.published.timestamp()), int(m.updated.timestamp()), slugs)
+            return
         now -= spec.behind
         if spec.topics:
             sql = (
@@ -268,7 +283,8 @@ class Reader:
                 "AND published <= ? ORDER BY published DESC, id"
             )
             params = (now.timestamp(),)
-        return [(r[0], r[1], r[2], r[3], _slugs(r[4], r[5])) for r in self._db.execute(sql, params)]
+        for r in self._db.execute(sql, params):
+            yield (r[0], r[1], r[2], r[3], _slugs(r[4], r[5]))
 
     def total(self, spec: FeedSpec, now: datetime) -> int:
         """How many entries the feed has in all (its archive's size), by counting when it can.
