@@ -36,9 +36,13 @@ import hashlib
 import logging
 import os
 import stat
+import sys
 import time
+import zlib
 from collections.abc import Hashable, Iterable, Iterator
 from dataclasses import dataclass
+from importlib import metadata
+from itertools import islice
 from pathlib import Path
 
 from . import catalogue
@@ -111,6 +115,28 @@ def _digest(value: Hashable) -> str:
     return hashlib.sha256(repr(value).encode()).hexdigest()[:32]
 
 
+# Libraries whose output is in the exported bytes: a new version may render differently.
+_RENDERERS = ("feedgen", "jinja2", "markupsafe", "lxml", "pyyaml", "cmarkgfm", "nh3", "python-slugify")
+
+
+def _code() -> str:
+    """What rendering depends on besides the site: this package's code and templates, the
+    libraries it renders with and zlib (the twins). Part of every key, so an upgrade that
+    renders differently renders everything once."""
+    digest = hashlib.sha256()
+    package = Path(__file__).resolve().parent
+    for path in sorted(p for p in package.rglob("*") if p.suffix in (".py", ".html", ".xml", ".txt")):
+        digest.update(f"{path.relative_to(package)}\0".encode() + path.read_bytes() + b"\0")
+    versions = []
+    for name in _RENDERERS:
+        try:
+            versions.append((name, metadata.version(name)))
+        except metadata.PackageNotFoundError:
+            versions.append((name, ""))
+    digest.update(repr((versions, zlib.ZLIB_RUNTIME_VERSION, sys.version)).encode())
+    return digest.hexdigest()
+
+
 def _job(kind: Kind, key: str = "", source: Path | None = None, **params: object) -> Job:
     return Job(kind.place.file(**params), kind, {k: str(v) for k, v in params.items()}, key, source)
 
@@ -127,22 +153,29 @@ def _file_version(path: Path) -> tuple[int, ...] | None:
 
 
 class _Plan:
-    """Every document of the site, in a stream: the few rendered anyway, then archive pages and
-    article pages with their keys (read from the index in batches), then the sitemap pages."""
+    """Every document of the site, in a stream: the few rendered anyway, feeds, archive pages and
+    article pages with their keys (read from the index in batches, undecoded), then the
+    sitemap pages.
+
+    Every key holds ``setting``: the config, the code that renders (:func:`_code`) and the
+    display names of topics and tags (a page shows the name most entries write, which rarely
+    moves; when it does, everything is rendered again).
+    """
 
     def __init__(self, site: Site) -> None:
         self.site = site
         self.config = site.config
         self.view = site.view()
-        self.setting = _digest(self.config)
         with site.read() as (reader, _):
-            self.names = (reader.all_spellings(TOPIC), reader.all_spellings(TAG))
-        self._shown: dict[object, tuple[tuple[str, ...], tuple[str, ...]]] = {}
+            names = (reader.all_spellings(TOPIC), reader.all_spellings(TAG))
+        self.setting = _digest((self.config, _code(), names))
 
     def jobs(self) -> Iterator[Job]:
         yield from self._few()
         yield from self._files(STATIC, catalogue.STATIC, self.site.asset_paths())
         yield from self._files(MEDIA, catalogue.MEDIA, self.site.picture_paths())
+        for name in sorted(self.view.specs):
+            yield from self._feed(name)
         for name in sorted(self.view.specs):
             yield from self._archive(name)
         sitemap = _SitemapKeys(self.site, self.setting)
@@ -153,10 +186,6 @@ class _Plan:
         for kind in (catalogue.INDEX, catalogue.OPML, catalogue.ROBOTS, catalogue.SITEMAP):
             yield _job(kind)
         yield _job(catalogue.NEWS_SITEMAP)
-        for name in sorted(self.view.specs):
-            yield _job(catalogue.FEED_PAGE, name=name)
-            for fmt in FORMATS:
-                yield _job(catalogue.FEED, name=name, fmt=fmt)
 
     def _files(self, folder: Folder, kind: Kind, paths: Iterable[str]) -> Iterator[Job]:
         root = folder.locate(self.config)
@@ -166,17 +195,21 @@ class _Plan:
             key = _digest((rel, version)) if version is not None else ""
             yield _job(kind, key, source, rel=rel)
 
-    def shown(
-        self, slugs: tuple[tuple[str, ...], tuple[str, ...]]
-    ) -> tuple[tuple[str, ...], tuple[str, ...]]:
-        """The names an entry's topics and tags are shown under: a page changes when they do."""
-        found = self._shown.get(slugs)
-        if found is None:
-            topics, tags = self.names
-            found = tuple(topics.get(s, s) for s in slugs[0]), tuple(tags.get(s, s) for s in slugs[1])
-            if len(self._shown) < 100_000:
-                self._shown[slugs] = found
-        return found
+    def _feed(self, name: str) -> Iterator[Job]:
+        """A feed's documents and its page, keyed by its newest entries and how many archive
+        pages it has; a feed with a window (its entries change with the clock) is rendered."""
+        spec = self.view.specs[name]
+        what: object = None
+        if not spec.span:
+            with self.site.read() as (reader, now):
+                count = archive_pages(reader.total(spec, now), spec.limit)
+                first = tuple(islice(reader.history(spec, now), spec.limit))
+            natural = None if first else self.view.newest  # the date of a feed without entries
+            what = (self.setting, repr(spec), count, first, natural)
+        jobs = [_job(catalogue.FEED_PAGE, name=name)]
+        jobs += [_job(catalogue.FEED, name=name, fmt=fmt) for fmt in FORMATS]
+        for job in jobs:
+            yield job if what is None else Job(job.rel, job.kind, job.params, _digest((job.rel, what)))
 
     def _archive(self, name: str) -> Iterator[Job]:
         """Archive pages keyed by their entries, walked newest first in one read transaction
@@ -190,11 +223,9 @@ class _Plan:
                 return
             pages = [hashlib.sha256() for _ in range(count)]
             seen = 0
-            for version in reader.version_walk(spec, now):
-                if seen >= per_page and seen < total:
-                    page = (total - 1 - seen) // per_page  # 0: the oldest
-                    entry = (*version[:4], self.shown(version[4]))
-                    pages[page].update(repr(entry).encode())
+            for line in reader.history(spec, now):
+                if per_page <= seen < total:
+                    pages[(total - 1 - seen) // per_page].update(line.encode() + b"\n")  # 0: the oldest
                 seen += 1
         keyed = seen == total  # else the walk and the count disagree: render every page
         for page in range(1, count + 1):
@@ -206,16 +237,13 @@ class _Plan:
                 yield job
 
     def _articles(self, sitemap: _SitemapKeys) -> Iterator[Job]:
-        by_topic: dict[str, list[str]] = {}
-        for spec in self.view.specs.values():
-            if spec.is_topic_feed:
-                by_topic.setdefault(spec.topics[0], []).append(spec.name)
-        for article_id, permalink, path, content, published, updated, slugs in self.site.page_rows():
+        """Article pages: one shows its article, the display names of its topics and tags and
+        the topic feeds it is in, which exist while it does (a topic feed has a visible entry)."""
+        place = catalogue.ARTICLE.place
+        for article_id, permalink, content, updated, shown in self.site.page_rows():
             sitemap.note(permalink, content, updated)
-            feeds = tuple(sorted(n for slug in slugs[0] for n in by_topic.get(slug, ())))
-            rel = catalogue.ARTICLE.place.file(id=article_id)
-            what = (self.setting, rel, path, content, published, updated, self.shown(slugs), feeds)
-            yield Job(rel, catalogue.ARTICLE, {"id": article_id}, _digest(what))
+            rel = place.file(id=article_id)
+            yield Job(rel, catalogue.ARTICLE, {"id": article_id}, _digest((self.setting, rel, shown)))
 
 
 class _SitemapKeys:

@@ -38,8 +38,13 @@ After = tuple[int, str] | None  # where a walk in feed order stopped: (published
 Suspect = Callable[[str], None]
 Slugs = tuple[tuple[str, ...], tuple[str, ...]]  # an entry's topic slugs and tag slugs
 PageKey = tuple[str, str, int, int, int, Slugs]
-PageRow = tuple[str, str, str, int, int, int, Slugs]  # id, permalink, then as in PageKey
+PageRow = tuple[str, str, int, int, str]  # id, permalink, digest, updated, what the page shows of it
 Version = tuple[str, int, int, int, Slugs]
+# One text of what a page shows of an entry, joined by SQLite: a static export keys a million
+# of them without decoding a row.
+_SHOWN = " || char(31) || ".join(
+    f"coalesce(f.{c}, '')" for c in ("path", "id", "digest", "published", "updated", "topics", "tags")
+)
 _RECENT = "f.entry = 1 AND f.published <= ? AND f.published > ? AND f.url = f.permalink"
 
 
@@ -235,19 +240,42 @@ class Reader:
         return [(r[0], r[1], r[2], r[3], r[4], _slugs(r[6], r[7])) for r in rows], end
 
     def page_rows(self, now: datetime, after: After, size: int) -> tuple[list[PageRow], After]:
-        """(id, permalink, path, digest, published, updated, topic and tag slugs) of visible
-        articles in feed order, without decoding: what a static export names and keys pages by."""
-        sql = (
-            "SELECT id, permalink, path, digest, published, updated, topics, tags FROM files "
-            "WHERE entry = 1 AND published <= ?"
-        )
+        """(id, permalink, digest, updated, what the page shows of it) of visible articles in
+        feed order: what a static export names its pages by and keys them with."""
+        sql = f"SELECT f.id, f.permalink, f.digest, f.updated, {_SHOWN}, f.published FROM files AS f "
+        sql += "WHERE f.entry = 1 AND f.published <= ?"
         params: list[object] = [now.timestamp()]
         if after is not None:
-            sql += " AND published <= ? AND (published < ? OR (published = ? AND id > ?))"
+            sql += " AND f.published <= ? AND (f.published < ? OR (f.published = ? AND f.id > ?))"
             params += [after[0], after[0], after[0], after[1]]
-        rows = self._db.execute(f"{sql} ORDER BY published DESC, id LIMIT ?", (*params, size)).fetchall()
-        end = (rows[-1][4], rows[-1][0]) if len(rows) == size else None
-        return [(r[0], r[1], r[2], r[3], r[4], r[5], _slugs(r[6], r[7])) for r in rows], end
+        rows = self._db.execute(f"{sql} ORDER BY f.published DESC, f.id LIMIT ?", (*params, size)).fetchall()
+        end = (rows[-1][5], rows[-1][0]) if len(rows) == size else None
+        return [(r[0], r[1], r[2], r[3], r[4]) for r in rows], end
+
+    def history(self, spec: FeedSpec, now: datetime) -> Iterator[str]:
+        """What a feed's documents show of each of its entries (as in :meth:`page_rows`), newest
+        first, one row at a time where the feed is an index range (an archive of a million
+        entries is keyed without holding it); other feeds are selected whole."""
+        if spec.span:
+            return  # a feed with a window has no archive
+        if not simple(spec):
+            yield from (repr(v) for v in self.versions(spec, now))
+            return
+        now -= spec.behind
+        if spec.topics:
+            sql = (
+                f"SELECT {_SHOWN} FROM entry_topics AS t JOIN files AS f ON f.path = t.path "
+                "WHERE t.slug = ? AND t.published <= ? ORDER BY t.published DESC, t.id"
+            )
+            params: tuple[object, ...] = (spec.topics[0], now.timestamp())
+        else:
+            sql = (
+                f"SELECT {_SHOWN} FROM files AS f WHERE f.entry = 1 AND f.published <= ? "
+                "ORDER BY f.published DESC, f.id"
+            )
+            params = (now.timestamp(),)
+        for (row,) in self._db.execute(sql, params):
+            yield row
 
     def versions(self, spec: FeedSpec, now: datetime) -> list[Version]:
         """(id, digest, published, updated, topic and tag slugs) of every entry of the feed,
@@ -257,18 +285,19 @@ class Reader:
         purge to tell which pages changed without rendering them (or decoding a million rows
         into metadata).
         """
-        return list(self.version_walk(spec, now))
-
-    def version_walk(self, spec: FeedSpec, now: datetime) -> Iterator[Version]:
-        """:meth:`versions` one row at a time where the feed is an index range, so a static
-        export walks a million-entry history without holding it; other feeds are selected whole."""
         if spec.span:
-            return  # a feed with a window has no archive
+            return []  # a feed with a window has no archive
         if not simple(spec):
-            for m in self.select(spec, now, 0):
-                slugs = (tuple(t.slug for t in m.topics), tuple(t.slug for t in m.tags))
-                yield (m.id, m.digest, int(m.published.timestamp()), int(m.updated.timestamp()), slugs)
-            return
+            return [
+                (
+                    m.id,
+                    m.digest,
+                    int(m.published.timestamp()),
+                    int(m.updated.timestamp()),
+                    (tuple(t.slug for t in m.topics), tuple(t.slug for t in m.tags)),
+                )
+                for m in self.select(spec, now, 0)
+            ]
         now -= spec.behind
         if spec.topics:
             sql = (
@@ -283,8 +312,7 @@ class Reader:
                 "AND published <= ? ORDER BY published DESC, id"
             )
             params = (now.timestamp(),)
-        for r in self._db.execute(sql, params):
-            yield (r[0], r[1], r[2], r[3], _slugs(r[4], r[5]))
+        return [(r[0], r[1], r[2], r[3], _slugs(r[4], r[5])) for r in self._db.execute(sql, params)]
 
     def total(self, spec: FeedSpec, now: datetime) -> int:
         """How many entries the feed has in all (its archive's size), by counting when it can.
