@@ -1,12 +1,13 @@
 #!/usr/bin/env python3
 """How the origin's costs grow with the archive: 10,000 → 100,000 → 1,000,000 articles.
 
-    .venv/bin/python bench/scale.py [--sizes 10000,100000,1000000] [--out bench/SCALE.md]
+    .venv/bin/python bench/scale.py [--sizes 10000,100000,1000000] [--out bench/SCALE.md] [--export]
 
 For each size (archives from bench/generate.py, kept in --work) it measures what bench/run.py
 measures at its largest size: cold and warm start to ``/healthz``, peak resident memory of a
 worker after serving every feed once, a change served by every worker, and a 50-entry feed
-rendered from a cold cache. It writes a Markdown table with the growth exponent between sizes
+rendered from a cold cache; ``--export`` measures the static export instead (see
+:func:`export_costs`). It writes a Markdown table with the growth exponent between sizes
 (1.0: linear, 0: flat) and a log-log plot, ``bench/scale.svg``. Not part of the test suite: a
 million articles take about 2.5 GB of disk and half an hour.
 """
@@ -16,13 +17,16 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
+import re
+import shutil
 import subprocess
 import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from run import BENCH, REPO, archive, change_latency, loadavg, log, machine, render_times, start_up
+from run import BENCH, BIN, REPO, archive, change_latency, loadavg, log, machine, render_times, start_up
 
 TARGETS = {  # issues 10 and 16, at 1,000,000 articles
     "cold start (s)": 180.0,
@@ -32,7 +36,11 @@ TARGETS = {  # issues 10 and 16, at 1,000,000 articles
     "change served by every worker (ms)": 100.0,
     "cold 50-entry render (ms)": 20.0,
     "purge set of one edit, CPU per worker (ms)": 12.5,  # issue 20: 50 ms for all (4) workers
+    "export: full build peak memory (MB)": 500.0,  # issue 20
+    "export: rebuild after one edit (s)": 60.0,
+    "export: rebuild peak memory (MB)": 500.0,
 }
+EXPORT_AT_100000 = {"export: rebuild after one edit (s)": 10.0}
 
 
 PURGE = r"""
@@ -144,7 +152,7 @@ def cold_side_by_side(config: Path, work: Path, against: Path, rounds: int = 1) 
     return {name: min(values) for name, values in found.items()}
 
 
-PARTS = ("start", "change", "render", "purge", "cold")
+PARTS = ("start", "change", "render", "purge", "cold", "export")
 
 
 def measure(
@@ -180,6 +188,49 @@ def measure(
     return found
 
 
+def _build(config: Path, out: Path, *extra: str) -> tuple[float, float, dict[str, int]]:
+    """``feeds build`` in a process of its own: (seconds, its peak RSS in MB, the counts it prints)."""
+    command = [str(BIN / "feeds"), "--config", str(config), "build", str(out), *extra]
+    started = time.perf_counter()
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    _, status, usage = os.wait4(process.pid, 0)
+    seconds = time.perf_counter() - started
+    assert process.stdout is not None and process.stderr is not None
+    printed, errors = process.stdout.read(), process.stderr.read()
+    process.returncode = os.waitstatus_to_exitcode(status)
+    if process.returncode != 0:
+        raise RuntimeError(f"{' '.join(command)}: exit {process.returncode}\n{errors}")
+    counts = {k: int(v) for v, k in re.findall(r"(\d+) (documents|rendered|written|unchanged)", printed)}
+    return seconds, usage.ru_maxrss / 1024, counts
+
+
+def export_costs(config: Path, work: Path, size: int) -> dict[str, float]:
+    """The static export: a full build into an empty folder (every document rendered and
+    written), then the newest article edited and the export rebuilt over the first (only what
+    changed is rendered and written; the rest is linked). The article is put back afterwards."""
+    out = work / f"export-{size}"
+    shutil.rmtree(out, ignore_errors=True)  # ours: the bench's work folder
+    full, full_peak, counts = _build(config, out)
+    log(f"export: full build {full:.1f} s, peak {full_peak:.0f} MB, {counts}")
+    article = next((config.parent / "articles").glob(f"*/*/a{size - 1:06d}.*"))
+    original = article.read_bytes()
+    try:
+        article.write_bytes(original + b"\nEin Satz mehr.\n")
+        again, again_peak, after = _build(config, out)
+    finally:
+        article.write_bytes(original)
+    log(f"export: rebuild after one edit {again:.1f} s, peak {again_peak:.0f} MB, {after}")
+    shutil.rmtree(out, ignore_errors=True)
+    return {
+        "export: full build (s)": full,
+        "export: full build peak memory (MB)": full_peak,
+        "export: rebuild after one edit (s)": again,
+        "export: rebuild peak memory (MB)": again_peak,
+        "export: documents rewritten by the rebuild": after.get("written", -1),
+        "export: documents rendered by the rebuild": after.get("rendered", -1),
+    }
+
+
 def exponent(a: float, b: float, n_a: int, n_b: int) -> str:
     if a <= 0 or b <= 0:
         return "—"
@@ -195,6 +246,9 @@ def table(sizes: list[int], results: dict[int, dict[str, float]]) -> list[str]:
         cells = [name, *(f"{v:,.1f}" for v in values)]
         cells += [exponent(values[i], values[i + 1], sizes[i], sizes[i + 1]) for i in range(len(sizes) - 1)]
         target = TARGETS.get(name)
+        if name in EXPORT_AT_100000 and 100_000 in results:
+            met = results[100_000][name] < EXPORT_AT_100000[name]
+            cells[0] += f" (< {EXPORT_AT_100000[name]:g} at 100,000: {'met' if met else 'NOT met'})"
         if target is None or 1_000_000 not in results:
             cells.append("—" if target is None else f"< {target:g}")
         else:
@@ -262,33 +316,48 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=BENCH / "SCALE.md")
     parser.add_argument("--parts", default=",".join(PARTS[:4]), help="what to measure: " + ", ".join(PARTS))
     parser.add_argument("--against", type=Path, help="cold: another checkout (with .venv) to compare")
+    parser.add_argument(
+        "--export", action="store_true", help="measure the static export only (--parts export)"
+    )
     args = parser.parse_args()
-    parts = tuple(args.parts.split(","))
+    parts = ("export",) if args.export else tuple(args.parts.split(","))
+    args.export = parts == ("export",)
     sizes = sorted(int(s) for s in args.sizes.split(","))
     started, load = time.perf_counter(), loadavg()
     results = {}
     for size in sizes:
         log(f"scale: {size:,} articles")
-        results[size] = measure(archive(args.work, size), args.work, size, parts, args.against)
+        config = archive(args.work, size)
+        results[size] = measure(config, args.work, size, parts, args.against)
+        if "export" in parts:
+            results[size].update(export_costs(config, args.work, size))
     command = " ".join(["bench/scale.py", *sys.argv[1:]])
+    svg = args.out.with_name(f"{args.out.stem.lower()}.svg") if args.export else BENCH / "scale.svg"
+    what = (
+        "Export: `feeds build` into an empty folder (peak RSS of the process), then the newest "
+        "article edited and `feeds build` over that export (what it rendered and rewrote; the rest "
+        "is linked from the earlier export); the article is put back after."
+        if args.export
+        else "Start-up and memory: gunicorn with 1 sync worker (peak RSS, VmHWM, after every feed was "
+        "served once); change: gunicorn with 2 workers, the newest article edited, until every worker "
+        "serves it (max of 3 trials); render: the worst first render of kurz.rss, alle.rss and "
+        "thema-000.rss in a fresh process with a warm index and cold article bodies."
+    )
     lines = [
         "# How the origin's costs grow with the archive\n",
         f"`.venv/bin/python {command}` — {datetime.now(UTC):%Y-%m-%d %H:%M} UTC\n",
         f"Machine: {machine()}.\n",
-        "Start-up and memory: gunicorn with 1 sync worker (peak RSS, VmHWM, after every feed was served "
-        "once); change: gunicorn with 2 workers, the newest article edited, until every worker serves "
-        "it (max of 3 trials); render: the worst first render of kurz.rss, alle.rss and thema-000.rss "
-        "in a fresh process with a warm index and cold article bodies. Growth is the exponent "
-        "between two sizes: 1.0 grows linearly with the archive, 0 stays flat.\n",
+        f"{what} Growth is the exponent between two sizes: 1.0 grows linearly with the archive, 0 "
+        "stays flat.\n",
         *table(sizes, results),
         "",
-        "![log-log plot](scale.svg)",
+        f"![log-log plot]({svg.name})",
         "",
         f"Load average {load} at the start, {loadavg()} at the end. "
         f"Total: {(time.perf_counter() - started) / 60:.1f} min.",
     ]
     args.out.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    plot(sizes, results, BENCH / "scale.svg")
+    plot(sizes, results, svg)
     print("\n".join(lines))
     return 0
 

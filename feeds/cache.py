@@ -53,7 +53,9 @@ class Documents:
         self._stripes = [threading.Lock() for _ in range(STRIPES)]
         self.hooks: list[RenderHook] = []  # called after each render (kind, seconds)
 
-    def get(self, key: Key, view: object, inputs: Inputs) -> Document:
+    def get(self, key: Key, view: object, inputs: Inputs, keep: bool = True) -> Document:
+        """The document, rendered only if its inputs changed; ``keep=False`` for a caller that
+        asks for each document once (a static export): dated, but not kept."""
         cached = self._docs.get(key)
         if cached is not None and cached.view is view:
             if time.monotonic() - cached.checked > RECHECK_SECONDS:
@@ -74,6 +76,8 @@ class Documents:
             else:
                 doc = cached.doc
             # Unchanged bytes are still a new version if the document changed in between.
+            if not keep:
+                return self._dated(key, doc)
             fresh = _Cached(view, fingerprint, self._dated(key, doc), time.monotonic())
             self._docs[key] = fresh
         if key[0] in self._lru:

@@ -234,23 +234,32 @@ def list_feeds(ctx: click.Context) -> None:
     is_flag=True,
     help="Also build into a folder that is not an earlier export; the files in it are kept.",
 )
+@click.option(
+    "--full",
+    is_flag=True,
+    help="Render and write every document, reusing no file of the earlier export.",
+)
 @click.pass_context
-def build(ctx: click.Context, out: Path, force: bool) -> None:
+def build(ctx: click.Context, out: Path, force: bool, full: bool) -> None:
     """Export every feed, page and the index into OUT (replaced atomically).
 
-    Only files an earlier build wrote are ever removed; OUT must not hold the config, the
-    articles or the state folder.
+    Documents unchanged since the export in OUT was built are taken over from it. Only files
+    an earlier build wrote are ever removed; OUT must not hold the config, the articles or the
+    state folder.
     """
     try:
         check_target(load_config(ctx.obj), state_dir_for(ctx.obj), out)  # before reading articles
-        count = build_export(_load(ctx), out, force=force)
+        done = build_export(_load(ctx), out, force=force, full=full)
     except ConfigError as exc:
         raise click.ClickException(f"config is not valid:\n{exc}") from None
     except ExportRefused as exc:
         raise click.ClickException(str(exc)) from None
     except OSError as exc:
         raise click.ClickException(f"could not write the export to {out}: {exc}") from None
-    click.echo(f"wrote {count} documents to {out}")
+    click.echo(
+        f"exported {done.documents} documents to {out} in {done.seconds:.1f} s: {done.rendered} rendered, "
+        f"{done.written} written, {done.reused} unchanged (linked from the earlier export)"
+    )
 
 
 @cli.command()

@@ -15,21 +15,41 @@ build "never deletes anything it did not write" is kept here in three layers:
 Symlinks are the exception: a web server that follows them serves whatever they point to
 (``/etc/passwd``), so none is ever carried into a new export. It stays in the old tree, which
 is then set aside beside the target with a warning saying where (:func:`discard_old`).
+
+An archive of a million articles is a million pages, so nothing here holds the export: the
+documents are planned as a stream (:class:`_Plan`), and each is written with its ``.gz`` twin
+as soon as it is rendered, then dropped. Most of them did not change since the last build:
+article and archive pages (and full sitemap pages, and files copied as they are) come with a
+``key``, a digest of everything their bytes depend on, read from the index without rendering.
+When the old export's manifest recorded the same key for a file that is still the one it
+wrote (same inode, size and mtime, and so its twin), that file is hard-linked into the new
+tree instead of being rendered. The few other documents (feeds, feed pages, the index, OPML,
+sitemap index, news sitemap, robots.txt) are rendered and linked when their bytes and date
+are those recorded. Keys are recorded only for documents rendered while no other process
+wrote to the index, so a key always describes the bytes beside it.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 import os
 import stat
+import sys
 import time
-from collections.abc import Iterable
+import zlib
+from collections.abc import Hashable, Iterable, Iterator
+from dataclasses import dataclass
+from importlib import metadata
+from itertools import islice
 from pathlib import Path
 
 from . import catalogue
+from .archives import archive_pages
+from .assets import MEDIA, STATIC, Folder
 from .bodies import SETTLE_SECONDS
-from .catalogue import FORMATS
+from .catalogue import FORMATS, Kind, sitemap_size
 from .documents import Document
 from .errors import NotFound, Unsettled
 from .outfolder import (
@@ -38,6 +58,10 @@ from .outfolder import (
     MARKER,
     MARKER_BYTES,
     ExportRefused,
+    Manifest,
+    ManifestWriter,
+    Record,
+    Stamp,
     Tree,
     ancestors,
     check_target,
@@ -46,120 +70,404 @@ from .outfolder import (
     has_marker,
     is_relative_path,
     lock,
-    manifest_bytes,
     read_manifest,
     remove_work_folder,
+    stamp_of,
     walk,
     work_folder,
 )
 from .site import Site
+from .sitemaps import page_slice
+from .store import TAG, TOPIC
 
 log = logging.getLogger(__name__)
 # Exported files an operator may have put there by hand (robots.txt), and where theirs goes now.
 _OVERRIDDEN = {k.place.file(): k.override for k in catalogue.KINDS if k.override is not None}
+PROGRESS = 100_000  # documents between two progress lines in the log
 
 
-def export_files(site: Site, attempts: int = 3) -> dict[str, Document]:
-    """Relative file path -> document, for everything the site serves.
+@dataclass(frozen=True)
+class Exported:
+    """What a build did: documents in the export, how many were rendered, how many files
+    (each with its twin) were written, and how many were taken over from the old export."""
 
-    A web server serves these files for minutes or hours, so none may lack an entry whose file
-    was being written while it rendered: such documents are rendered again once the file had
-    time to settle, and the build is refused if it never does.
+    documents: int
+    rendered: int
+    written: int
+    reused: int
+    seconds: float
+
+
+@dataclass(frozen=True)
+class Job:
+    """One document to export. ``key``: a digest of what its bytes depend on, "" when only
+    rendering tells; ``source``: a file copied as it is, whose version the key holds."""
+
+    rel: str
+    kind: Kind
+    params: dict[str, str]
+    key: str = ""
+    source: Path | None = None
+
+
+def _digest(value: Hashable) -> str:
+    """32 hex digits of ``repr``: the same in every process (``hash()`` is not)."""
+    return hashlib.sha256(repr(value).encode()).hexdigest()[:32]
+
+
+# Libraries whose output is in the exported bytes: a new version may render differently.
+_RENDERERS = ("feedgen", "jinja2", "markupsafe", "lxml", "pyyaml", "cmarkgfm", "nh3", "python-slugify")
+
+
+def _code() -> str:
+    """What rendering depends on besides the site: this package's code and templates, the
+    libraries it renders with and zlib (the twins). Part of every key, so an upgrade that
+    renders differently renders everything once."""
+    digest = hashlib.sha256()
+    package = Path(__file__).resolve().parent
+    for path in sorted(p for p in package.rglob("*") if p.suffix in (".py", ".html", ".xml", ".txt")):
+        digest.update(f"{path.relative_to(package)}\0".encode() + path.read_bytes() + b"\0")
+    versions = []
+    for name in _RENDERERS:
+        try:
+            versions.append((name, metadata.version(name)))
+        except metadata.PackageNotFoundError:
+            versions.append((name, ""))
+    digest.update(repr((versions, zlib.ZLIB_RUNTIME_VERSION, sys.version)).encode())
+    return digest.hexdigest()
+
+
+def _job(kind: Kind, key: str = "", source: Path | None = None, **params: object) -> Job:
+    return Job(kind.place.file(**params), kind, {k: str(v) for k, v in params.items()}, key, source)
+
+
+def _file_version(path: Path) -> tuple[int, ...] | None:
+    try:
+        st = os.stat(path)
+    except (OSError, ValueError):
+        return None
+    return (st.st_dev, st.st_ino, st.st_ctime_ns, st.st_size, st.st_mtime_ns)
+
+
+# -- what to export -------------------------------------------------------------------------------
+
+
+class _Plan:
+    """Every document of the site, in a stream: the few rendered anyway, feeds, archive pages and
+    article pages with their keys (read from the index in batches, undecoded), then the
+    sitemap pages.
+
+    Every key holds ``setting``: the config, the code that renders (:func:`_code`) and the
+    display names of topics and tags (a page shows the name most entries write, which rarely
+    moves; when it does, everything is rendered again).
     """
-    for attempt in range(attempts):
-        try:
-            files = _documents(site)
-        except Unsettled:
-            files = None
-        if files is not None and all(doc.complete for doc in files.values()):
-            return files
-        if attempt + 1 < attempts:
-            time.sleep(SETTLE_SECONDS)
-    raise ExportRefused("articles are being written right now; run the build again once they are finished")
 
+    def __init__(self, site: Site) -> None:
+        self.site = site
+        self.config = site.config
+        self.view = site.view()
+        with site.read() as (reader, _):
+            names = (reader.all_spellings(TOPIC), reader.all_spellings(TAG))
+        self.setting = _digest((self.config, _code(), names))
 
-def _documents(site: Site) -> dict[str, Document]:
-    files: dict[str, Document] = {}
+    def jobs(self) -> Iterator[Job]:
+        yield from self._few()
+        yield from self._files(STATIC, catalogue.STATIC, self.site.asset_paths())
+        yield from self._files(MEDIA, catalogue.MEDIA, self.site.picture_paths())
+        for name in sorted(self.view.specs):
+            yield from self._feed(name)
+        for name in sorted(self.view.specs):
+            yield from self._archive(name)
+        sitemap = _SitemapKeys(self.site, self.setting)
+        yield from self._articles(sitemap)
+        yield from sitemap.jobs()
 
-    def add(kind: catalogue.Kind, **params: object) -> None:
-        text = {key: str(value) for key, value in params.items()}
-        files[kind.place.file(**params)] = site.document(kind, text)
+    def _few(self) -> Iterator[Job]:
+        for kind in (catalogue.INDEX, catalogue.OPML, catalogue.ROBOTS, catalogue.SITEMAP):
+            yield _job(kind)
+        yield _job(catalogue.NEWS_SITEMAP)
 
-    add(catalogue.INDEX)
-    add(catalogue.OPML)
-    add(catalogue.ROBOTS)
-    add(catalogue.SITEMAP)
-    add(catalogue.NEWS_SITEMAP)
-    for page in range(1, site.sitemap_pages() + 1):
-        add(catalogue.SITEMAP_PAGE, page=page)
-    for name, spec in sorted(site.specs.items()):
-        add(catalogue.FEED_PAGE, name=name)
-        for fmt in FORMATS:
-            add(catalogue.FEED, name=name, fmt=fmt)
-        for page in range(1, site.archived(spec) + 1):
+    def _files(self, folder: Folder, kind: Kind, paths: Iterable[str]) -> Iterator[Job]:
+        root = folder.locate(self.config)
+        for rel in paths:
+            source = root / rel
+            version = _file_version(source)
+            key = _digest((rel, version)) if version is not None else ""
+            yield _job(kind, key, source, rel=rel)
+
+    def _feed(self, name: str) -> Iterator[Job]:
+        """A feed's documents and its page, keyed by its newest entries and how many archive
+        pages it has; a feed with a window (its entries change with the clock) is rendered."""
+        spec = self.view.specs[name]
+        what: object = None
+        if not spec.span:
+            with self.site.read() as (reader, now):
+                count = archive_pages(reader.total(spec, now), spec.limit)
+                first = tuple(islice(reader.history(spec, now), spec.limit))
+            natural = None if first else self.view.newest  # the date of a feed without entries
+            what = (self.setting, repr(spec), count, first, natural)
+        jobs = [_job(catalogue.FEED_PAGE, name=name)]
+        jobs += [_job(catalogue.FEED, name=name, fmt=fmt) for fmt in FORMATS]
+        for job in jobs:
+            yield job if what is None else Job(job.rel, job.kind, job.params, _digest((job.rel, what)))
+
+    def _archive(self, name: str) -> Iterator[Job]:
+        """Archive pages keyed by their entries, walked newest first in one read transaction
+        (only a digest per page is kept)."""
+        spec = self.view.specs[name]
+        per_page = spec.limit
+        with self.site.read() as (reader, now):
+            total = reader.total(spec, now)
+            count = archive_pages(total, per_page)
+            if not count:
+                return
+            pages = [hashlib.sha256() for _ in range(count)]
+            seen = 0
+            for line in reader.history(spec, now):
+                if per_page <= seen < total:
+                    pages[(total - 1 - seen) // per_page].update(line.encode() + b"\n")  # 0: the oldest
+                seen += 1
+        keyed = seen == total  # else the walk and the count disagree: render every page
+        for page in range(1, count + 1):
             for fmt in FORMATS:
-                add(catalogue.ARCHIVE, name=name, page=page, fmt=fmt)
-    for rel in site.asset_paths():
-        add(catalogue.STATIC, rel=rel)
-    for rel in site.picture_paths():
+                job = _job(catalogue.ARCHIVE, name=name, page=page, fmt=fmt)
+                if keyed:
+                    what = (self.setting, repr(spec), job.rel, page < count, pages[page - 1].hexdigest())
+                    job = Job(job.rel, job.kind, job.params, _digest(what))
+                yield job
+
+    def _articles(self, sitemap: _SitemapKeys) -> Iterator[Job]:
+        """Article pages: one shows its article, the display names of its topics and tags and
+        the topic feeds it is in, which exist while it does (a topic feed has a visible entry)."""
+        place = catalogue.ARTICLE.place
+        for article_id, permalink, content, updated, shown in self.site.page_rows():
+            sitemap.note(permalink, content, updated)
+            rel = place.file(id=article_id)
+            yield Job(rel, catalogue.ARTICLE, {"id": article_id}, _digest((self.setting, rel, shown)))
+
+
+class _SitemapKeys:
+    """The pages of a large sitemap: those holding articles only are keyed from the article
+    pages' walk (newest first) on its way; the last pages, which also list the site's pages,
+    are rendered."""
+
+    def __init__(self, site: Site, setting: str) -> None:
+        self.site = site
+        self.setting = setting
+        self.per_page = site.sitemap_urls
+        with site.read() as (reader, now):
+            self.articles, _, self.count = sitemap_size(site.view(), reader, now, self.per_page)
+        self.full = self.articles // self.per_page if self.count else 0
+        self.digests = [hashlib.sha256() for _ in range(self.full)]
+        self.seen = 0
+
+    def note(self, permalink: str, content: int, updated: int) -> None:
+        position = self.articles - 1 - self.seen  # oldest first
+        self.seen += 1
+        if 0 <= position < self.full * self.per_page:
+            self.digests[position // self.per_page].update(f"{permalink}\0{content}\0{updated}\n".encode())
+
+    def jobs(self) -> Iterator[Job]:
+        keyed = self.full if self.seen == self.articles else 0  # else changed mid-walk: render all
+        for page in range(1, self.count + 1):
+            job = _job(catalogue.SITEMAP_PAGE, page=page)
+            if page <= keyed:
+                part = page_slice(self.articles, self.per_page, page)
+                what = (self.setting, job.rel, part.start, part.stop, self.digests[page - 1].hexdigest())
+                job = Job(job.rel, job.kind, job.params, _digest(what))
+            yield job
+
+
+# -- writing the new tree ---------------------------------------------------------------------------
+
+
+@dataclass
+class _Tally:
+    documents: int = 0
+    rendered: int = 0
+    written: int = 0
+    reused: int = 0
+
+
+class _Writer:
+    """Writes (or links from the old export) one document after another into ``tmp``.
+
+    ``old``: the old export's manifest, None to render and write everything.
+    """
+
+    def __init__(self, site: Site, out: Path, tmp: Path, old: Manifest | None, foreign: Tree) -> None:
+        self.site, self.out, self.tmp, self.old, self.foreign = site, out, tmp, old, foreign
+        self.manifest = ManifestWriter(tmp / MANIFEST)
+        self.tally = _Tally()
+        self.made: set[str] = set()  # folders made in tmp
+        self._foreign_files = set(foreign.files)
+        self._checked: set[str] = set()  # folders whose ancestors were checked for clashes
+        self._store = site.view().store
+        self._version = self._store.data_version()
+
+    def _stable(self) -> bool:
+        """No other process wrote to the index since the build began (keys describe the bytes)."""
+        return self._store.data_version() == self._version
+
+    def export(self, job: Job) -> bool:
+        """False when the document cannot be had whole right now (an article being written)."""
+        rel = job.rel
+        if not is_relative_path(rel):
+            raise ExportRefused(f"refusing to write {rel!r}: it would land outside {self.out}")
+        self._check(rel)
+        found = self._found(rel)
+        if found is not None and job.key and self.old is not None:
+            etag = self.old.reusable(rel, job.key, found)
+            if etag is not None:
+                self._link(rel)
+                self._done(Record(rel, job.key, etag, *found), reused=True)
+                return True
         try:
-            add(catalogue.MEDIA, rel=rel)
-        except NotFound:  # gone or changed into something refused since the listing: not exported
-            continue
-    for article in site.published():
-        add(catalogue.ARTICLE, id=article.id)
-    return files
+            doc = self.site.document(job.kind, job.params, keep=False)
+        except NotFound:  # gone since the listing, or changed into something refused: not exported
+            return True
+        except Unsettled:
+            return False
+        if not doc.complete:
+            return False
+        self.tally.rendered += 1
+        key = job.key if self._stable() else ""
+        if job.source is not None and key != _job_key(job):
+            key = ""  # the file changed since it was listed: its key may not describe these bytes
+        mtime_ns = int(doc.last_modified.timestamp()) * 1_000_000_000
+        if (
+            found is not None
+            and self.old is not None
+            and found[0] == mtime_ns
+            and self.old.same_bytes(rel, doc.etag, found)
+        ):
+            self._link(rel)
+            self._done(Record(rel, key, doc.etag, *found), reused=True)
+        else:
+            stamp = self._write(rel, doc, mtime_ns)
+            self._done(Record(rel, key, doc.etag, *stamp), reused=False)
+        return True
+
+    def _done(self, record: Record, reused: bool) -> None:
+        self.manifest.add(record)
+        self.tally.documents += 1
+        if reused:
+            self.tally.reused += 1
+        else:
+            self.tally.written += 1
+        if self.tally.documents % PROGRESS == 0:
+            t = self.tally
+            log.info(
+                "%s: %d documents so far (%d rendered, %d reused)",
+                self.out,
+                t.documents,
+                t.rendered,
+                t.reused,
+            )
+
+    def _check(self, rel: str) -> None:
+        """Refuses before the swap when the document would overwrite a file we did not write."""
+        clashes = [p for p in (rel, f"{rel}.gz") if p in self._foreign_files or p in self.foreign.dirs]
+        parent = rel.rpartition("/")[0]
+        if parent and parent not in self._checked:
+            clashes += [a for a in ancestors(rel) if a in self._foreign_files]
+            self._checked.add(parent)
+        if clashes:
+            _refuse_clashes(self.out, clashes)
+
+    def _found(self, rel: str) -> Stamp | None:
+        """The stamp of the old export's file and twin, if both are there as regular files."""
+        if self.old is None:
+            return None
+        try:
+            return stamp_of(os.lstat(f"{self.out}/{rel}"), os.lstat(f"{self.out}/{rel}.gz"))
+        except (OSError, ValueError):
+            return None
+
+    def _folder(self, rel: str) -> None:
+        parent = rel.rpartition("/")[0]
+        if parent and parent not in self.made:
+            (self.tmp / parent).mkdir(parents=True, exist_ok=True)
+            self.made.update([*ancestors(rel)])
+
+    def _link(self, rel: str) -> None:
+        self._folder(rel)
+        for name in (rel, f"{rel}.gz"):
+            os.link(f"{self.out}/{name}", f"{self.tmp}/{name}", follow_symlinks=False)
+
+    def _write(self, rel: str, doc: Document, mtime_ns: int) -> Stamp:
+        self._folder(rel)
+        target = self.tmp / rel
+        twin = self.tmp / f"{rel}.gz"
+        target.write_bytes(doc.body)
+        twin.write_bytes(doc.gzipped)
+        os.utime(target, ns=(mtime_ns, mtime_ns))
+        os.utime(twin, ns=(mtime_ns, mtime_ns))
+        stamp = stamp_of(os.lstat(target), os.lstat(twin))
+        assert stamp is not None, target
+        return stamp
+
+
+def _job_key(job: Job) -> str:
+    """The key of a file copied as it is, as it is now."""
+    assert job.source is not None
+    version = _file_version(job.source)
+    return _digest((job.params["rel"], version)) if version is not None else ""
+
+
+def _write_all(writer: _Writer, jobs: Iterable[Job], attempts: int = 3) -> None:
+    """Every job written; those that cannot be had whole right now (articles being written) are
+    tried again once their files had time to settle, and the build is refused if they never do:
+    a web server serves these files for minutes or hours."""
+    waiting = [job for job in jobs if not writer.export(job)]
+    for _ in range(attempts - 1):
+        if not waiting:
+            return
+        time.sleep(SETTLE_SECONDS)
+        waiting = [job for job in waiting if not writer.export(job)]
+    if waiting:
+        raise ExportRefused(
+            "articles are being written right now; run the build again once they are finished"
+        )
 
 
 # -- build ---------------------------------------------------------------------------------------------
 
 
-def _foreign(out: Path, force: bool) -> Tree:
-    """What in ``out`` we did not write, or a refusal when that cannot be known."""
+def _survey(out: Path, force: bool) -> tuple[Manifest | None, Tree]:
+    """The old export's manifest, and what in ``out`` we did not write; or a refusal when that
+    cannot be known."""
     if not os.path.lexists(out):
-        return Tree()
-    tree = walk(out)
-    if not tree.files and not tree.dirs:
-        return tree
+        return None, Tree()
     ours = read_manifest(out)
-    if ours is None and not force:
+    tree = walk(out, skip=ours.__contains__ if ours is not None else None)
+    if ours is None and (tree.files or tree.dirs) and not force:
         raise ExportRefused(
             f"refusing to build into {out}: it is not empty and is not an export of feeds (no valid "
             f"{MANIFEST}), so it may hold files feeds did not write. Use an empty or new folder, or "
             "pass --force to build into it anyway: files already there are kept, never deleted."
         )
-    foreign = Tree(
-        files=[rel for rel in tree.files if rel not in (ours or ())],
-        dirs=tree.dirs,
-        empty=tree.empty,
+    return ours, tree
+
+
+def _refuse_clashes(out: Path, found: Iterable[str]) -> None:
+    clashes = sorted(set(found))
+    more = f" and {len(clashes) - 5} more" if len(clashes) > 5 else ""
+    they, them = ("they", "them") if len(clashes) > 1 else ("it", "it")
+    own = "".join(
+        f" Your own {rel} goes in static/{name}: it is then exported in its place."
+        for rel, name in _OVERRIDDEN.items()
+        if rel in clashes
     )
-    return foreign
-
-
-def _check_collisions(out: Path, foreign: Tree, written: Iterable[str]) -> None:
-    paths = set(written)
-    folders = {a for rel in paths for a in ancestors(rel)}
-    clashes = sorted(
-        {rel for rel in foreign.files if rel in paths or rel in folders} | (paths & foreign.dirs.keys())
+    raise ExportRefused(
+        f"refusing to build into {out}: {', '.join(clashes[:5])}{more} would be overwritten, but "
+        f"no export manifest says feeds wrote {them}. Move {them} out of the folder (or delete "
+        f"{them} if {they} came from an export older than manifests), then build again.{own}"
     )
-    if clashes:
-        more = f" and {len(clashes) - 5} more" if len(clashes) > 5 else ""
-        they, them = ("they", "them") if len(clashes) > 1 else ("it", "it")
-        own = "".join(
-            f" Your own {rel} goes in static/{name}: it is then exported in its place."
-            for rel, name in _OVERRIDDEN.items()
-            if rel in clashes
-        )
-        raise ExportRefused(
-            f"refusing to build into {out}: {', '.join(clashes[:5])}{more} would be overwritten, but "
-            f"no export manifest says feeds wrote {them}. Move {them} out of the folder (or delete "
-            f"{them} if {they} came from an export older than manifests), then build again.{own}"
-        )
 
 
-def _carry(out: Path, tmp: Path, foreign: Tree, written: set[str]) -> None:
+def _carry(out: Path, tmp: Path, foreign: Tree, ours_dirs: set[str]) -> None:
     """Hard-link every foreign entry but symlinks into the new tree, so the swap keeps it."""
-    ours_dirs = {a for rel in written for a in ancestors(rel)}
     for rel in [*foreign.files, *foreign.empty]:
         source, target = out / rel, tmp / rel
         try:
@@ -179,53 +487,56 @@ def _carry(out: Path, tmp: Path, foreign: Tree, written: set[str]) -> None:
         os.chmod(tmp / rel, stat.S_IMODE(foreign.dirs[rel]))
 
 
-def _write(tmp: Path, files: dict[str, Document]) -> None:
-    for rel, doc in files.items():
-        target = tmp / rel
-        twin = target.parent / (target.name + ".gz")
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(doc.body)
-        twin.write_bytes(doc.gzipped)
-        stamp = doc.last_modified.timestamp()
-        os.utime(target, (stamp, stamp))
-        os.utime(twin, (stamp, stamp))
-
-
-def build(site: Site, out: Path, *, force: bool = False) -> int:
-    """Write the export to ``out`` atomically; returns the number of documents written.
+def build(site: Site, out: Path, *, force: bool = False, full: bool = False) -> Exported:
+    """Write the export to ``out`` atomically; what it did.
 
     Beside each file goes its ``.gz`` twin (nginx ``gzip_static``), byte-identical to what
-    the app serves gzipped. Raises :class:`ExportRefused` before writing anything when the
-    build could lose a file feeds did not write.
+    the app serves gzipped. Documents unchanged since the export in ``out`` was built are
+    linked from it rather than rendered (``full``: every document is rendered and written).
+    Raises :class:`ExportRefused` before the swap when the build could lose a file feeds did
+    not write.
     """
+    started = time.monotonic()
     out = check_target(site.config, site.state_dir, out)
     out.parent.mkdir(parents=True, exist_ok=True)
     with lock(out.parent):
         clean_leftovers(out)
-        foreign = _foreign(out, force)  # before rendering: a refusal should not take minutes
-        files = export_files(site)
-        written = {f"{rel}{gz}" for rel in files for gz in ("", ".gz")}
-        for rel in written:
-            if not is_relative_path(rel):
-                raise ExportRefused(f"refusing to write {rel!r}: it would land outside {out}")
-        _check_collisions(out, foreign, written | BOOKKEEPING)
+        ours, foreign = _survey(out, force)  # before rendering: a refusal should not take minutes
+        files = set(foreign.files)
+        bookkeeping = [rel for rel in BOOKKEEPING if rel in files or rel in foreign.dirs]
+        if bookkeeping:
+            _refuse_clashes(out, bookkeeping)
         tmp, old = work_folder(out, "tmp"), work_folder(out, "old")
         tmp.mkdir(mode=0o700)
+        writer: _Writer | None = None
         try:
             (tmp / MARKER).write_bytes(MARKER_BYTES)
-            _write(tmp, files)
-            (tmp / MANIFEST).write_bytes(manifest_bytes(written))
-            _carry(out, tmp, foreign, written)
+            writer = _Writer(site, out, tmp, None if full else ours, foreign)
+            _write_all(writer, _Plan(site).jobs())
+            writer.manifest.close()
+            _carry(out, tmp, foreign, writer.made)
             tmp.chmod(0o755)
             _swap(tmp, out, old)
         except BaseException:
+            if writer is not None:
+                writer.manifest.abandon()
             with contextlib.suppress(OSError):
                 remove_work_folder(tmp)
             raise
         if os.path.lexists(old):
-            discard_old(old, out)
-    log.info("exported %d documents to %s", len(files), out)
-    return len(files)
+            discard_old(old, out, ours)
+    t = writer.tally
+    done = Exported(t.documents, t.rendered, t.written, t.reused, time.monotonic() - started)
+    log.info(
+        "exported %d documents to %s in %.1f s: %d rendered, %d written, %d reused",
+        done.documents,
+        out,
+        done.seconds,
+        done.rendered,
+        done.written,
+        done.reused,
+    )
+    return done
 
 
 def _swap(tmp: Path, out: Path, old: Path) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import io
 import itertools
 import json
 import logging
@@ -18,7 +19,9 @@ import os
 import re
 import shutil
 import stat
-from collections.abc import Iterable, Iterator
+from array import array
+from bisect import bisect_left
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,9 +34,9 @@ MANIFEST = ".feeds-export.json"
 MARKER = ".feeds-build"  # identifies folders this module created; written first, kept in the export
 MARKER_BYTES = b"written by feeds build (see .feeds-export.json)\n"
 GENERATOR = "feeds"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 BOOKKEEPING = frozenset({MANIFEST, MARKER})
-_MANIFEST_LIMIT = 64 << 20  # a real manifest of 100,000 articles is under 10 MB
+_MANIFEST_LIMIT = 64 << 20  # of a version 1 manifest: one of 100,000 articles is under 10 MB
 _WORK_FOLDER = re.compile(r"\.(?P<name>.+)\.feeds-(?P<kind>tmp|old)-(?P<pid>[1-9][0-9]*)")
 
 
@@ -105,6 +108,12 @@ def check_target(site: SiteConfig, state_dir: Path | None, out: Path) -> Path:
 
 
 # -- the manifest ----------------------------------------------------------------------------------
+#
+# Version 2 lists every document (its .gz twin implied) with what the next build needs to reuse
+# its file without rendering it: the digest of what its bytes depend on (``key``, empty when
+# only rendering tells), the digest of its bytes (its ETag), and the file's and twin's stat as
+# written (mtime, size, inode). It is one JSON document laid out one record a line, so that a
+# million records are read as a stream into compact digests, never into a list.
 
 
 def is_relative_path(rel: object) -> bool:
@@ -114,44 +123,283 @@ def is_relative_path(rel: object) -> bool:
     return all(part not in ("", ".", "..") for part in rel.split("/"))
 
 
-def manifest_bytes(files: Iterable[str]) -> bytes:
-    data = {"generator": GENERATOR, "version": FORMAT_VERSION, "files": sorted(files)}
-    return (json.dumps(data, ensure_ascii=False, indent=1) + "\n").encode()
+_HEADER = f'{{"generator": "{GENERATOR}", "version": {FORMAT_VERSION}, "documents": [\n'
+_FOOTER = "]}\n"
+_LINE_LIMIT = 16 << 10  # an article id is at most a few hundred characters
+_RECORDS_LIMIT = 20_000_000  # documents: an export of ten million articles has about 12 million
+_HEX32 = re.compile(r"[0-9a-f]{32}")
+_INT_MAX = 1 << 63
 
 
-def _read_regular(path: Path, limit: int) -> bytes | None:
-    """Up to ``limit + 1`` bytes of a regular file; None for anything else (a FIFO would block)."""
+@dataclass(frozen=True)
+class Record:
+    """One document of an export: ``rel``, and its ``.gz`` twin beside it."""
+
+    rel: str
+    key: str  # digest of what the bytes depend on; "" when only rendering tells
+    etag: str  # digest of the bytes
+    mtime_ns: int  # of both files
+    size: int
+    ino: int
+    gz_size: int
+    gz_ino: int
+
+    def line(self) -> str:
+        fields = [
+            self.rel,
+            self.key,
+            self.etag,
+            self.mtime_ns,
+            self.size,
+            self.ino,
+            self.gz_size,
+            self.gz_ino,
+        ]
+        return json.dumps(fields, ensure_ascii=False)
+
+    @property
+    def stamp(self) -> Stamp:
+        return (self.mtime_ns, self.size, self.ino, self.gz_size, self.gz_ino)
+
+
+Stamp = tuple[int, int, int, int, int]  # mtime_ns, size and inode of a file, size and inode of its twin
+
+
+def stamp_of(doc: os.stat_result, twin: os.stat_result) -> Stamp | None:
+    """The stamp of a document's file and twin as found, None unless both are regular files
+    written together (a hand-edited or truncated file no longer has the stamp recorded)."""
+    if not (stat.S_ISREG(doc.st_mode) and stat.S_ISREG(twin.st_mode)) or doc.st_mtime_ns != twin.st_mtime_ns:
+        return None
+    return (doc.st_mtime_ns, doc.st_size, doc.st_ino, twin.st_size, twin.st_ino)
+
+
+def _record(fields: object) -> Record | None:
+    if not isinstance(fields, list) or len(fields) != 8:
+        return None
+    rel, key, etag, *numbers = fields
+    if not is_relative_path(rel) or rel in BOOKKEEPING:
+        return None
+    if not isinstance(key, str) or (key and not _HEX32.fullmatch(key)):
+        return None
+    if not isinstance(etag, str) or not _HEX32.fullmatch(etag):
+        return None
+    if not all(type(n) is int and 0 <= n < _INT_MAX for n in numbers):
+        return None
+    return Record(rel, key, etag, *numbers)
+
+
+class Digests:
+    """A set of 64-bit digests (``hash()`` of this process) that a million entries fill with
+    8 bytes each, and optionally 16 bytes of payload each (an ETag): sorted arrays in 256
+    buckets, searched by bisection."""
+
+    def __init__(self, payload: bool = False) -> None:
+        self._keys = [array("q") for _ in range(256)]
+        self._values: list[bytearray] | None = [bytearray() for _ in range(256)] if payload else None
+        self._sorted = False
+
+    def add(self, digest: int, value: bytes = b"") -> None:
+        self._keys[digest & 0xFF].append(digest)
+        if self._values is not None:
+            self._values[digest & 0xFF] += value.ljust(16, b"\0")[:16]
+        self._sorted = False
+
+    def seal(self) -> bool:
+        """Sort for look-ups; False if some digest came twice (a path listed twice)."""
+        unique = True
+        for i, keys in enumerate(self._keys):
+            if self._values is None:
+                self._keys[i] = array("q", sorted(keys))
+            else:
+                order = sorted(range(len(keys)), key=keys.__getitem__)
+                self._keys[i] = array("q", (keys[j] for j in order))
+                old = self._values[i]
+                self._values[i] = bytearray(b"".join(old[j * 16 : j * 16 + 16] for j in order))
+            unique = unique and all(a != b for a, b in zip(self._keys[i], self._keys[i][1:], strict=False))
+        self._sorted = True
+        return unique
+
+    def _find(self, digest: int) -> int:
+        assert self._sorted, "seal() first"
+        keys = self._keys[digest & 0xFF]
+        i = bisect_left(keys, digest)
+        return i if i < len(keys) and keys[i] == digest else -1
+
+    def __contains__(self, digest: int) -> bool:
+        return self._find(digest) >= 0
+
+    def get(self, digest: int) -> bytes | None:
+        i = self._find(digest)
+        if i < 0 or self._values is None:
+            return None
+        return bytes(self._values[digest & 0xFF][i * 16 : i * 16 + 16])
+
+    def __len__(self) -> int:
+        return sum(len(k) for k in self._keys)
+
+
+def file_digest(rel: str) -> int:
+    return hash(("file", rel))
+
+
+def key_digest(rel: str, key: str, found: Stamp) -> int:
+    return hash(("key", rel, key, found))
+
+
+def bytes_digest(rel: str, etag: str, found: Stamp) -> int:
+    return hash(("bytes", rel, etag, found))
+
+
+@dataclass
+class Manifest:
+    """What an earlier export says it wrote: every file (``in``), and per document what lets
+    the next build reuse it (version 2; a version 1 manifest lists files only)."""
+
+    version: int
+    files: Digests = field(default_factory=Digests)
+    by_key: Digests = field(default_factory=lambda: Digests(payload=True))  # -> the ETag
+    by_bytes: Digests = field(default_factory=Digests)
+    documents: int = 0
+
+    def __contains__(self, rel: str) -> bool:
+        return rel in BOOKKEEPING or file_digest(rel) in self.files
+
+    def reusable(self, rel: str, key: str, found: Stamp) -> str | None:
+        """The ETag of the file found with ``found`` if it is the one recorded with ``key``."""
+        etag = self.by_key.get(key_digest(rel, key, found)) if key else None
+        return etag.hex() if etag is not None else None
+
+    def same_bytes(self, rel: str, etag: str, found: Stamp) -> bool:
+        return bytes_digest(rel, etag, found) in self.by_bytes
+
+
+class ManifestWriter:
+    """Writes a version 2 manifest one record at a time (a million of them never sit in memory)."""
+
+    def __init__(self, path: Path) -> None:
+        self._file = path.open("w", encoding="utf-8")
+        self._file.write(_HEADER)
+        self._pending: str | None = None
+
+    def add(self, record: Record) -> None:
+        if self._pending is not None:
+            self._file.write(self._pending + ",\n")
+        self._pending = record.line()
+
+    def close(self) -> None:
+        if self._pending is not None:
+            self._file.write(self._pending + "\n")
+        self._file.write(_FOOTER)
+        self._file.close()
+
+    def abandon(self) -> None:
+        self._file.close()
+
+
+def manifest_bytes(records: Iterable[Record]) -> bytes:
+    """A whole version 2 manifest (tests, small exports)."""
+    lines = [r.line() for r in records]
+    return (_HEADER + ",\n".join(lines) + ("\n" if lines else "") + _FOOTER).encode()
+
+
+def _open_regular(path: Path) -> io.BufferedReader | None:
+    """``path`` opened for reading if it is a regular file; None for anything else (a FIFO
+    would block, a symlink may point anywhere)."""
     try:
         if not stat.S_ISREG(path.lstat().st_mode):
             return None
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
     except OSError:
         return None
-    with os.fdopen(fd, "rb") as handle:
-        return handle.read(limit + 1) if stat.S_ISREG(os.fstat(fd).st_mode) else None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        return None
+    return os.fdopen(fd, "rb")
 
 
-def read_manifest(folder: Path) -> frozenset[str] | None:
-    """The files an export in ``folder`` says it wrote, or None when it is not provably an export.
+def _read_regular(path: Path, limit: int) -> bytes | None:
+    """Up to ``limit + 1`` bytes of a regular file; None for anything else."""
+    handle = _open_regular(path)
+    if handle is None:
+        return None
+    with handle:
+        return handle.read(limit + 1)
 
-    Anything unexpected counts as "not an export": the manifest decides what gets deleted, so
-    a hand-edited, truncated or planted one must never be trusted.
+
+def read_manifest(folder: Path) -> Manifest | None:
+    """What an export in ``folder`` says it wrote, or None when it is not provably an export.
+
+    Anything unexpected counts as "not an export": the manifest decides what gets deleted and
+    which files are reused unread, so a hand-edited, truncated or planted one must never be
+    trusted. Reading costs at most one pass over the file, in bounded lines.
     """
-    raw = _read_regular(folder / MANIFEST, _MANIFEST_LIMIT)
+    handle = _open_regular(folder / MANIFEST)
+    if handle is None:
+        return None
+    with handle:
+        first = handle.readline(_LINE_LIMIT)
+        if first == _HEADER.encode():
+            return _read_v2(handle)
+        handle.seek(0)
+        return _read_v1(handle.read(_MANIFEST_LIMIT + 1))
+
+
+def _read_v1(raw: bytes) -> Manifest | None:
     try:
-        data = json.loads(raw) if raw is not None and len(raw) <= _MANIFEST_LIMIT else None
+        data = json.loads(raw) if len(raw) <= _MANIFEST_LIMIT else None
     except ValueError:  # includes UnicodeDecodeError
         return None
     if not isinstance(data, dict) or set(data) != {"generator", "version", "files"}:
         return None
     files, version = data["files"], data["version"]
-    if data["generator"] != GENERATOR or type(version) is not int or version != FORMAT_VERSION:
+    if data["generator"] != GENERATOR or type(version) is not int or version != 1:
         return None
     if not isinstance(files, list) or not all(is_relative_path(rel) for rel in files):
         return None
-    if len(set(files)) != len(files) or BOOKKEEPING & set(files):
+    if BOOKKEEPING & set(files):
         return None
-    return frozenset(files) | BOOKKEEPING
+    manifest = Manifest(version=1)
+    for rel in files:
+        manifest.files.add(file_digest(rel))
+    if not manifest.files.seal():
+        return None
+    manifest.by_key.seal()
+    manifest.by_bytes.seal()
+    return manifest
+
+
+def _read_v2(handle: io.BufferedReader) -> Manifest | None:
+    manifest = Manifest(version=FORMAT_VERSION)
+    end = _FOOTER.encode()
+    line = handle.readline(_LINE_LIMIT)
+    while line != end:
+        if not line.endswith(b"\n") or manifest.documents >= _RECORDS_LIMIT:
+            return None  # truncated, a line longer than any record, or more than any export
+        text = line[:-1]
+        more = text.endswith(b",")
+        try:
+            record = _record(json.loads((text[:-1] if more else text).decode()))
+        except ValueError:  # includes UnicodeDecodeError
+            return None
+        if record is None:
+            return None
+        manifest.documents += 1
+        rel = record.rel
+        manifest.files.add(file_digest(rel))
+        manifest.files.add(file_digest(rel + ".gz"))
+        if record.key:
+            manifest.by_key.add(key_digest(rel, record.key, record.stamp), bytes.fromhex(record.etag))
+        manifest.by_bytes.add(bytes_digest(rel, record.etag, record.stamp))
+        line = handle.readline(_LINE_LIMIT)
+        if more == (line == end):
+            return None  # a comma before the end, or a record without one before another
+    if handle.read(1):
+        return None  # anything after the end
+    if not manifest.files.seal():
+        return None  # a file listed twice
+    manifest.by_key.seal()
+    manifest.by_bytes.seal()
+    return manifest
 
 
 # -- walking a tree without following links -------------------------------------------------------
@@ -164,23 +412,38 @@ class Tree:
     empty: list[str] = field(default_factory=list)
 
 
-def walk(root: Path) -> Tree:
-    tree = Tree()
+def scan(root: Path) -> Iterator[tuple[str, os.DirEntry[str]]]:
+    """Every entry under ``root``, folders before what they hold, links not followed.
 
-    def visit(folder: Path, prefix: str) -> None:
+    A folder's listing is read as it goes (a million articles are one folder), never held.
+    """
+    stack: list[tuple[str, str]] = [("", os.fspath(root))]
+    while stack:
+        prefix, folder = stack.pop()
+        below: list[tuple[str, str]] = []
         with os.scandir(folder) as listing:
-            entries = sorted(listing, key=lambda e: e.name)
-        if not entries and prefix:
-            tree.empty.append(prefix.rstrip("/"))
-        for entry in entries:
-            rel = prefix + entry.name
-            if entry.is_dir(follow_symlinks=False):
-                tree.dirs[rel] = entry.stat(follow_symlinks=False).st_mode
-                visit(Path(entry.path), rel + "/")
-            else:
-                tree.files.append(rel)
+            for entry in listing:
+                rel = prefix + entry.name
+                yield rel, entry
+                if entry.is_dir(follow_symlinks=False):
+                    below.append((rel + "/", entry.path))
+        stack.extend(reversed(below))
 
-    visit(root, "")
+
+def walk(root: Path, skip: Callable[[str], bool] | None = None) -> Tree:
+    """The tree under ``root``; files for which ``skip`` says True are left out (not held)."""
+    tree = Tree()
+    has_entries: set[str] = set()
+    for rel, entry in scan(root):
+        parent = rel.rpartition("/")[0]
+        if parent:
+            has_entries.add(parent)
+        if entry.is_dir(follow_symlinks=False):
+            tree.dirs[rel] = entry.stat(follow_symlinks=False).st_mode
+        elif skip is None or not skip(rel):
+            tree.files.append(rel)
+    tree.files.sort()
+    tree.empty = sorted(d for d in tree.dirs if d not in has_entries)
     return tree
 
 
@@ -246,31 +509,37 @@ def lock(parent: Path) -> Iterator[None]:
         os.close(fd)
 
 
-def discard_old(old: Path, out: Path) -> None:
+def discard_old(old: Path, out: Path, ours: Manifest | None = None) -> None:
     """Delete from ``old`` what we wrote or what ``out`` provably holds; set aside what stays.
 
-    The manifest and the marker go last, so a build killed in here leaves a folder the next
-    build still recognises and finishes. What stays is the operator's: symlinks, which are
+    ``ours``: the manifest of ``old`` when the caller read it already. The manifest and the
+    marker go last, so a build killed in here leaves a folder the next build still recognises
+    and finishes. What stays is the operator's: symlinks, which are
     never carried into a new export, and files that changed in ``out`` while it was rebuilt
     (in neither tree). Their folder is renamed out of our naming scheme, so no later build
     touches it, and the operator is told where it is.
     """
-    ours = read_manifest(old) or BOOKKEEPING
-    tree = walk(old)
+    mine: Manifest | frozenset[str] = ours or read_manifest(old) or BOOKKEEPING
     kept: list[str] = []
     links: list[str] = []
-    for rel in tree.files:
+    dirs: list[str] = []
+    for rel, entry in scan(old):
+        if entry.is_dir(follow_symlinks=False):
+            dirs.append(rel)
+            continue
         if rel in BOOKKEEPING:
             continue
         try:
-            if rel in ours or same_entry(old / rel, out / rel):
+            if rel in mine or same_entry(old / rel, out / rel):
                 (old / rel).unlink()
                 continue
-            is_link = (old / rel).is_symlink()
+            is_link = entry.is_symlink()
         except OSError:  # the new export is in place: report what could not go, never fail
             is_link = False
         (links if is_link else kept).append(rel)
-    for rel in reversed(tree.dirs):
+    links.sort()
+    kept.sort()
+    for rel in reversed(dirs):
         with contextlib.suppress(OSError):
             (old / rel).rmdir()
     for rel in (MANIFEST, MARKER):

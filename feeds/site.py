@@ -31,7 +31,7 @@ from .live import Clock, Live, Snapshot, open_store
 from .render import EPOCH, warm_up
 from .selection import next_change, specs_for_topics
 from .sightings import Sightings
-from .store import AudienceStore, IndexStore, Ledger, PageKey, Reader
+from .store import AudienceStore, IndexStore, Ledger, PageKey, PageRow, Reader
 
 __all__ = ["FORMATS", "Site", "open_site"]
 CHECK_FIRST = 10_000  # articles an index may hold to be checked before serving (about 0.3 s)
@@ -170,8 +170,11 @@ class Site:
 
     # -- documents ----------------------------------------------------------------------------
 
-    def document(self, kind: Kind, params: dict[str, str]) -> Document:
-        """The document of ``kind`` with ``params``; NotFound, or Unsettled while it is written."""
+    def document(self, kind: Kind, params: dict[str, str], keep: bool = True) -> Document:
+        """The document of ``kind`` with ``params``; NotFound, or Unsettled while it is written.
+
+        ``keep=False``: asked once (a static export walks every document), so not kept rendered.
+        """
         make = kind.make
         if make is None:  # a file served as it is
             return self._files[kind.place.kind].get(self.config, params["rel"])
@@ -186,7 +189,7 @@ class Site:
             with view.store.read() as reader:
                 return make(Making(view, reader, self._bodies, self._clock(), self.sitemap_urls), params)
 
-        return self._documents.get((kind.place.kind, kind.key(params)), view, inputs)
+        return self._documents.get((kind.place.kind, kind.key(params)), view, inputs, keep)
 
     def feed(self, name: str, fmt: str) -> Document:
         return self.document(catalogue.FEED, {"name": name, "fmt": fmt})
@@ -255,6 +258,11 @@ class Site:
         """What every article page's bytes depend on (see :meth:`Reader.page_keys`), undecoded."""
         now = self._clock()
         return self._store().batches(lambda r, after: r.page_keys(now, after, 10_000))
+
+    def page_rows(self) -> Iterator[PageRow]:
+        """Every visible article's id, permalink and page key (see :meth:`Reader.page_rows`)."""
+        now = self._clock()
+        return self._store().batches(lambda r, after: r.page_rows(now, after, 10_000))
 
     def all_articles(self) -> list[Meta]:
         """Every indexed article, drafts and embargoed ones included, by path."""

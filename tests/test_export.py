@@ -18,10 +18,11 @@ import lxml.html
 import pytest
 from lxml import etree
 
-from feeds import create_app, outfolder
+from feeds import create_app
 from feeds.export import build
 from feeds.outfolder import MANIFEST, MARKER, MARKER_BYTES, ExportRefused, read_manifest, target_refusal
 from feeds.site import FORMATS, Site, open_site
+from feeds.store import IndexStore
 
 from conftest import DEMO_CONFIG, NOW, MakeSite
 
@@ -110,10 +111,10 @@ def siblings(out: Path) -> list[str]:
 
 def test_export_writes_every_document_and_its_gzip_twin(make_site: MakeSite, out: Path) -> None:
     site = load(make_site())
-    count = build(site, out)
+    done = build(site, out)
     files = snapshot(out)
     assert files == expected_files(site)  # exactly what a reader or browser reaches by links
-    assert count == len(files) // 2
+    assert done.documents == done.rendered == done.written == len(files) // 2
     assert {
         "index.html",
         "feeds/alle.rss",
@@ -240,8 +241,11 @@ def test_forced_build_into_a_folder_with_symlinks_leaves_them_out(make_site: Mak
 def test_export_lists_what_it_wrote_in_its_manifest(make_site: MakeSite, out: Path) -> None:
     site = load(make_site())
     build(site, out)
-    manifest = json.loads((out / MANIFEST).read_text())
-    assert manifest == {"generator": "feeds", "version": 1, "files": sorted(expected_files(site))}
+    manifest = json.loads((out / MANIFEST).read_text())  # one JSON document, one record a line
+    assert manifest.keys() == {"generator", "version", "documents"}
+    assert (manifest["generator"], manifest["version"]) == ("feeds", 2)
+    listed = [record[0] for record in manifest["documents"]]
+    assert sorted([*listed, *(f"{rel}.gz" for rel in listed)]) == sorted(expected_files(site))
     assert (out / MARKER).read_bytes() == MARKER_BYTES
 
 
@@ -414,7 +418,10 @@ def test_manifest_that_is_not_exactly_ours_is_not_trusted(tmp_path: Path, conten
 
 def test_manifest_of_ours_is_read(tmp_path: Path) -> None:
     (tmp_path / MANIFEST).write_text(json.dumps(GOOD))
-    assert read_manifest(tmp_path) == {"index.html", "feeds/a.rss", MANIFEST, MARKER}
+    manifest = read_manifest(tmp_path)
+    assert manifest is not None  # an export of version 1 is still an export of ours
+    assert all(rel in manifest for rel in ("index.html", "feeds/a.rss", MANIFEST, MARKER))
+    assert not any(rel in manifest for rel in ("index.htm", "feeds/a.rss.gz", "humans.txt"))
 
 
 def test_manifest_behind_a_symlink_or_a_pipe_is_not_trusted(tmp_path: Path) -> None:
@@ -571,7 +578,7 @@ def test_old_tree_keeps_what_changed_during_the_build(make_site: MakeSite, out: 
     os.link(out / "index.html", old.parent / "keep")  # stands in for a copy swapped in
     old.mkdir()
     (old / MARKER).write_bytes(MARKER_BYTES)
-    (old / MANIFEST).write_bytes(outfolder.manifest_bytes(["index.html"]))
+    (old / MANIFEST).write_text(json.dumps({"generator": "feeds", "version": 1, "files": ["index.html"]}))
     (old / "index.html").write_text("ours: the manifest says so")
     (old / "late.txt").write_text("arrived while the build ran")
     os.link(out / "feeds" / "alle.rss", old / "alle-copy")  # not at the same path in out: kept
@@ -596,7 +603,7 @@ def test_old_file_that_cannot_be_removed_does_not_fail_the_build(
 
     monkeypatch.setattr(Path, "unlink", stuck)
     new_site = load(make_site({"x/neu.md": "Neu\nText\n"}, name="neu"))
-    assert build(new_site, out) == len(export_files_of(new_site))
+    assert build(new_site, out).documents == len(export_files_of(new_site))
     assert snapshot(out) == expected_files(new_site)
     kept = out.parent / f".www.feeds-old-{os.getpid()}-kept"
     assert [p.name for p in kept.iterdir()] == ["index.html"]
@@ -713,3 +720,256 @@ def test_nginx_with_the_shipped_config_follows_no_symlink_in_the_export(
     linked = nginx_export(tmp_path / "srv" / "out")  # a symlink on the way to the root is fine
     assert harness.fetch(linked, "/feeds/alle.rss").status == 200
     assert harness.fetch(linked, "/passwd.txt").status == 403
+
+
+# --- rebuilds: only what changed is rendered and written ------------------------------------------
+
+
+def many_articles(count: int, edited: int | None = None) -> dict[str, str | bytes]:
+    """``count`` articles in two topics (archive pages at a limit of 2); ``edited``: retitled."""
+    return {
+        f"{'politik' if i % 2 else 'klima'}/a{i:02d}.md": (
+            f"---\nid: a{i:02d}\ntitle: Artikel {i}{' (korrigiert)' if i == edited else ''}\n"
+            f"date: 2025-05-{i + 1:02d}T08:00:00+02:00\ntopics: [{'Politik' if i % 2 else 'Klima'}]\n---\n"
+            f"Text {i}.\n"
+        )
+        for i in range(count)
+    }
+
+
+ARCHIVED = {"defaults": {"limit": 2}}
+
+
+def inodes(root: Path) -> dict[str, int]:
+    return {
+        p.relative_to(root).as_posix(): p.stat().st_ino
+        for p in root.rglob("*")
+        if p.is_file() and p.name not in (MANIFEST, MARKER)
+    }
+
+
+def test_rebuild_of_an_unchanged_site_renders_only_the_few_and_writes_nothing(
+    make_site: MakeSite, out: Path
+) -> None:
+    path = make_site(many_articles(9), config=ARCHIVED)
+    first = build(load(path), out)
+    before = inodes(out)
+    assert first.written == first.rendered == first.documents
+    assert any("/archive/" in rel for rel in before)
+
+    again = build(load(path), out)
+    assert (again.documents, again.written, again.reused) == (first.documents, 0, first.documents)
+    assert again.rendered == 5  # the index, OPML, robots.txt, the sitemap and the news sitemap
+    assert inodes(out) == before  # every file is the one the first build wrote
+    assert snapshot(out) == expected_files(load(path))
+    assert siblings(out) == ["www"]
+
+
+def test_rebuild_after_one_edit_writes_only_the_documents_whose_bytes_changed(
+    make_site: MakeSite, out: Path
+) -> None:
+    path = make_site(many_articles(9), config=ARCHIVED)
+    build(load(path), out)
+    before = snapshot(out)
+    numbers = inodes(out)
+
+    edited = load(
+        make_site(many_articles(9, edited=0), config=ARCHIVED)
+    )  # the oldest, on the first archive page
+    done = build(edited, out)
+    after = snapshot(out)
+    assert after == expected_files(edited)
+    changed = {rel for rel in after if after[rel] != before.get(rel)}
+    assert "articles/a00.html" in changed and "feeds/klima/archive/1.atom" in changed
+    assert "articles/a01.html" not in changed and "feeds/politik/archive/1.atom" not in changed
+    assert done.written * 2 == len(changed)  # a document and its twin
+    kept = {rel for rel in after if rel not in changed}
+    assert {rel: n for rel, n in inodes(out).items() if rel in kept} == {rel: numbers[rel] for rel in kept}
+    assert done.rendered < done.documents // 2
+
+
+def test_rebuild_after_a_config_change_renders_every_page_again(make_site: MakeSite, out: Path) -> None:
+    path = make_site(many_articles(5), config=ARCHIVED)
+    build(load(path), out)
+    before = snapshot(out)
+    retitled = load(make_site(many_articles(5), config={**ARCHIVED, "site": {"title": "Neuer Titel"}}))
+    done = build(retitled, out)
+    assert snapshot(out) == expected_files(retitled)
+    assert done.rendered == done.documents
+    assert all(snapshot(out)[rel] != before[rel] for rel in before if rel.startswith("articles/"))
+
+
+def test_rebuild_rewrites_a_file_changed_by_hand_rather_than_trusting_it(
+    make_site: MakeSite, out: Path
+) -> None:
+    path = make_site(many_articles(5), config=ARCHIVED)
+    build(load(path), out)
+    page, twin, archive = (
+        out / "articles/a01.html",
+        out / "articles/a02.html.gz",
+        out / "feeds/alle/archive/1.rss",
+    )
+    page.write_bytes(page.read_bytes().replace(b"Artikel 1", b"Artikel X"))  # same size, same inode
+    with twin.open("r+b") as handle:
+        handle.truncate(10)
+    archive.unlink()
+    archive.write_bytes(b"<rss/>")  # another file in its place
+
+    done = build(load(path), out)
+    assert snapshot(out) == expected_files(load(path))
+    assert done.written == 3
+
+
+def test_full_rebuild_writes_every_document(make_site: MakeSite, out: Path) -> None:
+    path = make_site(many_articles(5), config=ARCHIVED)
+    first = build(load(path), out)
+    before = inodes(out)
+    done = build(load(path), out, full=True)
+    assert done.written == done.rendered == first.documents
+    assert all(inodes(out)[rel] != number for rel, number in before.items())
+    assert snapshot(out) == expected_files(load(path))
+
+
+def test_export_with_a_version_1_manifest_is_rebuilt(make_site: MakeSite, out: Path) -> None:
+    site = load(make_site(many_articles(5), config=ARCHIVED))
+    build(site, out)
+    files = sorted(rel for rel in inodes(out))
+    (out / MANIFEST).write_text(json.dumps({"generator": "feeds", "version": 1, "files": files}))
+    (out / "humans.txt").write_text("keep me")
+    (out / "articles" / "gone.html").write_text("an old export's page")
+    files.append("articles/gone.html")
+    (out / MANIFEST).write_text(json.dumps({"generator": "feeds", "version": 1, "files": files}))
+
+    done = build(site, out)
+    assert done.written == done.documents  # nothing to reuse: a version 1 manifest has no stamps
+    assert snapshot(out) == expected_files(site) | {"humans.txt": b"keep me"}
+    assert json.loads((out / MANIFEST).read_text())["version"] == 2
+
+
+def test_keys_are_not_recorded_while_another_process_writes_the_index(
+    make_site: MakeSite, out: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A page rendered after the index moved may show a newer state than its key describes."""
+    path = make_site(many_articles(5), config=ARCHIVED)
+    versions = iter(range(1_000_000))
+    monkeypatch.setattr(IndexStore, "data_version", lambda self: next(versions))
+    build(load(path), out)
+    records = json.loads((out / MANIFEST).read_text())["documents"]
+    assert records and all(key == "" for _, key, *_ in records)
+    monkeypatch.undo()
+    done = build(load(path), out)  # renders them all again, then links the same bytes
+    assert done.rendered == done.documents and done.written == 0
+    assert build(load(path), out).rendered == 5
+
+
+@pytest.mark.parametrize("fail_after", [0, 3])
+def test_rebuild_that_fails_while_linking_leaves_the_previous_export(
+    make_site: MakeSite, out: Path, monkeypatch: pytest.MonkeyPatch, fail_after: int
+) -> None:
+    path = make_site(many_articles(5), config=ARCHIVED)
+    build(load(path), out)
+    before = snapshot(out)
+    numbers = inodes(out)
+    real_link, calls = os.link, []
+
+    def flaky(*args: object, **kwargs: object) -> None:
+        calls.append(args)
+        if len(calls) > fail_after:
+            raise OSError(28, "No space left on device")
+        real_link(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(os, "link", flaky)
+    with pytest.raises(OSError):
+        build(load(make_site(many_articles(5, edited=1), config=ARCHIVED, name="neu")), out)
+    monkeypatch.undo()
+    assert snapshot(out) == before and inodes(out) == numbers
+    assert siblings(out) == ["www"]
+    assert build(load(path), out).written == 0  # the old export is still whole, and still ours
+
+
+# --- the manifest, version 2 -------------------------------------------------------------------
+
+RECORD = ["index.html", "", "0" * 32, 1_700_000_000_000_000_000, 10, 1, 5, 2]
+
+
+def manifest_of(*records: object) -> bytes:
+    header = b'{"generator": "feeds", "version": 2, "documents": [\n'
+    return (
+        header + b",\n".join(json.dumps(r).encode() for r in records) + (b"\n" if records else b"") + b"]}\n"
+    )
+
+
+def test_manifest_version_2_of_ours_is_read(tmp_path: Path) -> None:
+    (tmp_path / MANIFEST).write_bytes(manifest_of(RECORD, ["articles/a/b.html", "f" * 32, *RECORD[2:]]))
+    manifest = read_manifest(tmp_path)
+    assert manifest is not None and manifest.documents == 2
+    for rel in ("index.html", "index.html.gz", "articles/a/b.html", "articles/a/b.html.gz", MANIFEST, MARKER):
+        assert rel in manifest
+    assert "articles/a" not in manifest and "humans.txt" not in manifest
+    (tmp_path / MANIFEST).write_bytes(manifest_of())
+    assert read_manifest(tmp_path) is not None
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        manifest_of(RECORD)[:-1],  # truncated
+        manifest_of(RECORD)[:-4],
+        manifest_of(RECORD, RECORD[:1])[: -len(b"]}\n")],
+        manifest_of(RECORD) + b"\n",  # anything after the end
+        manifest_of(RECORD).replace(b"\n]}", b",\n]}"),  # a comma before the end
+        manifest_of(RECORD, RECORD).replace(b",\n", b"\n"),  # none between records
+        manifest_of(RECORD, RECORD),  # a path twice
+        manifest_of(RECORD, ["index.html.gz", *RECORD[1:]]),  # a path that is another's twin
+        manifest_of(["../x", *RECORD[1:]]),
+        manifest_of(["feeds/../../x", *RECORD[1:]]),
+        manifest_of(["/etc/passwd", *RECORD[1:]]),
+        manifest_of(["a//b", *RECORD[1:]]),
+        manifest_of([MANIFEST, *RECORD[1:]]),
+        manifest_of([5, *RECORD[1:]]),
+        manifest_of(RECORD[:-1]),
+        manifest_of([*RECORD, 1]),
+        manifest_of({"rel": "index.html"}),
+        manifest_of([*RECORD[:1], "not hex", *RECORD[2:]]),
+        manifest_of([*RECORD[:2], "0" * 31, *RECORD[3:]]),
+        manifest_of([*RECORD[:3], -1, *RECORD[4:]]),
+        manifest_of([*RECORD[:3], 1 << 64, *RECORD[4:]]),
+        manifest_of([*RECORD[:3], 1.5, *RECORD[4:]]),
+        manifest_of([*RECORD[:3], True, *RECORD[4:]]),
+        manifest_of([*RECORD[:3], "1", *RECORD[4:]]),
+        manifest_of(["x" * 20_000, *RECORD[1:]]),  # a line longer than any record
+        manifest_of(RECORD).replace(b'"index.html"', b'"\xff"'),
+        manifest_of(RECORD).replace(b'"version": 2', b'"version": 3'),
+        manifest_of(RECORD).replace(b"\n", b"\r\n"),
+    ],
+)
+def test_manifest_version_2_that_is_not_exactly_ours_is_not_trusted(tmp_path: Path, content: bytes) -> None:
+    (tmp_path / MANIFEST).write_bytes(content)
+    assert read_manifest(tmp_path) is None
+
+
+def test_huge_manifest_is_read_within_bounds(tmp_path: Path) -> None:
+    """A planted manifest of a billion blank lines, or one endless line, is refused after one line."""
+    with (tmp_path / MANIFEST).open("wb") as handle:
+        handle.write(manifest_of()[:-3])
+        handle.write(b"[" * 10_000_000)
+    started = time.monotonic()
+    assert read_manifest(tmp_path) is None
+    assert time.monotonic() - started < 5
+
+
+def test_manifest_claiming_other_files_reuses_nothing_it_cannot_prove(make_site: MakeSite, out: Path) -> None:
+    """Keys and stamps written by hand only make a file reused when the file found is the one
+    described; anything else is rendered."""
+    site = load(make_site(many_articles(5), config=ARCHIVED))
+    build(site, out)
+    records = json.loads((out / MANIFEST).read_text())["documents"]
+    forged = [
+        [rel, "a" * 32, etag, mtime, size + 1, ino, gz, gz_ino]
+        for rel, _, etag, mtime, size, ino, gz, gz_ino in records
+    ]
+    (out / MANIFEST).write_bytes(manifest_of(*forged))
+    (out / "articles" / "a01.html").write_bytes(b"<p>planted</p>")
+    done = build(site, out)
+    assert done.reused == 0 and done.written == done.documents
+    assert snapshot(out) == expected_files(site)

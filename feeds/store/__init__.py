@@ -16,7 +16,7 @@ the ledger through :class:`Ledger`'s methods. Layout, after reader's ``_storage`
 from .audience import AudienceStore
 from .index import Applied, IndexStore, config_key, index_name
 from .ledger import Ledger, decide
-from .queries import After, PageKey, Reader, Slugs, Trace
+from .queries import After, PageKey, PageRow, Reader, Slugs, Trace
 from .schema import TAG, TOPIC
 from .sqlite import StoreError, Unusable, Unwritable
 
@@ -27,6 +27,7 @@ __all__ = [
     "IndexStore",
     "Ledger",
     "PageKey",
+    "PageRow",
     "Reader",
     "Slugs",
     "TAG",

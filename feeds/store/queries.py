@@ -77,9 +77,27 @@ class Trace:
 Suspect = Callable[[str], None]
 Slugs = tuple[tuple[str, ...], tuple[str, ...]]  # an entry's topic slugs and tag slugs
 PageKey = tuple[str, str, int, int, int, Slugs]
+PageRow = tuple[str, str, int, int, str]  # id, permalink, digest, updated, what the page shows of it
 Version = tuple[str, int, int, int, Slugs, str | None, str | None, int]
 _VERSION = (
     "{f}id, {f}digest, {f}published, {f}updated, {f}topics, {f}tags, {f}image, {f}image_type, {f}image_length"
+)
+# One text of what a page shows of an entry, joined by SQLite: a static export keys a million
+# of them without decoding a row (the picture's type and length come from its file, not the article's).
+_SHOWN = " || char(31) || ".join(
+    f"coalesce(f.{c}, '')"
+    for c in (
+        "path",
+        "id",
+        "digest",
+        "published",
+        "updated",
+        "topics",
+        "tags",
+        "image",
+        "image_type",
+        "image_length",
+    )
 )
 _RECENT = "f.entry = 1 AND f.published <= ? AND f.published > ? AND f.url = f.permalink"
 
@@ -284,6 +302,44 @@ class Reader:
         rows = self._db.execute(f"{sql} ORDER BY published DESC, id LIMIT ?", (*params, size)).fetchall()
         end = (rows[-1][3], rows[-1][5]) if len(rows) == size else None
         return [(r[0], r[1], r[2], r[3], r[4], _slugs(r[6], r[7])) for r in rows], end
+
+    def page_rows(self, now: datetime, after: After, size: int) -> tuple[list[PageRow], After]:
+        """(id, permalink, digest, updated, what the page shows of it) of visible articles in
+        feed order: what a static export names its pages by and keys them with."""
+        sql = f"SELECT f.id, f.permalink, f.digest, f.updated, {_SHOWN}, f.published FROM files AS f "
+        sql += "WHERE f.entry = 1 AND f.published <= ?"
+        params: list[object] = [now.timestamp()]
+        if after is not None:
+            sql += " AND f.published <= ? AND (f.published < ? OR (f.published = ? AND f.id > ?))"
+            params += [after[0], after[0], after[0], after[1]]
+        rows = self._db.execute(f"{sql} ORDER BY f.published DESC, f.id LIMIT ?", (*params, size)).fetchall()
+        end = (rows[-1][5], rows[-1][0]) if len(rows) == size else None
+        return [(r[0], r[1], r[2], r[3], r[4]) for r in rows], end
+
+    def history(self, spec: FeedSpec, now: datetime) -> Iterator[str]:
+        """What a feed's documents show of each of its entries (as in :meth:`page_rows`), newest
+        first, one row at a time where the feed is an index range (an archive of a million
+        entries is keyed without holding it); other feeds are selected whole."""
+        if spec.span:
+            return  # a feed with a window has no archive
+        if not simple(spec):
+            yield from (repr(v) for v in self.versions(spec, now))
+            return
+        now -= spec.behind
+        if spec.topics:
+            sql = (
+                f"SELECT {_SHOWN} FROM entry_topics AS t JOIN files AS f ON f.path = t.path "
+                "WHERE t.slug = ? AND t.published <= ? ORDER BY t.published DESC, t.id"
+            )
+            params: tuple[object, ...] = (spec.topics[0], now.timestamp())
+        else:
+            sql = (
+                f"SELECT {_SHOWN} FROM files AS f WHERE f.entry = 1 AND f.published <= ? "
+                "ORDER BY f.published DESC, f.id"
+            )
+            params = (now.timestamp(),)
+        for (row,) in self._db.execute(sql, params):
+            yield row
 
     def versions(self, spec: FeedSpec, now: datetime) -> list[Version]:
         """(id, digest, published, updated, topic and tag slugs, picture) of every entry of the
