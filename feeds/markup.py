@@ -6,13 +6,25 @@ has absolute URLs and contains only characters XML 1.0 allows.
 
 from __future__ import annotations
 
+import ctypes
 import html
 import re
 from collections.abc import Callable
-from functools import lru_cache
+from functools import cache, lru_cache
 
 import nh3
-from cmarkgfm.cmark import Options, markdown_to_html_with_extensions
+from cmarkgfm import _cmark
+from cmarkgfm.cmark import (
+    Options,
+    core_extensions_ensure_registered,
+    find_syntax_extension,
+    markdown_to_html_with_extensions,
+    parser_attach_syntax_extension,
+    parser_feed,
+    parser_finish,
+    parser_free,
+    parser_get_syntax_extensions,
+)
 
 # XML 1.0 forbids C0 controls except tab/LF/CR, and U+FFFE/U+FFFF; C1 controls are legal
 # but never meaningful in UTF-8 text and some validators reject them.
@@ -55,9 +67,55 @@ def markdown_to_html(source: str) -> str:
     # cmark turns "&#xFFFE;" into bytes that are not UTF-8 (and "&#1;" into a control
     # character): references to characters XML forbids become U+FFFD first.
     source = _CHAR_REFERENCE.sub(_safe_reference, source)
-    options, extensions = Options.CMARK_OPT_UNSAFE, ["table"]
-    html: str = markdown_to_html_with_extensions(source, options=options, extensions=extensions)
-    return html
+    freeing = _freeing()
+    if freeing is None:
+        html: str = markdown_to_html_with_extensions(source, options=_OPTIONS, extensions=["table"])
+        return html
+    return _cmark_html(source, *freeing)
+
+
+_OPTIONS = Options.CMARK_OPT_UNSAFE
+_Free = Callable[[int], None]
+
+
+@cache
+def _freeing() -> tuple[_Free, _Free] | None:
+    """cmark's ``cmark_node_free`` and the C library's ``free``, which cmarkgfm's own wrapper
+    never calls: it leaks every syntax tree and every HTML string (about 17 KB a body, GBs over
+    a large archive; theacodes/cmarkgfm#53). None where they cannot be found."""
+    try:
+        node_free = ctypes.CDLL(_cmark.__file__).cmark_node_free
+        free = ctypes.CDLL(None).free
+    except (OSError, AttributeError):
+        return None
+    node_free.argtypes, node_free.restype = [ctypes.c_void_p], None
+    free.argtypes, free.restype = [ctypes.c_void_p], None
+    return node_free, free
+
+
+def _address(pointer: object) -> int:
+    return int(_cmark.ffi.cast("uintptr_t", pointer))
+
+
+def _cmark_html(source: str, node_free: _Free, free: _Free) -> str:
+    """What ``markdown_to_html_with_extensions(source, CMARK_OPT_UNSAFE, ["table"])`` gives,
+    with the syntax tree and the rendered string freed."""
+    core_extensions_ensure_registered()
+    parser = _cmark.lib.cmark_parser_new(_OPTIONS)
+    try:
+        parser_attach_syntax_extension(parser, find_syntax_extension("table"))
+        parser_feed(parser, source)
+        root = parser_finish(parser)
+        try:
+            raw = _cmark.lib.cmark_render_html(root, _OPTIONS, parser_get_syntax_extensions(parser))
+            try:
+                return str(_cmark.ffi.string(raw).decode("utf-8"))
+            finally:
+                free(_address(raw))
+        finally:
+            node_free(_address(root))
+    finally:
+        parser_free(parser)
 
 
 def plain_to_html(source: str) -> str:
