@@ -52,6 +52,17 @@ config, state = Path(sys.argv[1]), Path(sys.argv[2])
 site = open_site(config, state_dir=state, verify=False)
 notifier = Notifier(site, Outbox(delays=()))
 out = {}
+rendering = [0.0]
+document = site.document
+
+def timed(*args, **kwargs):  # renders (or cache hits) of the documents whose key moved
+    t = time.thread_time()
+    try:
+        return document(*args, **kwargs)
+    finally:
+        rendering[0] += time.thread_time() - t
+
+site.document = timed
 
 def swept(name):
     looked = []
@@ -60,9 +71,10 @@ def swept(name):
         looked.append(len(documents))
         return real(documents, seen, first)
     notifier._look = look
-    t = time.thread_time()
+    t, rendering[0] = time.thread_time(), 0.0
     sent = notifier.sweep()
     out[name] = (time.thread_time() - t) * 1000
+    out[name + " rendering"] = rendering[0] * 1000
     out[name + " documents"] = sum(looked)
     out[name + " announced"] = len(sent)
     del notifier._look
@@ -181,6 +193,7 @@ def measure(
     if "purge" in parts:
         purge = purge_set(config, work)
         found["purge set of one edit, CPU per worker (ms)"] = purge["edit of the newest"]
+        found["of which rendering what changed (ms)"] = purge["edit of the newest rendering"]
         found["purge set of an old article's edit, CPU per worker (ms)"] = purge["edit of an old article"]
         found["purge set of a new article, CPU per worker (ms)"] = purge["new article"]
         found["documents looked at for one edit"] = purge["edit of the newest documents"]

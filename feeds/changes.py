@@ -148,7 +148,7 @@ def plan(site: Site, last: Mark, known: Callable[[str], bool]) -> Plan | None:
         articles = last.sitemap
         if touched or expired:
             documents += inventory.site_documents(site, reader, now, setting, names)
-        if touched:
+        if moved or _relisted(befores, afters):  # else no sitemap lists anything else
             found, lost, articles = _sitemap_pages(
                 site, reader, now, touched, moved, last.sitemap, setting, known
             )
@@ -209,6 +209,15 @@ def _moved(befores: list[Trace], afters: list[Trace]) -> bool:
         ):
             return True
     return False
+
+
+def _relisted(befores: list[Trace], afters: list[Trace]) -> bool:
+    """Whether an entry's URL, ``lastmod`` or home changed: what a sitemap lists of it."""
+    now = {t.path: t for t in afters}
+    listed = [(b, now.get(b.path)) for b in befores]
+    return any(
+        a is None or (b.permalink, b.url, b.updated) != (a.permalink, a.url, a.updated) for b, a in listed
+    )
 
 
 def _article_pages(

@@ -49,6 +49,7 @@ class Trace:
     permalink: str | None
     url: str | None
     published: int | None
+    updated: int | None
     slugs: Slugs
     image: str | None
     entry: bool
@@ -56,7 +57,7 @@ class Trace:
     @classmethod
     def of(cls, row: Iterable[object]) -> Trace | None:
         """A trace from a row (None: a damaged one, whose documents nobody can tell)."""
-        path, ident, permalink, url, published, topics, tags, image, entry = row
+        path, ident, permalink, url, published, updated, topics, tags, image, entry = row
         if not isinstance(path, str):
             return None
         on = entry == 1 and isinstance(ident, str) and type(published) is int
@@ -68,6 +69,7 @@ class Trace:
             permalink if isinstance(permalink, str) else None,
             url if isinstance(url, str) else None,
             published if type(published) is int else None,
+            updated if type(updated) is int else None,
             _slugs(topics or "", tags or "") if on else ((), ()),
             image if isinstance(image, str) else None,
             on,
@@ -582,30 +584,33 @@ class Reader:
         """How many entries of the feed of every entry (``slug`` None) or of one topic, visible
         at ``now``, come before (published, id) from the oldest: its place on the archive pages.
 
-        Counted in the index from whichever end is nearer, up to a point; a change to a recent
-        article (nearly all of them) costs a few steps whatever the archive's size.
+        Counted in the index from whichever end is nearer, up to a point, each side as two
+        ranges of the feed-order index (an OR would make SQLite walk it whole); a change to a
+        recent article (nearly all of them) costs a few steps whatever the archive's size.
         """
         if slug is None:
             table, params_ = "files WHERE entry = 1 AND", []
         else:
             table, params_ = "entry_topics WHERE slug = ? AND", [slug]
         at = now.timestamp()
-        newer = (
-            f"SELECT count(*) FROM (SELECT 1 FROM {table} published <= ? AND "
-            "(published > ? OR (published = ? AND id < ?)) LIMIT ?)"
-        )
+
+        def count(where: str, *params: object, cap: int | None = None) -> int:
+            sql = f"SELECT 1 FROM {table} {where}"
+            if cap is not None:
+                sql = f"SELECT count(*) FROM ({sql} LIMIT {int(cap)})"
+            else:
+                sql = f"SELECT count(*) FROM {table} {where}"
+            return int(self._db.execute(sql, (*params_, *params)).fetchone()[0])
+
         cap = max(total // 2, 1)
-        found = int(self._db.execute(newer, (*params_, at, published, published, ident, cap)).fetchone()[0])
-        here = self._db.execute(
-            f"SELECT 1 FROM {table} published = ? AND id = ? AND published <= ?",
-            (*params_, published, ident, at),
-        ).fetchone()
-        if found < cap:
-            return max(total - found - (here is not None), 0)
-        older = (
-            f"SELECT count(*) FROM {table} published <= ? AND (published < ? OR (published = ? AND id > ?))"
+        newer = count("published > ? AND published <= ?", published, at, cap=cap)
+        if newer < cap:
+            newer += count("published = ? AND id < ? AND published <= ?", published, ident, at)
+            here = count("published = ? AND id = ? AND published <= ?", published, ident, at)
+            return max(total - newer - here, 0)
+        return count("published < ? AND published <= ?", published, at) + count(
+            "published = ? AND id > ? AND published <= ?", published, ident, at
         )
-        return int(self._db.execute(older, (*params_, at, published, published, ident)).fetchone()[0])
 
     # -- the site as a whole ------------------------------------------------------------------
 

@@ -60,7 +60,7 @@ COLUMNS = (
 )
 NAMES = tuple(name for name, _ in COLUMNS)
 # Of a file's row, what tells which documents showed it: its page, the feeds it was in, where.
-JOURNALED = ("path", "id", "permalink", "url", "published", "topics", "tags", "image", "entry")
+JOURNALED = ("path", "id", "permalink", "url", "published", "updated", "topics", "tags", "image", "entry")
 JOURNAL_LIST = ", ".join(JOURNALED)
 JOURNAL_KEEP = 100_000  # changes kept: a notifier further behind looks at every document
 FILE_COLUMNS = NAMES.index("id")  # path .. problems: present for every file
