@@ -584,9 +584,10 @@ class Reader:
         """How many entries of the feed of every entry (``slug`` None) or of one topic, visible
         at ``now``, come before (published, id) from the oldest: its place on the archive pages.
 
-        Counted in the index from whichever end is nearer, up to a point, each side as two
-        ranges of the feed-order index (an OR would make SQLite walk it whole); a change to a
-        recent article (nearly all of them) costs a few steps whatever the archive's size.
+        Counted in the index from the end its date says is nearer (up to half the feed, then
+        from the other), each side as two ranges of the feed-order index (an OR would make
+        SQLite walk it whole): a change to a recent or an old article costs a few steps whatever
+        the archive's size, one in the middle of a million about half of it.
         """
         if slug is None:
             table, params_ = "files WHERE entry = 1 AND", []
@@ -603,6 +604,18 @@ class Reader:
             return int(self._db.execute(sql, (*params_, *params)).fetchone()[0])
 
         cap = max(total // 2, 1)
+        ends = [  # each one step of the index (min and max in one query would scan it)
+            self._db.execute(
+                f"SELECT published FROM {table} published <= ? ORDER BY published {way} LIMIT 1",
+                (*params_, at),
+            ).fetchone()
+            for way in ("", "DESC")
+        ]
+        first, last = (end[0] if end is not None else None for end in ends)
+        if type(first) is int and type(last) is int and published - first < last - published:
+            older = count("published < ? AND published <= ?", published, at, cap=cap)
+            if older < cap:  # nearer the oldest end, as its date said
+                return older + count("published = ? AND id > ? AND published <= ?", published, ident, at)
         newer = count("published > ? AND published <= ?", published, at, cap=cap)
         if newer < cap:
             newer += count("published = ? AND id < ? AND published <= ?", published, ident, at)
