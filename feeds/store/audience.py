@@ -36,7 +36,7 @@ from datetime import date, timedelta
 from pathlib import Path
 
 from ..audience import DIRECT, FEED_IDS, MAX_SUBSCRIBERS, SOURCES, fetcher_totals
-from .sqlite import LockFile, StoreError, Unusable, connect, failure, transaction
+from .sqlite import StoreError, failure, open_state_file, transaction
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +57,6 @@ _SCHEMA = (
     "seen_by TEXT NOT NULL, subscribers INTEGER NOT NULL, PRIMARY KEY (day, feed, source, seen_by)) "
     "WITHOUT ROWID",
 )
-_TABLES = {"keys", "visitors", "reports", "counts"}
 Counts = dict[tuple[date, str, str], int]  # (day, feed, source) -> subscribers
 ReportRow = tuple[str, str, str, int, int]  # feed, source, feed id, subscribers, seen (epoch seconds)
 
@@ -361,28 +360,4 @@ def _count(row: tuple[object, ...]) -> tuple[tuple[date, str, str], str, int] | 
 
 
 def _open(path: Path) -> sqlite3.Connection:
-    """Open (and on first use set up) the file; workers starting together take turns (as the ledger)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with LockFile(path.with_name(path.name + ".lock")).hold():
-        db = connect(path, timeout=10)
-        try:
-            _claim(db, path)
-            db.execute("PRAGMA journal_mode=WAL")
-            for statement in _SCHEMA:
-                db.execute(statement)
-        except BaseException as exc:
-            db.close()
-            if isinstance(exc, sqlite3.Error):
-                raise failure(exc, path, "setting up") from None
-            raise
-    return db
-
-
-def _claim(db: sqlite3.Connection, path: Path) -> None:
-    app = db.execute("PRAGMA application_id").fetchone()[0]
-    if app == APPLICATION_ID:
-        return
-    tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-    if app != 0 or not tables <= _TABLES:
-        raise Unusable(f"{path} is not a feeds audience file; left untouched")
-    db.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+    return open_state_file(path, _SCHEMA, APPLICATION_ID, "a feeds audience file")

@@ -31,7 +31,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from .rows import YEARS
-from .sqlite import LockFile, StoreError, Unusable, connect, failure, transaction
+from .sqlite import StoreError, failure, open_state_file, transaction
 
 log = logging.getLogger(__name__)
 
@@ -305,33 +305,4 @@ class Ledger:
 
 
 def _open(path: Path) -> sqlite3.Connection:
-    """Open (and on first use set up) the ledger; workers starting together take turns.
-
-    Switching a new file to WAL needs it to itself, and SQLite answers "database is locked" at
-    once instead of waiting: a worker that lost that race fell back to dates in memory, and then
-    announced every change a second time. The set-up therefore runs under a lock file beside it.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with LockFile(path.with_name(path.name + ".lock")).hold():
-        db = connect(path, timeout=10)
-        try:
-            _claim(db, path)
-            db.execute("PRAGMA journal_mode=WAL")
-            for statement in _SCHEMA:
-                db.execute(statement)
-        except BaseException as exc:
-            db.close()
-            if isinstance(exc, sqlite3.Error):
-                raise failure(exc, path, "setting up") from None
-            raise
-    return db
-
-
-def _claim(db: sqlite3.Connection, path: Path) -> None:
-    app = db.execute("PRAGMA application_id").fetchone()[0]
-    if app == APPLICATION_ID:
-        return
-    tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-    if app != 0 or not tables <= {"versions", "first_seen", "announced"}:
-        raise Unusable(f"{path} is not a feeds ledger; left untouched")
-    db.execute(f"PRAGMA application_id = {APPLICATION_ID}")  # an empty file, or ours from before
+    return open_state_file(path, _SCHEMA, APPLICATION_ID, "a feeds ledger")

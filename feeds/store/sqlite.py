@@ -132,6 +132,37 @@ def transaction(db: sqlite3.Connection, path: Path | None, doing: str) -> Iterat
         raise
 
 
+def open_state_file(
+    path: Path, schema: tuple[str, ...], application_id: int, what: str
+) -> sqlite3.Connection:
+    """Open (and on first use set up) a small state file shared by all workers: the ledger, the
+    audience file. Switching a new file to WAL needs it to itself, and SQLite answers "database
+    is locked" at once instead of waiting, so the set-up runs under a lock file beside it. A file
+    that is not ours (another application id, or tables we did not make) is left untouched."""
+    tables = {
+        statement.split()[5] for statement in schema if statement.startswith("CREATE TABLE IF NOT EXISTS")
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with LockFile(path.with_name(path.name + ".lock")).hold():
+        db = connect(path, timeout=10)
+        try:
+            app = db.execute("PRAGMA application_id").fetchone()[0]
+            if app != application_id:
+                found = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+                if app != 0 or not found <= tables:
+                    raise Unusable(f"{path} is not {what}; left untouched")
+                db.execute(f"PRAGMA application_id = {application_id}")  # empty, or ours from before
+            db.execute("PRAGMA journal_mode=WAL")
+            for statement in schema:
+                db.execute(statement)
+        except BaseException as exc:
+            db.close()
+            if isinstance(exc, sqlite3.Error):
+                raise failure(exc, path, "setting up") from None
+            raise
+    return db
+
+
 class LockFile:
     """An ``flock`` on a file beside a state file, shared by the processes of one state folder.
 
