@@ -20,13 +20,28 @@ import math
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from run import BENCH, BIN, REPO, archive, change_latency, loadavg, log, machine, render_times, start_up
+from run import (
+    BENCH,
+    BIN,
+    FEED,
+    REPO,
+    archive,
+    change_latency,
+    harness,
+    loadavg,
+    log,
+    machine,
+    render_times,
+    serve,
+    start_up,
+)
 
 TARGETS = {  # issues 10 and 16, at 1,000,000 articles
     "cold start (s)": 180.0,
@@ -39,6 +54,8 @@ TARGETS = {  # issues 10 and 16, at 1,000,000 articles
     "export: full build peak memory (MB)": 500.0,  # issue 20
     "export: rebuild after one edit (s)": 60.0,
     "export: rebuild peak memory (MB)": 500.0,
+    "upgrade, same layout: failed requests": 1.0,  # issue 20: none
+    "upgrade, new layout: failed requests": 1.0,
 }
 EXPORT_AT_100000 = {"export: rebuild after one edit (s)": 10.0}
 
@@ -164,7 +181,116 @@ def cold_side_by_side(config: Path, work: Path, against: Path, rounds: int = 1) 
     return {name: min(values) for name, values in found.items()}
 
 
-PARTS = ("start", "change", "render", "purge", "cold", "export")
+UPGRADE_WRK = """
+function delay() return 5 end
+local threads = {}
+function setup(thread) table.insert(threads, thread) end
+function init(args) statuses = {} end
+function response(status, headers, body) statuses[status] = (statuses[status] or 0) + 1 end
+function done(summary, latency, requests)
+  for _, t in ipairs(threads) do
+    for s, n in pairs(t:get('statuses')) do io.write(string.format('STATUS %d %d\\n', s, n)) end
+  end
+end
+"""
+
+
+def _polling(port: int, work: Path, name: str) -> subprocess.Popen[str]:
+    """wrk on the feed until interrupted (it prints its summary on SIGINT), counting statuses;
+    each of its 16 keep-alive connections waits 5 ms between requests (about 3,000 requests a
+    second in all, leaving the cores to the build as aggregators polling would)."""
+    script = work / "lua" / "upgrade.lua"
+    script.parent.mkdir(parents=True, exist_ok=True)
+    script.write_text(UPGRADE_WRK)
+    argv = ["wrk", "-t2", "-c16", "-d3600s", "--latency", "--timeout", "10s", "-s", str(script)]
+    out = (work / "logs" / f"{name}.wrk").open("w")
+    return subprocess.Popen([*argv, f"http://{harness.HOST}:{port}{FEED}"], stdout=out, stderr=out, text=True)
+
+
+def _stopped(wrk: subprocess.Popen[str], work: Path, name: str) -> dict[str, float]:
+    wrk.send_signal(signal.SIGINT)
+    wrk.wait(60)
+    out = (work / "logs" / f"{name}.wrk").read_text()
+    requests = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
+    errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    statuses = {int(s): int(n) for s, n in re.findall(r"^STATUS (\d+) (\d+)$", out, re.M)}
+    p99 = re.search(r"^\s+99%\s+([\d.]+)(us|ms|s)\s*$", out, re.M)
+    scale = {"us": 1e-3, "ms": 1.0, "s": 1e3}
+    return {
+        "requests": requests,
+        "failed": sum(n for s, n in statuses.items() if s >= 400)
+        + (sum(int(n) for n in errors.groups()) if errors else 0),
+        "p99 (ms)": float(p99.group(1)) * scale[p99.group(2)] if p99 else float("nan"),
+    }
+
+
+def _all_upgraded(server: harness.Server, before: set[int], bound: float = 3600) -> float:
+    """Seconds until 20 answers in a row of /healthz come from new workers that serve their own
+    index, checked (each fresh connection lands on any worker)."""
+    started, in_a_row = time.perf_counter(), 0
+    while in_a_row < 20:
+        if time.perf_counter() - started > bound:
+            raise RuntimeError("the new workers never served their own index")
+        try:
+            health = json.loads(server.fetch("/healthz", timeout=60).body)
+        except (OSError, ValueError):
+            health = {}
+        done = health.get("pid") not in before and not {"upgrading", "checking"} & health.keys()
+        in_a_row = in_a_row + 1 if done else 0
+        time.sleep(0.005 if done else 0.2)
+    return time.perf_counter() - started
+
+
+def upgrade_costs(config: Path, work: Path, size: int) -> dict[str, float]:
+    """Rolling restarts onto new code with wrk polling the feed throughout (granian ×2 as in
+    production, its workers importing feeds from a copy, the release). The same layout: a
+    comment added to parsing.py (another version, rows still readable), then SIGHUP: the new
+    workers serve the earlier index while they build theirs. A new layout: a comment added to
+    store/rows.py, ``feeds index`` with that code, then SIGHUP (docs/operations.md, "Upgrades").
+    The archive's state folder keeps the last version's index (earlier ones are deleted)."""
+    release = work / "upgrade-release"
+    shutil.rmtree(release, ignore_errors=True)  # ours: the bench's work folder
+    shutil.copytree(REPO / "feeds", release / "feeds", ignore=shutil.ignore_patterns("__pycache__"))
+    env = {"PYTHONPATH": str(release)}
+    command = lambda port: harness.production_command(port, extra=("--log-level", "warning"))  # noqa: E731
+    server = serve(command, work, f"upgrade-{size}", config=config, env=env, cwd=release, timeout=3600.0)
+    found: dict[str, float] = {}
+    try:
+        for case, module in (("same layout", "parsing.py"), ("new layout", "store/rows.py")):
+            name = f"upgrade-{size}-{case.replace(' ', '-')}"
+            before = set(server.workers())
+            wrk = _polling(server.port, work, name)
+            time.sleep(10)  # the polling rate before
+            source = release / "feeds" / module
+            source.write_text(source.read_text(encoding="utf-8") + "\n# the next version\n", encoding="utf-8")
+            if case == "new layout":
+                started = time.perf_counter()
+                argv = [
+                    sys.executable,
+                    "-c",
+                    "import feeds.cli as c; c.cli()",
+                    "--config",
+                    str(config),
+                    "check",
+                ]
+                subprocess.run(argv, cwd=release, env={**os.environ, **env}, capture_output=True, check=False)
+                found[f"upgrade, {case}: feeds index building it first (s)"] = time.perf_counter() - started
+            os.kill(server.process.pid, signal.SIGHUP)
+            found[f"upgrade, {case}: reload until every worker serves its own index (s)"] = _all_upgraded(
+                server, before
+            )
+            time.sleep(10)  # the polling rate after
+            polled = _stopped(wrk, work, name)
+            log(f"upgrade at {size:,}, {case}: {polled}")
+            found[f"upgrade, {case}: requests answered"] = polled["requests"]
+            found[f"upgrade, {case}: failed requests"] = polled["failed"]
+            found[f"upgrade, {case}: p99 latency meanwhile (ms)"] = polled["p99 (ms)"]
+    finally:
+        harness.stop(server)
+    return found
+
+
+PARTS = ("start", "change", "render", "purge", "cold", "export", "upgrade")
 
 
 def measure(
@@ -198,6 +324,8 @@ def measure(
         found["purge set of a new article, CPU per worker (ms)"] = purge["new article"]
         found["documents looked at for one edit"] = purge["edit of the newest documents"]
         found["every document looked at (the first look), CPU (ms)"] = purge["first look"]
+    if "upgrade" in parts:
+        found.update(upgrade_costs(config, work, size))
     return found
 
 

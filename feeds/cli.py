@@ -1,4 +1,4 @@
-"""The ``feeds`` command: serve, check, list, build, get and stats, all over the same snapshot."""
+"""The ``feeds`` command: serve, check, index, list, build, get and stats, over the same snapshot."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import json
 import logging
 import os
 import sys
+import time
 import zlib
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -19,13 +20,14 @@ from .config import config_path_from_env, load_config
 from .errors import ConfigError, Problem, Severity
 from .export import build as build_export
 from .links import feed_page_url, feed_url, opml_url
+from .live import open_store
 from .outfolder import ExportRefused, check_target
 from .sightings import FeedOf, count_logs, read_log
-from .site import AUDIENCE, FORMATS, Site, open_site
+from .site import AUDIENCE, FORMATS, Site, open_site, utc_now
 from .sources import read_source
 from .stamping import stamp_dates
 from .stats import render_html, render_json, render_text, summarize
-from .store import TAG, TOPIC, AudienceStore
+from .store import TAG, TOPIC, AudienceStore, Ledger
 
 
 def _open(path: Path) -> Site:
@@ -53,6 +55,38 @@ def cli(ctx: click.Context, config_path: str | None, verbose: bool) -> None:
     """Publish per-topic RSS and Atom feeds from stored articles."""
     logs.configure(logging.INFO if verbose else logging.WARNING)
     ctx.obj = config_path_from_env(config_path)
+
+
+@cli.command()
+@click.pass_context
+def index(ctx: click.Context) -> None:
+    """Build the article index for this version of feeds, beside the running version's.
+
+    Run it with new code before reloading the server onto it (docs/operations.md, "Upgrades"):
+    the new workers then open a ready index instead of building one. Exit 1 if the state folder
+    cannot hold it.
+    """
+    path = ctx.obj
+    try:
+        config = load_config(path)
+    except ConfigError as exc:
+        raise click.ClickException(f"config is not valid:\n{exc}") from None
+    state = state_dir_for(path)
+    ledger = Ledger(state / "validators.sqlite")
+    started = time.perf_counter()
+    try:
+        store, trusted, reason = open_store(config, state, ledger, utc_now)
+    finally:
+        ledger.close()
+    try:
+        if reason is not None:
+            raise click.ClickException(f"the index could not be written to {state}: {reason}")
+        with store.read() as reader:
+            count = reader.count()
+        how = "already built" if trusted else f"built in {time.perf_counter() - started:.1f} s"
+        click.echo(f"{store.file}: {count} articles, {how}")
+    finally:
+        store.close()
 
 
 @cli.command()

@@ -49,7 +49,12 @@ def report(snapshot: Snapshot, feeds: int, ledger_problem: str | None) -> dict[s
         status["reason"] = "; ".join(reasons)
     if snapshot.config_error is not None:
         status["errors"] = [str(p) for p in snapshot.config_error.problems]
-    if not snapshot.verified:
+    if snapshot.upgrading:
+        status["upgrading"] = (
+            "building the index for this version; serving an earlier version's index meanwhile, "
+            "answers are not cacheable until done"
+        )
+    elif not snapshot.verified:
         status["checking"] = "comparing the files with the index; answers are not cacheable until done"
     config_problems = len(snapshot.config_error.problems) if snapshot.config_error else 0
     status.update(

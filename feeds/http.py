@@ -26,6 +26,7 @@ from werkzeug.wrappers import Request
 from . import catalogue
 from .budget import POLLED, Budget
 from .documents import Document
+from .draining import Draining
 from .errors import NotFound, Unsettled
 from .logs import AccessLog, StartResponse
 from .metrics import Metrics
@@ -305,7 +306,7 @@ def init_app(app: Flask, site: Site, metrics: Metrics) -> None:
     app.register_blueprint(bp)
     app.register_error_handler(NotFound, _not_found)
     app.register_error_handler(HTTPException, _http_error)
-    wsgi: Callable[..., Iterable[bytes]] = DocumentApp(site, metrics, app.wsgi_app)
+    wsgi: Callable[..., Iterable[bytes]] = Draining(DocumentApp(site, metrics, app.wsgi_app))
     if os.environ.get("FEEDS_ACCESS_LOG", "0") != "0":
         wsgi = AccessLog(wsgi)
     app.wsgi_app = wsgi  # type: ignore[method-assign]

@@ -39,13 +39,24 @@ from .errors import ConfigError, Problem
 from .pictures import TYPES as PICTURE_TYPES
 from .records import Record, dated, parse_file
 from .sources import scan
-from .store import Applied, IndexStore, Ledger, StoreError, config_key, index_name
+from .store import (
+    Applied,
+    IndexStore,
+    Ledger,
+    StoreError,
+    config_key,
+    index_name,
+    predecessor,
+    remove_superseded,
+)
 from .watch import Event, Watcher, identify
 
 log = logging.getLogger(__name__)
 TICK = 0.25  # seconds between looks at the configured paths when no event comes
 DEFER = 1.0  # a created file opened by someone is read once unchanged this long
 RETRY = 2.0  # seconds between attempts to write to a state folder that refused writes
+REBUILD = 60.0  # seconds between attempts to build this version's index after one failed
+RETIRE = 60.0  # seconds a replaced index stays open for the requests still reading it
 PICTURES_SEEN = 4096  # changed pictures remembered for the caches in front (see _note_pictures)
 Clock = Callable[[], datetime]
 Offer = Callable[[Meta, str], None]
@@ -58,7 +69,8 @@ class Snapshot:
 
     ``verified`` is False while files may have changed since the index was written (a start
     that trusted an index from an earlier run, before its check): documents are then answered
-    uncacheably. ``degraded`` holds why the site serves a last good state.
+    uncacheably. ``degraded`` holds why the site serves a last good state. ``upgrading``: the
+    store is an earlier version's index, standing in while this version's is built.
     """
 
     config: SiteConfig
@@ -69,6 +81,7 @@ class Snapshot:
     config_error: ConfigError | None = None
     articles: int = 0
     problems: tuple[Problem, ...] = field(default=(), repr=False)
+    upgrading: bool = False
 
 
 def _yielding(value: T) -> T:
@@ -107,6 +120,42 @@ def open_store(
     return store, trusted, reason
 
 
+def stand_in(config: SiteConfig, state_dir: Path) -> tuple[IndexStore, Path] | None:
+    """An upgrade's start: if this version's index is not built yet but an earlier version left
+    one this code can read, that one (to serve meanwhile) and the path of the index to build.
+
+    The earlier version's workers may still be reading and writing it (a rolling restart): it
+    is never reset, only read and kept up to date like any index until the switch.
+    """
+    path = state_dir / index_name(config)
+    try:
+        own = IndexStore(path)
+    except StoreError:
+        return None
+    try:
+        if own.ready(config_key(config)):
+            return None
+    finally:
+        own.close()
+    found = predecessor(state_dir, config)
+    if found is None:
+        return None
+    try:
+        store = IndexStore(found)
+    except StoreError as exc:
+        log.warning("the index of an earlier version cannot stand in: %s", exc)
+        return None
+    if not store.serves():
+        store.close()
+        return None
+    log.info(
+        "upgrade: serving the rows of %s (an earlier version's index, not cacheable) while %s is built",
+        found.name,
+        path.name,
+    )
+    return store, path
+
+
 class Live:
     """The writer of one worker. Thread-safe: :meth:`apply` and :meth:`check` may be called by
     any thread (tests, the CLI) and take the writer's lock, as the writer thread does."""
@@ -121,6 +170,7 @@ class Live:
         state_dir: Path | None,
         offer: Offer,
         store_reason: str | None = None,
+        upgrade: Path | None = None,
     ) -> None:
         self.config_path = config_path
         self._snapshot = snapshot
@@ -151,6 +201,13 @@ class Live:
         self._check_lock: ExitStack | None = None
         self._check_from = 0.0  # wall time the check (or the watch, if later) covers changes from
         self._started = time.time()
+        # An upgrade: this version's index, built on a thread of its own while the earlier
+        # version's index stands in (see stand_in); replaced indexes, closed after RETIRE.
+        self._upgrade_path = upgrade
+        self._upgrade: Future[IndexStore] | None = None
+        self._upgrade_at = 0.0
+        self._retired: list[tuple[float, IndexStore]] = []
+        self._swept = False  # earlier versions' indexes looked at since the last switch
         if identify(snapshot.config.articles_dir, config_path).articles is None:
             self._say("articles", _gone(snapshot.config))
         self._publish(changed=False)  # counts and problems of the index as opened
@@ -176,6 +233,7 @@ class Live:
         store: IndexStore | None = None,
         verified: bool | None = None,
         config_error: ConfigError | None | bool = False,
+        upgrading: bool | None = None,
     ) -> None:
         old = self._snapshot
         store = store or old.store
@@ -201,6 +259,7 @@ class Live:
             else old.config_error,
             articles=articles,
             problems=problems,
+            upgrading=old.upgrading if upgrading is None else upgrading,
         )
         for prepare in self.published:  # before waiters wake: what they ask next is ready
             prepare(new)
@@ -263,6 +322,7 @@ class Live:
             self._snapshot.store.set_info("checked", repr(since))
         except StoreError as exc:
             log.warning("index: %s", exc)
+        self._sweep()
         if not self._snapshot.verified:
             self._publish(changed=False, verified=True)
 
@@ -428,7 +488,11 @@ class Live:
         if reindex:
             store, trusted, reason = open_store(config, self._state_dir, self._ledger, self._clock)
             self._say("index", reason)
-            self._publish(config=config, store=store, config_error=None)
+            self._say("upgrade", None)
+            if self._snapshot.upgrading:
+                self._retire(self._snapshot.store)
+            self._upgrade_path = None  # a build still running is closed when it ends
+            self._publish(config=config, store=store, config_error=None, upgrading=False)
             self._data_version = store.data_version()
             if trusted:  # made by another worker (or an earlier run) for this config
                 self.check()
@@ -448,6 +512,7 @@ class Live:
         the others adopt its result if it covers their start, and are answered no-store until).
         """
         self._watcher = watcher
+        self._begin_upgrade()
         if watcher.watched.articles is None:
             watcher.watch(self._snapshot.config.articles_dir)
         if self._snapshot.verified:
@@ -464,6 +529,7 @@ class Live:
         self._announced = threading.Condition()
         self._stop = threading.Event()
         self._check, self._check_lock, self._deferred, self._validation = None, None, {}, None
+        self._upgrade, self._retired = None, []
         self._started = time.time()
         self._snapshot = replace(self._snapshot, verified=False)
         self.start(watcher)
@@ -476,6 +542,9 @@ class Live:
             self._thread.join(5)
         if self._check_lock is not None:
             self._check_lock.close()
+        for _, store in self._retired:
+            store.close()
+        self._retired = []
 
     def _run(self) -> None:
         watcher = self._watcher
@@ -536,6 +605,7 @@ class Live:
         if lost:
             log.warning("file events were lost (inotify's queue overflowed in a burst); checking every file")
             self.check()
+        self._poll_upgrade()
         self._poll_check()
         self._recover()
         if self._ledger.problem:
@@ -623,12 +693,84 @@ class Live:
                 self._deferred[raw] = now + DEFER
         return ready
 
+    # -- an upgrade ---------------------------------------------------------------------------
+
+    def _begin_upgrade(self) -> None:
+        """Build this version's index on a thread of its own (``feeds-upgrade``), or wait for
+        the worker building it: of workers starting together one builds, all keep serving."""
+        path, config = self._upgrade_path, self._snapshot.config
+        if path is None or self._upgrade is not None:
+            return
+        self._upgrade_at = time.monotonic()
+        pool = ThreadPoolExecutor(1, thread_name_prefix="feeds-upgrade")
+        try:
+            self._upgrade = pool.submit(self._build, path, config)
+        finally:
+            pool.shutdown(wait=False)
+
+    def _build(self, path: Path, config: SiteConfig) -> IndexStore:
+        store = IndexStore(path)
+        try:
+            with store.exclusive():
+                if not store.ready(config_key(config)):
+                    indexing.load(config, store, lambda ids: self._ledger.first_seen(ids, self._clock()))
+        except BaseException:
+            store.close()
+            raise
+        return store
+
+    def _poll_upgrade(self) -> None:
+        """Switch to this version's index once it is built; then it is checked like any index
+        trusted at a start (answers stay uncacheable until then)."""
+        now = time.monotonic()
+        while self._retired and self._retired[0][0] <= now:
+            self._retired.pop(0)[1].close()
+            self._swept = False
+            self._sweep()
+        if self._upgrade is None:
+            if self._snapshot.upgrading and now >= self._upgrade_at + REBUILD:
+                self._begin_upgrade()
+            return
+        if not self._upgrade.done():
+            return
+        future, self._upgrade = self._upgrade, None
+        try:
+            store = future.result()
+        except Exception as exc:
+            log.error("upgrade: building this version's index failed, again in %.0f s: %s", REBUILD, exc)
+            if self._say("upgrade", f"building this version's index failed ({exc}); serving an earlier one"):
+                self._publish(changed=False)
+            return
+        if self._upgrade_path is None or store.file != self._upgrade_path:
+            store.close()  # the config moved on to another index meanwhile
+            return
+        self._upgrade_path = None
+        self._retire(self._snapshot.store)
+        self._say("upgrade", None)
+        self._data_version = store.data_version()
+        self._publish(store=store, verified=False, upgrading=False)
+        log.info("upgrade: switched to %s; comparing every file with it", store.file.name)
+
+    def _sweep(self) -> None:
+        """Once after a start or a switch: delete earlier versions' indexes nobody has open."""
+        if self._swept or self._retired or self._snapshot.upgrading or self._state_dir is None:
+            return
+        self._swept = True
+        try:
+            remove_superseded(self._state_dir, self._snapshot.config)
+        except (OSError, StoreError) as exc:
+            log.warning("index: could not tidy earlier versions' indexes: %s", exc)
+
+    def _retire(self, store: IndexStore) -> None:
+        """Close ``store`` once the requests that may still read it are done."""
+        self._retired.append((time.monotonic() + RETIRE, store))
+
     # -- the check after a start --------------------------------------------------------------
 
     def _poll_check(self) -> None:
         self._poll_validation()
-        if self._snapshot.verified:
-            return
+        if self._snapshot.verified or self._snapshot.upgrading:
+            return  # an index standing in is not checked: the one replacing it will be
         if self._check is None:
             self._begin_check()
             return

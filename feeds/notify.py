@@ -295,6 +295,8 @@ class Notifier:
         self._mark: changes.Mark | None = None  # where the last look left off
         self._pending: list[inventory.Entry] = []  # documents being written at the last look
         self._incomplete = False
+        # One process of a state folder announces; the others' notifiers stay idle until it is gone.
+        self._lead = site.ledger.leadership()
         self._thread = threading.Thread(target=self._run, name="feeds-notify", daemon=True)
 
     @property
@@ -323,6 +325,7 @@ class Notifier:
         self._wake.set()
         if self._thread.is_alive():
             self._thread.join(timeout)
+        self._lead.release()
         self._outbox.close(timeout)
 
     def sweep(self) -> list[str]:
@@ -330,7 +333,7 @@ class Notifier:
         or when :func:`changes.plan` cannot tell); the URLs whose change this process announced."""
         site = self._site
         config = site.config
-        if not (config.hubs or config.purge):
+        if not (config.hubs or config.purge) or not self._lead.take():
             self._seen, self._incomplete, self._mark, self._pending = {}, False, None, []
             return []
         planned = changes.plan(site, self._mark, self._seen.__contains__) if self._mark is not None else None

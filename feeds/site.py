@@ -27,7 +27,7 @@ from .catalogue import FORMATS, Kind, Making, View
 from .config import FeedSpec, SiteConfig, load_config
 from .documents import Document
 from .errors import ConfigError, NotFound, Problem
-from .live import Clock, Live, Snapshot, open_store
+from .live import Clock, Live, Snapshot, open_store, stand_in
 from .render import EPOCH, warm_up
 from .selection import next_change, specs_for_topics
 from .sightings import Sightings
@@ -59,11 +59,16 @@ def open_site(
     path = Path(config_path)
     config = load_config(path)
     ledger = Ledger(state_dir / "validators.sqlite" if state_dir else None)
-    store, trusted, reason = open_store(config, state_dir, ledger, clock)
+    standing = stand_in(config, state_dir) if state_dir is not None and not verify else None
+    if standing is not None:  # an upgrade: an earlier version's index serves while ours is built
+        (store, upgrade), trusted, reason = standing, True, None
+    else:
+        (store, trusted, reason), upgrade = open_store(config, state_dir, ledger, clock), None
     site = Site(config, store, ledger=ledger, clock=clock, config_path=path, state_dir=state_dir,
                 verified=not trusted, store_reason=reason, sitemap_urls=sitemap_urls,
-                audience=AudienceStore(state_dir / AUDIENCE if state_dir else None))  # fmt: skip
-    if trusted and (verify or site.article_count() <= CHECK_FIRST):
+                audience=AudienceStore(state_dir / AUDIENCE if state_dir else None),
+                upgrade=upgrade)  # fmt: skip
+    if trusted and upgrade is None and (verify or site.article_count() <= CHECK_FIRST):
         site.live.check(aside=False)  # nothing is served yet: no request waits for the interpreter
     warm_up(config)  # one-time costs of a first render, before a server says it is ready
     site.view()
@@ -86,6 +91,7 @@ class Site:
         store_reason: str | None = None,
         sitemap_urls: int = sitemaps.PAGE_URLS,
         audience: AudienceStore | None = None,
+        upgrade: Path | None = None,
     ) -> None:
         self.sitemap_urls = sitemap_urls  # URLs per sitemap page: the protocol's limit, lower in tests
         self.ledger = ledger or Ledger(None)
@@ -98,9 +104,9 @@ class Site:
             catalogue.STATIC.place.kind: assets.Assets(assets.STATIC),
             catalogue.MEDIA.place.kind: assets.Assets(assets.MEDIA),
         }
-        first = Snapshot(config, store, generation=1, verified=verified)
+        first = Snapshot(config, store, generation=1, verified=verified, upgrading=upgrade is not None)
         self.live = Live(config_path or config.path, first, self.ledger, clock=clock, state_dir=state_dir,
-                         offer=self._bodies.offer, store_reason=store_reason)  # fmt: skip
+                         offer=self._bodies.offer, store_reason=store_reason, upgrade=upgrade)  # fmt: skip
         self.live.published.append(self._prepare)
         self._documents = Documents(
             self.ledger, clock, frozenset(k.place.kind for k in catalogue.KINDS if k.recent)
@@ -287,6 +293,7 @@ class Site:
 
     def close(self) -> None:
         self.live.stop()
+        self.live.snapshot.store.close()
         self.ledger.close()
         self.audience.close()
 

@@ -17,6 +17,7 @@ documented command and that its stop settings fit granian's.
 from __future__ import annotations
 
 import http.client
+import json
 import os
 import re
 import shlex
@@ -25,6 +26,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -281,7 +283,10 @@ def start_granian(tmp_path: Path, production_args: list[str]) -> Iterator[StartG
     """Start granian with the production options on a free loopback port; killed after the test."""
     started: list[Granian] = []
 
-    def start(config: Path, app: str = "feeds:create_app", env: dict[str, str] | None = None) -> Granian:
+    def start(
+        config: Path, app: str = "feeds:create_app", env: dict[str, str] | None = None, cwd: Path = REPO
+    ) -> Granian:
+        """``cwd`` comes first on the workers' import path (``python -m``): the code they run."""
         port = free_port()
         log = tmp_path / f"granian-{port}.log"
         child_env = {k: v for k, v in os.environ.items() if not k.startswith("GRANIAN_")}
@@ -298,7 +303,7 @@ def start_granian(tmp_path: Path, production_args: list[str]) -> Iterator[StartG
         with log.open("wb") as out:
             process = subprocess.Popen(
                 command,
-                cwd=REPO,
+                cwd=cwd,
                 env=child_env,
                 stdin=subprocess.DEVNULL,
                 stdout=out,
@@ -399,6 +404,89 @@ def test_killed_workers_are_respawned_and_the_site_answers_again(
     respawned = server.wait_serving(params["workers"])
     assert not respawned & originals
     assert healthz(server.port) == 200
+
+
+def _poll(port: int, stop: threading.Event, answers: list[object]) -> None:
+    """A feed reader polling throughout on a keep-alive connection, never retrying: the status
+    of every answer, or why there was none (a connection closed under a request in flight)."""
+    connection: http.client.HTTPConnection | None = None
+    while not stop.is_set():
+        if connection is None:
+            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        try:
+            connection.request("GET", "/feeds/alle.atom")
+            response = connection.getresponse()
+            complete = b"Erster Artikel" in response.read()  # not an index reset under it
+            answers.append(response.status if complete else f"{response.status} without the articles")
+            if response.will_close:  # Connection: close, from a worker about to be replaced
+                connection.close()
+                connection = None
+        except (OSError, http.client.HTTPException) as error:
+            answers.append(repr(error))
+            connection.close()
+            connection = None
+    if connection is not None:
+        connection.close()
+
+
+def _health(port: int) -> dict[str, Any]:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as response:
+            return dict(json.load(response))
+    except (OSError, ValueError):
+        return {}
+
+
+@pytest.mark.parametrize("layout", [False, True], ids=["same-layout", "new-layout"])
+def test_a_rolling_restart_onto_new_code_answers_every_request(
+    layout: bool, make_site: MakeSite, start_granian: StartGranian, production_args: list[str], tmp_path: Path
+) -> None:
+    """``systemctl reload`` after new code was installed (docs/operations.md, "Upgrades"): with
+    the same layout the new workers serve the running version's index while they build theirs;
+    a new layout is built first by ``feeds index``. Two readers poll throughout: every request
+    is answered 200, and the new workers end up on the new version's own index."""
+    params = granian_params(production_args)
+    release = tmp_path / "release"  # the installed code, as new workers import it from disk
+    shutil.copytree(REPO / "feeds", release / "feeds", ignore=shutil.ignore_patterns("__pycache__"))
+    env = {"PYTHONPATH": f"{release}{os.pathsep}{TESTS}", "FEEDS_STATE_DIR": str(tmp_path / "state")}
+    config = make_site()
+    server = start_granian(config, env=env, cwd=release)
+    originals = server.wait_serving(params["workers"])
+    earlier = set((tmp_path / "state").glob("index-*.sqlite"))
+    assert len(earlier) == 1
+    stop, answers = threading.Event(), list[object]()
+    readers = [threading.Thread(target=_poll, args=(server.port, stop, answers)) for _ in range(2)]
+    for reader in readers:
+        reader.start()
+    try:
+        wait_for(lambda: len(answers) >= 20, START_BOUND, "answers before the reload", server.log)
+        module = release / "feeds" / ("store/rows.py" if layout else "parsing.py")
+        module.write_text(module.read_text(encoding="utf-8") + "\n# the next version\n", encoding="utf-8")
+        if layout:
+            checked = subprocess.run(
+                [sys.executable, "-c", "import feeds.cli as c; c.cli()", "--config", str(config), "index"],
+                env={**os.environ, **env}, cwd=release, capture_output=True, text=True, timeout=120,
+                check=False,
+            )  # fmt: skip
+            assert checked.returncode == 0, checked.stderr
+            assert len(set((tmp_path / "state").glob("index-*.sqlite")) - earlier) == 1, checked.stderr
+        os.kill(server.pid, signal.SIGHUP)
+
+        def upgraded() -> bool:
+            seen = [_health(server.port) for _ in range(6)]
+            return all(h.get("pid") and h["pid"] not in originals and "upgrading" not in h for h in seen)
+
+        wait_for(upgraded, 4 * START_BOUND, "every worker replaced and on its own index", server.log)
+        count = len(answers)
+        wait_for(lambda: len(answers) >= count + 20, START_BOUND, "answers after the reload", server.log)
+    finally:
+        stop.set()
+        for reader in readers:
+            reader.join(60)
+    assert [a for a in answers if a != 200] == [], server.tail()
+    assert len(set((tmp_path / "state").glob("index-*.sqlite")) - earlier) == 1
+    stood_in = "upgrade: serving the rows of" in server.log.read_text(errors="replace")
+    assert stood_in != layout  # the same layout stands in; a new one was built before
 
 
 # -- the unit file ------------------------------------------------------------------------------

@@ -9,6 +9,8 @@ change to a subscriber.
 from __future__ import annotations
 
 import logging
+import os
+import signal
 import threading
 import time
 import urllib.request
@@ -377,10 +379,11 @@ def watching(server: harness.Server, workers: int) -> harness.Server:
 
 
 def serving(start_server: StartServer, config: Path, workers: int) -> harness.Server:
-    """A server whose every worker watches the site and has taken its first look at every
-    document (what a change is compared with; a change before it is nobody's old version)."""
+    """A server whose every worker watches the site, and whose announcing worker (one of them
+    leads) has taken its first look at every document (what a change is compared with; a change
+    before it is nobody's old version)."""
     server = watching(start_server(config, workers=workers), workers)
-    wait_until(lambda: server.log.read_text().count("looked at every document") >= workers, "first looks")
+    wait_until(lambda: "looked at every document" in server.log.read_text(), "the first look")
     return server
 
 
@@ -423,6 +426,34 @@ def test_each_change_reaches_the_hub_once_however_many_workers(
     third = hub.settle(len(first) + len(second), len(paths("alle", "kurz", "klima")))
     assert third == changed(before, etags(server)) == paths("alle", "kurz", "klima")
     assert {p.form["hub.topic"] for p in hub.posts} <= {SITE_URL + p[1:] for p in paths(*FEEDS)}
+    # One worker announces for all: the others never walked the documents.
+    assert server.log.read_text().count("looked at every document") == 1
+
+
+def _leader(state: Path) -> int:
+    """The process holding the notifier's lock file (from /proc/locks: its device and inode)."""
+    inode = (state / "validators.sqlite.notify").stat().st_ino
+    for line in Path("/proc/locks").read_text().splitlines():
+        fields = line.split()
+        if "->" not in fields and len(fields) > 5 and fields[5].rsplit(":", 1)[-1] == str(inode):
+            return int(fields[4])
+    raise AssertionError("nobody holds the notifier's lock")
+
+
+def test_when_the_announcing_worker_dies_another_takes_over(
+    make_site: MakeSite, start_server: StartServer, hub: RecordingHub, tmp_path: Path
+) -> None:
+    config = write_site(make_site, [hub.url])
+    server = serving(start_server, config, 2)
+    leader = _leader(tmp_path / "server-state")
+    assert leader in server.workers()
+    os.kill(leader, signal.SIGKILL)
+    wait_until(lambda: leader not in server.workers() and len(server.workers()) == 2, "the worker replaced")
+    before = etags(server)
+    retitle(config, "politik/erster.md", "Erster Artikel, nach dem Wechsel")
+    announced = hub.settle(0, len(paths("alle", "politik")))
+    assert announced == changed(before, etags(server)) == paths("alle", "politik")
+    assert _leader(tmp_path / "server-state") != leader
 
 
 def test_an_embargoed_article_is_announced_when_it_comes_out(

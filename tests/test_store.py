@@ -156,21 +156,29 @@ def test_every_field_of_a_record_comes_back_from_its_row(record: Record | None) 
 
 
 def test_the_format_version_follows_the_tables_the_fields_and_the_code(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """The layout (can this code read the rows at all) follows the tables and the row code; the
+    format (are the rows what this code would write) follows the parsing code too."""
     from feeds.store import schema
 
-    before = schema.format_version()
+    def fresh() -> tuple[int, str]:
+        schema.layout.cache_clear()
+        schema.fingerprint.cache_clear()
+        return schema.format_version(), schema.layout()
+
+    before, layout = fresh()
     try:
         monkeypatch.setattr(schema, "COLUMNS", (*schema.COLUMNS, ("extra", "text")))
-        schema.fingerprint.cache_clear()
-        assert schema.format_version() != before
+        assert fresh()[0] != before and fresh()[1] != layout
         monkeypatch.undo()
-        monkeypatch.setattr(schema, "CODE", (*schema.CODE[:-1], "store/writes.py"))
-        schema.fingerprint.cache_clear()
-        assert schema.format_version() != before
+        monkeypatch.setattr(schema, "CODE", (*schema.CODE[:-1], "store/queries.py"))
+        assert fresh()[0] != before and fresh()[1] == layout  # parsing: readable, not the same rows
+        monkeypatch.undo()
+        monkeypatch.setattr(schema, "LAYOUT_CODE", (*schema.LAYOUT_CODE[:-1], "store/queries.py"))
+        assert fresh()[0] != before and fresh()[1] != layout  # how derived rows are written
     finally:
         monkeypatch.undo()
-        schema.fingerprint.cache_clear()
-    assert schema.format_version() == before
+        fresh()
+    assert fresh() == (before, layout)
 
 
 def test_an_index_made_by_other_code_is_never_trusted(tmp_path) -> None:  # type: ignore[no-untyped-def]

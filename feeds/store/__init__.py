@@ -14,7 +14,7 @@ the ledger through :class:`Ledger`'s methods. Layout, after reader's ``_storage`
 """
 
 from .audience import AudienceStore
-from .index import Applied, IndexStore, config_key, index_name
+from .index import Applied, IndexStore, config_key, index_name, predecessor, remove_superseded
 from .ledger import Ledger, decide
 from .queries import After, PageKey, PageRow, Reader, Slugs, Trace
 from .schema import TAG, TOPIC
@@ -39,4 +39,6 @@ __all__ = [
     "config_key",
     "decide",
     "index_name",
+    "predecessor",
+    "remove_superseded",
 ]

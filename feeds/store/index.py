@@ -23,6 +23,7 @@ import json
 import logging
 import os
 import sqlite3
+import stat
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager
@@ -38,7 +39,7 @@ from ..records import Record
 from . import writes
 from .queries import Reader
 from .rows import Decoder, Malformed, encode, is_article_path
-from .schema import APPLICATION_ID, INDEX_NAMES, NAMES, TABLE_NAMES, format_version
+from .schema import APPLICATION_ID, INDEX_NAMES, NAMES, TABLE_NAMES, format_version, layout
 from .sqlite import LockFile, Pool, StoreError, Unusable, connect, failure, private_folder, transaction
 
 log = logging.getLogger(__name__)
@@ -68,12 +69,107 @@ def config_key(config: SiteConfig) -> str:
     return hashlib.sha256(repr(what).encode()).hexdigest()
 
 
-def index_name(config: SiteConfig) -> str:
-    """The index file's name: one per articles folder and what metadata depends on."""
+def site_key(config: SiteConfig) -> str:
+    """The articles folder and what metadata depends on in the config: one site's indexes."""
     what = repr(
         (str(config.articles_dir), config.url, config.timezone, config.author, config.max_article_bytes)
     )
-    return f"index-{hashlib.sha256(what.encode()).hexdigest()[:12]}.sqlite"
+    return hashlib.sha256(what.encode()).hexdigest()[:12]
+
+
+def index_name(config: SiteConfig) -> str:
+    """The index file's name: one per site and version of the code, so that a new version builds
+    its index beside the one the running version reads, never over it."""
+    return f"index-{site_key(config)}-{config_key(config)[:12]}.sqlite"
+
+
+def predecessor(state_dir: Path, config: SiteConfig) -> Path | None:
+    """The newest complete index of this site made by another version of the code that this
+    code can read (the same :func:`~feeds.store.schema.layout`): what an upgrade serves while
+    its own index is built. Files are only looked at through a read-only connection."""
+    ours = index_name(config)
+    found: list[tuple[float, Path]] = []
+    for path in state_dir.glob(f"index-{site_key(config)}-*.sqlite"):
+        if path.name == ours or not _plain_file(path):
+            continue
+        info = _info(path)
+        if info.get("layout") == layout() and info.get("complete") == "1":
+            found.append((max(_mtime(path), _mtime(path.with_name(path.name + "-wal"))), path))
+    return max(found)[1] if found else None
+
+
+def remove_superseded(state_dir: Path, config: SiteConfig) -> list[Path]:
+    """Delete this site's indexes made by other versions that no process has open any more.
+
+    Only files this program made and marked (``uses``: every process holding it open holds its
+    ``.use`` lock, shared) are deleted, and only while that lock can be taken exclusively; an
+    index of a version before that mark is left for the operator (said once in the log)."""
+    removed: list[Path] = []
+    ours = index_name(config)
+    for path in state_dir.glob(f"index-{site_key(config)}*.sqlite"):
+        if path.name == ours or not _plain_file(path):
+            continue
+        if _info(path).get("uses") != "1":
+            log.info("index %s was made by an earlier version of feeds; delete it by hand when no "
+                     "server of that version runs", path)  # fmt: skip
+            continue
+        with (
+            LockFile(_beside(path, "use")).hold(wait=False) as free,
+            LockFile(_beside(path, "lock")).hold(wait=False) as unbuilt,
+        ):
+            if not (free and unbuilt):
+                continue
+            for suffix in ("-wal", "-shm", ""):
+                _unlink_plain(path.with_name(path.name + suffix))
+            removed.append(path)
+        for name in ("lock", "check", "write", "use"):
+            _unlink_plain(_beside(path, name))
+    if removed:
+        names = ", ".join(p.name for p in removed)
+        log.info("deleted %d index file(s) of earlier versions: %s", len(removed), names)
+    return removed
+
+
+def _beside(path: Path, name: str) -> Path:
+    return path.with_name(f"{path.name}.{name}")
+
+
+def _plain_file(path: Path) -> bool:
+    try:
+        return stat.S_ISREG(path.lstat().st_mode)
+    except OSError:
+        return False
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return path.lstat().st_mtime
+    except OSError:
+        return 0.0
+
+
+def _unlink_plain(path: Path) -> None:
+    if _plain_file(path):
+        try:
+            path.unlink()
+        except OSError as exc:
+            log.warning("could not delete %s: %s", path, exc)
+
+
+def _info(path: Path) -> dict[str, str]:
+    """An index's ``info`` table read through a read-only connection; {} if it is not ours."""
+    try:
+        db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=5)
+    except (sqlite3.Error, ValueError, OSError):
+        return {}
+    try:
+        if db.execute("PRAGMA application_id").fetchone()[0] != APPLICATION_ID:
+            return {}
+        return {str(k): str(v) for k, v in db.execute("SELECT key, value FROM info")}
+    except sqlite3.Error:
+        return {}
+    finally:
+        db.close()
 
 
 @dataclass(frozen=True)
@@ -91,13 +187,21 @@ class IndexStore:
         """Open ``path`` (None: a private file); :class:`StoreError` if it cannot be used."""
         self.path = path  # None: private, shared with nobody
         self.file = path if path is not None else private_folder(self) / "index.sqlite"
-        self._db = connect(self.file, cache_kib=CACHE_KIB)
+        # Held shared while open, before the file is: an index of an earlier version is deleted
+        # only once nobody holds it (remove_superseded).
+        self._use = LockFile(_beside(self.file, "use")).share() if path is not None else None
+        try:
+            self._db = connect(self.file, cache_kib=CACHE_KIB)
+        except BaseException:
+            self._release_use()
+            raise
         self._pid = os.getpid()
         try:
             self._check_ours()
             self._db.execute("PRAGMA journal_mode = WAL")  # only ever on our own (or an empty) file
         except (sqlite3.Error, StoreError) as exc:
             self._db.close()
+            self._release_use()
             raise failure(exc, self.file, "opening") from None
         self._pool = Pool(self.file, CACHE_KIB)
         self._decoder = Decoder()
@@ -173,6 +277,10 @@ class IndexStore:
             and info.get("config") == key
             and info.get("complete") == "1"
         )
+
+    def serves(self) -> bool:
+        """True if the file holds a complete index this code can read (any version's parsing)."""
+        return self.info("complete") == "1" and self.info("layout") == layout()
 
     def info(self, key: str) -> str | None:
         try:
@@ -375,3 +483,9 @@ class IndexStore:
         self._pool.close()
         if self._pid == os.getpid():
             self._db.close()
+            self._release_use()
+
+    def _release_use(self) -> None:
+        if self._use is not None:
+            os.close(self._use)
+            self._use = None

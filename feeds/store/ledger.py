@@ -31,7 +31,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from .rows import YEARS
-from .sqlite import StoreError, failure, open_state_file, transaction
+from .sqlite import LockFile, StoreError, failure, open_state_file, transaction
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +67,36 @@ def _seconds(value: object) -> int | None:
     if type(value) is int and YEARS[0] <= value <= YEARS[1]:
         return value
     return None
+
+
+class Leadership:
+    """Which process announces changes for a state folder: the first to take its lock file
+    keeps it until it closes this (or exits); the others' notifiers stay idle, and one of
+    them takes over at the next change after the leader is gone. In memory: always this one."""
+
+    def __init__(self, path: Path | None) -> None:
+        self._lock = LockFile(path) if path is not None else None
+        self._fd: int | None = None
+        self._pid = os.getpid()
+        self._leading = path is None
+
+    def take(self) -> bool:
+        """True if this process leads (now or already); a failed attempt costs one flock."""
+        if self._pid != os.getpid():  # forked: the parent's lock stays the parent's
+            self._pid, self._fd, self._leading = os.getpid(), None, self._lock is None
+        if self._leading or self._lock is None:
+            return True
+        try:
+            self._leading, self._fd = self._lock.take()
+        except StoreError as exc:
+            log.warning("notifier: %s; every worker announces for itself", exc)
+            self._lock, self._leading = None, True
+        return self._leading
+
+    def release(self) -> None:
+        if self._fd is not None and self._pid == os.getpid():
+            os.close(self._fd)
+        self._fd, self._leading = None, self._lock is None
 
 
 class Ledger:
@@ -295,6 +325,11 @@ class Ledger:
                 self.problem = None
             except StoreError as exc:
                 self.problem = str(exc)
+
+    def leadership(self) -> Leadership:
+        """The lock that makes one process of the state folder announce changes."""
+        path = self._path.with_name(self._path.name + ".notify") if self._path and self._db else None
+        return Leadership(path)
 
     def close(self) -> None:
         with self._lock:

@@ -10,8 +10,12 @@ rows it replaced, so that what a change touched can be found without a walk of t
 
 An index is only trusted when :func:`format_version` matches: it is derived from everything a
 row's meaning depends on (these tables, the fields of :class:`~feeds.articles.Meta` and
-:class:`~feeds.records.Record`, and the code that parses articles and encodes rows), so no change
-to what rows hold can be missed by forgetting to bump a number.
+:class:`~feeds.records.Record`, and the code that parses articles, encodes rows and derives the
+tables), so no change to what rows hold can be missed by forgetting to bump a number.
+
+:func:`layout` is the part of it that says whether this code can read and write a file at all
+(the tables, the fields, the row and derivation code): an upgrade that keeps it can serve the
+previous version's rows while its own index is built (see ``docs/operations.md``, "Upgrades").
 """
 
 from __future__ import annotations
@@ -102,15 +106,20 @@ CODE = (
     "fields.py",
     "sources.py",
     "records.py",
-    "store/schema.py",
-    "store/rows.py",
 )
+LAYOUT_CODE = ("store/schema.py", "store/rows.py", "store/writes.py")
+
+
+def _hashed(described: object, code: tuple[str, ...]) -> str:
+    digest = hashlib.sha256(repr(described).encode())
+    for name in code:
+        digest.update(name.encode() + b"\0" + (_PACKAGE / name).read_bytes())
+    return digest.hexdigest()
 
 
 @cache
-def fingerprint() -> str:
-    """Everything the meaning of a stored row depends on, hashed."""
-    digest = hashlib.sha256()
+def layout() -> str:
+    """What reading and writing rows depends on: a file of another layout is never opened."""
     described = (
         COLUMNS,
         TABLES,
@@ -118,10 +127,13 @@ def fingerprint() -> str:
         [(f.name, str(f.type)) for f in fields(Meta)],
         [(f.name, str(f.type)) for f in fields(Record)],
     )
-    digest.update(repr(described).encode())
-    for name in CODE:
-        digest.update(name.encode() + b"\0" + (_PACKAGE / name).read_bytes())
-    return digest.hexdigest()
+    return _hashed(described, LAYOUT_CODE)[:16]
+
+
+@cache
+def fingerprint() -> str:
+    """Everything the meaning of a stored row depends on, hashed: the layout and the parsing."""
+    return _hashed(layout(), CODE)
 
 
 def format_version() -> int:

@@ -197,6 +197,38 @@ class LockFile:
         finally:
             os.close(fd)
 
+    def take(self) -> tuple[bool, int | None]:
+        """Try to hold the lock alone until the returned descriptor is closed: (taken, fd).
+        Where no lock file can be made there is no one to share with: (True, None)."""
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise Unusable(f"{self.path} is a symbolic link; lock files must be regular files") from None
+            return True, None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            return False, None
+        return True, fd
+
+    def share(self) -> int | None:
+        """Hold the lock shared until the returned descriptor is closed (None: no lock file can
+        be made here, so there is no one to share with). Waits while someone holds it alone."""
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise Unusable(f"{self.path} is a symbolic link; lock files must be regular files") from None
+            return None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH)
+        except OSError:
+            os.close(fd)
+            return None
+        return fd
+
 
 class Pool:
     """Reader connections of one process to one file: taken for one read, then given back.

@@ -33,6 +33,7 @@ from .schema import (
     TABLES,
     TAG,
     TOPIC,
+    layout,
 )
 
 _INSERT = f"INSERT OR REPLACE INTO files ({COLUMN_LIST}) VALUES ({', '.join('?' * len(NAMES))})"
@@ -50,8 +51,9 @@ def reset(db: sqlite3.Connection, key: str, version: int) -> None:
     db.execute(f"PRAGMA application_id = {APPLICATION_ID}")
     db.execute(f"PRAGMA user_version = {version}")
     db.execute(
-        "INSERT INTO info VALUES ('config', ?), ('complete', '0'), ('journal', ?)",
-        (key, secrets.token_hex(16)),
+        "INSERT INTO info VALUES"
+        " ('config', ?), ('complete', '0'), ('journal', ?), ('layout', ?), ('uses', '1')",
+        (key, secrets.token_hex(16), layout()),
     )
 
 
