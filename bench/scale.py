@@ -30,6 +30,7 @@ from pathlib import Path
 from run import (
     BENCH,
     BIN,
+    COUNT_STATUSES,
     FEED,
     REPO,
     archive,
@@ -181,18 +182,7 @@ def cold_side_by_side(config: Path, work: Path, against: Path, rounds: int = 1) 
     return {name: min(values) for name, values in found.items()}
 
 
-UPGRADE_WRK = """
-function delay() return 5 end
-local threads = {}
-function setup(thread) table.insert(threads, thread) end
-function init(args) statuses = {} end
-function response(status, headers, body) statuses[status] = (statuses[status] or 0) + 1 end
-function done(summary, latency, requests)
-  for _, t in ipairs(threads) do
-    for s, n in pairs(t:get('statuses')) do io.write(string.format('STATUS %d %d\\n', s, n)) end
-  end
-end
-"""
+UPGRADE_WRK = "function delay() return 5 end\n" + COUNT_STATUSES  # 5 ms between requests
 
 
 def _polling(port: int, work: Path, name: str) -> subprocess.Popen[str]:
@@ -271,7 +261,7 @@ def upgrade_costs(config: Path, work: Path, size: int) -> dict[str, float]:
                     "import feeds.cli as c; c.cli()",
                     "--config",
                     str(config),
-                    "check",
+                    "index",
                 ]
                 subprocess.run(argv, cwd=release, env={**os.environ, **env}, capture_output=True, check=False)
                 found[f"upgrade, {case}: feeds index building it first (s)"] = time.perf_counter() - started

@@ -17,7 +17,7 @@ import re
 import signal
 import time
 from collections.abc import Callable, Collection, Iterable, Iterator
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from urllib.parse import unquote
@@ -26,12 +26,13 @@ from .articles import Stamp
 from .config import SiteConfig
 from .pictures import media_url
 from .records import FirstSeen, Record, parse_file, refused
-from .sources import probe, scan
+from .sources import prefetch, probe, scan
 from .store import IndexStore, Reader, config_key
 
 log = logging.getLogger(__name__)
 PARALLEL_FROM = 5000  # a cold start with fewer files to parse stays in one process
 CHUNK = 2000
+PREFETCH = 4  # threads per parser process asking the kernel for the files of its chunk ahead
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
 _MISSING = re.compile(r"^(?:image: |picture )(?P<rel>.+): no such file")  # as parsing reports it
 
@@ -57,7 +58,10 @@ def _parse_into(config: SiteConfig, db_path: str, rels: list[str]) -> int:
     Rows go straight to the database rather than back through a pipe: the worker that started
     the pool would otherwise spend a core unpickling a million records.
     """
-    rows = [(rel, record) for rel, record in _parse_chunk(config, rels) if record is not None]
+    with ThreadPoolExecutor(PREFETCH, thread_name_prefix="feeds-prefetch") as readers:
+        for start in range(PREFETCH):  # the disk works on the files ahead while these parse
+            readers.submit(prefetch, config.articles_dir, rels[start::PREFETCH])
+        rows = [(rel, record) for rel, record in _parse_chunk(config, rels) if record is not None]
     IndexStore.append(Path(db_path), rows)
     return len(rows)
 

@@ -19,7 +19,7 @@ from click.testing import CliRunner
 
 from feeds import create_app
 from feeds.cli import cli
-from feeds.sources import Listed, Refused, read_source, scan
+from feeds.sources import Listed, Refused, prefetch, read_source, scan
 
 from conftest import NOW, MakeSite
 from support.waiting import PATIENCE
@@ -85,6 +85,22 @@ def test_a_named_pipe_is_refused_without_blocking(tmp_path: Path) -> None:
     os.mkfifo(tmp_path / "pipe.md")  # opening it for reading would wait for a writer for ever
     with pytest.raises(Refused, match="named pipe"):
         finishes(lambda: read_source(tmp_path, "pipe.md", 1 << 20))
+
+
+def test_prefetching_never_blocks_nor_opens_what_is_not_a_regular_file(tmp_path: Path) -> None:
+    """A cold start asks the kernel for the files ahead of its parsing: a pipe (opening it
+    would wait for a writer), a device, a socket, a missing or unreadable name are skipped."""
+    os.mkfifo(tmp_path / "pipe.md")
+    (tmp_path / "zero.md").symlink_to("/dev/zero")
+    server = socket.socket(socket.AF_UNIX)
+    server.bind(str(tmp_path / "sock.md"))
+    (tmp_path / "gut.md").write_text(GOOD)
+    names = ["pipe.md", "zero.md", "sock.md", "fehlt.md", "../" * 40 + "etc/shadow", "gut.md"]
+    try:
+        finishes(lambda: prefetch(tmp_path, names), seconds=10)
+    finally:
+        server.close()
+    assert read_source(tmp_path, "gut.md", 1 << 20).data.decode() == GOOD
 
 
 def test_a_socket_and_a_device_are_refused(tmp_path: Path) -> None:

@@ -174,60 +174,56 @@ class LockFile:
     def __init__(self, path: Path) -> None:
         self.path = path
 
-    @contextmanager
-    def hold(self, wait: bool = True) -> Iterator[bool]:
-        """Taken (True), or busy and not waited for (False)."""
+    def _open(self) -> int | None:
+        """The lock file's descriptor; None where no lock file can be made (no one to share with)."""
         try:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+            return os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
         except OSError as exc:
             if exc.errno == errno.ELOOP:
                 raise Unusable(f"{self.path} is a symbolic link; lock files must be regular files") from None
+            return None
+
+    @staticmethod
+    def _locked(fd: int, operation: int) -> int | None:
+        """``fd`` once ``flock(operation)`` succeeded; closed and None if it did not."""
+        try:
+            fcntl.flock(fd, operation)
+        except OSError:
+            os.close(fd)
+            return None
+        return fd
+
+    @contextmanager
+    def hold(self, wait: bool = True) -> Iterator[bool]:
+        """Taken (True), or busy and not waited for (False)."""
+        fd = self._open()
+        if fd is None:
             yield True
             return
+        fd = self._locked(fd, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
+        if fd is None:
+            yield False
+            return
         try:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError:
-                yield False
-                return
-            try:
-                yield True
-            finally:
-                fcntl.flock(fd, fcntl.LOCK_UN)
+            yield True
         finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)  # for every copy of the descriptor (a forked child's)
             os.close(fd)
 
     def take(self) -> tuple[bool, int | None]:
         """Try to hold the lock alone until the returned descriptor is closed: (taken, fd).
         Where no lock file can be made there is no one to share with: (True, None)."""
-        try:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
-        except OSError as exc:
-            if exc.errno == errno.ELOOP:
-                raise Unusable(f"{self.path} is a symbolic link; lock files must be regular files") from None
+        fd = self._open()
+        if fd is None:
             return True, None
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            os.close(fd)
-            return False, None
-        return True, fd
+        fd = self._locked(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return fd is not None, fd
 
     def share(self) -> int | None:
         """Hold the lock shared until the returned descriptor is closed (None: no lock file can
         be made here, so there is no one to share with). Waits while someone holds it alone."""
-        try:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
-        except OSError as exc:
-            if exc.errno == errno.ELOOP:
-                raise Unusable(f"{self.path} is a symbolic link; lock files must be regular files") from None
-            return None
-        try:
-            fcntl.flock(fd, fcntl.LOCK_SH)
-        except OSError:
-            os.close(fd)
-            return None
-        return fd
+        fd = self._open()
+        return None if fd is None else self._locked(fd, fcntl.LOCK_SH)
 
 
 class Pool:
