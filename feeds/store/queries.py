@@ -104,6 +104,17 @@ _SHOWN = " || char(31) || ".join(
 _RECENT = "f.entry = 1 AND f.published <= ? AND f.published > ? AND f.url = f.permalink"
 
 
+def _newest_first(now: datetime, after: After) -> tuple[str, list[object]]:
+    """``FROM`` to ``LIMIT ?`` of a walk of the visible articles in feed order, resumed after
+    ``after`` (keyset pagination), and its parameters but the limit."""
+    sql = " FROM files AS f WHERE f.entry = 1 AND f.published <= ?"
+    params: list[object] = [now.timestamp()]
+    if after is not None:
+        sql += " AND f.published <= ? AND (f.published < ? OR (f.published = ? AND f.id > ?))"
+        params += [after[0], after[0], after[0], after[1]]
+    return sql + " ORDER BY f.published DESC, f.id LIMIT ?", params
+
+
 def _key(meta: Meta) -> tuple[float, str]:
     return (-meta.published.timestamp(), meta.id)
 
@@ -281,40 +292,26 @@ class Reader:
 
     def published(self, now: datetime, after: After, size: int) -> tuple[list[Meta], After]:
         """Up to ``size`` visible articles after ``after`` in feed order, and where they end."""
-        sql = f"SELECT {_F} FROM files AS f WHERE f.entry = 1 AND f.published <= ?"
-        params: list[object] = [now.timestamp()]
-        if after is not None:
-            sql += " AND f.published <= ? AND (f.published < ? OR (f.published = ? AND f.id > ?))"
-            params += [after[0], after[0], after[0], after[1]]
-        rows = self._db.execute(f"{sql} ORDER BY f.published DESC, f.id LIMIT ?", (*params, size)).fetchall()
+        tail, params = _newest_first(now, after)
+        rows = self._db.execute(f"SELECT {_F}{tail}", (*params, size)).fetchall()
         end = (rows[-1]["published"], rows[-1]["id"]) if len(rows) == size else None
         return self._metas(rows), end
 
     def page_keys(self, now: datetime, after: After, size: int) -> tuple[list[PageKey], After]:
         """(permalink, path, digest, published, updated, topic and tag slugs) of visible
         articles, without decoding."""
-        sql = (
-            "SELECT permalink, path, digest, published, updated, id, topics, tags FROM files "
-            "WHERE entry = 1 AND published <= ?"
-        )
-        params: list[object] = [now.timestamp()]
-        if after is not None:
-            sql += " AND published <= ? AND (published < ? OR (published = ? AND id > ?))"
-            params += [after[0], after[0], after[0], after[1]]
-        rows = self._db.execute(f"{sql} ORDER BY published DESC, id LIMIT ?", (*params, size)).fetchall()
+        tail, params = _newest_first(now, after)
+        sql = f"SELECT f.permalink, f.path, f.digest, f.published, f.updated, f.id, f.topics, f.tags{tail}"
+        rows = self._db.execute(sql, (*params, size)).fetchall()
         end = (rows[-1][3], rows[-1][5]) if len(rows) == size else None
         return [(r[0], r[1], r[2], r[3], r[4], _slugs(r[6], r[7])) for r in rows], end
 
     def page_rows(self, now: datetime, after: After, size: int) -> tuple[list[PageRow], After]:
         """(id, permalink, digest, updated, what the page shows of it) of visible articles in
         feed order: what a static export names its pages by and keys them with."""
-        sql = f"SELECT f.id, f.permalink, f.digest, f.updated, {_SHOWN}, f.published FROM files AS f "
-        sql += "WHERE f.entry = 1 AND f.published <= ?"
-        params: list[object] = [now.timestamp()]
-        if after is not None:
-            sql += " AND f.published <= ? AND (f.published < ? OR (f.published = ? AND f.id > ?))"
-            params += [after[0], after[0], after[0], after[1]]
-        rows = self._db.execute(f"{sql} ORDER BY f.published DESC, f.id LIMIT ?", (*params, size)).fetchall()
+        tail, params = _newest_first(now, after)
+        sql = f"SELECT f.id, f.permalink, f.digest, f.updated, {_SHOWN}, f.published{tail}"
+        rows = self._db.execute(sql, (*params, size)).fetchall()
         end = (rows[-1][5], rows[-1][0]) if len(rows) == size else None
         return [(r[0], r[1], r[2], r[3], r[4]) for r in rows], end
 
@@ -596,11 +593,9 @@ class Reader:
         at = now.timestamp()
 
         def count(where: str, *params: object, cap: int | None = None) -> int:
-            sql = f"SELECT 1 FROM {table} {where}"
-            if cap is not None:
-                sql = f"SELECT count(*) FROM ({sql} LIMIT {int(cap)})"
-            else:
-                sql = f"SELECT count(*) FROM {table} {where}"
+            sql = f"SELECT count(*) FROM {table} {where}"
+            if cap is not None:  # stop counting there
+                sql = f"SELECT count(*) FROM (SELECT 1 FROM {table} {where} LIMIT {int(cap)})"
             return int(self._db.execute(sql, (*params_, *params)).fetchone()[0])
 
         cap = max(total // 2, 1)
