@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import logging
 import os
 import stat
@@ -45,7 +46,7 @@ from importlib import metadata
 from itertools import islice
 from pathlib import Path
 
-from . import catalogue
+from . import catalogue, rebuild
 from .archives import archive_pages
 from .assets import MEDIA, STATIC, Folder
 from .bodies import SETTLE_SECONDS
@@ -67,13 +68,20 @@ from .outfolder import (
     check_target,
     clean_leftovers,
     discard_old,
+    exchange,
     has_marker,
     is_relative_path,
+    keep_spare,
     lock,
     read_manifest,
+    read_mark,
+    record_lines,
     remove_work_folder,
+    scan_files,
+    spare_folder,
     stamp_of,
     walk,
+    with_records,
     work_folder,
 )
 from .site import Site
@@ -162,13 +170,13 @@ class _Plan:
     moves; when it does, everything is rendered again).
     """
 
-    def __init__(self, site: Site) -> None:
+    def __init__(self, site: Site, code: str) -> None:
         self.site = site
         self.config = site.config
         self.view = site.view()
         with site.read() as (reader, _):
             names = (reader.all_spellings(TOPIC), reader.all_spellings(TAG))
-        self.setting = _digest((self.config, _code(), names))
+        self.setting = _digest((self.config, code, names))
 
     def jobs(self) -> Iterator[Job]:
         yield from self._few()
@@ -181,6 +189,18 @@ class _Plan:
         sitemap = _SitemapKeys(self.site, self.setting)
         yield from self._articles(sitemap)
         yield from sitemap.jobs()
+
+    def always(self) -> Iterator[Job]:
+        """What a build looks at whatever changed: the few documents rendered anyway, the files
+        copied as they are (by their version), and the feeds with a window, which the clock
+        changes."""
+        yield from self._few()
+        yield from self._files(STATIC, catalogue.STATIC, self.site.asset_paths())
+        yield from self._files(MEDIA, catalogue.MEDIA, self.site.picture_paths())
+        for name in sorted(self.view.specs):
+            if self.view.specs[name].span:
+                yield from self._feed(name)
+                yield from self._archive(name)
 
     def _few(self) -> Iterator[Job]:
         for kind in (catalogue.INDEX, catalogue.OPML, catalogue.ROBOTS, catalogue.SITEMAP):
@@ -295,11 +315,22 @@ class _Writer:
     ``old``: the old export's manifest, None to render and write everything.
     """
 
-    def __init__(self, site: Site, out: Path, tmp: Path, old: Manifest | None, foreign: Tree) -> None:
+    def __init__(
+        self,
+        site: Site,
+        out: Path,
+        tmp: Path,
+        old: Manifest | None,
+        foreign: Tree,
+        mark: dict[str, object],
+        updating: bool = False,
+    ) -> None:
         self.site, self.out, self.tmp, self.old, self.foreign = site, out, tmp, old, foreign
-        self.manifest = ManifestWriter(tmp / MANIFEST)
+        self.updating = updating  # tmp holds an earlier export's files: replace, never write into them
+        self.manifest = ManifestWriter(tmp / MANIFEST, mark)
         self.tally = _Tally()
         self.made: set[str] = set()  # folders made in tmp
+        self.recorded: set[str] = set()  # documents in the new manifest
         self._foreign_files = set(foreign.files)
         self._checked: set[str] = set()  # folders whose ancestors were checked for clashes
         self._store = site.view().store
@@ -325,6 +356,7 @@ class _Writer:
         try:
             doc = self.site.document(job.kind, job.params, keep=False)
         except NotFound:  # gone since the listing, or changed into something refused: not exported
+            self.remove(rel)
             return True
         except Unsettled:
             return False
@@ -350,6 +382,7 @@ class _Writer:
 
     def _done(self, record: Record, reused: bool) -> None:
         self.manifest.add(record)
+        self.recorded.add(record.rel)
         self.tally.documents += 1
         if reused:
             self.tally.reused += 1
@@ -390,13 +423,32 @@ class _Writer:
             (self.tmp / parent).mkdir(parents=True, exist_ok=True)
             self.made.update([*ancestors(rel)])
 
+    def remove(self, rel: str) -> None:
+        """``rel`` and its twin out of the tree being updated (an earlier export's files there
+        are ours: the spare holds nothing else)."""
+        if self.updating:
+            for name in (rel, f"{rel}.gz"):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(f"{self.tmp}/{name}")
+
+    def take(self, rel: str) -> bool:
+        """The live export's file and twin in place of the spare's (a document that changed
+        before the last build and not since); False when the live export has none."""
+        self.remove(rel)
+        if self.old is None or rel not in self.old or self._found(rel) is None:
+            return False
+        self._link(rel)
+        return True
+
     def _link(self, rel: str) -> None:
         self._folder(rel)
+        self.remove(rel)
         for name in (rel, f"{rel}.gz"):
             os.link(f"{self.out}/{name}", f"{self.tmp}/{name}", follow_symlinks=False)
 
     def _write(self, rel: str, doc: Document, mtime_ns: int) -> Stamp:
         self._folder(rel)
+        self.remove(rel)  # the spare's file may be a link to the live export's: never written into
         target = self.tmp / rel
         twin = self.tmp / f"{rel}.gz"
         target.write_bytes(doc.body)
@@ -406,6 +458,12 @@ class _Writer:
         stamp = stamp_of(os.lstat(target), os.lstat(twin))
         assert stamp is not None, target
         return stamp
+
+    def carry(self, line: str) -> None:
+        """A record of the live export taken over as it is (its files are already in place)."""
+        self.manifest.add_line(line)
+        self.tally.documents += 1
+        self.tally.reused += 1
 
 
 def _job_key(job: Job) -> str:
@@ -431,15 +489,101 @@ def _write_all(writer: _Writer, jobs: Iterable[Job], attempts: int = 3) -> None:
         )
 
 
+# -- bringing the spare up to date ---------------------------------------------------------------------
+
+# Export paths of the documents looked at on every build (:meth:`_Plan.always`) that are not a
+# fixed name: files copied as they are.
+_COPIED = tuple(f"{kind.place.export.partition('{')[0]}" for kind in (catalogue.STATIC, catalogue.MEDIA))
+
+
+@dataclass(frozen=True)
+class _Update:
+    """What changed since the live export was built (render these again) and since the spare
+    was (take these over from the live export)."""
+
+    live: rebuild.Changed
+    spare: rebuild.Changed
+
+
+def _is_spare(folder: Path) -> bool:
+    try:
+        return stat.S_ISDIR(folder.lstat().st_mode) and has_marker(folder)
+    except OSError:
+        return False
+
+
+def _update_plan(site: Site, out: Path, ours: Manifest, spare: Path, code: str) -> _Update | None:
+    """How to bring the spare to the export of now, when the marks on it and on the live export
+    tell; None: build a whole new tree."""
+    if ours.mark is None or not ours.untouched or not _is_spare(spare):
+        return None  # a file of the live export edited by hand: only a look at every one tells
+    live_mark = rebuild.read_mark(site, ours.mark, code)
+    spare_mark = rebuild.read_mark(site, read_mark(spare), code)
+    if live_mark is None or spare_mark is None:
+        return None
+    live = rebuild.since(site, live_mark, lambda rel: os.path.lexists(out / rel))
+    if live is None:
+        return None
+    earlier = rebuild.since(site, spare_mark, lambda rel: os.path.lexists(spare / rel))
+    return None if earlier is None else _Update(live, earlier)
+
+
+@dataclass(frozen=True)
+class _Steps:
+    """How the spare becomes the new export: ``jobs`` looked at (rendered, or linked by key),
+    ``taken`` over from the live export, ``gone``."""
+
+    jobs: dict[str, Job]
+    taken: list[str]
+    gone: set[str]
+
+
+def _steps(update: _Update, always: Iterable[Job]) -> _Steps:
+    jobs = {job.rel: job for job in always}
+    for kind, params, rel in update.live.documents:
+        jobs.setdefault(rel, Job(rel, kind, params))
+    gone = (set(update.live.gone) | set(update.spare.gone)) - jobs.keys()
+    taken = [rel for _, _, rel in update.spare.documents if rel not in jobs and rel not in gone]
+    return _Steps(jobs, list(dict.fromkeys(taken)), gone)
+
+
+def _update(writer: _Writer, steps: _Steps, ours: Manifest) -> None:
+    """Turn the spare (in ``writer.tmp``) into the new export: the documents that changed since
+    the live export was built are rendered (and linked from it where their bytes did not
+    change), those that changed only before are linked from it, pages now gone are removed, and
+    every other record of the live manifest is taken over, its file being the same in both."""
+    gone = set(steps.gone)
+    for rel in steps.taken:
+        if not writer.take(rel):
+            gone.add(rel)
+    for rel in gone:
+        writer.remove(rel)
+    for prefix in _COPIED:  # copied files no longer there
+        for rel, entry in scan_files(writer.tmp, prefix):
+            twin_of = rel.removesuffix(".gz")
+            if (
+                rel not in steps.jobs
+                and twin_of not in steps.jobs
+                and not entry.is_dir(follow_symlinks=False)
+            ):
+                os.unlink(entry.path)
+    _write_all(writer, steps.jobs.values())
+    skip = {json.dumps(rel, ensure_ascii=False) for rel in (writer.recorded | gone | steps.jobs.keys())}
+    copied = tuple(f'"{prefix}' for prefix in _COPIED)
+    for encoded, line in record_lines(writer.out, ours):
+        if encoded not in skip and not encoded.startswith(copied):
+            writer.carry(line)
+
+
 # -- build ---------------------------------------------------------------------------------------------
 
 
-def _survey(out: Path, force: bool) -> tuple[Manifest | None, Tree]:
-    """The old export's manifest, and what in ``out`` we did not write; or a refusal when that
-    cannot be known."""
+def _survey(out: Path, force: bool, light: bool = False) -> tuple[Manifest | None, Tree]:
+    """The old export's manifest (``light``: see :func:`read_manifest`), and what in ``out`` we
+    did not write; or a refusal when that cannot be known."""
     if not os.path.lexists(out):
         return None, Tree()
-    ours = read_manifest(out)
+    ours = read_manifest(out, light)
     tree = walk(out, skip=ours.__contains__ if ours is not None else None)
     if ours is None and (tree.files or tree.dirs) and not force:
         raise ExportRefused(
@@ -501,18 +645,35 @@ def build(site: Site, out: Path, *, force: bool = False, full: bool = False) -> 
     out.parent.mkdir(parents=True, exist_ok=True)
     with lock(out.parent):
         clean_leftovers(out)
-        ours, foreign = _survey(out, force)  # before rendering: a refusal should not take minutes
+        spare = spare_folder(out)
+        ours, foreign = _survey(out, force, light=not full and _is_spare(spare))  # a refusal comes first
         files = set(foreign.files)
         bookkeeping = [rel for rel in BOOKKEEPING if rel in files or rel in foreign.dirs]
         if bookkeeping:
             _refuse_clashes(out, bookkeeping)
         tmp, old = work_folder(out, "tmp"), work_folder(out, "old")
-        tmp.mkdir(mode=0o700)
+        code = _code()
+        update = None if full or ours is None else _update_plan(site, out, ours, spare, code)
+        if update is None and ours is not None and ours.light:
+            ours = read_manifest(out)  # all of it: documents are reused by key or bytes
+        if update is None and _is_spare(spare):
+            discard_old(spare, out)  # too old to bring up to date: what is ours in it goes
         writer: _Writer | None = None
         try:
-            (tmp / MARKER).write_bytes(MARKER_BYTES)
-            writer = _Writer(site, out, tmp, None if full else ours, foreign)
-            _write_all(writer, _Plan(site).jobs())
+            if update is not None and ours is not None:
+                os.replace(spare, tmp)
+                (tmp / MANIFEST).unlink()  # a work folder from here on, until its new manifest
+                mark = rebuild.mark_data(update.live.mark, code)
+                steps = _steps(update, _Plan(site, code).always())
+                known = with_records(out, ours, [*steps.jobs, *steps.taken])
+                writer = _Writer(site, out, tmp, known, foreign, mark, updating=True)
+                _update(writer, steps, ours)
+            else:
+                mark = rebuild.mark_data(rebuild.start(site), code)
+                tmp.mkdir(mode=0o700)
+                (tmp / MARKER).write_bytes(MARKER_BYTES)
+                writer = _Writer(site, out, tmp, None if full else ours, foreign, mark)
+                _write_all(writer, _Plan(site, code).jobs())
             writer.manifest.close()
             _carry(out, tmp, foreign, writer.made)
             tmp.chmod(0o755)
@@ -523,7 +684,7 @@ def build(site: Site, out: Path, *, force: bool = False, full: bool = False) -> 
             with contextlib.suppress(OSError):
                 remove_work_folder(tmp)
             raise
-        if os.path.lexists(old):
+        if os.path.lexists(old) and not _kept(old, out, ours, foreign, mark):
             discard_old(old, out, ours)
     t = writer.tally
     done = Exported(t.documents, t.rendered, t.written, t.reused, time.monotonic() - started)
@@ -539,17 +700,46 @@ def build(site: Site, out: Path, *, force: bool = False, full: bool = False) -> 
     return done
 
 
+def _kept(old: Path, out: Path, ours: Manifest | None, foreign: Tree, mark: dict[str, object]) -> bool:
+    """Whether the replaced export was kept as the next build's spare (the new export is in
+    place already: a failure here only costs the next build time)."""
+    earlier = ours.mark if ours is not None else None
+    useful = earlier is not None and all(earlier.get(k) == mark[k] for k in ("journal", "code", "setting"))
+    try:
+        return keep_spare(old, out, ours, foreign, useful)
+    except OSError as exc:
+        log.warning("cannot keep %s for the next build (%s); it links every file again", old, exc)
+        return False
+
+
 def _swap(tmp: Path, out: Path, old: Path) -> None:
+    """The new tree in place of ``out`` in one step, the old one at ``old``.
+
+    The new tree is named like an old one first, so a build killed at any moment leaves trees
+    that the next build's :func:`clean_leftovers` treats rightly (an old tree's files that are
+    not ours are never deleted; the new one holds nothing but ours and links)."""
     if not os.path.lexists(out):
         os.replace(tmp, out)
         return
-    os.replace(out, old)
+    marked = has_marker(out)
     try:
-        if not has_marker(old):  # an export of ours has it already; a forced folder gets it now
-            (old / MARKER).write_bytes(MARKER_BYTES)
-        os.replace(tmp, out)
+        if not marked:  # an export of ours has it already; a forced folder gets it now
+            (out / MARKER).write_bytes(MARKER_BYTES)
+        os.replace(tmp, old)
+        try:
+            if exchange(old, out):
+                return
+        except BaseException:
+            os.replace(old, tmp)
+            raise
+        os.replace(old, tmp)  # no exchange here: two renames, and a moment without the export
+        os.replace(out, old)
+        try:
+            os.replace(tmp, out)
+        except BaseException:
+            os.replace(old, out)
+            raise
     except BaseException:
-        os.replace(old, out)
-        if read_manifest(out) is None:
+        if not marked and read_manifest(out) is None:
             (out / MARKER).unlink(missing_ok=True)
         raise

@@ -10,6 +10,8 @@ what a build created is ever cleaned up after it.
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import errno
 import fcntl
 import io
 import itertools
@@ -21,7 +23,7 @@ import shutil
 import stat
 from array import array
 from bisect import bisect_left
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -34,7 +36,7 @@ MANIFEST = ".feeds-export.json"
 MARKER = ".feeds-build"  # identifies folders this module created; written first, kept in the export
 MARKER_BYTES = b"written by feeds build (see .feeds-export.json)\n"
 GENERATOR = "feeds"
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 BOOKKEEPING = frozenset({MANIFEST, MARKER})
 _MANIFEST_LIMIT = 64 << 20  # of a version 1 manifest: one of 100,000 articles is under 10 MB
 _WORK_FOLDER = re.compile(r"\.(?P<name>.+)\.feeds-(?P<kind>tmp|old)-(?P<pid>[1-9][0-9]*)")
@@ -113,22 +115,29 @@ def check_target(site: SiteConfig, state_dir: Path | None, out: Path) -> Path:
 # its file without rendering it: the digest of what its bytes depend on (``key``, empty when
 # only rendering tells), the digest of its bytes (its ETag), and the file's and twin's stat as
 # written (mtime, size, inode). It is one JSON document laid out one record a line, so that a
-# million records are read as a stream into compact digests, never into a list.
+# million records are read as a stream into compact digests, never into a list. Version 3 adds,
+# on the header line, the ``mark``: where in the index's journal the export stands
+# (:mod:`feeds.rebuild`), so that the next build finds what changed without a walk.
 
 
 def is_relative_path(rel: object) -> bool:
     """True for a plain relative path that stays inside the folder it is joined to."""
     if not isinstance(rel, str) or not rel or rel.startswith("/") or "\\" in rel or "\0" in rel:
         return False
-    return all(part not in ("", ".", "..") for part in rel.split("/"))
+    parts = rel.split("/")
+    return "" not in parts and "." not in parts and ".." not in parts
 
 
-_HEADER = f'{{"generator": "{GENERATOR}", "version": {FORMAT_VERSION}, "documents": [\n'
+_HEADER_V2 = f'{{"generator": "{GENERATOR}", "version": 2, "documents": [\n'
+_HEADER_START = f'{{"generator": "{GENERATOR}", "version": {FORMAT_VERSION}, "mark": '.encode()
+_HEADER_END = b', "documents": [\n'
 _FOOTER = "]}\n"
+_MARK_LIMIT = 16 << 20  # the mark names every topic and tag: a few MB for the largest sites
 _LINE_LIMIT = 16 << 10  # an article id is at most a few hundred characters
 _RECORDS_LIMIT = 20_000_000  # documents: an export of ten million articles has about 12 million
 _HEX32 = re.compile(r"[0-9a-f]{32}")
 _INT_MAX = 1 << 63
+_INTS = [int] * 5  # the types of a record's numbers
 
 
 @dataclass(frozen=True)
@@ -183,7 +192,7 @@ def _record(fields: object) -> Record | None:
         return None
     if not isinstance(etag, str) or not _HEX32.fullmatch(etag):
         return None
-    if not all(type(n) is int and 0 <= n < _INT_MAX for n in numbers):
+    if list(map(type, numbers)) != _INTS or min(numbers) < 0 or max(numbers) >= _INT_MAX:
         return None
     return Record(rel, key, etag, *numbers)
 
@@ -212,10 +221,10 @@ class Digests:
                 self._keys[i] = array("q", sorted(keys))
             else:
                 order = sorted(range(len(keys)), key=keys.__getitem__)
-                self._keys[i] = array("q", (keys[j] for j in order))
+                self._keys[i] = array("q", [keys[j] for j in order])
                 old = self._values[i]
-                self._values[i] = bytearray(b"".join(old[j * 16 : j * 16 + 16] for j in order))
-            unique = unique and all(a != b for a, b in zip(self._keys[i], self._keys[i][1:], strict=False))
+                self._values[i] = bytearray(b"".join([old[j * 16 : j * 16 + 16] for j in order]))
+            unique = unique and len(set(keys)) == len(keys)
         self._sorted = True
         return unique
 
@@ -260,6 +269,10 @@ class Manifest:
     by_key: Digests = field(default_factory=lambda: Digests(payload=True))  # -> the ETag
     by_bytes: Digests = field(default_factory=Digests)
     documents: int = 0
+    mark: dict[str, object] | None = None  # version 3: where the export stands in the index
+    identity: tuple[int, int, int, int] = (0, 0, 0, 0)  # the file read: device, inode, size, mtime
+    light: bool = False  # read for an update: files only (by_key and by_bytes empty), checked
+    untouched: bool = False  # light: every file listed is still the one written (see read_manifest)
 
     def __contains__(self, rel: str) -> bool:
         return rel in BOOKKEEPING or file_digest(rel) in self.files
@@ -273,18 +286,27 @@ class Manifest:
         return bytes_digest(rel, etag, found) in self.by_bytes
 
 
-class ManifestWriter:
-    """Writes a version 2 manifest one record at a time (a million of them never sit in memory)."""
+def _header(mark: Mapping[str, object]) -> str:
+    shown = json.dumps(mark, ensure_ascii=False, sort_keys=True)
+    return _HEADER_START.decode() + shown + _HEADER_END.decode()
 
-    def __init__(self, path: Path) -> None:
+
+class ManifestWriter:
+    """Writes a version 3 manifest one record at a time (a million of them never sit in memory)."""
+
+    def __init__(self, path: Path, mark: Mapping[str, object]) -> None:
         self._file = path.open("w", encoding="utf-8")
-        self._file.write(_HEADER)
+        self._file.write(_header(mark))
         self._pending: str | None = None
 
     def add(self, record: Record) -> None:
+        self.add_line(record.line())
+
+    def add_line(self, line: str) -> None:
+        """A record as another manifest of ours wrote it (see :func:`record_lines`)."""
         if self._pending is not None:
             self._file.write(self._pending + ",\n")
-        self._pending = record.line()
+        self._pending = line
 
     def close(self) -> None:
         if self._pending is not None:
@@ -296,10 +318,11 @@ class ManifestWriter:
         self._file.close()
 
 
-def manifest_bytes(records: Iterable[Record]) -> bytes:
-    """A whole version 2 manifest (tests, small exports)."""
+def manifest_bytes(records: Iterable[Record], mark: Mapping[str, object] | None = None) -> bytes:
+    """A whole manifest (tests, small exports): version 3, or version 2 without a mark."""
     lines = [r.line() for r in records]
-    return (_HEADER + ",\n".join(lines) + ("\n" if lines else "") + _FOOTER).encode()
+    header = _HEADER_V2 if mark is None else _header(mark)
+    return (header + ",\n".join(lines) + ("\n" if lines else "") + _FOOTER).encode()
 
 
 def _open_regular(path: Path) -> io.BufferedReader | None:
@@ -326,22 +349,78 @@ def _read_regular(path: Path, limit: int) -> bytes | None:
         return handle.read(limit + 1)
 
 
-def read_manifest(folder: Path) -> Manifest | None:
+def read_manifest(folder: Path, light: bool = False) -> Manifest | None:
     """What an export in ``folder`` says it wrote, or None when it is not provably an export.
 
     Anything unexpected counts as "not an export": the manifest decides what gets deleted and
     which files are reused unread, so a hand-edited, truncated or planted one must never be
     trusted. Reading costs at most one pass over the file, in bounded lines.
+
+    ``light`` (a version 3 manifest, for a build that updates the spare): only which files are
+    ours is kept, and every file listed is compared with its record on the way
+    (``untouched``); :func:`with_records` adds what reusing a few of them needs.
     """
     handle = _open_regular(folder / MANIFEST)
     if handle is None:
         return None
     with handle:
-        first = handle.readline(_LINE_LIMIT)
-        if first == _HEADER.encode():
-            return _read_v2(handle)
+        first = handle.readline(_MARK_LIMIT)
+        if first == _HEADER_V2.encode():
+            return _read_v2(handle, 2)
+        if first.startswith(_HEADER_START) and first.endswith(_HEADER_END):
+            mark = _mark(first[len(_HEADER_START) : -len(_HEADER_END)])
+            manifest = (
+                _read_v2(handle, FORMAT_VERSION, folder if light else None) if mark is not None else None
+            )
+            if manifest is not None:
+                st = os.fstat(handle.fileno())
+                manifest.mark = mark
+                manifest.identity = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+            return manifest
         handle.seek(0)
         return _read_v1(handle.read(_MANIFEST_LIMIT + 1))
+
+
+def _mark(raw: bytes) -> dict[str, object] | None:
+    try:
+        mark = json.loads(raw)
+    except ValueError:  # includes UnicodeDecodeError
+        return None
+    return mark if isinstance(mark, dict) else None
+
+
+def read_mark(folder: Path) -> dict[str, object] | None:
+    """The mark on a version 3 manifest's first line, without reading its records."""
+    handle = _open_regular(folder / MANIFEST)
+    if handle is None:
+        return None
+    with handle:
+        first = handle.readline(_MARK_LIMIT)
+    if not (first.startswith(_HEADER_START) and first.endswith(_HEADER_END)):
+        return None
+    return _mark(first[len(_HEADER_START) : -len(_HEADER_END)])
+
+
+def record_lines(folder: Path, manifest: Manifest) -> Iterator[tuple[str, str]]:
+    """(the record's path as JSON, the record's line) of every record of the version 3 manifest
+    ``manifest`` was read from, once more, for a build that takes most of them over as they are.
+    The file must be the one read then (:class:`ExportRefused` otherwise), so the records are
+    those that were checked; the path is cut from each line, not parsed again."""
+    handle = _open_regular(folder / MANIFEST)
+    if handle is None:
+        raise ExportRefused(f"{folder / MANIFEST} changed while the export was rebuilt; build again")
+    with handle:
+        st = os.fstat(handle.fileno())
+        if (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns) != manifest.identity:
+            raise ExportRefused(f"{folder / MANIFEST} changed while the export was rebuilt; build again")
+        handle.readline(_MARK_LIMIT)
+        end = _FOOTER.encode()
+        for raw in handle:
+            if raw == end:
+                return
+            line = raw.decode().rstrip("\n").removesuffix(",")
+            # A JSON string's quotes inside are escaped, so the first '", "' ends the path.
+            yield line[1 : line.index('", "') + 1], line
 
 
 def _read_v1(raw: bytes) -> Manifest | None:
@@ -368,8 +447,9 @@ def _read_v1(raw: bytes) -> Manifest | None:
     return manifest
 
 
-def _read_v2(handle: io.BufferedReader) -> Manifest | None:
-    manifest = Manifest(version=FORMAT_VERSION)
+def _read_v2(handle: io.BufferedReader, version: int, checked: Path | None = None) -> Manifest | None:
+    """``checked``: read light, comparing each record with the files in that folder."""
+    manifest = Manifest(version=version, light=checked is not None, untouched=checked is not None)
     end = _FOOTER.encode()
     line = handle.readline(_LINE_LIMIT)
     while line != end:
@@ -387,9 +467,10 @@ def _read_v2(handle: io.BufferedReader) -> Manifest | None:
         rel = record.rel
         manifest.files.add(file_digest(rel))
         manifest.files.add(file_digest(rel + ".gz"))
-        if record.key:
-            manifest.by_key.add(key_digest(rel, record.key, record.stamp), bytes.fromhex(record.etag))
-        manifest.by_bytes.add(bytes_digest(rel, record.etag, record.stamp))
+        if checked is not None:
+            manifest.untouched = manifest.untouched and _stamp_in(checked, rel) == record.stamp
+        else:
+            _add_record(manifest, record)
         line = handle.readline(_LINE_LIMIT)
         if more == (line == end):
             return None  # a comma before the end, or a record without one before another
@@ -402,6 +483,35 @@ def _read_v2(handle: io.BufferedReader) -> Manifest | None:
     return manifest
 
 
+def _add_record(manifest: Manifest, record: Record) -> None:
+    if record.key:
+        manifest.by_key.add(key_digest(record.rel, record.key, record.stamp), bytes.fromhex(record.etag))
+    manifest.by_bytes.add(bytes_digest(record.rel, record.etag, record.stamp))
+
+
+def _stamp_in(folder: Path, rel: str) -> Stamp | None:
+    try:
+        return stamp_of(os.lstat(f"{folder}/{rel}"), os.lstat(f"{folder}/{rel}.gz"))
+    except (OSError, ValueError):
+        return None
+
+
+def with_records(folder: Path, manifest: Manifest, rels: Iterable[str]) -> Manifest:
+    """A light ``manifest`` with what reusing the files of ``rels`` needs (their records, read
+    again from the same file)."""
+    wanted = {json.dumps(rel, ensure_ascii=False) for rel in rels}
+    found = Manifest(manifest.version, manifest.files, documents=manifest.documents, mark=manifest.mark)
+    found.identity, found.untouched = manifest.identity, manifest.untouched
+    for encoded, line in record_lines(folder, manifest):
+        if encoded in wanted:
+            record = _record(json.loads(line))
+            if record is not None:
+                _add_record(found, record)
+    found.by_key.seal()
+    found.by_bytes.seal()
+    return found
+
+
 # -- walking a tree without following links -------------------------------------------------------
 
 
@@ -410,6 +520,8 @@ class Tree:
     files: list[str] = field(default_factory=list)  # everything but real folders, symlinks included
     dirs: dict[str, int] = field(default_factory=dict)  # folder -> mode, parents before children
     empty: list[str] = field(default_factory=list)
+    mtimes: dict[str, int] = field(default_factory=dict)  # folder -> mtime when walked
+    top: int | None = None  # the mtime of the folder walked
 
 
 def scan(root: Path) -> Iterator[tuple[str, os.DirEntry[str]]]:
@@ -430,16 +542,29 @@ def scan(root: Path) -> Iterator[tuple[str, os.DirEntry[str]]]:
         stack.extend(reversed(below))
 
 
+def scan_files(root: Path, prefix: str) -> Iterator[tuple[str, os.DirEntry[str]]]:
+    """:func:`scan` of the folder ``prefix`` (ending in "/") under ``root``, named from ``root``."""
+    try:
+        if not stat.S_ISDIR((root / prefix).lstat().st_mode):
+            return
+    except OSError:
+        return
+    for rel, entry in scan(root / prefix):
+        yield prefix + rel, entry
+
+
 def walk(root: Path, skip: Callable[[str], bool] | None = None) -> Tree:
     """The tree under ``root``; files for which ``skip`` says True are left out (not held)."""
-    tree = Tree()
+    tree = Tree(top=_mtime(root))
     has_entries: set[str] = set()
     for rel, entry in scan(root):
         parent = rel.rpartition("/")[0]
         if parent:
             has_entries.add(parent)
         if entry.is_dir(follow_symlinks=False):
-            tree.dirs[rel] = entry.stat(follow_symlinks=False).st_mode
+            st = entry.stat(follow_symlinks=False)
+            tree.dirs[rel] = st.st_mode
+            tree.mtimes[rel] = st.st_mtime_ns
         elif skip is None or not skip(rel):
             tree.files.append(rel)
     tree.files.sort()
@@ -469,6 +594,82 @@ def same_entry(a: Path, b: Path) -> bool:
 
 def work_folder(out: Path, kind: str) -> Path:
     return out.parent / f".{out.name}.feeds-{kind}-{os.getpid()}"
+
+
+def spare_folder(out: Path) -> Path:
+    """Where the export replaced last time is kept: the next build updates it in place (a few
+    files) instead of linking a whole new tree, then swaps it in."""
+    return out.parent / f".{out.name}.feeds-spare"
+
+
+_RENAME_EXCHANGE = 2
+_AT_FDCWD = -100
+
+
+def exchange(a: Path, b: Path) -> bool:
+    """Swap two folders in one step (``renameat2`` with ``RENAME_EXCHANGE``), so that a web
+    server serving ``b`` sees the old tree or the new one, never neither. False where the
+    system or file system cannot (the caller then renames twice)."""
+    try:
+        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
+    except (OSError, AttributeError):
+        return False
+    renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    renameat2.restype = ctypes.c_int
+    if renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.ENOSYS, errno.EINVAL, errno.ENOTSUP):
+        return False
+    raise OSError(err, os.strerror(err), str(a), None, str(b))
+
+
+def keep_spare(old: Path, out: Path, ours: Manifest | None, foreign: Tree, useful: bool) -> bool:
+    """Keep ``old``, the export just replaced, as the next build's spare; False (nothing kept,
+    ``old`` as it was but for entries ``out`` provably holds) when it is not exactly ours.
+
+    The spare must hold nothing but files its manifest lists: what was not ours (``foreign``,
+    as surveyed before the build) went into ``out`` by hard links and is removed from ``old``
+    only when ``out`` still holds the same file. A folder changed since the survey (a file
+    written into the export during the build) or a symlink means it is not exactly ours.
+    ``useful``: whether the next build can bring it up to date (it is an export of the same
+    index and code as ``out``); one it cannot would only be deleted then.
+    """
+    if not useful or ours is None or ours.mark is None:
+        return False
+    if (
+        foreign.top is None
+        or _mtime(old) != foreign.top
+        or any(_mtime(old / rel) != mtime for rel, mtime in foreign.mtimes.items())
+    ):
+        log.info("not keeping %s for the next build: it changed while the export was rebuilt", old)
+        return False
+    for rel in foreign.files:
+        if not same_entry(old / rel, out / rel) or (old / rel).is_symlink():
+            log.info("not keeping %s for the next build: %s is not ours", old, rel)
+            return False
+        (old / rel).unlink()
+    for rel in sorted(foreign.dirs, reverse=True):  # what is left empty held foreign files only
+        with contextlib.suppress(OSError):
+            (old / rel).rmdir()
+    spare = spare_folder(out)
+    if os.path.lexists(spare):
+        if not spare.is_dir() or spare.is_symlink() or not has_marker(spare):
+            log.warning("%s is not a spare export of feeds; the next build links every file", spare)
+            return False
+        discard_old(spare, out)
+        if os.path.lexists(spare):
+            return False
+    os.replace(old, spare)
+    return True
+
+
+def _mtime(path: Path) -> int | None:
+    try:
+        st = path.lstat()
+    except OSError:
+        return None
+    return st.st_mtime_ns if stat.S_ISDIR(st.st_mode) else None
 
 
 def has_marker(folder: Path) -> bool:

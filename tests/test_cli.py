@@ -215,7 +215,9 @@ def test_build_rebuild_keeps_foreign_files_and_drops_stale_ones(
     assert not (out / "articles" / "zweiter.html").exists()
     assert not (out / "articles" / "zweiter.html.gz").exists()
     assert (out / "articles" / "erster.html").is_file()
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["site", "www"]
+    # Beside it, the export it replaced: the next build brings it up to date and swaps it in.
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".www.feeds-spare", "site", "www"]
+    assert not (tmp_path / ".www.feeds-spare" / "humans.txt").exists()  # it holds only what feeds wrote
 
 
 def site_files(root: Path) -> dict[str, bytes]:
@@ -364,7 +366,7 @@ def test_build_does_not_trust_a_forged_manifest(
 
 
 # A build that stalls at a chosen call, so the test can SIGKILL it at a known point: while
-# writing the new tree, between its two renames, or while removing the old tree.
+# writing the new tree, just before or after the swap, or while removing the old tree's foreign files.
 STALLING_BUILD = """
 import os, pathlib, sys, time
 from feeds.cli import cli
@@ -388,8 +390,8 @@ cli(sys.argv[3:])
 
 @pytest.mark.parametrize(
     ("where", "nth"),
-    [("write", 5), ("replace", 2), ("unlink", 1)],
-    ids=["writing", "between the renames", "removing the old tree"],
+    [("write", 5), ("replace", 1), ("replace", 2), ("unlink", 1)],
+    ids=["writing", "before the swap", "after the swap", "removing the old tree's foreign files"],
 )
 def test_build_killed_midway_is_cleaned_up_by_the_next(
     runner: CliRunner, make_site: MakeSite, tmp_path: Path, where: str, nth: int
@@ -430,7 +432,9 @@ def test_build_killed_midway_is_cleaned_up_by_the_next(
 
     result = invoke(runner, path, "build", str(out))
     assert result.exit_code == 0, result.output
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["site", "www", look_alike.name])
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        ["site", "www", ".www.feeds-spare", look_alike.name]
+    )
     assert (look_alike / "notes.txt").read_text() == "not from feeds"
     assert (out / "humans.txt").read_text() == "mine"
     assert (out / "feeds" / "podcast.xml").read_text() == "<rss>hand-made</rss>"

@@ -18,9 +18,18 @@ import lxml.html
 import pytest
 from lxml import etree
 
+import feeds.export
 from feeds import create_app
 from feeds.export import build
-from feeds.outfolder import MANIFEST, MARKER, MARKER_BYTES, ExportRefused, read_manifest, target_refusal
+from feeds.outfolder import (
+    MANIFEST,
+    MARKER,
+    MARKER_BYTES,
+    ExportRefused,
+    exchange,
+    read_manifest,
+    target_refusal,
+)
 from feeds.site import FORMATS, Site, open_site
 from feeds.store import IndexStore
 
@@ -106,7 +115,8 @@ def out(tmp_path: Path) -> Path:
 
 
 def siblings(out: Path) -> list[str]:
-    return sorted(p.name for p in out.parent.iterdir())
+    """What is beside the export but the export it replaced, kept as the next build's spare."""
+    return sorted(p.name for p in out.parent.iterdir() if p.name != f".{out.name}.feeds-spare")
 
 
 def test_export_writes_every_document_and_its_gzip_twin(make_site: MakeSite, out: Path) -> None:
@@ -242,8 +252,9 @@ def test_export_lists_what_it_wrote_in_its_manifest(make_site: MakeSite, out: Pa
     site = load(make_site())
     build(site, out)
     manifest = json.loads((out / MANIFEST).read_text())  # one JSON document, one record a line
-    assert manifest.keys() == {"generator", "version", "documents"}
-    assert (manifest["generator"], manifest["version"]) == ("feeds", 2)
+    assert manifest.keys() == {"generator", "version", "mark", "documents"}
+    assert (manifest["generator"], manifest["version"]) == ("feeds", 3)
+    assert manifest["mark"]["journal"] and manifest["mark"]["seq"] >= 0  # where in the index it stands
     listed = [record[0] for record in manifest["documents"]]
     assert sorted([*listed, *(f"{rel}.gz" for rel in listed)]) == sorted(expected_files(site))
     assert (out / MARKER).read_bytes() == MARKER_BYTES
@@ -487,25 +498,56 @@ def test_foreign_file_that_cannot_be_linked_stops_the_build_before_the_swap(
 def test_failed_swap_puts_the_old_export_back(
     make_site: MakeSite, out: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """Where the file system cannot swap two folders in one step, the build renames twice; a
+    failure of the second rename puts the old export back."""
     build(load(make_site(name="alt")), out)
     (out / "humans.txt").write_text("keep me")
     before = snapshot(out)
     real_replace = os.replace
     calls: list[object] = []
 
-    def second_fails(src: str, dst: str) -> None:
-        calls.append(src)
-        if len(calls) == 2:
+    def new_one_fails(src: str, dst: str) -> None:
+        calls.append(dst)
+        if Path(dst) == out and ".feeds-tmp-" in str(src):
             raise OSError(5, "Input/output error")
         real_replace(src, dst)
 
-    monkeypatch.setattr(os, "replace", second_fails)
+    monkeypatch.setattr(feeds.export, "exchange", lambda a, b: False)
+    monkeypatch.setattr(os, "replace", new_one_fails)
     with pytest.raises(OSError):
         build(load(make_site({"x/neu.md": "Neu\nText\n"}, name="neu")), out)
     monkeypatch.undo()
-    assert len(calls) >= 3  # away, in (failed), back
+    assert calls.count(out) >= 2  # in (failed), back
     assert snapshot(out) == before
     assert siblings(out) == ["www"]
+
+
+def test_failed_exchange_leaves_the_old_export_in_place(
+    make_site: MakeSite, out: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    build(load(make_site(name="alt")), out)
+    (out / "humans.txt").write_text("keep me")
+    before, numbers = snapshot(out), inodes(out)
+
+    def fails(a: Path, b: Path) -> bool:
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(feeds.export, "exchange", fails)
+    with pytest.raises(OSError):
+        build(load(make_site({"x/neu.md": "Neu\nText\n"}, name="neu")), out)
+    monkeypatch.undo()
+    assert snapshot(out) == before and inodes(out) == numbers
+    assert siblings(out) == ["www"]
+
+
+def test_exchange_swaps_two_folders_in_one_step(tmp_path: Path) -> None:
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "x").write_text("a")
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / "x").write_text("b")
+    if not exchange(tmp_path / "a", tmp_path / "b"):
+        pytest.skip("this file system cannot exchange two names (the build then renames twice)")
+    assert (tmp_path / "a" / "x").read_text() == "b" and (tmp_path / "b" / "x").read_text() == "a"
 
 
 # --- leftovers of killed builds ------------------------------------------------------------------
@@ -843,7 +885,7 @@ def test_export_with_a_version_1_manifest_is_rebuilt(make_site: MakeSite, out: P
     done = build(site, out)
     assert done.written == done.documents  # nothing to reuse: a version 1 manifest has no stamps
     assert snapshot(out) == expected_files(site) | {"humans.txt": b"keep me"}
-    assert json.loads((out / MANIFEST).read_text())["version"] == 2
+    assert json.loads((out / MANIFEST).read_text())["version"] == 3
 
 
 def test_keys_are_not_recorded_while_another_process_writes_the_index(
@@ -973,3 +1015,166 @@ def test_manifest_claiming_other_files_reuses_nothing_it_cannot_prove(make_site:
     done = build(site, out)
     assert done.reused == 0 and done.written == done.documents
     assert snapshot(out) == expected_files(site)
+
+
+# --- the spare: a rebuild that renders and writes only what changed ---------------------------------
+
+
+def spare_of(out: Path) -> Path:
+    return out.parent / f".{out.name}.feeds-spare"
+
+
+def load_kept(path: Path) -> Site:
+    """The site with its state folder, as ``feeds build`` opens it: the index (and its journal)
+    outlives the process."""
+    return open_site(str(path), clock=lambda: NOW, state_dir=path.parent / ".feeds")
+
+
+def edits(folder: Path) -> list[tuple[str, Callable[[], None]]]:
+    """Changes a newsroom makes between two builds, in order."""
+
+    def write(rel: str, text: str) -> Callable[[], None]:
+        return lambda: (folder / rel).write_text(text)
+
+    def touch(rel: str) -> Callable[[], None]:
+        return lambda: os.utime(folder / rel, ns=(time.time_ns(), time.time_ns()))
+
+    retitled = many_articles(9, edited=0)["klima/a00.md"]
+    body = many_articles(9)["politik/a07.md"].replace("Text 7.", "Text 7, mit einem Satz mehr.")
+    new = "---\nid: a09\ntitle: Ganz neu\ndate: 2025-05-20T08:00:00+02:00\ntopics: [Klima]\n---\nNeu.\n"
+    return [
+        ("the oldest retitled", write("klima/a00.md", retitled)),
+        ("the newest's body edited", write("politik/a07.md", body)),
+        ("an article deleted", lambda: (folder / "klima/a04.md").unlink()),
+        ("an article added", write("klima/a09.md", new)),
+        ("a file touched, not changed", touch("politik/a03.md")),
+        ("the same title written again", write("klima/a00.md", retitled)),
+        ("nothing changed", lambda: None),
+    ]
+
+
+def test_rebuilds_update_the_spare_and_write_only_what_changed(make_site: MakeSite, out: Path) -> None:
+    """From the third build on, the export replaced last time is brought up to date from the
+    index's journal and swapped in: every export is still exactly the site, the export it
+    replaces keeps its bytes (no file shared with it is ever written into), and only the
+    documents whose bytes changed are written."""
+    path = make_site(many_articles(9), config=ARCHIVED)
+    build(load_kept(path), out)
+    build(load_kept(path), out)
+    assert spare_of(out).is_dir()
+    for what, change in edits(path.parent / "articles"):
+        before = snapshot(out)
+        change()
+        site = load_kept(path)
+        done = build(site, out)
+        after = snapshot(out)
+        assert after == expected_files(site), what
+        assert snapshot(spare_of(out)) == before, what  # the replaced export, as it was served
+        changed = {rel for rel in after if after[rel] != before.get(rel)}
+        assert done.written * 2 == len(changed), what
+        if "article" not in what:  # no entry came or went, so no archive page shifted
+            assert done.rendered < done.documents // 2, what
+        assert done.documents * 2 == len(after), what
+        assert siblings(out) == ["www"], what
+    assert (done.rendered, done.written) == (5, 0)  # nothing changed: the few rendered anyway
+
+
+def test_spare_is_updated_in_place_not_linked_again(make_site: MakeSite, out: Path) -> None:
+    path = make_site(many_articles(9), config=ARCHIVED)
+    for _ in range(3):
+        build(load_kept(path), out)
+    spare = inodes(spare_of(out))
+    numbers = inodes(out)
+    assert spare == numbers  # the two exports share every file
+    (path.parent / "articles" / "klima/a02.md").write_text(many_articles(9, edited=2)["klima/a02.md"])
+    build(load_kept(path), out)
+    # The new export is the spare's folder: same files but the changed ones.
+    kept = {rel for rel, n in inodes(out).items() if numbers.get(rel) == n}
+    assert "articles/a02.html" not in kept and "articles/a01.html" in kept
+    assert len(kept) > len(numbers) * 3 // 4
+
+
+def test_file_edited_by_hand_in_the_export_is_rewritten_on_every_build(
+    make_site: MakeSite, out: Path
+) -> None:
+    path = make_site(many_articles(5), config=ARCHIVED)
+    for _ in range(2):
+        build(load_kept(path), out)
+    page = out / "articles/a01.html"
+    page.write_bytes(page.read_bytes().replace(b"Artikel 1", b"Artikel X"))  # in place: the spare's too
+    build(load_kept(path), out)
+    assert snapshot(out) == expected_files(load_kept(path))
+
+
+def test_foreign_file_survives_updates_and_stays_gone_once_deleted(make_site: MakeSite, out: Path) -> None:
+    path = make_site(many_articles(5), config=ARCHIVED)
+    for _ in range(2):
+        build(load_kept(path), out)
+    (out / "humans.txt").write_text("keep me")
+    build(load_kept(path), out)
+    assert (out / "humans.txt").read_text() == "keep me"
+    assert not (spare_of(out) / "humans.txt").exists()  # the spare holds nothing but ours
+    (out / "humans.txt").unlink()
+    build(load_kept(path), out)
+    build(load_kept(path), out)
+    assert snapshot(out) == expected_files(load_kept(path))
+
+
+def test_forged_mark_makes_a_build_look_at_every_document(make_site: MakeSite, out: Path) -> None:
+    path = make_site(many_articles(5), config=ARCHIVED)
+    for _ in range(2):
+        build(load_kept(path), out)
+    (path.parent / "articles" / "klima/a02.md").write_text(many_articles(5, edited=2)["klima/a02.md"])
+    text = (out / MANIFEST).read_text()
+    mark = json.loads(
+        text.splitlines()[0].removeprefix('{"generator": "feeds", "version": 3, "mark": ')[
+            : -len(', "documents": [')
+        ]
+    )
+    for forged in (
+        {**mark, "seq": 10**6},
+        {**mark, "seq": -1},
+        {**mark, "journal": 5},
+        {**mark, "now": "gestern"},
+    ):
+        first = text.splitlines()[0].replace(
+            json.dumps(mark, ensure_ascii=False, sort_keys=True), json.dumps(forged)
+        )
+        (out / MANIFEST).write_text("\n".join([first, *text.splitlines()[1:]]) + "\n")
+        done = build(load_kept(path), out)
+        assert snapshot(out) == expected_files(load_kept(path))
+        text = (out / MANIFEST).read_text()
+        mark = json.loads(
+            text.splitlines()[0].removeprefix('{"generator": "feeds", "version": 3, "mark": ')[
+                : -len(', "documents": [')
+            ]
+        )
+    assert done.rendered >= 5
+
+
+def test_update_that_fails_leaves_the_export_and_the_next_build_is_whole(
+    make_site: MakeSite, out: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = make_site(many_articles(9), config=ARCHIVED)
+    for _ in range(2):
+        build(load_kept(path), out)
+    before, numbers = snapshot(out), inodes(out)
+    (path.parent / "articles" / "klima/a02.md").write_text(many_articles(9, edited=2)["klima/a02.md"])
+    site = load_kept(path)
+    real = site.document
+    calls: list[object] = []
+
+    def fails(*args: object, **kwargs: object) -> object:
+        calls.append(args)
+        if len(calls) == 8:
+            raise OSError(28, "No space left on device")
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(site, "document", fails)
+    with pytest.raises(OSError):
+        build(site, out)
+    monkeypatch.undo()
+    assert snapshot(out) == before and inodes(out) == numbers
+    assert siblings(out) == ["www"] and not spare_of(out).exists()
+    build(load_kept(path), out)
+    assert snapshot(out) == expected_files(load_kept(path))
