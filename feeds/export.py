@@ -512,10 +512,12 @@ def _is_spare(folder: Path) -> bool:
         return False
 
 
-def _update_plan(site: Site, out: Path, ours: Manifest, spare: Path, code: str) -> _Update | None:
+def _update_plan(
+    site: Site, out: Path, ours: Manifest, foreign: Tree, spare: Path, code: str
+) -> _Update | None:
     """How to bring the spare to the export of now, when the marks on it and on the live export
     tell; None: build a whole new tree."""
-    if ours.mark is None or not ours.untouched or not _is_spare(spare):
+    if ours.mark is None or not foreign.untouched or not _is_spare(spare):
         return None  # a file of the live export edited by hand: only a look at every one tells
     live_mark = rebuild.read_mark(site, ours.mark, code)
     spare_mark = rebuild.read_mark(site, read_mark(spare), code)
@@ -584,7 +586,8 @@ def _survey(out: Path, force: bool, light: bool = False) -> tuple[Manifest | Non
     if not os.path.lexists(out):
         return None, Tree()
     ours = read_manifest(out, light)
-    tree = walk(out, skip=ours.__contains__ if ours is not None else None)
+    checked = ours if ours is not None and ours.light else None
+    tree = walk(out, skip=ours.__contains__ if ours is not None else None, checked=checked)
     if ours is None and (tree.files or tree.dirs) and not force:
         raise ExportRefused(
             f"refusing to build into {out}: it is not empty and is not an export of feeds (no valid "
@@ -653,9 +656,9 @@ def build(site: Site, out: Path, *, force: bool = False, full: bool = False) -> 
             _refuse_clashes(out, bookkeeping)
         tmp, old = work_folder(out, "tmp"), work_folder(out, "old")
         code = _code()
-        update = None if full or ours is None else _update_plan(site, out, ours, spare, code)
+        update = None if full or ours is None else _update_plan(site, out, ours, foreign, spare, code)
         if update is None and ours is not None and ours.light:
-            ours = read_manifest(out)  # all of it: documents are reused by key or bytes
+            ours, foreign = _survey(out, force)  # all of it: documents are reused by key or bytes
         if update is None and _is_spare(spare):
             discard_old(spare, out)  # too old to bring up to date: what is ours in it goes
         writer: _Writer | None = None
@@ -685,7 +688,7 @@ def build(site: Site, out: Path, *, force: bool = False, full: bool = False) -> 
                 remove_work_folder(tmp)
             raise
         if os.path.lexists(old) and not _kept(old, out, ours, foreign, mark):
-            discard_old(old, out, ours)
+            discard_old(old, out, None if ours is not None and ours.light else ours)
     t = writer.tally
     done = Exported(t.documents, t.rendered, t.written, t.reused, time.monotonic() - started)
     log.info(
