@@ -1178,3 +1178,75 @@ def test_update_that_fails_leaves_the_export_and_the_next_build_is_whole(
     assert siblings(out) == ["www"] and not spare_of(out).exists()
     build(load_kept(path), out)
     assert snapshot(out) == expected_files(load_kept(path))
+
+
+def test_folder_named_like_the_spare_that_is_not_ours_is_left_alone(
+    make_site: MakeSite, out: Path, tmp_path: Path
+) -> None:
+    path = make_site(many_articles(5), config=ARCHIVED)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "keep.txt").write_text("not from feeds")
+    out.parent.mkdir(parents=True)
+    for planted in ("folder", "symlink"):
+        spare = spare_of(out)
+        if planted == "folder":
+            spare.mkdir()
+            (spare / "notes.txt").write_text("not from feeds")
+        else:
+            spare.symlink_to(elsewhere, target_is_directory=True)
+        for _ in range(3):
+            build(load_kept(path), out)
+            assert snapshot(out) == expected_files(load_kept(path))
+        assert os.path.islink(spare) == (planted == "symlink")
+        assert sorted(p.name for p in spare.iterdir()) == (
+            ["notes.txt"] if planted == "folder" else ["keep.txt"]
+        )
+        if planted == "folder":
+            shutil.rmtree(spare)
+        else:
+            spare.unlink()
+    assert (elsewhere / "keep.txt").read_text() == "not from feeds"
+
+
+def manifest_v3(mark: object, *records: object) -> bytes:
+    header = (
+        b'{"generator": "feeds", "version": 3, "mark": ' + json.dumps(mark).encode() + b', "documents": [\n'
+    )
+    return manifest_of(*records).replace(b'{"generator": "feeds", "version": 2, "documents": [\n', header)
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        manifest_v3([1, 2], RECORD),  # a mark that is not an object
+        manifest_v3({}, RECORD)[:-1],  # truncated
+        manifest_v3({}, RECORD).replace(b', "documents"', b',"documents"'),
+        manifest_v3({"x": "y" * 100}, RECORD).replace(b'"y', b'"\xff'),
+        manifest_v3({}, [*RECORD[:3], 1 << 63, *RECORD[4:]]),  # 19 digits, one past the largest
+        manifest_v3({}, [*RECORD[:3], 10**19, *RECORD[4:]]),
+        manifest_v3({}, ["a\\\\..\\\\x", *RECORD[1:]]),
+        manifest_v3({}, ["..", *RECORD[1:]]),
+        manifest_v3({}, RECORD, RECORD),
+    ],
+)
+def test_manifest_version_3_that_is_not_exactly_ours_is_not_trusted(tmp_path: Path, content: bytes) -> None:
+    (tmp_path / MANIFEST).write_bytes(content)
+    assert read_manifest(tmp_path) is None
+
+
+def test_manifest_version_3_is_read_with_its_mark(tmp_path: Path) -> None:
+    odd = ['articles/ein "Zitat" über\u2028Zeilen.html', *RECORD[1:]]
+    (tmp_path / MANIFEST).write_bytes(manifest_v3({"seq": 7}, RECORD, odd))
+    manifest = read_manifest(tmp_path)
+    assert manifest is not None and manifest.mark == {"seq": 7} and manifest.documents == 2
+    assert 'articles/ein "Zitat" über\u2028Zeilen.html' in manifest
+
+
+def test_huge_mark_is_read_within_bounds(tmp_path: Path) -> None:
+    with (tmp_path / MANIFEST).open("wb") as handle:
+        handle.write(b'{"generator": "feeds", "version": 3, "mark": {"x": "')
+        handle.write(b"y" * (40 << 20))  # one endless line
+    started = time.monotonic()
+    assert read_manifest(tmp_path) is None
+    assert time.monotonic() - started < 5
