@@ -2,10 +2,13 @@
 
 Every worker process runs a :class:`Notifier` on a thread of its own. It wakes when the site
 applies a change (a reload hook) and when an embargoed article comes out (the view's
-``valid_until``: no file changes then), lets a burst of changes settle, and looks at every
-document (:mod:`feeds.inventory`). One whose token differs from the version last announced is
-claimed in the ledger that all workers share (:meth:`~feeds.ledger.Ledger.claim_change`):
-workers render byte-identical documents, so exactly one claim wins, and only that worker
+``valid_until``: no file changes then), lets a burst of changes settle, and looks at the
+documents the change touched (:mod:`feeds.changes`; every document at the first look), each by
+its key, what its bytes show (:mod:`feeds.inventory`): a key moves exactly when the bytes do,
+so nothing is rendered to find out (but robots.txt, which a file of ``static/`` may stand in
+for, and which is rendered and known by its ETag). One whose token (the digest of its key)
+differs from the version last announced is claimed in the ledger that all workers share
+(:meth:`~feeds.ledger.Ledger.claim_change`): exactly one claim wins, and only that worker
 notifies the hubs (``websub.hubs``, subscription documents) and purges the caches
 (``cache.purge``, every changed or vanished document).
 
@@ -17,7 +20,11 @@ only set an event, so neither ever waits for a hub. The outbox knows nothing of 
 
 Limits: a delivery still waiting for its retry when its process exits is lost (the claim is
 already recorded). Workers that apply a burst of changes in different steps may each announce
-a different intermediate version; the hub fetches the current document either way.
+a different intermediate version; the hub fetches the current document either way. A change is
+announced once the index holds it: a hub or cache that asks while an entry's file is already
+being rewritten again gets the document without it (not kept), and the rewrite is announced
+in turn. The ledger of a version that announced by ETag holds other tokens: the first look
+after upgrading to keys announces every feed, feed page and site document once.
 """
 
 from __future__ import annotations
@@ -386,12 +393,14 @@ class Notifier:
             if entry.key is not None and before is not None and before[0] == entry.key:
                 seen[entry.url] = before  # what it shows is as it was: no render
                 continue
-            if entry.etag is None and entry.key is not None:  # one of the many pages: its key says it all
+            if entry.etag is None and entry.key is not None:  # its key says it all: never rendered
                 token = inventory.digest(entry.key)
                 seen[entry.url] = (entry.key, token)
-                # The first look only learns (a million pages, no ledger rows); a page that
-                # appears later may be cached as a 404, so it counts as changed.
-                if not first and ledger.claim_change(entry.url, token, new=True):
+                # The first look records the few documents (a change since the last announcing
+                # worker's look is announced) and only learns the many (a million pages, no
+                # ledger rows); a page that appears later may be cached as a 404, so it counts
+                # as changed.
+                if (entry.recorded or not first) and ledger.claim_change(entry.url, token, new=not first):
                     claimed.append(entry.url)
                 continue
             try:  # rendered: its ETag tells whether its bytes changed

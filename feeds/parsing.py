@@ -13,6 +13,7 @@ import itertools
 import mimetypes
 import re
 from collections.abc import Mapping
+from dataclasses import replace
 from datetime import UTC, date, datetime, time
 from functools import lru_cache
 from pathlib import PurePosixPath
@@ -29,8 +30,10 @@ from .articles import (
     SourceFile,
     Topic,
     article_id_for,
+    body_html,
     complete,
     decode,
+    summary_of,
     topic,
 )
 from .config import SiteConfig
@@ -139,7 +142,8 @@ class _Front:
 
 
 def parse_meta(source: SourceFile, site: SiteConfig) -> tuple[Meta | None, str, list[Problem]]:
-    """Everything but the body's HTML: cheap enough to run over a whole archive."""
+    """Everything but the body's HTML (only the digest of the summary it makes): cheap enough to
+    run over a whole archive."""
     early: list[Problem] = []
     text = _decode_checked(source, early)
     if text is None:
@@ -184,9 +188,11 @@ def parse_meta(source: SourceFile, site: SiteConfig) -> tuple[Meta | None, str, 
         given_summary=_given_summary(front),
         version=source.stamp,
         digest=_digest(source),
+        body_digest=content_digest(body.encode()),
         body_start=len(text) - len(body),
         dated_by=dated_by,
     )
+    meta = replace(meta, teaser=_teaser(meta.path, meta.given_summary, body, site))
     return meta, body, front.problems
 
 
@@ -397,6 +403,14 @@ def _digest(source: SourceFile) -> int:
         return content_digest(source.data)
     facts = repr(sorted((rel, p.size, p.media_type) for rel, p in source.pictures.items()))
     return content_digest(source.data + b"\0" + facts.encode())
+
+
+def _teaser(path: str, given: str | None, body: str, site: SiteConfig) -> int:
+    """The digest of the summary documents show of the article: of the one given, or of the
+    start of the body, which takes rendering it (a summary-only feed changes with its summary,
+    not with every edit of the body)."""
+    html = "" if given else body_html(path, body, site)
+    return content_digest(summary_of(given, html, site).encode())
 
 
 def _image_alt(front: _Front) -> str | None:
