@@ -49,7 +49,9 @@ def _die_with_parent() -> None:
 
 
 def _parse_chunk(config: SiteConfig, rels: list[str]) -> list[tuple[str, Record | None]]:
-    return [(rel, parse_file(config, rel)[0]) for rel in rels]
+    """Records of a bulk load: without the summary's digest, which would take rendering every
+    body (it comes when a file is read again after a change)."""
+    return [(rel, parse_file(config, rel, teaser=False)[0]) for rel in rels]
 
 
 def _parse_into(config: SiteConfig, db_path: str, rels: list[str]) -> int:

@@ -58,15 +58,18 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class Entry:
     """One document, known by its ``key``, or else by ``etag()``, which renders it if needed
-    (None: it cannot be had whole right now). ``recorded``: one of the few documents (feeds,
-    their pages, the site's) whose version the ledger keeps from the first look on, so that
-    a worker taking over the announcing finds what changed since its predecessor's last look;
-    the many (article and archive pages) get a row when they first change."""
+    (None: it cannot be had whole right now). ``exact``: the key moves only when the bytes do,
+    so a moved key is trusted; otherwise a moved key has the document rendered (if it can be:
+    ``etag``). ``recorded``: one of the few documents (feeds, their pages, the site's) whose
+    version the ledger keeps from the first look on, so that a worker taking over the
+    announcing finds what changed since its predecessor's last look; the many (article and
+    archive pages) get a row when they first change."""
 
     url: str
     key: Hashable | None = None
     etag: Callable[[], str | None] | None = None
     recorded: bool = False
+    exact: bool = True
 
 
 def _etag_of(render: Callable[[], Document]) -> Callable[[], str | None]:
@@ -119,13 +122,17 @@ def archive_versions(
 
 def version(v: Version, names: Spelled, spec: FeedSpec) -> tuple[object, ...]:
     """What an entry shows in a feed's documents: everything a feed writes of it (the names of
-    its topics and tags, its summary by digest) and, where the feed carries content, its body
-    (by digest, with its path: pictures are found from there). A summary-only feed does not
-    change with an edit of the body that leaves the summary as it was, and so is not purged.
+    its topics and tags) and its body and summary: where the feed carries content, the body by
+    digest with its path (pictures are found from there) and the summary given in front matter,
+    which make the summary too; in a summary-only feed the summary by digest. A summary-only
+    feed does not change with an edit of the body that leaves the summary as it was, and so is
+    not purged.
 
-    Exact but for one case: a feed trimmed to its ``max_bytes`` leaves out what its key still
-    holds (the content of its oldest entries, or the entries themselves), so an edit of those
-    purges a feed whose bytes stayed (one purge too many, never one missed).
+    Not exact (see :func:`exact`) while an entry's summary digest is unknown (a cold start does
+    not work it out): a summary-only feed then keys it by its body, which may change below the
+    summary. And a feed trimmed to its ``max_bytes`` leaves out what its key still holds (the
+    content of its oldest entries, or the entries themselves), so an edit of those purges a feed
+    whose bytes stayed (one purge too many, never one missed).
     """
     shows = (
         v.id,
@@ -141,9 +148,16 @@ def version(v: Version, names: Spelled, spec: FeedSpec) -> tuple[object, ...]:
         v.image_length,
         v.image_alt,
         v.dated_by,
-        v.teaser,
     )
-    return (*shows, v.path, v.body) if spec.content == "full" else shows
+    if spec.content == "full":
+        return (*shows, v.path, v.body, v.summary)
+    return (*shows, v.teaser or ("body", v.path, v.body, v.summary))
+
+
+def exact(versions: Iterable[Version], spec: FeedSpec) -> bool:
+    """Whether a document of ``spec`` showing ``versions`` has a key that moves only when its
+    bytes do: not while an entry of a summary-only feed has no summary digest yet."""
+    return spec.content == "full" or all(v.teaser for v in versions)
 
 
 def listed(v: Version, names: Spelled, picture: bool) -> tuple[object, ...]:
@@ -164,7 +178,8 @@ def feed_documents(
     shows = tuple(version(v, names, spec) for v in latest)
     key = (setting, name, archived, shows, None if latest else site.view().newest)
     page = (setting, name, archived, tuple(listed(v, names, True) for v in latest))
-    found = [made(site, FEED, key, name=name, fmt=fmt) for fmt in FORMATS]
+    whole = exact(latest, spec)
+    found = [made(site, FEED, key, whole, name=name, fmt=fmt) for fmt in FORMATS]
     return [*found, made(site, FEED_PAGE, page, name=name)]
 
 
@@ -213,15 +228,14 @@ def archive_entries(
         yield Entry(ARCHIVE.place.url(config, name=name, page=page, fmt=fmt), key=key)
 
 
-def made(site: Site, kind: Kind, key: Hashable | None = None, **params: object) -> Entry:
-    """A document known by ``key``, what it shows, which moves exactly when its bytes do (so it
-    is never rendered to find out); without one (robots.txt, which a file of ``static/`` may
-    stand in for), known by its ETag, rendered (or taken from the cache) at each look."""
-    url = kind.place.url(site.config, **params)
-    if key is not None:
-        return Entry(url, key=key, recorded=True)
+def made(site: Site, kind: Kind, key: Hashable | None = None, exact: bool = True, **params: object) -> Entry:
+    """A document known by ``key``, what it shows; ``exact``: a key that moves exactly when its
+    bytes do, so that it is never rendered to find out. Rendered (or taken from the cache) to
+    tell by its ETag when the key moved and is not exact, and at each look without a key
+    (robots.txt, which a file of ``static/`` may stand in for)."""
     text = {name: str(value) for name, value in params.items()}
-    return Entry(url, etag=_etag_of(partial(site.document, kind, text)), recorded=True)
+    etag = _etag_of(partial(site.document, kind, text))
+    return Entry(kind.place.url(site.config, **params), key, etag, True, exact and key is not None)
 
 
 def feed_urls(site: Site) -> list[str]:

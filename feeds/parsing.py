@@ -141,9 +141,15 @@ class _Front:
         return value
 
 
-def parse_meta(source: SourceFile, site: SiteConfig) -> tuple[Meta | None, str, list[Problem]]:
-    """Everything but the body's HTML (only the digest of the summary it makes): cheap enough to
-    run over a whole archive."""
+def parse_meta(
+    source: SourceFile, site: SiteConfig, teaser: bool = True
+) -> tuple[Meta | None, str, list[Problem]]:
+    """Everything but the body's HTML: cheap enough to run over a whole archive.
+
+    ``teaser``: also the digest of the summary, which takes rendering the body (nearly as much
+    again as the rest); a cold start leaves it 0, unknown, and documents showing only the
+    summary are then rendered to tell whether they changed (see :mod:`feeds.inventory`).
+    """
     early: list[Problem] = []
     text = _decode_checked(source, early)
     if text is None:
@@ -192,7 +198,8 @@ def parse_meta(source: SourceFile, site: SiteConfig) -> tuple[Meta | None, str, 
         body_start=len(text) - len(body),
         dated_by=dated_by,
     )
-    meta = replace(meta, teaser=_teaser(meta.path, meta.given_summary, body, site))
+    if teaser:
+        meta = replace(meta, teaser=_teaser(meta.path, meta.given_summary, body, site))
     return meta, body, front.problems
 
 
@@ -403,6 +410,12 @@ def _digest(source: SourceFile) -> int:
         return content_digest(source.data)
     facts = repr(sorted((rel, p.size, p.media_type) for rel, p in source.pictures.items()))
     return content_digest(source.data + b"\0" + facts.encode())
+
+
+def teaser(meta: Meta, body: str, site: SiteConfig) -> int:
+    """The digest of the summary documents show of the article whose ``meta`` and ``body`` a
+    parse without it gave (see :func:`parse_meta`)."""
+    return _teaser(meta.path, meta.given_summary, body, site)
 
 
 def _teaser(path: str, given: str | None, body: str, site: SiteConfig) -> int:

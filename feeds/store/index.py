@@ -403,6 +403,23 @@ class IndexStore:
             if isinstance(rel, str) and type(size) is int and type(mtime) is int
         }
 
+    def teasers(self, paths: Iterable[str]) -> dict[str, tuple[int, str | None, int]]:
+        """(body digest, summary given in front matter, summary digest) of the rows of ``paths``
+        that have them, as stored (a summary digest of 0 is unknown)."""
+        rows = self.db.execute(
+            "SELECT path, body_digest, summary, teaser FROM files WHERE id IS NOT NULL "
+            "AND path IN (SELECT value FROM json_each(?))",
+            (json.dumps(sorted(set(paths))),),
+        ).fetchall()
+        return {
+            rel: (body, summary, teaser)
+            for rel, body, summary, teaser in rows
+            if isinstance(rel, str)
+            and type(body) is int
+            and type(teaser) is int
+            and (summary is None or isinstance(summary, str))
+        }
+
     def _last_good(self, old: tuple[object, ...] | None) -> Record | None:
         if old is None:
             return None

@@ -80,14 +80,14 @@ class Trace:
 Suspect = Callable[[str], None]
 Slugs = tuple[tuple[str, ...], tuple[str, ...]]  # an entry's topic slugs and tag slugs
 # What an article page shows of its article besides its dates and topics: title, language, link,
-# authors (as stored), picture and its description, sources, and the digests of its body and
-# summary.
-Shows = tuple[str, str | None, str, str, str | None, str | None, str, int, int]
+# authors (as stored), picture and its description, sources, the summary given in front matter
+# and the digest of its body (which, with the path and that summary, makes the page's summary).
+Shows = tuple[str, str | None, str, str, str | None, str | None, str, str | None, int]
 PageKey = tuple[str, str, Shows, int, int, Slugs]  # permalink, path, shows, published, updated, slugs
 PageRow = tuple[str, str, int, int, str]  # id, permalink, digest, updated, what the page shows of it
 _PAGE_KEY = (
     "f.permalink, f.path, f.title, f.language, f.url, f.authors, f.image, f.image_alt, f.sources, "
-    "f.body_digest, f.teaser, f.published, f.updated, f.id, f.topics, f.tags"
+    "f.summary, f.body_digest, f.published, f.updated, f.id, f.topics, f.tags"
 )
 
 
@@ -95,7 +95,8 @@ class Version(NamedTuple):
     """What a feed's documents can show of an entry, as stored (without the display names of
     its topics and tags, which come from the spellings): each kind of document keys itself
     with the fields it shows (see :mod:`feeds.inventory`), so that its key moves exactly when
-    its bytes do. ``body`` and ``teaser`` are the digests of the body's text and of the summary."""
+    its bytes do. ``body`` and ``teaser`` are the digests of the body's text and of the summary
+    (0: not worked out, after a cold start); ``summary`` is the one given in front matter."""
 
     id: str
     published: int
@@ -113,12 +114,13 @@ class Version(NamedTuple):
     path: str
     body: int
     teaser: int
+    summary: str | None
 
 
 _VERSION = (
     "{f}id, {f}published, {f}updated, {f}topics, {f}tags, {f}title, {f}url, {f}authors, {f}language, "
     "{f}image, {f}image_type, {f}image_length, {f}image_alt, {f}dated_by, {f}path, {f}body_digest, "
-    "{f}teaser"
+    "{f}teaser, {f}summary"
 )
 # One text of what a page shows of an entry, joined by SQLite: a static export keys a million
 # of them without decoding a row (the picture's type and length come from its file, not the article's).
@@ -179,6 +181,7 @@ def _version(m: Meta) -> Version:
         m.path,
         m.body_digest,
         m.teaser,
+        m.given_summary,
     )
 
 
