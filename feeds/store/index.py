@@ -326,6 +326,17 @@ class IndexStore:
         except sqlite3.Error as exc:
             log.warning("index: %s", failure(exc, self.file, "tidying up"))
 
+    def set_teasers(self, found: Iterable[tuple[str, int, str | None, int]]) -> None:
+        """After a bulk load: the summaries' digests of (path, body digest, summary given in front
+        matter, summary digest), for rows whose body and given summary are still those (nothing
+        derived depends on them)."""
+        with transaction(self.db, self.file, "loading") as db:
+            db.executemany(
+                "UPDATE files SET teaser = ? WHERE path = ? AND body_digest = ? AND summary IS ? "
+                "AND teaser = 0",
+                [(teaser, rel, body, summary) for rel, body, summary, teaser in found],
+            )
+
     @classmethod
     def of(cls, config: SiteConfig, metas: Iterable[Meta]) -> IndexStore:
         """A private index of articles already in memory (tests, tools); no files are read."""
