@@ -100,6 +100,10 @@ class Meta:
     given_summary: str | None = None
     version: Stamp = NO_STAMP
     digest: int = 0  # of the file's bytes: equal digests, equal article (mtimes say nothing)
+    # Of what the body shows, for documents to tell whether they changed without rendering:
+    # the body's text (its HTML is made from it and ``path``) and the summary it makes.
+    body_digest: int = 0
+    teaser: int = 0
     body_start: int = 0  # where the body begins in the decoded text, to skip re-parsing
     dated_by: DateSource = DateSource.DATE
 
@@ -165,22 +169,30 @@ def with_first_seen(meta: Meta, seen: datetime) -> Meta:
 
 def complete(meta: Meta, body: str, site: SiteConfig) -> Article:
     """Render the body of an article whose metadata is known (the costly half of parsing)."""
-    is_plain = meta.path.endswith(".txt")
-    html = sanitize(
+    html = body_html(meta.path, body, site)
+    values = {f.name: getattr(meta, f.name) for f in fields(Meta)}
+    return Article(**values, html=html, summary=summary_of(meta.given_summary, html, site))
+
+
+def body_html(path: str, body: str, site: SiteConfig) -> str:
+    """The sanitized HTML of the body of the article at ``path``: a function of these alone."""
+    is_plain = path.endswith(".txt")
+    return sanitize(
         markdown_to_html(body) if not is_plain else plain_to_html(body),
         site.url,
-        None if is_plain else lambda src: picture_src(site, meta.path, src),
+        None if is_plain else lambda src: picture_src(site, path, src),
     )
-    if meta.given_summary:
-        summary = shorten(html_to_text(sanitize(meta.given_summary, site.url)), 600)
-    else:
-        # The start is enough for 280 characters, mostly; and 300 of them are enough to shorten.
-        text = text_start(html[:2400], 300)
-        if len(text) < 300 and len(html) > 2400:
-            text = text_start(html, 300)
-        summary = shorten(text, 280)
-    values = {f.name: getattr(meta, f.name) for f in fields(Meta)}
-    return Article(**values, html=html, summary=summary)
+
+
+def summary_of(given: str | None, html: str, site: SiteConfig) -> str:
+    """The plain-text summary: the one ``given`` in front matter, else the start of the body."""
+    if given:
+        return shorten(html_to_text(sanitize(given, site.url)), 600)
+    # The start is enough for 280 characters, mostly; and 300 of them are enough to shorten.
+    text = text_start(html[:2400], 300)
+    if len(text) < 300 and len(html) > 2400:
+        text = text_start(html, 300)
+    return shorten(text, 280)
 
 
 def picture_src(site: SiteConfig, article: str, src: str) -> str | None:

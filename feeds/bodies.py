@@ -107,7 +107,7 @@ class Bodies:
             return None  # being rewritten: its writer's close will bring the new version
         # Changed, and quiet long enough to be finished (no watcher, or an event was lost): the
         # new version, metadata and body from the same bytes, until the index reads it too.
-        fresh, fresh_body, _ = parse_meta(source, config)
+        fresh, fresh_body, _ = parse_meta(source, config, teaser=False)
         if fresh is None or fresh.id != meta.id:
             return None
         return replace(

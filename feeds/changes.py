@@ -6,8 +6,8 @@ transaction of each change, the rows the change replaced (``journal`` in :mod:`f
 with the rows as they are now, they tell which article pages, which feeds (and which of their
 archive pages) and which sitemap pages can have changed. Entries that came out or went with no
 file changing (an embargo ending, a ``delay`` or a ``window`` passing) are found by their
-publication time. Those candidates are then looked at like every document (their key, or their
-ETag): a candidate too many costs a look, never a wrong purge.
+publication time. Those candidates are then looked at like every document (by their key, which
+moves only when their bytes do): a candidate too many costs a key, never a wrong purge.
 
 What the journal cannot tell makes the caller look at every document (:func:`plan` returns
 None): the first look, another index (a rebuild, or the copy in memory while the state folder
@@ -146,9 +146,10 @@ def plan(site: Site, last: Mark, known: Callable[[str], bool]) -> Plan | None:
             documents += found
             gone += lost
         articles = last.sitemap
+        listing = moved or _relisted(befores, afters)  # else no sitemap lists anything else
         if touched or expired:
-            documents += inventory.site_documents(site, reader, now, setting, names)
-        if moved or _relisted(befores, afters):  # else no sitemap lists anything else
+            documents += inventory.site_documents(site, reader, now, setting, names, listing)
+        if listing:
             found, lost, articles = _sitemap_pages(
                 site, reader, now, touched, moved, last.sitemap, setting, known
             )
@@ -276,7 +277,7 @@ def _archive_pages(
             continue
         part = archive_slice(total, spec.limit, page)
         versions = reader.versions_window(spec, now, part.start, part.stop, total)
-        version = (page < count, tuple(inventory.version(v, names) for v in versions))
+        version = (page < count, tuple(inventory.version(v, names, spec) for v in versions))
         found += inventory.archive_entries(config, name, page, version, setting)
     lost = []
     page = count + 1

@@ -1,15 +1,20 @@
-"""Every document the site serves, and how to tell that it changed as cheaply as possible.
+"""Every document the site serves, and how to tell that it changed without rendering it.
 
 Caches in front hold every feed, archive page, page, the index, the OPML list, the sitemaps,
 robots.txt and the pictures entries show; when a change alters some of them, exactly those must
-be purged. Feeds, feed pages, the index, the OPML list, robots.txt, ``/sitemap.xml`` and the news
-sitemap are few and rendered anyway: their ETag tells. Article and archive pages can number
-millions and are never rendered for this: each comes with a ``key`` of everything its bytes
-depend on (the config, and the article files' content digests and dates; for an archive page
-also whether a newer page follows). So do the full pages of a large sitemap (50,000 articles
-each), keyed by what they list of each article. Touching a file without changing its
-bytes moves no key. Pictures beside the articles that entries show are known by their file's
-version.
+be purged. Each document comes with a ``key`` of what its bytes show, read from the index
+(:class:`~feeds.store.queries.Version`): the config, and of each entry only what that kind of
+document writes of it. A feed carrying content keys its entries with their body's digest, a
+summary-only feed with their summary's, a feed's page and the index with their titles, dates
+and topics; an article page with everything of its article but the tags. So a key moves when,
+and only when, the document's bytes change: an edit of a body below its summary moves no
+summary-only feed, no page listing it and not the index; touching a file without changing it
+moves nothing. The notifier trusts a moved key (see :mod:`feeds.notify`) and renders nothing
+but robots.txt, which a file of ``static/`` may stand in for. Pictures beside the articles that
+entries show are known by their file's version.
+
+The one exception is a feed trimmed to its ``max_bytes`` (see :func:`version`): an edit of
+what it left out moves its key, a purge too many.
 """
 
 from __future__ import annotations
@@ -53,11 +58,18 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class Entry:
     """One document, known by its ``key``, or else by ``etag()``, which renders it if needed
-    (None: it cannot be had whole right now)."""
+    (None: it cannot be had whole right now). ``exact``: the key moves only when the bytes do,
+    so a moved key is trusted; otherwise a moved key has the document rendered (if it can be:
+    ``etag``). ``recorded``: one of the few documents (feeds, their pages, the site's) whose
+    version the ledger keeps from the first look on, so that a worker taking over the
+    announcing finds what changed since its predecessor's last look; the many (article and
+    archive pages) get a row when they first change."""
 
     url: str
     key: Hashable | None = None
     etag: Callable[[], str | None] | None = None
+    recorded: bool = False
+    exact: bool = True
 
 
 def _etag_of(render: Callable[[], Document]) -> Callable[[], str | None]:
@@ -100,7 +112,7 @@ def archive_versions(
     spec = site.view().spec(name)
     names = names or spelled(site)
     with site.read() as (reader, now):
-        history = [version(v, names) for v in reader.versions(spec, now)]
+        history = [version(v, names, spec) for v in reader.versions(spec, now)]
     count = archive_pages(len(history), spec.limit)
     return [
         (page < count, tuple(history[archive_slice(len(history), spec.limit, page)]))
@@ -108,46 +120,102 @@ def archive_versions(
     ]
 
 
-def version(v: Version, names: Spelled) -> tuple[object, ...]:
-    """What an entry shows in a feed: its version with the names of its topics and tags."""
-    return (*v[:4], shown(v[4], names), *v[5:])
+def version(v: Version, names: Spelled, spec: FeedSpec) -> tuple[object, ...]:
+    """What an entry shows in a feed's documents: everything a feed writes of it (the names of
+    its topics and tags) and its body and summary: where the feed carries content, the body by
+    digest with its path (pictures are found from there) and the summary given in front matter,
+    which make the summary too; in a summary-only feed the summary by digest. A summary-only
+    feed does not change with an edit of the body that leaves the summary as it was, and so is
+    not purged.
+
+    Not exact (see :func:`exact`) while an entry's summary digest is unknown (a cold start does
+    not work it out): a summary-only feed then keys it by its body, which may change below the
+    summary. And a feed trimmed to its ``max_bytes`` leaves out what its key still holds (the
+    content of its oldest entries, or the entries themselves), so an edit of those purges a feed
+    whose bytes stayed (one purge too many, never one missed).
+    """
+    shows = (
+        v.id,
+        v.published,
+        v.updated,
+        shown(v.slugs, names),
+        v.title,
+        v.url,
+        v.authors,
+        v.language,
+        v.image,
+        v.image_type,
+        v.image_length,
+        v.image_alt,
+        v.dated_by,
+    )
+    if spec.content == "full":
+        return (*shows, v.path, v.body, v.summary)
+    return (*shows, v.teaser or ("body", v.path, v.body, v.summary))
+
+
+def exact(versions: Iterable[Version], spec: FeedSpec) -> bool:
+    """Whether a document of ``spec`` showing ``versions`` has a key that moves only when its
+    bytes do: not while an entry of a summary-only feed has no summary digest yet."""
+    return spec.content == "full" or all(v.teaser for v in versions)
+
+
+def listed(v: Version, names: Spelled, picture: bool) -> tuple[object, ...]:
+    """What a page listing entries (a feed's page, with their pictures; the index, without)
+    shows of one: its link (by id), title, language, date and the names of its topics."""
+    line = (v.id, v.title, v.language, v.published, shown((v.slugs[0], ()), names)[0])
+    return (*line, v.image, v.image_alt) if picture else line
 
 
 def feed_documents(
     site: Site, reader: Reader, now: datetime, name: str, spec: FeedSpec, setting: str, names: Spelled
 ) -> list[Entry]:
-    """A feed's subscription documents and its page, by what they show: its newest entries,
-    and whether (and how far) an archive lies behind them."""
-    latest = tuple(version(v, names) for v in reader.latest(spec, now))
+    """A feed's subscription documents and its page, each by what it shows: its newest entries
+    (the page only their titles, dates and pictures), and whether (and how far) an archive lies
+    behind them. A feed without entries is dated by the site's newest change."""
+    latest = reader.latest(spec, now)
     archived = 0 if spec.span else archive_pages(reader.total(spec, now), spec.limit)
-    key = (setting, name, archived, latest, None if latest else site.view().newest)
-    found = [made(site, FEED, key, name=name, fmt=fmt) for fmt in FORMATS]
-    return [*found, made(site, FEED_PAGE, key, name=name)]
+    shows = tuple(version(v, names, spec) for v in latest)
+    key = (setting, name, archived, shows, None if latest else site.view().newest)
+    page = (setting, name, archived, tuple(listed(v, names, True) for v in latest))
+    whole = exact(latest, spec)
+    found = [made(site, FEED, key, whole, name=name, fmt=fmt) for fmt in FORMATS]
+    return [*found, made(site, FEED_PAGE, page, name=name)]
 
 
-def site_documents(site: Site, reader: Reader, now: datetime, setting: str, names: Spelled) -> list[Entry]:
-    """The index, the OPML list, robots.txt and the sitemaps, by what they show."""
+def site_documents(
+    site: Site, reader: Reader, now: datetime, setting: str, names: Spelled, listing: bool = True
+) -> list[Entry]:
+    """The index, the OPML list, robots.txt and the sitemaps, by what they show: the index its
+    feeds and newest articles, the OPML list the feeds and the site's newest change (its date).
+    ``listing`` False: no article came, went, moved or changed its URL or date, so nothing
+    ``/sitemap.xml`` lists changed, and it is left out (keying it reads up to 50,000 rows)."""
     config, view = site.config, site.view()
     newest = view.newest
-    shown_ = tuple(version(v, names) for v in reader.newest_versions(now, config.limit))
+    shows = tuple(listed(v, names, False) for v in reader.newest_versions(now, config.limit))
     recent = reader.recent_digest(now, now - NEWS_WINDOW, NEWS_MAX)
     titles = tuple(names[0].get(s.topics[0]) for s in view.specs.values() if s.is_topic_feed)  # by topic name
-    articles, _, count = sitemap_size(view, reader, now, site.sitemap_urls)
-    listed = (count,) if count else (newest, reader.page_digest(now, 0, articles, articles))
-    return [
-        made(site, INDEX, (setting, newest, titles, shown_)),
+    found = [
+        made(site, INDEX, (setting, titles, shows)),
         made(site, OPML, (setting, newest, titles)),
         made(site, ROBOTS),  # static/robots.txt may stand in for it: looked at each time
         made(site, NEWS_SITEMAP, (setting, recent)),
-        made(site, SITEMAP, (setting, *listed)),
     ]
+    if listing:
+        articles, _, count = sitemap_size(view, reader, now, site.sitemap_urls)
+        pages = tuple(sorted(view.specs))  # each feed's page is listed after the articles
+        whole = (count,) if count else (newest, pages, reader.page_digest(now, 0, articles, articles))
+        found.append(made(site, SITEMAP, (setting, *whole)))
+    return found
 
 
 def article_page(key: PageKey, setting: str, names: Spelled) -> Entry:
-    """An article page, by what it shows: the article (its file's content and dates) and the
-    names of its topics (tags are not on the page)."""
-    permalink, path, content, published, updated, slugs = key
-    return Entry(permalink, key=(setting, path, content, published, updated, shown((slugs[0], ()), names)[0]))
+    """An article page, by what it shows: the article (its title, link, authors, picture,
+    sources, dates, its body and summary by digest, and the names of its topics; its tags are
+    not on the page)."""
+    _, path, shows, published, updated, slugs = key
+    topics = shown((slugs[0], ()), names)[0]
+    return Entry(key[0], key=(setting, path, shows, published, updated, topics))
 
 
 def archive_entries(
@@ -160,12 +228,14 @@ def archive_entries(
         yield Entry(ARCHIVE.place.url(config, name=name, page=page, fmt=fmt), key=key)
 
 
-def made(site: Site, kind: Kind, key: Hashable | None = None, **params: object) -> Entry:
-    """A document known by its ETag, rendered (or taken from the cache) when asked; with a
-    ``key`` of what it shows, only rendered when that changed."""
+def made(site: Site, kind: Kind, key: Hashable | None = None, exact: bool = True, **params: object) -> Entry:
+    """A document known by ``key``, what it shows; ``exact``: a key that moves exactly when its
+    bytes do, so that it is never rendered to find out. Rendered (or taken from the cache) to
+    tell by its ETag when the key moved and is not exact, and at each look without a key
+    (robots.txt, which a file of ``static/`` may stand in for)."""
     text = {name: str(value) for name, value in params.items()}
     etag = _etag_of(partial(site.document, kind, text))
-    return Entry(kind.place.url(site.config, **params), key=key, etag=etag)
+    return Entry(kind.place.url(site.config, **params), key, etag, True, exact and key is not None)
 
 
 def feed_urls(site: Site) -> list[str]:
@@ -226,9 +296,8 @@ def pictures_of(site: Site, images: Iterable[str]) -> Iterator[Entry]:
 
 
 def sitemap_documents(site: Site, setting: str) -> Iterator[Entry]:
-    """The pages of a large sitemap: those holding only articles keyed by what they list (one
-    read of their rows, never rendered), the last ones, which also list the site's pages,
-    rendered."""
+    """The pages of a large sitemap, each keyed by what it lists (one read of its rows, never
+    rendered)."""
     per_page = site.sitemap_urls
     view = site.view()
     with site.read() as (reader, now):
@@ -243,11 +312,11 @@ def sitemap_page(site: Site, reader: Reader, now: datetime, articles: int, page:
     per_page = site.sitemap_urls
     part = page_slice(articles + 1 + len(site.view().specs), per_page, page)
     stop = min(part.stop, articles)
-    listed = reader.page_digest(now, part.start, stop - part.start, articles) if part.start < articles else ""
+    rows = reader.page_digest(now, part.start, stop - part.start, articles) if part.start < articles else ""
     view = site.view()
     index = view.newest if part.start <= articles < part.stop else None  # its lastmod: the newest change
     pages = (index, tuple(sorted(view.specs)), part.start - articles) if part.stop > articles else None
-    return made(site, SITEMAP_PAGE, (setting, part.start, part.stop, listed, pages), page=page)
+    return made(site, SITEMAP_PAGE, (setting, part.start, part.stop, rows, pages), page=page)
 
 
 def path_of(url: str) -> str:

@@ -24,7 +24,7 @@ import os
 import stat
 import threading
 import time
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Callable, Collection, Iterable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass, field, replace
@@ -36,6 +36,7 @@ from . import indexing
 from .articles import SUFFIXES, Meta
 from .config import SiteConfig, load_config
 from .errors import ConfigError, Problem
+from .parsing import teaser
 from .pictures import TYPES as PICTURE_TYPES
 from .records import Record, dated, parse_file
 from .sources import scan
@@ -82,6 +83,29 @@ class Snapshot:
     articles: int = 0
     problems: tuple[Problem, ...] = field(default=(), repr=False)
     upgrading: bool = False
+
+
+def _with_teasers(
+    config: SiteConfig,
+    records: dict[str, Record],
+    reads: Mapping[str, tuple[Record | None, str]],
+    stored: Mapping[str, tuple[int, str | None, int]],
+) -> dict[str, Record]:
+    """``records`` with their summary's digest: kept from the row while the body and the summary
+    given in front matter are as they were (unknown, after a cold start, it stays so: a file
+    touched moves no document's key), otherwise worked out from the body (rendering it)."""
+    found: dict[str, Record] = {}
+    for rel, record in records.items():
+        meta = record.meta
+        if meta is not None:
+            old = stored.get(rel)
+            if old is not None and old[:2] == (meta.body_digest, meta.given_summary):
+                digest = old[2]
+            else:
+                digest = _yielding(teaser(meta, reads[rel][1], config))
+            record = replace(record, meta=replace(meta, teaser=digest))
+        found[rel] = record
+    return found
 
 
 def _yielding(value: T) -> T:
@@ -343,10 +367,11 @@ class Live:
         started = time.perf_counter()
         with self._writing(snapshot.store):
             todo = self._unread(paths, snapshot.store, config, force)
-            reads = {rel: _yielding(parse_file(config, rel)) for rel in todo}
+            reads = {rel: _yielding(parse_file(config, rel, teaser=False)) for rel in todo}
             if identify(config.articles_dir, self.config_path).articles != root:
                 return False  # swapped while being read: the next batch checks every file
             records = {rel: record for rel, (record, _) in reads.items() if record is not None}
+            records = _with_teasers(config, records, reads, snapshot.store.teasers(records))
             final: dict[str, Record | None] = dict.fromkeys(todo)
             final.update(dated(records, lambda ids: self._ledger.first_seen(ids, self._clock())))
             applied = self._write(final) if final else Applied((), False)

@@ -2,10 +2,13 @@
 
 Every worker process runs a :class:`Notifier` on a thread of its own. It wakes when the site
 applies a change (a reload hook) and when an embargoed article comes out (the view's
-``valid_until``: no file changes then), lets a burst of changes settle, and looks at every
-document (:mod:`feeds.inventory`). One whose token differs from the version last announced is
-claimed in the ledger that all workers share (:meth:`~feeds.ledger.Ledger.claim_change`):
-workers render byte-identical documents, so exactly one claim wins, and only that worker
+``valid_until``: no file changes then), lets a burst of changes settle, and looks at the
+documents the change touched (:mod:`feeds.changes`; every document at the first look), each by
+its key, what its bytes show (:mod:`feeds.inventory`): a key moves exactly when the bytes do,
+so nothing is rendered to find out (but robots.txt, which a file of ``static/`` may stand in
+for, and which is rendered and known by its ETag). One whose token (the digest of its key)
+differs from the version last announced is claimed in the ledger that all workers share
+(:meth:`~feeds.ledger.Ledger.claim_change`): exactly one claim wins, and only that worker
 notifies the hubs (``websub.hubs``, subscription documents) and purges the caches
 (``cache.purge``, every changed or vanished document).
 
@@ -17,7 +20,11 @@ only set an event, so neither ever waits for a hub. The outbox knows nothing of 
 
 Limits: a delivery still waiting for its retry when its process exits is lost (the claim is
 already recorded). Workers that apply a burst of changes in different steps may each announce
-a different intermediate version; the hub fetches the current document either way.
+a different intermediate version; the hub fetches the current document either way. A change is
+announced once the index holds it: a hub or cache that asks while an entry's file is already
+being rewritten again gets the document without it (not kept), and the rewrite is announced
+in turn. The ledger of a version that announced by ETag holds other tokens: the first look
+after upgrading to keys announces every feed, feed page and site document once.
 """
 
 from __future__ import annotations
@@ -52,6 +59,9 @@ RECHECK_MAX = 60.0  # an embargo far off: the clock is looked at again after thi
 READ_MAX = 65536  # bytes of an answer read (its status is what counts)
 USER_AGENT = "feeds (WebSub publisher)"
 FORM = "application/x-www-form-urlencoded"
+# What a look saw of a document: its key, its token (the key's digest, or the ETag of its
+# bytes), and whether that is an ETag (the key was not exact, so it was rendered).
+Seen = tuple[Hashable, str | None, bool]
 # Sending threads with a host of their own, per process. The config allows 16 hubs and 16 caches;
 # hosts dropped by a reload keep their idle thread, so more hosts can come over time.
 LANES = 32
@@ -291,7 +301,7 @@ class Notifier:
         self._debounce = debounce
         self._wake = threading.Event()
         self._stop = threading.Event()
-        self._seen: dict[str, tuple[Hashable, str | None]] = {}  # URL -> (key, ETag or token)
+        self._seen: dict[str, Seen] = {}
         self._mark: changes.Mark | None = None  # where the last look left off
         self._pending: list[inventory.Entry] = []  # documents being written at the last look
         self._incomplete = False
@@ -343,7 +353,7 @@ class Notifier:
             documents = list(inventory.subscription_documents(site))
             if config.purge:  # a cache holds every other document too
                 documents += inventory.other_documents(site)
-            first, seen = not self._seen, dict[str, tuple[Hashable, str | None]]()
+            first, seen = not self._seen, dict[str, Seen]()
             claimed, pending = self._look(documents, seen, first)
             listed = {entry.url for entry in documents}
             gone = [  # no row for a page never changed before: new=True, or its deletion is missed
@@ -374,10 +384,16 @@ class Notifier:
         return claimed + gone
 
     def _look(
-        self, documents: list[inventory.Entry], seen: dict[str, tuple[Hashable, str | None]], first: bool
+        self, documents: list[inventory.Entry], seen: dict[str, Seen], first: bool
     ) -> tuple[list[str], list[inventory.Entry]]:
         """Compare each document with what the last look saw (recorded in ``seen``); the URLs
-        this process is to announce, and the documents to look at again (being written)."""
+        this process is to announce, and the documents to look at again (being written).
+
+        A moved key is trusted when it is exact and the last look knew the document by its key
+        too; otherwise the document is rendered and its ETag compared (a key with an unknown
+        summary digest, or one that was: touching a file after a cold start gives its entry a
+        summary digest, which moves the key of a summary-only feed that does not change).
+        """
         ledger = self._site.ledger
         claimed: list[str] = []
         pending: list[inventory.Entry] = []
@@ -386,12 +402,15 @@ class Notifier:
             if entry.key is not None and before is not None and before[0] == entry.key:
                 seen[entry.url] = before  # what it shows is as it was: no render
                 continue
-            if entry.etag is None and entry.key is not None:  # one of the many pages: its key says it all
+            rendered = entry.etag is not None and (not entry.exact or (before is not None and before[2]))
+            if entry.key is not None and not rendered:  # its key says it all
                 token = inventory.digest(entry.key)
-                seen[entry.url] = (entry.key, token)
-                # The first look only learns (a million pages, no ledger rows); a page that
-                # appears later may be cached as a 404, so it counts as changed.
-                if not first and ledger.claim_change(entry.url, token, new=True):
+                seen[entry.url] = (entry.key, token, False)
+                # The first look records the few documents (a change since the last announcing
+                # worker's look is announced) and only learns the many (a million pages, no
+                # ledger rows); a page that appears later may be cached as a 404, so it counts
+                # as changed.
+                if (entry.recorded or not first) and ledger.claim_change(entry.url, token, new=not first):
                     claimed.append(entry.url)
                 continue
             try:  # rendered: its ETag tells whether its bytes changed
@@ -404,7 +423,11 @@ class Notifier:
                 if before is not None:
                     seen[entry.url] = before
                 continue
-            seen[entry.url] = (entry.key, etag)
+            # Known by its key from now on if that is exact (the ledger keeps the ETag: the next
+            # moved key differs from it, as it should).
+            seen[entry.url] = (
+                (entry.key, inventory.digest(entry.key), False) if entry.exact else (entry.key, etag, True)
+            )
             if (before is None or before[1] != etag) and ledger.claim_change(entry.url, etag, new=not first):
                 claimed.append(entry.url)
         return claimed, pending

@@ -13,6 +13,7 @@ import itertools
 import mimetypes
 import re
 from collections.abc import Mapping
+from dataclasses import replace
 from datetime import UTC, date, datetime, time
 from functools import lru_cache
 from pathlib import PurePosixPath
@@ -29,8 +30,10 @@ from .articles import (
     SourceFile,
     Topic,
     article_id_for,
+    body_html,
     complete,
     decode,
+    summary_of,
     topic,
 )
 from .config import SiteConfig
@@ -138,8 +141,15 @@ class _Front:
         return value
 
 
-def parse_meta(source: SourceFile, site: SiteConfig) -> tuple[Meta | None, str, list[Problem]]:
-    """Everything but the body's HTML: cheap enough to run over a whole archive."""
+def parse_meta(
+    source: SourceFile, site: SiteConfig, teaser: bool = True
+) -> tuple[Meta | None, str, list[Problem]]:
+    """Everything but the body's HTML: cheap enough to run over a whole archive.
+
+    ``teaser``: also the digest of the summary, which takes rendering the body (nearly as much
+    again as the rest); a cold start leaves it 0, unknown, and documents showing only the
+    summary are then rendered to tell whether they changed (see :mod:`feeds.inventory`).
+    """
     early: list[Problem] = []
     text = _decode_checked(source, early)
     if text is None:
@@ -184,9 +194,12 @@ def parse_meta(source: SourceFile, site: SiteConfig) -> tuple[Meta | None, str, 
         given_summary=_given_summary(front),
         version=source.stamp,
         digest=_digest(source),
+        body_digest=content_digest(body.encode()),
         body_start=len(text) - len(body),
         dated_by=dated_by,
     )
+    if teaser:
+        meta = replace(meta, teaser=_teaser(meta.path, meta.given_summary, body, site))
     return meta, body, front.problems
 
 
@@ -397,6 +410,20 @@ def _digest(source: SourceFile) -> int:
         return content_digest(source.data)
     facts = repr(sorted((rel, p.size, p.media_type) for rel, p in source.pictures.items()))
     return content_digest(source.data + b"\0" + facts.encode())
+
+
+def teaser(meta: Meta, body: str, site: SiteConfig) -> int:
+    """The digest of the summary documents show of the article whose ``meta`` and ``body`` a
+    parse without it gave (see :func:`parse_meta`)."""
+    return _teaser(meta.path, meta.given_summary, body, site)
+
+
+def _teaser(path: str, given: str | None, body: str, site: SiteConfig) -> int:
+    """The digest of the summary documents show of the article: of the one given, or of the
+    start of the body, which takes rendering it (a summary-only feed changes with its summary,
+    not with every edit of the body)."""
+    html = "" if given else body_html(path, body, site)
+    return content_digest(summary_of(given, html, site).encode())
 
 
 def _image_alt(front: _Front) -> str | None:

@@ -43,8 +43,9 @@ def refused(rel: str, reason: str) -> Record:
     return Record(None, NO_STAMP, (problem,))
 
 
-def parse_file(config: SiteConfig, rel: str) -> tuple[Record | None, str]:
-    """Read and parse one file: its record (None if it is gone) and its body text."""
+def parse_file(config: SiteConfig, rel: str, teaser: bool = True) -> tuple[Record | None, str]:
+    """Read and parse one file: its record (None if it is gone) and its body text (``teaser``:
+    see :func:`~feeds.parsing.parse_meta`)."""
     try:
         source = read_source(config.articles_dir, rel, config.max_article_bytes)
     except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
@@ -55,7 +56,7 @@ def parse_file(config: SiteConfig, rel: str) -> tuple[Record | None, str]:
         problem = Problem(rel, None, f"cannot read file: {exc.strerror or exc}")
         record = Record(None, NO_STAMP, (problem,), retry=True)
     else:
-        meta, body, problems = parse_meta(source, config)
+        meta, body, problems = parse_meta(source, config, teaser)
         record = Record(meta, source.stamp, tuple(problems), retry=meta is None)
         for problem in problems:
             log.warning("article problem: %s", problem)

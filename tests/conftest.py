@@ -210,9 +210,9 @@ def parses(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     seen: list[str] = []
     real = feeds.records.parse_meta
 
-    def counting(source, config):  # type: ignore[no-untyped-def]
+    def counting(source, config, teaser=True):  # type: ignore[no-untyped-def]
         seen.append(source.path)
-        return real(source, config)
+        return real(source, config, teaser)
 
     monkeypatch.setattr(feeds.records, "parse_meta", counting)
     return seen

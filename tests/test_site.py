@@ -340,10 +340,10 @@ def test_requests_never_wait_on_a_parse(make_site: MakeSite, monkeypatch: pytest
     parsing, release = threading.Event(), threading.Event()
     real = feeds.records.parse_meta
 
-    def slow(source, config):  # type: ignore[no-untyped-def]
+    def slow(source, config, teaser=True):  # type: ignore[no-untyped-def]
         parsing.set()
         release.wait(30)
-        return real(source, config)
+        return real(source, config, teaser)
 
     monkeypatch.setattr(feeds.records, "parse_meta", slow)
     (path.parent / "articles" / "politik" / "neu.md").write_text(

@@ -326,6 +326,17 @@ class IndexStore:
         except sqlite3.Error as exc:
             log.warning("index: %s", failure(exc, self.file, "tidying up"))
 
+    def set_teasers(self, found: Iterable[tuple[str, int, str | None, int]]) -> None:
+        """After a bulk load: the summaries' digests of (path, body digest, summary given in front
+        matter, summary digest), for rows whose body and given summary are still those (nothing
+        derived depends on them)."""
+        with transaction(self.db, self.file, "loading") as db:
+            db.executemany(
+                "UPDATE files SET teaser = ? WHERE path = ? AND body_digest = ? AND summary IS ? "
+                "AND teaser = 0",
+                [(teaser, rel, body, summary) for rel, body, summary, teaser in found],
+            )
+
     @classmethod
     def of(cls, config: SiteConfig, metas: Iterable[Meta]) -> IndexStore:
         """A private index of articles already in memory (tests, tools); no files are read."""
@@ -401,6 +412,23 @@ class IndexStore:
             rel: (size, mtime, bool(retry))
             for rel, size, mtime, retry in rows
             if isinstance(rel, str) and type(size) is int and type(mtime) is int
+        }
+
+    def teasers(self, paths: Iterable[str]) -> dict[str, tuple[int, str | None, int]]:
+        """(body digest, summary given in front matter, summary digest) of the rows of ``paths``
+        that have them, as stored (a summary digest of 0 is unknown)."""
+        rows = self.db.execute(
+            "SELECT path, body_digest, summary, teaser FROM files WHERE id IS NOT NULL "
+            "AND path IN (SELECT value FROM json_each(?))",
+            (json.dumps(sorted(set(paths))),),
+        ).fetchall()
+        return {
+            rel: (body, summary, teaser)
+            for rel, body, summary, teaser in rows
+            if isinstance(rel, str)
+            and type(body) is int
+            and type(teaser) is int
+            and (summary is None or isinstance(summary, str))
         }
 
     def _last_good(self, old: tuple[object, ...] | None) -> Record | None:

@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from itertools import islice
+from typing import NamedTuple
 
 from ..articles import Meta
 from ..config import FeedSpec
@@ -78,11 +79,48 @@ class Trace:
 
 Suspect = Callable[[str], None]
 Slugs = tuple[tuple[str, ...], tuple[str, ...]]  # an entry's topic slugs and tag slugs
-PageKey = tuple[str, str, int, int, int, Slugs]
+# What an article page shows of its article besides its dates and topics: title, language, link,
+# authors (as stored), picture and its description, sources, the summary given in front matter
+# and the digest of its body (which, with the path and that summary, makes the page's summary).
+Shows = tuple[str, str | None, str, str, str | None, str | None, str, str | None, int]
+PageKey = tuple[str, str, Shows, int, int, Slugs]  # permalink, path, shows, published, updated, slugs
 PageRow = tuple[str, str, int, int, str]  # id, permalink, digest, updated, what the page shows of it
-Version = tuple[str, int, int, int, Slugs, str | None, str | None, int]
+_PAGE_KEY = (
+    "f.permalink, f.path, f.title, f.language, f.url, f.authors, f.image, f.image_alt, f.sources, "
+    "f.summary, f.body_digest, f.published, f.updated, f.id, f.topics, f.tags"
+)
+
+
+class Version(NamedTuple):
+    """What a feed's documents can show of an entry, as stored (without the display names of
+    its topics and tags, which come from the spellings): each kind of document keys itself
+    with the fields it shows (see :mod:`feeds.inventory`), so that its key moves exactly when
+    its bytes do. ``body`` and ``teaser`` are the digests of the body's text and of the summary
+    (0: not worked out, after a cold start); ``summary`` is the one given in front matter."""
+
+    id: str
+    published: int
+    updated: int
+    slugs: Slugs
+    title: str
+    url: str
+    authors: str  # name US email US uri RS ...
+    language: str | None
+    image: str | None
+    image_type: str | None
+    image_length: int
+    image_alt: str | None
+    dated_by: str
+    path: str
+    body: int
+    teaser: int
+    summary: str | None
+
+
 _VERSION = (
-    "{f}id, {f}digest, {f}published, {f}updated, {f}topics, {f}tags, {f}image, {f}image_type, {f}image_length"
+    "{f}id, {f}published, {f}updated, {f}topics, {f}tags, {f}title, {f}url, {f}authors, {f}language, "
+    "{f}image, {f}image_type, {f}image_length, {f}image_alt, {f}dated_by, {f}path, {f}body_digest, "
+    "{f}teaser, {f}summary"
 )
 # One text of what a page shows of an entry, joined by SQLite: a static export keys a million
 # of them without decoding a row (the picture's type and length come from its file, not the article's).
@@ -125,12 +163,35 @@ def _slugs(topics: object, tags: object) -> Slugs:
 
 def _version(m: Meta) -> Version:
     slugs = (tuple(t.slug for t in m.topics), tuple(t.slug for t in m.tags))
-    when = int(m.published.timestamp()), int(m.updated.timestamp())
-    return (m.id, m.digest, *when, slugs, m.image, m.image_type, m.image_length)
+    authors = RS.join(f"{a.name}{US}{a.email or ''}{US}{a.uri or ''}" for a in m.authors)
+    return Version(
+        m.id,
+        int(m.published.timestamp()),
+        int(m.updated.timestamp()),
+        slugs,
+        m.title,
+        m.url,
+        authors,
+        m.language,
+        m.image,
+        m.image_type,
+        m.image_length,
+        m.image_alt,
+        m.dated_by.value,
+        m.path,
+        m.body_digest,
+        m.teaser,
+        m.given_summary,
+    )
 
 
 def _version_of(r: sqlite3.Row) -> Version:
-    return (r[0], r[1], r[2], r[3], _slugs(r[4], r[5]), r[6], r[7], r[8])
+    return Version(r[0], r[1], r[2], _slugs(r[3], r[4]), *r[5:])
+
+
+def _page_key(r: sqlite3.Row) -> PageKey:
+    shows = (r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9], r[10])
+    return (r[0], r[1], shows, r[11], r[12], _slugs(r[14], r[15]))
 
 
 def simple(spec: FeedSpec) -> bool:
@@ -298,13 +359,12 @@ class Reader:
         return self._metas(rows), end
 
     def page_keys(self, now: datetime, after: After, size: int) -> tuple[list[PageKey], After]:
-        """(permalink, path, digest, published, updated, topic and tag slugs) of visible
-        articles, without decoding."""
+        """(permalink, path, what the page shows, published, updated, topic and tag slugs) of
+        visible articles, without decoding."""
         tail, params = _newest_first(now, after)
-        sql = f"SELECT f.permalink, f.path, f.digest, f.published, f.updated, f.id, f.topics, f.tags{tail}"
-        rows = self._db.execute(sql, (*params, size)).fetchall()
-        end = (rows[-1][3], rows[-1][5]) if len(rows) == size else None
-        return [(r[0], r[1], r[2], r[3], r[4], _slugs(r[6], r[7])) for r in rows], end
+        rows = self._db.execute(f"SELECT {_PAGE_KEY}{tail}", (*params, size)).fetchall()
+        end = (rows[-1][11], rows[-1][13]) if len(rows) == size else None
+        return [_page_key(r) for r in rows], end
 
     def page_rows(self, now: datetime, after: After, size: int) -> tuple[list[PageRow], After]:
         """(id, permalink, digest, updated, what the page shows of it) of visible articles in
@@ -341,8 +401,7 @@ class Reader:
             yield row
 
     def versions(self, spec: FeedSpec, now: datetime) -> list[Version]:
-        """(id, digest, published, updated, topic and tag slugs, picture) of every entry of the
-        feed, newest first.
+        """:class:`Version` of every entry of the feed, newest first.
 
         What an archive page's bytes depend on (with the display names of those slugs), for a
         purge to tell which pages changed without rendering them (or decoding a million rows
@@ -408,36 +467,38 @@ class Reader:
         for start in range(0, len(todo), BATCH):
             part = todo[start : start + BATCH]
             rows = self._db.execute(
-                "SELECT permalink, path, digest, published, updated, id, topics, tags FROM files "
-                f"WHERE entry = 1 AND published <= ? AND id IN ({', '.join('?' * len(part))})",
+                f"SELECT {_PAGE_KEY} FROM files AS f "
+                f"WHERE f.entry = 1 AND f.published <= ? AND f.id IN ({', '.join('?' * len(part))})",
                 (now.timestamp(), *part),
             )
-            found += [(r[5], (r[0], r[1], r[2], r[3], r[4], _slugs(r[6], r[7]))) for r in rows]
+            found += [(r[13], _page_key(r)) for r in rows]
         return found
 
     def page_digest(self, now: datetime, start: int, count: int, total: int) -> str:
         """What ``count`` visible articles from position ``start`` of the oldest-first order
-        (of ``total``) show on a sitemap page (URL, ``lastmod``, whether it lives here), hashed:
+        (of ``total``) show on a sitemap page (URL and ``lastmod`` of those that live here), hashed:
         joined by SQLite from the end nearer to them, never held as rows."""
         if start <= total - start - count:
             order, skip = "published, id DESC", start
         else:
             order, skip = "published DESC, id", max(total - start - count, 0)
         row = self._db.execute(
-            "SELECT group_concat(line, char(30)) FROM (SELECT line FROM (SELECT permalink || char(31) || "
-            "updated || char(31) || (url = permalink) AS line, published, id FROM files WHERE entry = 1 "
-            f"AND published <= ? ORDER BY {order} LIMIT ? OFFSET ?) ORDER BY published, id DESC)",
+            "SELECT group_concat(line, char(30)) FROM (SELECT line FROM (SELECT CASE WHEN url = permalink "
+            "THEN permalink || char(31) || updated ELSE '' END AS line, published, id FROM files "
+            f"WHERE entry = 1 AND published <= ? ORDER BY {order} LIMIT ? OFFSET ?) "
+            "ORDER BY published, id DESC)",
             (now.timestamp(), count, skip),
         ).fetchone()
         text = row[0] if row is not None and isinstance(row[0], str) else ""
         return hashlib.sha256(text.encode()).hexdigest()
 
     def recent_digest(self, now: datetime, since: datetime, limit: int) -> str:
-        """What the news sitemap shows of :meth:`recent` (URL, date, the file's content for the
-        title and language), hashed, without decoding a row."""
+        """What the news sitemap shows of :meth:`recent` (URL, date, language and title), hashed,
+        without decoding a row."""
         row = self._db.execute(
             "SELECT group_concat(line, char(30)) FROM (SELECT f.permalink || char(31) || f.published || "
-            f"char(31) || f.digest AS line FROM files AS f WHERE {_RECENT} "
+            "char(31) || coalesce(f.language, '') || char(31) || f.title AS line "
+            f"FROM files AS f WHERE {_RECENT} "
             "ORDER BY f.published DESC, f.id LIMIT ?)",
             (now.timestamp(), since.timestamp(), limit),
         ).fetchone()

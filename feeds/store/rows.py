@@ -68,6 +68,8 @@ def encode(rel: str, record: Record) -> tuple[object, ...]:
             sources=RS.join(meta.sources),
             summary=meta.given_summary,
             digest=meta.digest,
+            body_digest=meta.body_digest,
+            teaser=meta.teaser,
             body_start=meta.body_start,
             dated_by=meta.dated_by.value,
         )
@@ -154,6 +156,8 @@ class Decoder:
             given_summary=row["summary"],
             version=stamp,
             digest=row["digest"],
+            body_digest=row["body_digest"],
+            teaser=row["teaser"],
             body_start=row["body_start"],
             dated_by=DateSource(row["dated_by"]),
         )

@@ -59,6 +59,8 @@ COLUMNS = (
     ("sources", "text"),  # source RS source ...
     ("summary", "text?"),
     ("digest", "integer"),
+    ("body_digest", "integer"),  # of the body's text (documents showing its HTML change with it)
+    ("teaser", "integer"),  # of the summary (documents showing only that change with it)
     ("body_start", "integer"),
     ("dated_by", "text"),
 )
