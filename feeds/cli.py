@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import multiprocessing
 import os
 import sys
 import time
 import zlib
 from collections.abc import Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -18,6 +21,7 @@ from . import catalogue, logs
 from .app import create_app, state_dir_for
 from .config import config_path_from_env, load_config
 from .errors import ConfigError, Problem, Severity
+from .export import Survey, survey_ahead
 from .export import build as build_export
 from .links import feed_page_url, feed_url, opml_url
 from .live import open_store
@@ -261,6 +265,23 @@ def list_feeds(ctx: click.Context) -> None:
     click.echo(f"all feeds as OPML\t{opml_url(site.config)}")
 
 
+@contextlib.contextmanager
+def _surveying(out: Path, full: bool) -> Iterator[Future[Survey | None] | None]:
+    """The survey of an export about to be updated, made in a process of its own while this one
+    opens the site (both take seconds at a million articles); None where that cannot start."""
+    if full or not out.is_dir():
+        yield None
+        return
+    try:
+        pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("fork"))
+    except (OSError, ValueError) as exc:
+        logging.getLogger(__name__).info("surveying %s in this process (%s)", out, exc)
+        yield None
+        return
+    with pool:
+        yield pool.submit(survey_ahead, out)
+
+
 @cli.command()
 @click.argument("out", type=click.Path(path_type=Path))
 @click.option(
@@ -282,8 +303,9 @@ def build(ctx: click.Context, out: Path, force: bool, full: bool) -> None:
     state folder.
     """
     try:
-        check_target(load_config(ctx.obj), state_dir_for(ctx.obj), out)  # before reading articles
-        done = build_export(_load(ctx), out, force=force, full=full)
+        target = check_target(load_config(ctx.obj), state_dir_for(ctx.obj), out)  # before reading articles
+        with _surveying(target, full) as ahead:
+            done = build_export(_load(ctx), out, force=force, full=full, ahead=ahead)
     except ConfigError as exc:
         raise click.ClickException(f"config is not valid:\n{exc}") from None
     except ExportRefused as exc:

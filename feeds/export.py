@@ -41,7 +41,9 @@ import sys
 import time
 import zlib
 from collections.abc import Hashable, Iterable, Iterator
-from dataclasses import dataclass
+from concurrent.futures import Future
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass, replace
 from importlib import metadata
 from itertools import islice
 from pathlib import Path
@@ -58,6 +60,7 @@ from .outfolder import (
     MANIFEST,
     MARKER,
     MARKER_BYTES,
+    Digests,
     ExportRefused,
     Manifest,
     ManifestWriter,
@@ -69,10 +72,12 @@ from .outfolder import (
     clean_leftovers,
     discard_old,
     exchange,
+    folder_mtime,
     has_marker,
     is_relative_path,
     keep_spare,
     lock,
+    manifest_identity,
     read_manifest,
     read_mark,
     record_lines,
@@ -634,14 +639,50 @@ def _carry(out: Path, tmp: Path, foreign: Tree, ours_dirs: set[str]) -> None:
         os.chmod(tmp / rel, stat.S_IMODE(foreign.dirs[rel]))
 
 
-def build(site: Site, out: Path, *, force: bool = False, full: bool = False) -> Exported:
+Survey = tuple[Manifest, Tree]  # a light survey of an export about to be updated
+
+
+def survey_ahead(out: Path) -> Survey | None:
+    """The survey an update of the export in ``out`` starts with, made before the site is open
+    (in a process of its own while the site's files are checked; a million articles take
+    half a minute each): None when ``out`` is not an export with a spare beside it. The build
+    takes it only if the export is still the one surveyed (:func:`_ahead`)."""
+    if not _is_spare(spare_folder(out)):
+        return None
+    ours, foreign = _survey(out, force=False, light=True)
+    if ours is None or not ours.light:
+        return None
+    return replace(ours, stamps=Digests()), foreign  # the stamps served the walk: not sent back
+
+
+def _ahead(out: Path, ahead: Future[Survey | None] | None) -> Survey | None:
+    if ahead is None:
+        return None
+    try:
+        found = ahead.result()
+    except (BrokenProcessPool, OSError, ExportRefused) as exc:
+        log.info("the survey made ahead failed (%s); surveying %s again", exc, out)
+        return None
+    if found is None or found[0].identity != manifest_identity(out) or found[1].top != folder_mtime(out):
+        return None  # another build swapped the export meanwhile, or there was none
+    return found
+
+
+def build(
+    site: Site,
+    out: Path,
+    *,
+    force: bool = False,
+    full: bool = False,
+    ahead: Future[Survey | None] | None = None,
+) -> Exported:
     """Write the export to ``out`` atomically; what it did.
 
     Beside each file goes its ``.gz`` twin (nginx ``gzip_static``), byte-identical to what
     the app serves gzipped. Documents unchanged since the export in ``out`` was built are
     linked from it rather than rendered (``full``: every document is rendered and written).
     Raises :class:`ExportRefused` before the swap when the build could lose a file feeds did
-    not write.
+    not write. ``ahead``: :func:`survey_ahead` of ``out``, started before the site was opened.
     """
     started = time.monotonic()
     out = check_target(site.config, site.state_dir, out)
@@ -649,7 +690,12 @@ def build(site: Site, out: Path, *, force: bool = False, full: bool = False) -> 
     with lock(out.parent):
         clean_leftovers(out)
         spare = spare_folder(out)
-        ours, foreign = _survey(out, force, light=not full and _is_spare(spare))  # a refusal comes first
+        found = _ahead(out, ahead) if not full and _is_spare(spare) else None
+        ours: Manifest | None
+        if found is not None:
+            ours, foreign = found
+        else:  # a refusal comes first
+            ours, foreign = _survey(out, force, light=not full and _is_spare(spare))
         files = set(foreign.files)
         bookkeeping = [rel for rel in BOOKKEEPING if rel in files or rel in foreign.dirs]
         if bookkeeping:

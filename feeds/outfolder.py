@@ -703,6 +703,20 @@ def keep_spare(old: Path, out: Path, ours: Manifest | None, foreign: Tree, usefu
     return True
 
 
+def folder_mtime(path: Path) -> int | None:
+    """A folder's mtime (None: not a folder): it moves when a name in it is added or removed."""
+    return _mtime(path)
+
+
+def manifest_identity(folder: Path) -> tuple[int, int, int, int] | None:
+    """Which file ``folder``'s manifest is now (compared with :attr:`Manifest.identity`)."""
+    try:
+        st = (folder / MANIFEST).lstat()
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+
+
 def _mtime(path: Path) -> int | None:
     try:
         st = path.lstat()

@@ -11,6 +11,7 @@ import stat
 import subprocess
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future
 from pathlib import Path
 
 import anyfeed
@@ -20,7 +21,7 @@ from lxml import etree
 
 import feeds.export
 from feeds import create_app
-from feeds.export import build
+from feeds.export import Survey, build, survey_ahead
 from feeds.outfolder import (
     MANIFEST,
     MARKER,
@@ -1250,3 +1251,29 @@ def test_huge_mark_is_read_within_bounds(tmp_path: Path) -> None:
     started = time.monotonic()
     assert read_manifest(tmp_path) is None
     assert time.monotonic() - started < 5
+
+
+def test_survey_made_ahead_is_taken_only_while_the_export_is_the_one_surveyed(
+    make_site: MakeSite, out: Path
+) -> None:
+    """``feeds build`` surveys the export in another process while it opens the site; a build
+    that swapped the export meanwhile makes that survey stale, and it is not used."""
+    path = make_site(many_articles(9), config=ARCHIVED)
+    for _ in range(2):
+        build(load_kept(path), out)
+    stale: Future[Survey | None] = Future()
+    stale.set_result(survey_ahead(out))
+    assert stale.result() is not None
+    build(load_kept(path), out)  # another build swaps the export in the meantime
+    (path.parent / "articles" / "klima/a02.md").write_text(many_articles(9, edited=2)["klima/a02.md"])
+    site = load_kept(path)
+    done = build(site, out, ahead=stale)
+    assert snapshot(out) == expected_files(site)
+    assert 0 < done.written < done.documents // 4
+    fresh: Future[Survey | None] = Future()
+    fresh.set_result(survey_ahead(out))
+    (path.parent / "articles" / "politik/a03.md").write_text(many_articles(9, edited=3)["politik/a03.md"])
+    site = load_kept(path)
+    done = build(site, out, ahead=fresh)
+    assert snapshot(out) == expected_files(site)
+    assert 0 < done.written < done.documents // 4
