@@ -51,7 +51,8 @@ TARGETS = {  # issues 10 and 16, at 1,000,000 articles
     "peak memory per worker (MB)": 500.0,
     "change served by every worker (ms)": 100.0,
     "cold 50-entry render (ms)": 20.0,
-    "purge set of one edit, CPU per worker (ms)": 12.5,  # issue 20: 50 ms for all (4) workers
+    # issue 20: 50 ms for all workers; one worker per state folder works it out (feeds.notify)
+    "purge set of one edit, CPU of all workers (ms)": 50.0,
     "export: full build peak memory (MB)": 500.0,  # issue 20
     "export: rebuild after one edit (s)": 60.0,
     "export: rebuild peak memory (MB)": 500.0,
@@ -308,10 +309,10 @@ def measure(
         found["open_site checking every file (no watcher), warm (s)"] = render["load"] / 1000
     if "purge" in parts:
         purge = purge_set(config, work)
-        found["purge set of one edit, CPU per worker (ms)"] = purge["edit of the newest"]
+        found["purge set of one edit, CPU of all workers (ms)"] = purge["edit of the newest"]
         found["of which rendering what changed (ms)"] = purge["edit of the newest rendering"]
-        found["purge set of an old article's edit, CPU per worker (ms)"] = purge["edit of an old article"]
-        found["purge set of a new article, CPU per worker (ms)"] = purge["new article"]
+        found["purge set of an old article's edit, CPU of all workers (ms)"] = purge["edit of an old article"]
+        found["purge set of a new article, CPU of all workers (ms)"] = purge["new article"]
         found["documents looked at for one edit"] = purge["edit of the newest documents"]
         found["every document looked at (the first look), CPU (ms)"] = purge["first look"]
     if "upgrade" in parts:
