@@ -71,7 +71,6 @@ from .outfolder import (
     check_target,
     clean_leftovers,
     discard_old,
-    exchange,
     folder_mtime,
     has_marker,
     is_relative_path,
@@ -89,6 +88,7 @@ from .outfolder import (
     with_records,
     work_folder,
 )
+from .renames import exchange
 from .site import Site
 from .sitemaps import page_slice
 from .store import TAG, TOPIC
@@ -522,7 +522,7 @@ def _update_plan(
 ) -> _Update | None:
     """How to bring the spare to the export of now, when the marks on it and on the live export
     tell; None: build a whole new tree."""
-    if ours.mark is None or not foreign.untouched or not _is_spare(spare):
+    if ours.mark is None or not foreign.untouched:
         return None  # a file of the live export edited by hand: only a look at every one tells
     live_mark = rebuild.read_mark(site, ours.mark, code)
     spare_mark = rebuild.read_mark(site, read_mark(spare), code)
@@ -690,22 +690,25 @@ def build(
     with lock(out.parent):
         clean_leftovers(out)
         spare = spare_folder(out)
-        found = _ahead(out, ahead) if not full and _is_spare(spare) else None
+        updating = not full and _is_spare(spare)  # worth a try: see _update_plan
+        found = _ahead(out, ahead) if updating else None
         ours: Manifest | None
         if found is not None:
             ours, foreign = found
         else:  # a refusal comes first
-            ours, foreign = _survey(out, force, light=not full and _is_spare(spare))
+            ours, foreign = _survey(out, force, light=updating)
         files = set(foreign.files)
         bookkeeping = [rel for rel in BOOKKEEPING if rel in files or rel in foreign.dirs]
         if bookkeeping:
             _refuse_clashes(out, bookkeeping)
         tmp, old = work_folder(out, "tmp"), work_folder(out, "old")
         code = _code()
-        update = None if full or ours is None else _update_plan(site, out, ours, foreign, spare, code)
+        update = (
+            _update_plan(site, out, ours, foreign, spare, code) if updating and ours is not None else None
+        )
         if update is None and ours is not None and ours.light:
             ours, foreign = _survey(out, force)  # all of it: documents are reused by key or bytes
-        if update is None and _is_spare(spare):
+        if update is None and updating:
             discard_old(spare, out)  # too old to bring up to date: what is ours in it goes
         writer: _Writer | None = None
         try:

@@ -10,8 +10,6 @@ what a build created is ever cleaned up after it.
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import errno
 import fcntl
 import io
 import itertools
@@ -583,7 +581,7 @@ def walk(root: Path, skip: Callable[[str], bool] | None = None, checked: Manifes
     ``checked``: a light manifest of ``root``, whose files are compared with their records on
     the way (one ``lstat`` each, which the walk makes anyway): ``untouched`` says whether every
     one was found as written."""
-    tree = Tree(top=_mtime(root))
+    tree = Tree(top=folder_mtime(root))
     has_entries: set[str] = set()
     found = 0
     for rel, entry in scan(root):
@@ -641,28 +639,6 @@ def spare_folder(out: Path) -> Path:
     return out.parent / f".{out.name}.feeds-spare"
 
 
-_RENAME_EXCHANGE = 2
-_AT_FDCWD = -100
-
-
-def exchange(a: Path, b: Path) -> bool:
-    """Swap two folders in one step (``renameat2`` with ``RENAME_EXCHANGE``), so that a web
-    server serving ``b`` sees the old tree or the new one, never neither. False where the
-    system or file system cannot (the caller then renames twice)."""
-    try:
-        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
-    except (OSError, AttributeError):
-        return False
-    renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
-    renameat2.restype = ctypes.c_int
-    if renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0:
-        return True
-    err = ctypes.get_errno()
-    if err in (errno.ENOSYS, errno.EINVAL, errno.ENOTSUP):
-        return False
-    raise OSError(err, os.strerror(err), str(a), None, str(b))
-
-
 def keep_spare(old: Path, out: Path, ours: Manifest | None, foreign: Tree, useful: bool) -> bool:
     """Keep ``old``, the export just replaced, as the next build's spare; False (nothing kept,
     ``old`` as it was but for entries ``out`` provably holds) when it is not exactly ours.
@@ -678,8 +654,8 @@ def keep_spare(old: Path, out: Path, ours: Manifest | None, foreign: Tree, usefu
         return False
     if (
         foreign.top is None
-        or _mtime(old) != foreign.top
-        or any(_mtime(old / rel) != mtime for rel, mtime in foreign.mtimes.items())
+        or folder_mtime(old) != foreign.top
+        or any(folder_mtime(old / rel) != mtime for rel, mtime in foreign.mtimes.items())
     ):
         log.info("not keeping %s for the next build: it changed while the export was rebuilt", old)
         return False
@@ -703,11 +679,6 @@ def keep_spare(old: Path, out: Path, ours: Manifest | None, foreign: Tree, usefu
     return True
 
 
-def folder_mtime(path: Path) -> int | None:
-    """A folder's mtime (None: not a folder): it moves when a name in it is added or removed."""
-    return _mtime(path)
-
-
 def manifest_identity(folder: Path) -> tuple[int, int, int, int] | None:
     """Which file ``folder``'s manifest is now (compared with :attr:`Manifest.identity`)."""
     try:
@@ -717,7 +688,8 @@ def manifest_identity(folder: Path) -> tuple[int, int, int, int] | None:
     return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
 
 
-def _mtime(path: Path) -> int | None:
+def folder_mtime(path: Path) -> int | None:
+    """A folder's mtime (None: not a folder): it moves when a name in it is added or removed."""
     try:
         st = path.lstat()
     except OSError:

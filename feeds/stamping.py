@@ -20,7 +20,6 @@ It is the one place the program changes an article, so it keeps three promises:
 
 from __future__ import annotations
 
-import ctypes
 import errno
 import fcntl
 import logging
@@ -33,9 +32,9 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import ExitStack
 from dataclasses import fields, replace
 from datetime import datetime
-from functools import lru_cache
 from pathlib import Path
 
+from . import renames
 from .articles import DateSource, Meta, SourceFile, Stamp, with_first_seen
 from .config import SiteConfig
 from .parsing import parse_meta, stamped
@@ -48,7 +47,6 @@ Pause = Callable[[str], None]
 MAX_SYMLINKS = 8
 _FOLDER = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _FILE = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
-_RENAME_EXCHANGE = 2  # linux/fs.h
 _UNCOMPARED = {"version", "digest", "body_start"}  # differ with any change of the bytes
 _NUMBER = re.compile(r"\d+")
 
@@ -356,26 +354,10 @@ def _race(
     return None
 
 
-@lru_cache(maxsize=1)
-def _renameat2() -> Callable[[int, bytes, int, bytes, int], int] | None:
-    function = getattr(ctypes.CDLL(None, use_errno=True), "renameat2", None)
-    if function is None:
-        return None
-    function.argtypes = (ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint)
-    function.restype = ctypes.c_int
-    return function  # type: ignore[no-any-return]
-
-
 def _exchange(folder: int, a: str, b: str) -> None:
     """Swap the names ``a`` and ``b`` in ``folder`` in one step (Linux 3.15+, most file systems)."""
-    renameat2 = _renameat2()
-    if renameat2 is None:
-        raise NotWritten("this system cannot swap two files in one step (no renameat2)")
-    if renameat2(folder, os.fsencode(a), folder, os.fsencode(b), _RENAME_EXCHANGE) != 0:
-        code = ctypes.get_errno()
-        if code in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
-            raise NotWritten("its file system cannot swap two files in one step (renameat2)")
-        raise OSError(code, os.strerror(code), b)
+    if not renames.exchange(a, b, dir_fd=folder):
+        raise NotWritten("this system or its file system cannot swap two files in one step (renameat2)")
 
 
 def _unlink_if(folder: int, name: str, ident: tuple[int, int]) -> None:

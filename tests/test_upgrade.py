@@ -108,7 +108,8 @@ def test_an_upgrade_serves_the_earlier_index_while_it_builds_its_own_then_switch
         assert "upgrading" not in client.get("/healthz").get_json()
         wait_until(lambda: not earlier.exists(), "the earlier version's index deleted")
         assert sorted(p.name for p in state.glob("index-*")) == sorted(
-            ours.name + suffix for suffix in ("", ".check", ".lock", ".use", ".write", "-shm", "-wal")
+            ours.name + suffix
+            for suffix in ("", ".check", ".lock", ".use", ".write", "-shm", "-wal")
             if ours.with_name(ours.name + suffix).exists()
         )
         assert not list(state.glob(earlier.name + "*"))
