@@ -43,7 +43,7 @@ from .links import permalink
 from .markup import clean_text
 from .pictures import MAX_PICTURES, body_references, described, is_url, media_url, resolve
 from .slugs import slug
-from .yamlfile import YAMLProblem, line_of, load_front_matter
+from .yamlfile import YAMLProblem, line_of, load_yaml, plain_front_matter
 
 KEYS = (
     "id",
@@ -237,7 +237,9 @@ def _split_front_matter(
     try:
         # Articles have no use for anchors; refusing aliases keeps a 500-byte alias bomb from
         # costing minutes of CPU.
-        values = load_front_matter("\n".join(lines[1:end]), first_line=2) or {}
+        front = "\n".join(lines[1:end])
+        plain = plain_front_matter(front, first_line=2)
+        values = plain if plain is not None else load_yaml(front, first_line=2, aliases=False) or {}
     except YAMLProblem as exc:
         problems.append(Problem(path, exc.line, f"front matter: {exc.message}; left out"))
         return None
@@ -245,7 +247,8 @@ def _split_front_matter(
         message = "front matter must be a mapping of keys (title: ..., date: ...); left out"
         problems.append(Problem(path, 2, message))
         return None
-    _clean_strings(values)  # YAML escapes such as "\x07" bring back what clean_text removed
+    if plain is None:  # YAML escapes such as "\x07" bring back what clean_text removed
+        _clean_strings(values)
     return values, "\n".join(lines[end + 1 :])
 
 

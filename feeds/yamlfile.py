@@ -314,11 +314,13 @@ def load_front_matter(text: str, first_line: int = 2) -> Any:
     indicator where this reader is not sure) goes to :func:`load_yaml`. ``tests/test_yamlfile.py``
     compares both on generated and hostile front matter.
     """
-    found = _simple(text, first_line)
+    found = plain_front_matter(text, first_line)
     return found if found is not None else load_yaml(text, first_line, aliases=False)
 
 
-def _simple(text: str, first_line: int) -> LineDict | None:
+def plain_front_matter(text: str, first_line: int = 2) -> LineDict | None:
+    """The fast path alone: None for anything it does not take. Its strings are slices of
+    ``text`` (no escapes are read), so a text without some character gives strings without it."""
     result = LineDict()
     for number, line in enumerate(text.split("\n"), start=first_line):
         if not line.strip(" "):
@@ -386,14 +388,16 @@ def _scalar(raw: str) -> Any:
     """A plain scalar as PyYAML types it, or _UNSURE for one this reader does not take."""
     if raw[0] in _INDICATORS or "  " in raw or _PLAIN.fullmatch(raw) is None:
         return _UNSURE
-    tag = _resolve(raw)
-    if tag not in _SCALAR_TAGS:
-        return _UNSURE
-    if tag == "tag:yaml.org,2002:timestamp" and _STAMP.fullmatch(raw):
+    if _STAMP.fullmatch(raw):  # PyYAML resolves it as a timestamp (no int or float has a "T")
         try:
             return datetime.fromisoformat(raw)
         except ValueError:
             return raw  # as PyYAML's construction fails on it, and _construct_timestamp keeps it
+    tag = _resolve(raw)
+    if tag not in _SCALAR_TAGS:
+        return _UNSURE
+    if tag == "tag:yaml.org,2002:str":
+        return raw  # what construct_yaml_str makes of a plain scalar
     node = ScalarNode(tag, raw)
     if tag == "tag:yaml.org,2002:timestamp":
         try:

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import textwrap
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import lxml.html
 import pytest
+from hypothesis import example, given
+from hypothesis import strategies as st
 
-from feeds.articles import EPOCH, Author, DateSource, SourceFile, Stamp, entry_id
+from feeds.articles import EPOCH, Author, DateSource, SourceFile, Stamp, article_id_for, entry_id
 from feeds.config import load_config
 from feeds.errors import Severity
 from feeds.live import open_store
@@ -541,3 +543,21 @@ def test_an_alias_bomb_in_front_matter_is_left_out_with_its_line(make_site):
     assert [a.id for a in articles] == ["a/gut"]
     (problem,) = [p for p in problems if p.path == "a/bombe.md"]
     assert problem.line == 5 and "alias" in problem.message and problem.severity is Severity.ERROR
+
+
+@given(st.text(alphabet="a./\x00 ", min_size=1, max_size=12))
+@example("politik/2024/wahl.md")
+@example("a.b/c")
+@example(".hidden.md")
+@example("a/..md")
+@example("a/b.")
+@example("a/./b.md")
+@example("./a.md")
+@example("a//b.md")
+@example("a/b.md/")
+def test_an_article_id_is_its_path_without_the_suffix_as_pathlib_spells_it(path: str) -> None:
+    try:
+        expected = str(PurePosixPath(path).with_suffix(""))
+    except ValueError:  # no name to cut a suffix from ("/", ".")
+        return
+    assert article_id_for(path) == expected

@@ -128,6 +128,37 @@ def test_a_symlink_out_of_the_folder_is_refused_even_through_a_symlinked_folder(
             read_source(root, rel, 1 << 20)
 
 
+def test_a_sibling_folder_named_like_the_root_is_outside_it(tmp_path: Path) -> None:
+    """``articles-alt/x.md`` starts with the text of ``articles``: it is still outside."""
+    root = tmp_path / "articles"
+    (root).mkdir()
+    (tmp_path / "articles-alt").mkdir()
+    (tmp_path / "articles-alt" / "x.md").write_text("Draußen\n")
+    (root / "x.md").symlink_to(tmp_path / "articles-alt" / "x.md")
+    with pytest.raises(Refused, match="outside"):
+        read_source(root, "x.md", 1 << 20)
+
+
+def test_through_a_release_symlink_only_the_current_release_is_inside(tmp_path: Path) -> None:
+    """``articles -> releases/r1``: its files are read; a link from it into another release is
+    outside, and after the switch to r2 the same holds the other way round."""
+    for release in ("r1", "r2"):
+        (tmp_path / "releases" / release).mkdir(parents=True)
+        (tmp_path / "releases" / release / "own.md").write_text(f"Aus {release}\n")
+    (tmp_path / "releases" / "r1" / "other.md").symlink_to(tmp_path / "releases" / "r2" / "own.md")
+    (tmp_path / "releases" / "r2" / "other.md").symlink_to(tmp_path / "releases" / "r1" / "own.md")
+    root = tmp_path / "articles"
+    root.symlink_to(Path("releases") / "r1")
+    assert read_source(root, "own.md", 1 << 20).data == b"Aus r1\n"
+    with pytest.raises(Refused, match="outside"):
+        read_source(root, "other.md", 1 << 20)
+    (tmp_path / "next").symlink_to(Path("releases") / "r2")
+    os.replace(tmp_path / "next", root)
+    assert read_source(root, "own.md", 1 << 20).data == b"Aus r2\n"
+    with pytest.raises(Refused, match="outside"):
+        read_source(root, "other.md", 1 << 20)
+
+
 def test_a_file_over_the_limit_is_refused_unread(tmp_path: Path) -> None:
     (tmp_path / "gross.md").write_bytes(b"T\n" + b"x" * 5000)
     with pytest.raises(Refused, match="max_article_bytes"):

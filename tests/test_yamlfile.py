@@ -15,10 +15,10 @@ from feeds.yamlfile import (
     MAX_EXPANDED_NODES,
     LineDict,
     YAMLProblem,
-    _simple,
     line_of,
     load_front_matter,
     load_yaml,
+    plain_front_matter,
 )
 
 
@@ -321,7 +321,7 @@ def _typed(value: object) -> object:
 @settings(max_examples=3000, deadline=None)
 @given(front_matter())
 def test_the_front_matter_fast_path_reads_what_pyyaml_reads(text: str) -> None:
-    fast = _simple(text, 2)
+    fast = plain_front_matter(text, 2)
     if fast is None:
         return  # PyYAML reads it (load_front_matter falls back)
     slow = load_yaml(text, 2, aliases=False)  # must not raise: the fast path only takes valid YAML
@@ -335,8 +335,8 @@ def test_the_fast_path_takes_what_newsrooms_write() -> None:
         "date: 2025-04-28T09:30:00+02:00\ntopics: [Ukraine-Krieg, Nordkorea]\ntags: [kursk]\n"
         "author: Anna Beispiel\nimage: images/kursk.jpg\ndraft: false\n# eine Notiz\n"
     )
-    fast = _simple(typical, 2)
+    fast = plain_front_matter(typical, 2)
     assert fast is not None and fast == load_yaml(typical, 2, aliases=False)
     assert load_front_matter(typical) == fast
     for hostile in ("title: a: b", "a: &x [1]\nb: *x", "title: x\ntitle: y", "a:\n  b: c", "- a"):
-        assert _simple(hostile, 2) is None  # PyYAML's answer, error or not, stands
+        assert plain_front_matter(hostile, 2) is None  # PyYAML's answer, error or not, stands
