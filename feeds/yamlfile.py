@@ -362,13 +362,8 @@ def _value(raw: str) -> Any:
     first = raw[0]
     if first == "[" and raw[-1] == "]":
         inner = raw[1:-1]
-        if not inner.strip(" "):
-            return []
-        items = [item.strip(" ") for item in inner.split(",")]
-        if any(not item or _FLOW_UNSAFE & set(item) for item in items):
-            return _UNSURE
-        values = [_scalar(item) for item in items]
-        return _UNSURE if any(v is _UNSURE for v in values) else values
+        values = _flow_list(inner) if len(inner) <= _CACHED_LIST else _read_flow_list(inner)
+        return _UNSURE if values is None else list(values)
     if first == "'" and raw[-1] == "'" and len(raw) > 1:
         inner = raw[1:-1]
         if "'" in inner.replace("''", "") or _PLAIN.fullmatch(inner.replace("#", "")) is None:
@@ -382,6 +377,23 @@ def _value(raw: str) -> Any:
     if ": " in raw or raw.endswith(":"):
         return _UNSURE
     return _scalar(raw)
+
+
+def _read_flow_list(inner: str) -> tuple[Any, ...] | None:
+    """The items of a list in brackets, or None when unsure."""
+    if not inner.strip(" "):
+        return ()
+    items = [item.strip(" ") for item in inner.split(",")]
+    if any(not item or _FLOW_UNSAFE & set(item) for item in items):
+        return None
+    values = tuple(_scalar(item) for item in items)
+    return None if any(v is _UNSURE for v in values) else values
+
+
+# Articles repeat a few hundred short lists of topics and tags: those are read once (the caller
+# copies the answer); a long one is not kept (4,096 of them could hold a gigabyte).
+_flow_list = lru_cache(maxsize=4096)(_read_flow_list)
+_CACHED_LIST = 200
 
 
 def _scalar(raw: str) -> Any:
