@@ -304,23 +304,18 @@ _SCALAR_TAGS = frozenset(
 _CONSTRUCTOR = yaml.constructor.SafeConstructor()
 
 
-def load_front_matter(text: str, first_line: int = 2) -> Any:
-    """Front matter as :func:`load_yaml` reads it (``aliases=False``), in a fraction of the time.
+def plain_front_matter(text: str, first_line: int = 2) -> LineDict | None:
+    """Front matter as :func:`load_yaml` reads it (``aliases=False``), in a fraction of the
+    time, or None: then ask :func:`load_yaml`.
 
     Newsrooms write flat ``key: value`` lines and lists in brackets; a cold start reads a
     million of them. Those are read here, each scalar typed by PyYAML's own resolver and
     constructors (so ``yes``, ``2025-05-01`` and ``0o17`` mean what they mean to PyYAML);
     anything else (nesting, quotes with escapes, comments, anchors, a duplicate key, an
-    indicator where this reader is not sure) goes to :func:`load_yaml`. ``tests/test_yamlfile.py``
-    compares both on generated and hostile front matter.
+    indicator where this reader is not sure) is left to PyYAML. ``tests/test_yamlfile.py``
+    compares both on generated and hostile front matter. Its strings are slices of ``text`` (no
+    escapes are read), so a text without some character gives strings without it.
     """
-    found = plain_front_matter(text, first_line)
-    return found if found is not None else load_yaml(text, first_line, aliases=False)
-
-
-def plain_front_matter(text: str, first_line: int = 2) -> LineDict | None:
-    """The fast path alone: None for anything it does not take. Its strings are slices of
-    ``text`` (no escapes are read), so a text without some character gives strings without it."""
     result = LineDict()
     for number, line in enumerate(text.split("\n"), start=first_line):
         if not line.strip(" "):
