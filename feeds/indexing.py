@@ -72,6 +72,21 @@ def _parse_into(config: SiteConfig, db_path: str, rels: list[str]) -> int:
     return len(rows)
 
 
+def refuse_in_bootstrap() -> None:
+    """Raise where a process being started to parse is running the main script again.
+
+    The processes start by "spawn", which imports the main script anew; a script that opens the
+    site without an ``if __name__ == "__main__":`` guard would then wait in every parser process
+    for the index its parent is building, and both would hang. Raised instead, the parser
+    process ends, and the parent parses alone (:func:`load`).
+    """
+    if getattr(multiprocessing.current_process(), "_inheriting", False):  # as multiprocessing.spawn asks
+        raise RuntimeError(
+            "a new process is running the main script again while it starts: put the script's "
+            "work under if __name__ == '__main__': (see Python's multiprocessing documentation)"
+        )
+
+
 def _cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 

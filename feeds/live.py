@@ -130,6 +130,7 @@ def open_store(
 
     Of workers starting together, one builds the index while the others wait for it.
     """
+    indexing.refuse_in_bootstrap()
     store, reason = IndexStore.open(state_dir / index_name(config) if state_dir else None)
     try:
         with store.exclusive():
