@@ -54,23 +54,24 @@ def test_connections_close_for_a_while_once_a_newer_worker_appears() -> None:
     assert _headers(app)["Connection"] == "close"
 
 
-def _report(started: Any, ask: Any, answer: Any) -> None:
+def _report(started: Any, ask: Any, answer: Any, done: Any) -> None:
     started.set()
     ask.wait(30)
     answer.put(sorted(newer_siblings()))
+    done.wait(30)  # a worker that has exited is no newer worker: both live until both answered
 
 
 def test_a_worker_sees_the_workers_started_after_it_and_no_others() -> None:
     """Two real processes forked from one parent (as granian's workers are its children, with
     its command line): the older sees the newer, the newer sees none."""
     context = multiprocessing.get_context("fork")
-    ask, answers = context.Event(), [context.Queue(), context.Queue()]
+    ask, done, answers = context.Event(), context.Event(), [context.Queue(), context.Queue()]
     older_started, newer_started = context.Event(), context.Event()
-    older = context.Process(target=_report, args=(older_started, ask, answers[0]))
+    older = context.Process(target=_report, args=(older_started, ask, answers[0], done))
     older.start()
     assert older_started.wait(30)
     time.sleep(0.05)  # start times count in ticks of 10 ms: the newer one starts ticks later
-    newer = context.Process(target=_report, args=(newer_started, ask, answers[1]))
+    newer = context.Process(target=_report, args=(newer_started, ask, answers[1], done))
     newer.start()
     assert newer_started.wait(30)
     ask.set()
@@ -78,5 +79,6 @@ def test_a_worker_sees_the_workers_started_after_it_and_no_others() -> None:
         assert answers[0].get(timeout=30) == [newer.pid]
         assert answers[1].get(timeout=30) == []
     finally:
+        done.set()
         older.join(30)
         newer.join(30)
