@@ -21,6 +21,7 @@ from .links import id_path
 from .markup import (
     clean_text,
     html_to_text,
+    is_clean_utf8,
     markdown_to_html,
     plain_to_html,
     sanitize,
@@ -222,7 +223,9 @@ def picture_src(site: SiteConfig, article: str, src: str) -> str | None:
 def decode(data: bytes, strict: bool = False) -> str:
     """The article text as every later step sees it: UTF-8, LF line ends, XML-legal."""
     text = data.decode("utf-8-sig", errors="strict" if strict else "replace")
-    return clean_text(text.replace("\r\n", "\n").replace("\r", "\n"))
+    if "\r" in text:
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
+    return text if is_clean_utf8(data) else clean_text(text)
 
 
 def read_body(source: SourceFile, meta: Meta) -> str | None:

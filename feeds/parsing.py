@@ -67,6 +67,8 @@ _ID_SEGMENT = re.compile(r"^[^\s/\\?#%<>\"]+$")
 _LINE = re.compile(rb"[^\r\n]*(?:\r\n|\r|\n)|[^\r\n]+")
 _FENCE_OPEN = re.compile(r"^---[ \t]*$")
 _FIRST_SEEN_KEY = re.compile(r"^first_seen[ \t]*:")
+_FENCE_LINE = re.compile(r"^(?:---|\.\.\.)[ \t]*$", re.MULTILINE)  # _FENCE, found in the text
+_SPACES = re.compile(r"\s+")
 
 
 def content_digest(data: bytes) -> int:
@@ -224,12 +226,17 @@ def _decode_checked(source: SourceFile, problems: list[Problem]) -> str | None:
 def _split_front_matter(
     path: str, text: str, problems: list[Problem]
 ) -> tuple[Mapping[Any, Any], str] | None:
-    """(front matter, body); an empty mapping when there is none; None when it is unusable."""
-    lines = text.split("\n")
-    if not (lines and _FENCE.match(lines[0]) and lines[0].startswith("---")):
+    """(front matter, body); an empty mapping when there is none; None when it is unusable.
+
+    Lines end with LF alone (:func:`~feeds.articles.decode`); only the front matter's lines are
+    looked at, the body is a slice.
+    """
+    first_end = text.find("\n")
+    first = text if first_end < 0 else text[:first_end]
+    if not (first.startswith("---") and _FENCE.match(first)):
         return {}, text
-    end = next((i for i in range(1, len(lines)) if _FENCE.match(lines[i])), None)
-    if end is None:
+    close = _FENCE_LINE.search(text, first_end + 1) if first_end >= 0 else None
+    if close is None:
         problems.append(
             Problem(path, 1, "front matter opened with '---' on line 1 is never closed; left out")
         )
@@ -237,7 +244,7 @@ def _split_front_matter(
     try:
         # Articles have no use for anchors; refusing aliases keeps a 500-byte alias bomb from
         # costing minutes of CPU.
-        front = "\n".join(lines[1:end])
+        front = text[first_end + 1 : close.start() - 1]  # "" when the fence closes on line 2
         plain = plain_front_matter(front, first_line=2)
         values = plain if plain is not None else load_yaml(front, first_line=2, aliases=False) or {}
     except YAMLProblem as exc:
@@ -249,7 +256,7 @@ def _split_front_matter(
         return None
     if plain is None:  # YAML escapes such as "\x07" bring back what clean_text removed
         _clean_strings(values)
-    return values, "\n".join(lines[end + 1 :])
+    return values, text[close.end() + 1 :]
 
 
 def _warn_unknown_keys(front: _Front) -> None:
@@ -497,7 +504,9 @@ def _site_author(name: str) -> Author:
 def _one_line(value: Any) -> str:
     if value is None:
         return ""
-    return re.sub(r"\s+", " ", clean_text(str(value))).strip()
+    if isinstance(value, str) and value.isprintable() and "  " not in value:
+        return value.strip()  # printable text holds no whitespace but the space
+    return _SPACES.sub(" ", clean_text(str(value))).strip()
 
 
 def _as_list(value: Any) -> list[Any]:
@@ -509,12 +518,22 @@ def _as_list(value: Any) -> list[Any]:
 def _topics(value: Any) -> tuple[Topic, ...]:
     seen: dict[str, Topic] = {}
     for item in _as_list(value):
-        # A name made only of forbidden characters (a folder called "\x08") still names a
-        # topic: shown as U+FFFD, with a stable hashed slug.
-        name = _one_line(item) or _one_line(clean_text(str(item or ""), "\ufffd"))
-        if name:
-            seen.setdefault(slug(name), topic(slug(name), name))
+        named = _named_topic(item) if isinstance(item, str) and len(item) <= _NAME_KEPT else _topic_of(item)
+        if named is not None:
+            seen.setdefault(named.slug, named)
     return tuple(seen.values())
+
+
+def _topic_of(item: Any) -> Topic | None:
+    # A name made only of forbidden characters (a folder called "\x08") still names a
+    # topic: shown as U+FFFD, with a stable hashed slug.
+    name = _one_line(item) or _one_line(clean_text(str(item or ""), "\ufffd"))
+    return topic(slug(name), name) if name else None
+
+
+# An archive names a few hundred topics and tags, each spelt the same way thousands of times.
+_named_topic = lru_cache(maxsize=4096)(_topic_of)
+_NAME_KEPT = 200
 
 
 def _authors(value: Any) -> tuple[Author, ...] | None:
@@ -555,7 +574,9 @@ def _when(value: Any, tz: ZoneInfo) -> datetime | None:
     else:
         return None
     try:
-        moment = moment.astimezone(UTC).replace(microsecond=0)
+        moment = moment.astimezone(UTC)
+        if moment.microsecond:
+            moment = moment.replace(microsecond=0)
     except (OverflowError, ValueError):  # 0001-01-01 in a zone east of UTC
         return None
     # RSS wants four-digit years (RFC 822 as amended); nothing a newsroom publishes is older.

@@ -47,7 +47,7 @@ _BODY = re.compile(
 )
 
 
-_MARKS = ("![", "<img", "<IMG", "<Img")
+_MARKS = ("![", "<img", "<IMG", "<Img")  # body_references looks for the first, then "<", then the others
 BYTE_MARKS = tuple(mark.encode() for mark in _MARKS)
 
 
@@ -127,7 +127,7 @@ def body_references(body: str) -> Iterator[tuple[str, int]]:
     of microseconds an article, on every read). A tag spelt ``<iMg`` is not reported, but its
     picture is still resolved when the body is rendered.
     """
-    if not any(mark in body for mark in _MARKS):
+    if "![" not in body and ("<" not in body or not any(mark in body for mark in _MARKS[1:])):
         return
     for found in _BODY.finditer(body):
         name = next(g for g in ("md", "dq", "sq", "bare") if found.group(g) is not None)

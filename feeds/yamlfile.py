@@ -321,7 +321,7 @@ def plain_front_matter(text: str, first_line: int = 2) -> LineDict | None:
         if not line.strip(" "):
             continue
         if line.startswith("#"):
-            if _PLAIN.fullmatch(line[1:].replace("#", "")) is None:
+            if not _plain(line[1:].replace("#", "")):
                 return None
             continue
         matched = _SIMPLE_KEY.fullmatch(line)
@@ -361,12 +361,12 @@ def _value(raw: str) -> Any:
         return _UNSURE if values is None else list(values)
     if first == "'" and raw[-1] == "'" and len(raw) > 1:
         inner = raw[1:-1]
-        if "'" in inner.replace("''", "") or _PLAIN.fullmatch(inner.replace("#", "")) is None:
+        if "'" in inner.replace("''", "") or not _plain(inner.replace("#", "")):
             return _UNSURE
         return inner.replace("''", "'")
     if first == '"' and raw[-1] == '"' and len(raw) > 1:
         inner = raw[1:-1]
-        if '"' in inner or "\\" in inner or _PLAIN.fullmatch(inner.replace("#", "")) is None:
+        if '"' in inner or "\\" in inner or not _plain(inner.replace("#", "")):
             return _UNSURE
         return inner
     if ": " in raw or raw.endswith(":"):
@@ -393,7 +393,7 @@ _CACHED_LIST = 200
 
 def _scalar(raw: str) -> Any:
     """A plain scalar as PyYAML types it, or _UNSURE for one this reader does not take."""
-    if raw[0] in _INDICATORS or "  " in raw or _PLAIN.fullmatch(raw) is None:
+    if raw[0] in _INDICATORS or "  " in raw or not _plain(raw):
         return _UNSURE
     if _STAMP.fullmatch(raw):  # PyYAML resolves it as a timestamp (no int or float has a "T")
         try:
@@ -414,8 +414,16 @@ def _scalar(raw: str) -> Any:
     return _CONSTRUCTOR.yaml_constructors[tag](_CONSTRUCTOR, node)
 
 
+def _plain(text: str) -> bool:
+    """Whether ``text`` holds only what :data:`_PLAIN` allows; every character it leaves out but
+    "#" is unprintable, and most text is printable, which is quicker to tell than the match."""
+    return (text.isprintable() and "#" not in text) or _PLAIN.fullmatch(text) is not None
+
+
 def _resolve(value: str) -> str:
-    resolvers = _RESOLVERS.get(value[0] if value else "", [])
+    resolvers = _RESOLVERS.get(value[0] if value else "")
+    if not resolvers:  # most strings: no implicit type starts with their first character
+        return "tag:yaml.org,2002:str"
     return next((tag for tag, pattern in resolvers if pattern.match(value)), "tag:yaml.org,2002:str")
 
 

@@ -47,6 +47,20 @@ def test_clean_text_removes_xml_illegal_characters(bad):
     assert clean_text(f"Vor{bad}her") == "Vorher"
 
 
+def test_every_character_clean_text_removes_is_one_python_calls_unprintable():
+    """Printable text is passed through without a search: right only while this holds (the
+    Unicode tables change with Python)."""
+    forbidden = markup._ILLEGAL.findall("".join(map(chr, range(0x110000))))
+    assert len(forbidden) > 2000
+    assert not any(character.isprintable() for character in forbidden)
+
+
+@given(st.text(st.characters(codec=None, categories=None)))
+def test_clean_text_removes_exactly_what_xml_forbids(text: str) -> None:
+    assert clean_text(text) == markup._ILLEGAL.sub("", text)
+    assert clean_text(text, "\ufffd") == markup._ILLEGAL.sub("\ufffd", text)
+
+
 def test_clean_text_keeps_legal_text_unchanged():
     text = "Tab\tund\nZeile\r„Zitat“ – Größe 😀 €"
     assert clean_text(text) == text

@@ -2,20 +2,23 @@
 
 from __future__ import annotations
 
+import re
 import textwrap
 from datetime import UTC, datetime, timedelta
 from pathlib import Path, PurePosixPath
+from unittest.mock import patch
 
 import lxml.html
 import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from feeds.articles import EPOCH, Author, DateSource, SourceFile, Stamp, article_id_for, entry_id
+from feeds.articles import EPOCH, Author, DateSource, SourceFile, Stamp, article_id_for, decode, entry_id
 from feeds.config import load_config
-from feeds.errors import Severity
+from feeds.errors import Problem, Severity
 from feeds.live import open_store
-from feeds.parsing import parse_article, stamped
+from feeds.markup import _ILLEGAL
+from feeds.parsing import _FENCE, _one_line, _split_front_matter, parse_article, stamped
 from feeds.store import Ledger
 
 from conftest import NOW, shared
@@ -561,3 +564,102 @@ def test_an_article_id_is_its_path_without_the_suffix_as_pathlib_spells_it(path:
     except ValueError:  # no name to cut a suffix from ("/", ".")
         return
     assert article_id_for(path) == expected
+
+
+# --- the quick paths of a cold start give what the plain rules give --------------------------
+
+_PIECES = [
+    b"a",
+    b" ",
+    b"\r",
+    b"\n",
+    b"\r\n",
+    b"\t",
+    b"\x00",
+    b"\x1f",
+    b"\x7f",
+    b"\xc2",
+    b"\xc2\x80",
+    b"\xc2\x85",
+    b"\xc2\x9f",
+    b"\xc2\xa0",
+    b"\xef\xbf",
+    b"\xef\xbf\xbd",
+    b"\xef\xbf\xbe",
+    b"\xef\xbf\xbf",
+    b"\xed\xa0\x80",
+    b"\xef\xbb\xbf",
+    b"\xe2\x80\x9e",
+    b"\xe0",
+    b"\xf0\x9f\x98\x80",
+]
+
+
+def _decoded_the_long_way(data: bytes, errors: str) -> str:
+    text = data.decode("utf-8-sig", errors=errors).replace("\r\n", "\n").replace("\r", "\n")
+    return _ILLEGAL.sub("", text)
+
+
+@given(st.lists(st.sampled_from(_PIECES) | st.binary(max_size=3), max_size=30).map(b"".join))
+@example(b"\xef\xbb\xbfTitel\r\n\xc2\x80")
+@example(b"\xe0\xc2\x80")  # a broken sequence, then a C1 control
+@example(b"Gr\xc3\xb6\xc3\x9fe \xc2\xa0\xe2\x80\x9eZitat\xe2\x80\x9c")
+def test_an_article_decodes_to_its_text_without_what_xml_forbids(data: bytes) -> None:
+    assert decode(data) == _decoded_the_long_way(data, "replace")
+    try:
+        expected = _decoded_the_long_way(data, "strict")
+    except UnicodeDecodeError:
+        return
+    assert decode(data, strict=True) == expected
+
+
+def _split_the_long_way(text: str) -> tuple[str, str] | None:
+    """The front matter and body of ``text`` found line by line (the fences' own rule)."""
+    lines = text.split("\n")
+    if not (_FENCE.match(lines[0]) and lines[0].startswith("---")):
+        return None
+    end = next((i for i in range(1, len(lines)) if _FENCE.match(lines[i])), None)
+    return None if end is None else ("\n".join(lines[1:end]), "\n".join(lines[end + 1 :]))
+
+
+_LINES = [
+    "---",
+    "--- ",
+    "---\t",
+    "...",
+    " ---",
+    "----",
+    "-- -",
+    "title: T",
+    "date: 2024-05-01",
+    "",
+    "Text",
+    "…",
+    "---x",
+]
+
+
+@given(st.lists(st.sampled_from(_LINES), max_size=8), st.booleans())
+@example(["---", "---"], False)
+@example(["---"], True)
+def test_front_matter_and_body_are_split_at_the_fences_lines(lines: list[str], ends: bool) -> None:
+    text = "\n".join(lines) + ("\n" if ends else "")
+    seen: list[str] = []
+    problems: list[Problem] = []
+    with patch("feeds.parsing.plain_front_matter", side_effect=lambda f, first_line: seen.append(f) or None):
+        found = _split_front_matter("a.md", text, problems)
+    expected = _split_the_long_way(text)
+    if expected is None:
+        assert found == ({}, text) or (found is None and problems[0].line == 1)
+        return
+    front, body = expected
+    assert seen == [front]
+    if found is not None:  # else the YAML reader refused the front matter, with its line
+        assert found[1] == body
+
+
+@given(st.text(st.characters(codec=None, categories=None), max_size=12))
+@example("  Zwei  Leerzeichen ")
+@example("Zeile\u2028Trenner\u00a0")
+def test_a_one_line_value_is_its_text_with_runs_of_space_made_one(value: str) -> None:
+    assert _one_line(value) == re.sub(r"\s+", " ", _ILLEGAL.sub("", value)).strip()

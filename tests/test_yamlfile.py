@@ -6,7 +6,7 @@ import datetime
 from pathlib import Path
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from feeds import yamlfile
@@ -338,3 +338,10 @@ def test_the_fast_path_takes_what_newsrooms_write() -> None:
     assert fast is not None and fast == load_yaml(typical, 2, aliases=False)
     for hostile in ("title: a: b", "a: &x [1]\nb: *x", "title: x\ntitle: y", "a:\n  b: c", "- a"):
         assert plain_front_matter(hostile, 2) is None  # PyYAML's answer, error or not, stands
+
+
+@given(st.text(st.characters(codec=None, categories=None), max_size=20))
+@example("Titel # kein Kommentar")
+@example("\u00a0gesch\u00fctzt")
+def test_the_quick_test_of_a_plain_scalar_agrees_with_its_pattern(text: str) -> None:
+    assert yamlfile._plain(text) == (yamlfile._PLAIN.fullmatch(text) is not None)

@@ -10,6 +10,7 @@ out with one log line and the writer reads its file again.
 from __future__ import annotations
 
 import json
+import operator
 import re
 import sqlite3
 from collections.abc import Mapping
@@ -39,41 +40,52 @@ class Malformed(ValueError):
 def encode(rel: str, record: Record) -> tuple[object, ...]:
     """The row of ``files`` for one file's record, in column order."""
     problems = [[p.path, p.line, p.message, p.severity.value] for p in record.problems]
-    values: dict[str, object] = dict.fromkeys(NAMES)
-    values.update(
-        path=rel,
-        size=record.stamp.size,
-        mtime_ns=record.stamp.mtime_ns,
-        retry=int(record.retry),
-        problems=json.dumps(problems, ensure_ascii=False) if problems else None,
-    )
     meta = record.meta
-    if meta is not None:
-        values.update(
-            id=meta.id,
-            title=meta.title,
-            published=int(meta.published.timestamp()),
-            updated=int(meta.updated.timestamp()),
-            url=meta.url,
-            permalink=meta.permalink,
-            topics=RS.join(f"{t.slug}{US}{t.name}" for t in meta.topics),
-            tags=RS.join(f"{t.slug}{US}{t.name}" for t in meta.tags),
-            authors=RS.join(f"{a.name}{US}{a.email or ''}{US}{a.uri or ''}" for a in meta.authors),
-            language=meta.language,
-            draft=int(meta.draft),
-            image=meta.image,
-            image_type=meta.image_type,
-            image_length=meta.image_length,
-            image_alt=meta.image_alt,
-            sources=RS.join(meta.sources),
-            summary=meta.given_summary,
-            digest=meta.digest,
-            body_digest=meta.body_digest,
-            teaser=meta.teaser,
-            body_start=meta.body_start,
-            dated_by=meta.dated_by.value,
-        )
-    return tuple(values[name] for name in NAMES)
+    values: dict[str, object] = _EMPTY if meta is None else _meta_values(meta)
+    values = {
+        **values,
+        "path": rel,
+        "size": record.stamp.size,
+        "mtime_ns": record.stamp.mtime_ns,
+        "retry": int(record.retry),
+        "problems": json.dumps(problems, ensure_ascii=False) if problems else None,
+    }
+    return _IN_ORDER(values)  # type: ignore[no-any-return]
+
+
+def _meta_values(meta: Meta) -> dict[str, object]:
+    return {
+        "id": meta.id,
+        "title": meta.title,
+        "published": int(meta.published.timestamp()),
+        "updated": int(meta.updated.timestamp()),
+        "url": meta.url,
+        "permalink": meta.permalink,
+        "topics": _listed(meta.topics),
+        "tags": _listed(meta.tags),
+        "authors": RS.join(f"{a.name}{US}{a.email or ''}{US}{a.uri or ''}" for a in meta.authors),
+        "language": meta.language,
+        "draft": int(meta.draft),
+        "image": meta.image,
+        "image_type": meta.image_type,
+        "image_length": meta.image_length,
+        "image_alt": meta.image_alt,
+        "sources": RS.join(meta.sources),
+        "summary": meta.given_summary,
+        "digest": meta.digest,
+        "body_digest": meta.body_digest,
+        "teaser": meta.teaser,
+        "body_start": meta.body_start,
+        "dated_by": meta.dated_by.value,
+    }
+
+
+def _listed(topics: tuple[Topic, ...]) -> str:
+    return RS.join(f"{t.slug}{US}{t.name}" for t in topics)
+
+
+_EMPTY: dict[str, object] = dict.fromkeys(NAMES)
+_IN_ORDER = operator.itemgetter(*NAMES)  # a KeyError, never a shifted column, if a name is missing
 
 
 def is_article_path(rel: object) -> bool:
