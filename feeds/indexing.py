@@ -10,6 +10,7 @@ costs a read, never a wrong answer.
 from __future__ import annotations
 
 import ctypes
+import itertools
 import logging
 import multiprocessing
 import os
@@ -29,7 +30,7 @@ from .parsing import teaser
 from .pictures import media_url
 from .records import FirstSeen, Record, parse_file, refused
 from .selection import specs_for_topics
-from .sources import prefetch, probe, read_source, scan
+from .sources import Listed, prefetch, probe, read_source, scan
 from .store import IndexStore, Reader, config_key
 
 log = logging.getLogger(__name__)
@@ -118,35 +119,65 @@ def load(config: SiteConfig, db: IndexStore, first_seen: FirstSeen) -> None:
     """A cold start: every candidate file parsed into the emptied index, then derived and dated.
 
     A large archive on a database file is parsed by one process per core (and one more, to keep
-    the cores busy while others wait for the disk), each writing its rows itself.
+    the cores busy while others wait for the disk), each writing its rows itself; they start on
+    the first files listed while the rest of the folder is still being listed.
     """
     started = time.perf_counter()
     db.reset(config_key(config))
-    listed = list(scan(config.articles_dir))
-    db.insert((item.rel, refused(item.rel, item.refusal)) for item in listed if item.refusal is not None)
-    rels = [item.rel for item in listed if item.refusal is None]
-    parallel = db.path is not None and len(rels) >= PARALLEL_FROM and _cores() >= 2
-    if parallel:
-        chunks = [rels[i : i + CHUNK] for i in range(0, len(rels), CHUNK)]
+    listing = _Listing(scan(config.articles_dir))
+    head = list(itertools.islice(listing, PARALLEL_FROM))
+    if db.path is not None and len(head) == PARALLEL_FROM and _cores() >= 2:
         try:
             with _pool(_cores() + 1) as pool:
-                for _ in pool.map(_parse_into, [config] * len(chunks), [str(db.file)] * len(chunks), chunks):
+                chunks = _batched(itertools.chain(head, listing), CHUNK)
+                for _ in pool.map(
+                    _parse_into, itertools.repeat(config), itertools.repeat(str(db.file)), chunks
+                ):
                     pass
         except (BrokenProcessPool, OSError, RuntimeError) as exc:
             log.warning("parallel parsing unavailable (%s); parsing in this process", exc)
-            parallel = False
-    if not parallel:
-        db.insert((rel, record) for rel, record in parse_all(config, rels) if record is not None)
+            db.reset(config_key(config))  # what the processes wrote goes: every file is read again
+            listing = _Listing(scan(config.articles_dir))
+        head = []  # parsed, or listed again
+    db.insert((rel, record) for rel, record in parse_all(config, [*head, *listing]) if record is not None)
+    db.insert((item.rel, refused(item.rel, item.refusal)) for item in listing.refused if item.refusal)
     parsed = time.perf_counter()
     db.finish(first_seen)
     teasers = summarized(config, db)
     log.info(
         "indexed %d files: parsed in %.1f s, tables derived in %.1f s, %d summaries worked out",
-        len(listed),
+        listing.count,
         parsed - started,
         time.perf_counter() - parsed,
         teasers,
     )
+
+
+class _Listing:
+    """The names of the files to parse, one at a time as the folder is listed; those refused
+    unread (:func:`~feeds.sources.scan`) are kept aside."""
+
+    def __init__(self, items: Iterable[Listed]) -> None:
+        self.refused: list[Listed] = []
+        self.count = 0
+        self._names = self._split(items)
+
+    def _split(self, items: Iterable[Listed]) -> Iterator[str]:
+        for item in items:
+            self.count += 1
+            if item.refusal is None:
+                yield item.rel
+            else:
+                self.refused.append(item)
+
+    def __iter__(self) -> Iterator[str]:
+        return self._names
+
+
+def _batched(names: Iterable[str], size: int) -> Iterator[list[str]]:
+    it = iter(names)
+    while chunk := list(itertools.islice(it, size)):
+        yield chunk
 
 
 def summarized(config: SiteConfig, db: IndexStore) -> int:

@@ -145,7 +145,7 @@ def read_file(root: Path, rel: str, max_bytes: int) -> tuple[bytes, os.stat_resu
     files served as they are: :mod:`feeds.assets`)."""
     fd, st = _open_inside(root, rel, max_bytes)
     try:
-        data = _read_at_most(fd, max_bytes + 1)
+        data = _read_at_most(fd, max_bytes + 1, st.st_size)
     finally:
         os.close(fd)
     if len(data) > max_bytes:
@@ -253,15 +253,22 @@ def _real_path(fd: int, path: str) -> str:
         return os.path.realpath(path)
 
 
-def _read_at_most(fd: int, limit: int) -> bytes:
+def _read_at_most(fd: int, limit: int, size: int = -1) -> bytes:
+    """Up to ``limit`` bytes, to the end of the file. ``size``: what ``fstat`` said the file
+    holds, so that an article is one read of the size it has (a read of a megabyte costs a
+    megabyte's allocation whatever it gets); a file grown since reads on."""
     chunks: list[bytes] = []
     left = limit
+    wanted = min(left, size + 1) if size >= 0 else min(left, 1 << 20)
     while left > 0:
-        chunk = os.read(fd, min(left, 1 << 20))
+        chunk = os.read(fd, wanted)
         if not chunk:
             break
         chunks.append(chunk)
         left -= len(chunk)
+        if len(chunk) < wanted and limit - left == size:
+            break  # the end of the file as fstat saw it: another read would find nothing
+        wanted = min(left, 1 << 20)
     return b"".join(chunks)
 
 
@@ -270,8 +277,8 @@ def _pictures(root: Path, rel: str, data: bytes) -> dict[str, Picture]:
     ``stat`` and one read of a few bytes each. Most articles have none: substring tests rule
     them out before any decoding."""
     head = data.find(b"image:", 0, 4096) >= 0
-    lt = b"<" in data  # one fast scan rules out three of the four marks in most texts
-    if not head and not any(mark in data for mark in BYTE_MARKS if lt or not mark.startswith(b"<")):
+    # "![", then one fast scan for "<" rules out the other three marks in most texts
+    if not head and b"![" not in data and (b"<" not in data or not any(m in data for m in BYTE_MARKS[1:])):
         return {}
     references: list[str] = []
     if head and (found := _IMAGE.search(data, 0, 4096)) is not None:

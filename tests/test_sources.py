@@ -166,6 +166,31 @@ def test_a_file_over_the_limit_is_refused_unread(tmp_path: Path) -> None:
     assert read_source(tmp_path, "gross.md", 8192).stamp.size == 5002
 
 
+@pytest.mark.parametrize("seen", [0, 100, 4999, 5002, 5003, 9000])
+def test_a_file_that_changed_size_since_it_was_looked_at_is_read_to_its_end(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, seen: int
+) -> None:
+    """Read by the size fstat gave, as an article being written may have grown or shrunk since."""
+    data = b"T\n" + bytes(range(256)) * 19 + b"x" * 136
+    (tmp_path / "wachsend.md").write_bytes(data)
+    real_fstat = os.fstat
+
+    def fstat(fd: int) -> Any:
+        st = real_fstat(fd)
+        return os.stat_result((*st[:6], seen, *st[7:]))
+
+    monkeypatch.setattr("feeds.sources.os.fstat", fstat)
+    assert read_source(tmp_path, "wachsend.md", 8192).data == data
+    with pytest.raises(Refused, match="max_article_bytes"):
+        read_source(tmp_path, "wachsend.md", 4096)
+
+
+def test_an_article_of_several_megabytes_is_read_whole(tmp_path: Path) -> None:
+    data = os.urandom(3 << 20) + b"Ende"
+    (tmp_path / "lang.md").write_bytes(data)
+    assert read_source(tmp_path, "lang.md", 4 << 20).data == data
+
+
 def test_outside_symlinks_and_pipes_are_never_published(make_site: MakeSite, secret: Path) -> None:
     config = make_site()
     articles = config.parent / "articles"
