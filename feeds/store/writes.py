@@ -15,7 +15,6 @@ import sqlite3
 from collections import Counter
 from collections.abc import Callable, Iterable
 from datetime import datetime
-from functools import lru_cache
 
 from ..articles import DateSource
 from ..records import Record
@@ -90,16 +89,21 @@ def finish(db: sqlite3.Connection, first_seen: FirstSeen) -> None:
     for statement in INDEXES[1:]:
         if "entry_topics" not in statement:
             db.execute(statement)
-    entries = db.execute("SELECT id, path, published, topics FROM files WHERE entry = 1 AND topics != ''")
-    split = lru_cache(maxsize=4096)(pairs)  # entries share a few hundred lists of topics
-    db.executemany(  # streamed from the cursor: a million rows never sit in one list
-        "INSERT INTO entry_topics VALUES (?, ?, ?, ?, ?)",
-        (
-            (slug, ident, published, path, name)
-            for ident, path, published, raw in entries
-            for slug, name in split(raw)
-        ),
+    # Entries share a few hundred lists of topics: each list is split once, and SQLite joins
+    # the entries to the pieces (a third of the time of a row per entry made here).
+    lists = db.execute("SELECT DISTINCT topics FROM files WHERE entry = 1 AND topics != ''")
+    db.execute("CREATE TEMP TABLE topic_lists (raw TEXT NOT NULL, slug TEXT NOT NULL, name TEXT NOT NULL)")
+    db.executemany(
+        "INSERT INTO topic_lists VALUES (?, ?, ?)",
+        ((raw, slug, name) for (raw,) in lists for slug, name in pairs(raw)),
     )
+    db.execute("CREATE INDEX temp.topic_lists_raw ON topic_lists (raw)")
+    db.execute(  # CROSS JOIN: the entries are read in order, each looks up its list's pieces
+        "INSERT INTO entry_topics SELECT piece.slug, entry.id, entry.published, entry.path, piece.name "
+        "FROM files AS entry CROSS JOIN topic_lists AS piece ON piece.raw = entry.topics "
+        "WHERE entry.entry = 1 AND entry.topics != ''"
+    )
+    db.execute("DROP TABLE temp.topic_lists")
     for statement in INDEXES:
         if "entry_topics" in statement:
             db.execute(statement)
