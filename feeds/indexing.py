@@ -126,10 +126,11 @@ def load(config: SiteConfig, db: IndexStore, first_seen: FirstSeen) -> None:
     db.reset(config_key(config))
     listing = _Listing(scan(config.articles_dir))
     head = list(itertools.islice(listing, PARALLEL_FROM))
+    names: Iterable[str] = itertools.chain(head, listing)  # what is left to parse here
     if db.path is not None and len(head) == PARALLEL_FROM and _cores() >= 2:
         try:
             with _pool(_cores() + 1) as pool:
-                chunks = _batched(itertools.chain(head, listing), CHUNK)
+                chunks = _batched(names, CHUNK)
                 for _ in pool.map(
                     _parse_into, itertools.repeat(config), itertools.repeat(str(db.file)), chunks
                 ):
@@ -138,8 +139,8 @@ def load(config: SiteConfig, db: IndexStore, first_seen: FirstSeen) -> None:
             log.warning("parallel parsing unavailable (%s); parsing in this process", exc)
             db.reset(config_key(config))  # what the processes wrote goes: every file is read again
             listing = _Listing(scan(config.articles_dir))
-        head = []  # parsed, or listed again
-    db.insert((rel, record) for rel, record in parse_all(config, [*head, *listing]) if record is not None)
+            names = listing
+    db.insert((rel, record) for rel, record in parse_all(config, list(names)) if record is not None)
     db.insert((item.rel, refused(item.rel, item.refusal)) for item in listing.refused if item.refusal)
     parsed = time.perf_counter()
     db.finish(first_seen)

@@ -65,7 +65,7 @@ def is_clean_utf8(data: bytes) -> bool:
 
 def is_clean(text: str) -> bool:
     """True if ``text`` holds no character XML 1.0 forbids (what :func:`clean_text` removes)."""
-    return _ILLEGAL.search(text) is None
+    return text.isprintable() or _ILLEGAL.search(text) is None  # as clean_text tells
 
 
 def _safe_reference(match: re.Match[str]) -> str:

@@ -59,6 +59,7 @@ def test_every_character_clean_text_removes_is_one_python_calls_unprintable():
 def test_clean_text_removes_exactly_what_xml_forbids(text: str) -> None:
     assert clean_text(text) == markup._ILLEGAL.sub("", text)
     assert clean_text(text, "\ufffd") == markup._ILLEGAL.sub("\ufffd", text)
+    assert markup.is_clean(text) == (markup._ILLEGAL.search(text) is None)
 
 
 def test_clean_text_keeps_legal_text_unchanged():
