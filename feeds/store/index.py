@@ -37,6 +37,7 @@ from ..config import SiteConfig
 from ..errors import Problem
 from ..records import Record
 from . import writes
+from .positions import Positions
 from .queries import Reader
 from .rows import Decoder, Malformed, encode, is_article_path
 from .schema import APPLICATION_ID, INDEX_NAMES, NAMES, TABLE_NAMES, format_version, layout
@@ -206,6 +207,7 @@ class IndexStore:
             raise failure(exc, self.file, "opening") from None
         self._pool = Pool(self.file, CACHE_KIB)
         self._decoder = Decoder()
+        self._positions = Positions()  # where archive pages begin, per state of the index
         self._given = dict(given or {})
         self._suspects: set[str] = set()
         self._suspects_lock = threading.Lock()  # held for a set operation only
@@ -299,6 +301,7 @@ class IndexStore:
         with transaction(self.db, self.file, "resetting") as db:
             self._check_ours()
             writes.reset(db, key, format_version())
+        self._positions.clear()
 
     def insert(self, rows: Iterable[tuple[str, Record]]) -> None:
         """Bulk load: rows of files nothing derived yet depends on (see :meth:`finish`)."""
@@ -473,7 +476,7 @@ class IndexStore:
         """A reader over one snapshot of the index; raises :class:`StoreError` if it fails."""
         with self._pool.reading() as db:
             db.row_factory = sqlite3.Row
-            yield Reader(db, self._decoder, self._given, self.suspect)
+            yield Reader(db, self._decoder, self._given, self.suspect, self._positions)
 
     def stamps(self, validate: bool = True) -> Iterator[tuple[str, int, int, bool]]:
         """Every file's (path, size, mtime_ns, has metadata) by path; size -1 asks for a read

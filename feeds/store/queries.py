@@ -25,6 +25,7 @@ from ..config import FeedSpec
 from ..errors import Problem
 from ..markup import is_clean
 from ..selection import matches
+from .positions import Positions
 from .rows import RS, US, Decoder, Malformed, decode_problems, pairs
 from .schema import ALL, COLUMN_LIST, COLUMNS, FILE_COLUMNS, IDS, JOURNAL_LIST, TOPIC
 
@@ -142,15 +143,19 @@ _SHOWN = " || char(31) || ".join(
 _RECENT = "f.entry = 1 AND f.published <= ? AND f.published > ? AND f.url = f.permalink"
 
 
+_IN_ORDER = " ORDER BY f.published DESC, f.id LIMIT ?"
+
+
 def _newest_first(now: datetime, after: After) -> tuple[str, list[object]]:
     """``FROM`` to ``LIMIT ?`` of a walk of the visible articles in feed order, resumed after
     ``after`` (keyset pagination), and its parameters but the limit."""
     sql = " FROM files AS f WHERE f.entry = 1 AND f.published <= ?"
-    params: list[object] = [now.timestamp()]
-    if after is not None:
-        sql += " AND f.published <= ? AND (f.published < ? OR (f.published = ? AND f.id > ?))"
-        params += [after[0], after[0], after[0], after[1]]
-    return sql + " ORDER BY f.published DESC, f.id LIMIT ?", params
+    if after is None:
+        return sql + _IN_ORDER, [now.timestamp()]
+    # One upper bound: given two, SQLite starts the index range at the first (the newest entry),
+    # and a walk resumed a million entries down steps through all of them again.
+    sql += " AND (f.published < ? OR (f.published = ? AND f.id > ?))"
+    return sql + _IN_ORDER, [min(now.timestamp(), after[0]), after[0], after[0], after[1]]
 
 
 def _key(meta: Meta) -> tuple[float, str]:
@@ -203,10 +208,16 @@ class Reader:
     """Queries over one read transaction of the index. Used by one thread, for one task."""
 
     def __init__(
-        self, db: sqlite3.Connection, decoder: Decoder, given: Mapping[str, Meta], suspect: Suspect
+        self,
+        db: sqlite3.Connection,
+        decoder: Decoder,
+        given: Mapping[str, Meta],
+        suspect: Suspect,
+        positions: Positions | None = None,
     ) -> None:
         self._db = db
         self._decoder = decoder
+        self._positions = positions if positions is not None else Positions()  # archive pages' starts
         self._given = given  # metas built in memory (tests, tools), returned as given
         self._suspect = suspect  # told of a row that does not decode: its file is read again
 
@@ -280,18 +291,9 @@ class Reader:
         after: After = None
         size = max(first, 1)
         if skip > 0:
-            if slug is None:
-                sql = "SELECT published, id FROM files WHERE entry = 1 AND published <= ?"
-                params_: tuple[object, ...] = (at,)
-            else:
-                sql = "SELECT published, id FROM entry_topics WHERE slug = ? AND published <= ?"
-                params_ = (slug, at)
-            found = self._db.execute(
-                f"{sql} ORDER BY published DESC, id LIMIT 1 OFFSET ?", (*params_, skip - 1)
-            ).fetchone()
-            if found is None:
+            after = self._key_at(slug, at, skip - 1)
+            if after is None:
                 return
-            after = (found[0], found[1])
         while True:
             params: list[object] = []
             if slug is None:
@@ -300,14 +302,12 @@ class Reader:
                 base = "FROM entry_topics AS t JOIN files AS f ON f.path = t.path WHERE t.slug = ?"
                 params.append(slug)
             col = "f" if slug is None else "t"
-            base += f" AND {col}.published <= ?"
-            params.append(at)
-            if after is not None:
-                base += (
-                    f" AND {col}.published <= ? AND ({col}.published < ? OR "
-                    f"({col}.published = ? AND {col}.id > ?))"
-                )
-                params += [after[0], after[0], after[0], after[1]]
+            base += f" AND {col}.published <= ?"  # one upper bound (see _newest_first)
+            if after is None:
+                params.append(at)
+            else:
+                base += f" AND ({col}.published < ? OR ({col}.published = ? AND {col}.id > ?))"
+                params += [min(at, after[0]), after[0], after[0], after[1]]
             sql = f"SELECT {_F} {base} ORDER BY {col}.published DESC, {col}.id LIMIT ?"
             rows = self._db.execute(sql, (*params, size)).fetchall()
             yield from self._metas(rows)
@@ -316,6 +316,47 @@ class Reader:
             last = rows[-1]
             after = (last["published"], last["id"])
             size = BATCH
+
+    def _key_at(self, slug: str | None, at: float, position: int) -> After:
+        """The key of the entry at ``position`` (0: the newest) in feed order at ``at``; None past
+        the end. Stepped to from the nearest position found before in the same state of the index
+        (:mod:`~feeds.store.positions`), else from the newest entry."""
+        within: tuple[object, ...]
+        if slug is None:
+            source, where, within = "files", "entry = 1", ()
+        else:
+            source, where, within = "entry_topics", "slug = ?", (slug,)
+        waiting = f"SELECT count(*) FROM {source} WHERE {where} AND published > ?"
+        unseen = int(self._db.execute(waiting, (*within, at)).fetchone()[0])
+        state = (self.journal_id(), self.journal_last(), slug, unseen)
+        near = self._positions.nearest(state, position)
+        select = f"SELECT published, id FROM {source} WHERE {where} AND published <= ?"  # one upper bound
+        args: tuple[object, ...]
+        if near is None or position <= abs(near[0] - position):
+            sql = f"{select} ORDER BY published DESC, id LIMIT 1 OFFSET ?"
+            args = (*within, at, position)
+        elif near[0] == position:
+            return near[1]
+        elif near[0] < position:  # older: on down the feed from the known entry (visible, as are all older)
+            published, ident = near[1]
+            sql = (
+                f"{select} AND (published < ? OR (published = ? AND id > ?)) "
+                "ORDER BY published DESC, id LIMIT 1 OFFSET ?"
+            )
+            args = (*within, published, published, published, ident, position - near[0] - 1)
+        else:  # newer: back up the feed from the known entry
+            published, ident = near[1]
+            sql = (
+                f"{select} AND published >= ? AND (published > ? OR (published = ? AND id < ?)) "
+                "ORDER BY published, id DESC LIMIT 1 OFFSET ?"
+            )
+            args = (*within, at, published, published, published, ident, near[0] - position - 1)
+        found = self._db.execute(sql, args).fetchone()
+        if found is None:
+            return None
+        key = (found[0], found[1])
+        self._positions.note(state, position, key)
+        return key
 
     def _stream(self, spec: FeedSpec, now: datetime, first: int) -> Iterable[Meta]:
         if not spec.topics:
