@@ -199,7 +199,8 @@ def _article(m: Making, p: Params) -> Made:
     meta = m.reader.article(p["id"], m.now)
     if meta is None:
         raise NotFound(f"no article {p['id']}")
-    feeds = [s for s in m.view.specs.values() if s.is_topic_feed and s.topics[0] in meta.topic_slugs]
+    slugs = meta.topic_slugs  # a property: a set made per call, and a site has hundreds of feeds
+    feeds = [s for s in m.view.specs.values() if s.is_topic_feed and s.topics[0] in slugs]
     names = _names(m, [meta])
     key = (m.config, meta.id, meta.path, meta.version, meta.digest, tuple(s.name for s in feeds), names)
 

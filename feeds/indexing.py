@@ -184,7 +184,7 @@ class _ReadAhead:
 
     A cold read costs the kernel about 30 µs of CPU per file wherever it is made; made here, it
     overlaps the parsing, and the parser processes keep their one thread: prefetching threads
-    in each of them cost a tenth of their CPU in switches, even with every file cached.
+    in each of them cost a seventh of their CPU in switches, even with every file cached.
     """
 
     def __init__(self, root: Path) -> None:
