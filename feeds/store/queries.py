@@ -143,19 +143,26 @@ _SHOWN = " || char(31) || ".join(
 _RECENT = "f.entry = 1 AND f.published <= ? AND f.published > ? AND f.url = f.permalink"
 
 
-_IN_ORDER = " ORDER BY f.published DESC, f.id LIMIT ?"
+def _visible(col: str, at: float, after: After) -> tuple[str, list[object]]:
+    """`` AND`` terms of a walk in feed order of what is visible at ``at``, resumed after
+    ``after`` (keyset pagination), and their parameters; ``col`` names the table ("f.", "").
+
+    One upper bound on the date, the lower of the two: given both, SQLite starts the index range
+    at the first (the newest entry), and a walk resumed a million entries down steps through all
+    of them again, every batch.
+    """
+    if after is None:
+        return f" AND {col}published <= ?", [at]
+    published, ident = after
+    terms = f" AND {col}published <= ? AND ({col}published < ? OR ({col}published = ? AND {col}id > ?))"
+    return terms, [min(at, published), published, published, ident]
 
 
 def _newest_first(now: datetime, after: After) -> tuple[str, list[object]]:
     """``FROM`` to ``LIMIT ?`` of a walk of the visible articles in feed order, resumed after
     ``after`` (keyset pagination), and its parameters but the limit."""
-    sql = " FROM files AS f WHERE f.entry = 1 AND f.published <= ?"
-    if after is None:
-        return sql + _IN_ORDER, [now.timestamp()]
-    # One upper bound: given two, SQLite starts the index range at the first (the newest entry),
-    # and a walk resumed a million entries down steps through all of them again.
-    sql += " AND (f.published < ? OR (f.published = ? AND f.id > ?))"
-    return sql + _IN_ORDER, [min(now.timestamp(), after[0]), after[0], after[0], after[1]]
+    terms, params = _visible("f.", now.timestamp(), after)
+    return f" FROM files AS f WHERE f.entry = 1{terms} ORDER BY f.published DESC, f.id LIMIT ?", params
 
 
 def _key(meta: Meta) -> tuple[float, str]:
@@ -213,11 +220,11 @@ class Reader:
         decoder: Decoder,
         given: Mapping[str, Meta],
         suspect: Suspect,
-        positions: Positions | None = None,
+        positions: Positions,
     ) -> None:
         self._db = db
         self._decoder = decoder
-        self._positions = positions if positions is not None else Positions()  # archive pages' starts
+        self._positions = positions  # where archive pages begin, shared by the store's readers
         self._given = given  # metas built in memory (tests, tools), returned as given
         self._suspect = suspect  # told of a row that does not decode: its file is read again
 
@@ -302,12 +309,9 @@ class Reader:
                 base = "FROM entry_topics AS t JOIN files AS f ON f.path = t.path WHERE t.slug = ?"
                 params.append(slug)
             col = "f" if slug is None else "t"
-            base += f" AND {col}.published <= ?"  # one upper bound (see _newest_first)
-            if after is None:
-                params.append(at)
-            else:
-                base += f" AND ({col}.published < ? OR ({col}.published = ? AND {col}.id > ?))"
-                params += [min(at, after[0]), after[0], after[0], after[1]]
+            terms, more = _visible(f"{col}.", at, after)
+            base += terms
+            params += more
             sql = f"SELECT {_F} {base} ORDER BY {col}.published DESC, {col}.id LIMIT ?"
             rows = self._db.execute(sql, (*params, size)).fetchall()
             yield from self._metas(rows)
@@ -330,25 +334,21 @@ class Reader:
         unseen = int(self._db.execute(waiting, (*within, at)).fetchone()[0])
         state = (self.journal_id(), self.journal_last(), slug, unseen)
         near = self._positions.nearest(state, position)
-        select = f"SELECT published, id FROM {source} WHERE {where} AND published <= ?"  # one upper bound
-        args: tuple[object, ...]
+        select = f"SELECT published, id FROM {source} WHERE {where}"
+        newest_first = "ORDER BY published DESC, id LIMIT 1 OFFSET ?"
         if near is None or position <= abs(near[0] - position):
-            sql = f"{select} ORDER BY published DESC, id LIMIT 1 OFFSET ?"
-            args = (*within, at, position)
+            terms, params = _visible("", at, None)
+            sql, args = f"{select}{terms} {newest_first}", (*within, *params, position)
         elif near[0] == position:
             return near[1]
-        elif near[0] < position:  # older: on down the feed from the known entry (visible, as are all older)
-            published, ident = near[1]
-            sql = (
-                f"{select} AND (published < ? OR (published = ? AND id > ?)) "
-                "ORDER BY published DESC, id LIMIT 1 OFFSET ?"
-            )
-            args = (*within, published, published, published, ident, position - near[0] - 1)
+        elif near[0] < position:  # older: on down the feed from the known entry
+            terms, params = _visible("", at, near[1])
+            sql, args = f"{select}{terms} {newest_first}", (*within, *params, position - near[0] - 1)
         else:  # newer: back up the feed from the known entry
             published, ident = near[1]
             sql = (
-                f"{select} AND published >= ? AND (published > ? OR (published = ? AND id < ?)) "
-                "ORDER BY published, id DESC LIMIT 1 OFFSET ?"
+                f"{select} AND published <= ? AND published >= ? AND (published > ? OR "
+                "(published = ? AND id < ?)) ORDER BY published, id DESC LIMIT 1 OFFSET ?"
             )
             args = (*within, at, published, published, published, ident, near[0] - position - 1)
         found = self._db.execute(sql, args).fetchone()
