@@ -23,6 +23,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -343,8 +344,40 @@ cli(sys.argv[1:])
 """
 
 
-def _build(config: Path, out: Path, *extra: str, seeded: bool = False) -> tuple[float, float, dict[str, int]]:
-    """``feeds build`` in a process of its own: (seconds, its peak RSS in MB, the counts it prints).
+def _descendants(pid: int) -> list[int]:
+    """``pid`` and every process under it (a build's rendering processes)."""
+    parents: dict[int, list[int]] = {}
+    for stat_file in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat_file.read_text().rpartition(")")[2].split()
+        except OSError:
+            continue
+        parents.setdefault(int(fields[1]), []).append(int(stat_file.parent.name))
+    found, todo = [], [pid]
+    while todo:
+        one = todo.pop()
+        found.append(one)
+        todo += parents.get(one, [])
+    return found
+
+
+def _rss_mb(pids: list[int]) -> float:
+    total = 0
+    for pid in pids:
+        try:
+            status = Path(f"/proc/{pid}/status").read_text()
+        except OSError:
+            continue
+        found = re.search(r"^VmRSS:\s+(\d+) kB", status, re.M)
+        total += int(found.group(1)) if found else 0
+    return total / 1024
+
+
+def _build(
+    config: Path, out: Path, *extra: str, seeded: bool = False
+) -> tuple[float, float, dict[str, int], float]:
+    """``feeds build`` in a process of its own: (seconds, its peak RSS in MB, the counts it
+    prints, the peak of the RSS of it and its processes together, sampled twice a second).
     ``seeded``: article and archive pages are written as placeholders, not rendered (a first
     export of a million articles takes hours to render; what a rebuild costs does not depend
     on the bytes of the pages it takes over)."""
@@ -352,47 +385,66 @@ def _build(config: Path, out: Path, *extra: str, seeded: bool = False) -> tuple[
     command = [*feeds, "--config", str(config), "build", str(out), *extra]
     started = time.perf_counter()
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    peaks = [0.0]
+    done = threading.Event()
+
+    def sample() -> None:
+        while not done.wait(0.5):
+            peaks.append(_rss_mb(_descendants(process.pid)))
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
     _, status, usage = os.wait4(process.pid, 0)
     seconds = time.perf_counter() - started
+    done.set()
+    sampler.join()
+    together = max(peaks)
     assert process.stdout is not None and process.stderr is not None
     printed, errors = process.stdout.read(), process.stderr.read()
     process.returncode = os.waitstatus_to_exitcode(status)
     if process.returncode != 0:
         raise RuntimeError(f"{' '.join(command)}: exit {process.returncode}\n{errors}")
     counts = {k: int(v) for v, k in re.findall(r"(\d+) (documents|rendered|written|unchanged)", printed)}
-    return seconds, usage.ru_maxrss / 1024, counts
+    return seconds, usage.ru_maxrss / 1024, counts, max(together, usage.ru_maxrss / 1024)
 
 
-def export_costs(config: Path, work: Path, size: int, seeded: bool = False) -> dict[str, float]:
+def export_costs(
+    config: Path, work: Path, size: int, seeded: bool = False, jobs: int = 1
+) -> dict[str, float]:
     """The static export: a full build into an empty folder (every document rendered and
     written); a second build with nothing changed, which links every file of the first into a
     new tree and keeps the first as its spare; then the newest article edited and the export
     rebuilt a third time, which brings the spare up to date from the index's journal (only what
     changed is rendered and written) and swaps it in. The article is put back afterwards.
     ``seeded``: the first build writes placeholders for article and archive pages (see
-    :func:`_build`); its time is then not a full build's."""
+    :func:`_build`); its time is then not a full build's. ``jobs``: ``feeds build --jobs``
+    (the peak memory is then of every process of the build together)."""
     out = work / f"export-{size}"
     for leftover in (out, out.parent / f".{out.name}.feeds-spare"):
         shutil.rmtree(leftover, ignore_errors=True)  # ours: the bench's work folder
-    full, full_peak, counts = _build(config, out, seeded=seeded)
-    kind = "seeded first" if seeded else "full"
-    log(f"export: {kind} build {full:.1f} s, peak {full_peak:.0f} MB, {counts}")
-    linked, linked_peak, relinked = _build(config, out)
+    extra = ("--jobs", str(jobs))
+    full, full_peak, counts, full_together = _build(config, out, *extra, seeded=seeded)
+    kind = "seeded first" if seeded else f"full (--jobs {jobs})"
+    together = f" ({full_together:.0f} MB together)" if jobs > 1 else ""
+    log(f"export: {kind} build {full:.1f} s, peak {full_peak:.0f} MB{together}, {counts}")
+    linked, linked_peak, relinked, _ = _build(config, out, *extra)
     log(f"export: second build, nothing changed {linked:.1f} s, peak {linked_peak:.0f} MB, {relinked}")
     article = next((config.parent / "articles").glob(f"*/*/a{size - 1:06d}.*"))
     original = article.read_bytes()
     try:
         article.write_bytes(original + b"\nEin Satz mehr.\n")
-        again, again_peak, after = _build(config, out)
+        again, again_peak, after, _ = _build(config, out, *extra)
     finally:
         article.write_bytes(original)
     log(f"export: rebuild after one edit {again:.1f} s, peak {again_peak:.0f} MB, {after}")
     for leftover in (out, out.parent / f".{out.name}.feeds-spare"):
         shutil.rmtree(leftover, ignore_errors=True)
     first = "seeded first build (article and archive pages placeholders)" if seeded else "full build"
+    if jobs > 1:
+        first += f" on {jobs} processes"
     return {
         f"export: {first} (s)": full,
-        f"export: {first} peak memory (MB)": full_peak,
+        f"export: {first} peak memory (MB)": full_together if jobs > 1 else full_peak,
         "export: second build, every file linked (s)": linked,
         "export: rebuild after one edit (s)": again,
         "export: rebuild peak memory (MB)": again_peak,
@@ -489,6 +541,7 @@ def main() -> int:
     parser.add_argument(
         "--export", action="store_true", help="measure the static export only (--parts export)"
     )
+    parser.add_argument("--jobs", type=int, default=1, help="export: feeds build --jobs")
     parser.add_argument(
         "--seeded-from",
         type=int,
@@ -506,7 +559,9 @@ def main() -> int:
         config = archive(args.work, size)
         results[size] = measure(config, args.work, size, parts, args.against)
         if "export" in parts:
-            results[size].update(export_costs(config, args.work, size, seeded=size >= args.seeded_from))
+            results[size].update(
+                export_costs(config, args.work, size, seeded=size >= args.seeded_from, jobs=args.jobs)
+            )
     command = " ".join(["bench/scale.py", *sys.argv[1:]])
     svg = args.out.with_name(f"{args.out.stem.lower()}.svg") if args.export else BENCH / "scale.svg"
     what = (

@@ -294,8 +294,17 @@ def _surveying(out: Path, full: bool) -> Iterator[Future[Survey | None] | None]:
     is_flag=True,
     help="Render and write every document, reusing no file of the earlier export.",
 )
+@click.option(
+    "--jobs",
+    "-j",
+    type=click.IntRange(1, 256),
+    default=1,
+    show_default=True,
+    help="Render on this many processes when a build has many documents to render (a first "
+    "build); each opens the site again (about 200 MB at a million articles).",
+)
 @click.pass_context
-def build(ctx: click.Context, out: Path, force: bool, full: bool) -> None:
+def build(ctx: click.Context, out: Path, force: bool, full: bool, jobs: int) -> None:
     """Export every feed, page and the index into OUT (replaced atomically).
 
     Documents unchanged since the export in OUT was built are taken over from it. Only files
@@ -305,7 +314,7 @@ def build(ctx: click.Context, out: Path, force: bool, full: bool) -> None:
     try:
         target = check_target(load_config(ctx.obj), state_dir_for(ctx.obj), out)  # before reading articles
         with _surveying(target, full) as ahead:
-            done = build_export(_load(ctx), out, force=force, full=full, ahead=ahead)
+            done = build_export(_load(ctx), out, force=force, full=full, ahead=ahead, workers=jobs)
     except ConfigError as exc:
         raise click.ClickException(f"config is not valid:\n{exc}") from None
     except ExportRefused as exc:

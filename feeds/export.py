@@ -54,7 +54,6 @@ from .assets import MEDIA, STATIC, Folder
 from .bodies import SETTLE_SECONDS
 from .catalogue import FORMATS, Kind, sitemap_size
 from .documents import Document
-from .errors import NotFound, Unsettled
 from .outfolder import (
     BOOKKEEPING,
     MANIFEST,
@@ -89,6 +88,7 @@ from .outfolder import (
     work_folder,
 )
 from .renames import exchange
+from .renderers import Outcome, Rendered, render, render_all
 from .site import Site
 from .sitemaps import page_slice
 from .store import TAG, TOPIC
@@ -340,38 +340,60 @@ class _Writer:
         self._checked: set[str] = set()  # folders whose ancestors were checked for clashes
         self._store = site.view().store
         self._version = self._store.data_version()
+        self._journal = self._journaled()
+
+    def _journaled(self) -> tuple[str | None, int]:
+        with self._store.read() as reader:
+            return reader.journal_id(), reader.journal_last()
 
     def _stable(self) -> bool:
-        """No other process wrote to the index since the build began (keys describe the bytes)."""
-        return self._store.data_version() == self._version
+        """No other process changed the index's rows since the build began (keys describe the
+        bytes). Every change of a row is journaled; the file also moves when a process only
+        notes that it compared the files (a server's worker starting during an hour-long build),
+        which must not cost the next build a render of everything."""
+        version = self._store.data_version()
+        if version == self._version:
+            return True
+        if self._journaled() != self._journal:
+            return False
+        self._version = version
+        return True
 
     def export(self, job: Job) -> bool:
         """False when the document cannot be had whole right now (an article being written)."""
+        return self.reuse(job) or self.place(job, render(self.site, job.kind, job.params))
+
+    def reuse(self, job: Job) -> bool:
+        """Whether the old export's file was taken over by its key (nothing to render)."""
         rel = job.rel
         if not is_relative_path(rel):
             raise ExportRefused(f"refusing to write {rel!r}: it would land outside {self.out}")
         self._check(rel)
-        found = self._found(rel)
-        if found is not None and job.key and self.old is not None:
+        found = self._found(rel) if job.key else None
+        if found is not None and self.old is not None:
             etag = self.old.reusable(rel, job.key, found)
             if etag is not None:
                 self._link(rel)
                 self._done(Record(rel, job.key, etag, *found), reused=True)
                 return True
-        try:
-            doc = self.site.document(job.kind, job.params, keep=False)
-        except NotFound:  # gone since the listing, or changed into something refused: not exported
+        return False
+
+    def place(self, job: Job, rendered: Rendered) -> bool:
+        """The rendered document written (or linked, its bytes unchanged); False when it could
+        not be had whole (an article being written)."""
+        rel = job.rel
+        if rendered is Outcome.GONE:  # gone since the listing, or changed into something refused
             self.remove(rel)
             return True
-        except Unsettled:
+        if rendered is Outcome.UNSETTLED:
             return False
-        if not doc.complete:
-            return False
+        doc = rendered
         self.tally.rendered += 1
         key = job.key if self._stable() else ""
         if job.source is not None and key != _job_key(job):
             key = ""  # the file changed since it was listed: its key may not describe these bytes
         mtime_ns = int(doc.last_modified.timestamp()) * 1_000_000_000
+        found = self._found(rel)
         if (
             found is not None
             and self.old is not None
@@ -478,11 +500,14 @@ def _job_key(job: Job) -> str:
     return _digest((job.params["rel"], version)) if version is not None else ""
 
 
-def _write_all(writer: _Writer, jobs: Iterable[Job], attempts: int = 3) -> None:
-    """Every job written; those that cannot be had whole right now (articles being written) are
-    tried again once their files had time to settle, and the build is refused if they never do:
-    a web server serves these files for minutes or hours."""
-    waiting = [job for job in jobs if not writer.export(job)]
+def _write_all(writer: _Writer, jobs: Iterable[Job], attempts: int = 3, workers: int = 1) -> None:
+    """Every job written, rendered on ``workers`` processes when there are many (see
+    :mod:`feeds.renderers`); those that cannot be had whole right now (articles being written)
+    are tried again once their files had time to settle, and the build is refused if they never
+    do: a web server serves these files for minutes or hours."""
+    fresh = (job for job in jobs if not writer.reuse(job))
+    with contextlib.closing(render_all(writer.site, fresh, _asked, workers)) as rendered:
+        waiting = [job for job, doc in rendered if not writer.place(job, doc)]
     for _ in range(attempts - 1):
         if not waiting:
             return
@@ -492,6 +517,10 @@ def _write_all(writer: _Writer, jobs: Iterable[Job], attempts: int = 3) -> None:
         raise ExportRefused(
             "articles are being written right now; run the build again once they are finished"
         )
+
+
+def _asked(job: Job) -> tuple[Kind, dict[str, str]]:
+    return job.kind, job.params
 
 
 # -- bringing the spare up to date ---------------------------------------------------------------------
@@ -554,7 +583,7 @@ def _steps(update: _Update, always: Iterable[Job]) -> _Steps:
     return _Steps(jobs, list(dict.fromkeys(taken)), gone)
 
 
-def _update(writer: _Writer, steps: _Steps, ours: Manifest) -> None:
+def _update(writer: _Writer, steps: _Steps, ours: Manifest, workers: int = 1) -> None:
     """Turn the spare (in ``writer.tmp``) into the new export: the documents that changed since
     the live export was built are rendered (and linked from it where their bytes did not
     change), those that changed only before are linked from it, pages now gone are removed, and
@@ -574,7 +603,7 @@ def _update(writer: _Writer, steps: _Steps, ours: Manifest) -> None:
                 and not entry.is_dir(follow_symlinks=False)
             ):
                 os.unlink(entry.path)
-    _write_all(writer, steps.jobs.values())
+    _write_all(writer, steps.jobs.values(), workers=workers)
     skip = {json.dumps(rel, ensure_ascii=False) for rel in (writer.recorded | gone | steps.jobs.keys())}
     copied = tuple(f'"{prefix}' for prefix in _COPIED)
     for encoded, line in record_lines(writer.out, ours):
@@ -675,6 +704,7 @@ def build(
     force: bool = False,
     full: bool = False,
     ahead: Future[Survey | None] | None = None,
+    workers: int = 1,
 ) -> Exported:
     """Write the export to ``out`` atomically; what it did.
 
@@ -683,6 +713,8 @@ def build(
     linked from it rather than rendered (``full``: every document is rendered and written).
     Raises :class:`ExportRefused` before the swap when the build could lose a file feeds did
     not write. ``ahead``: :func:`survey_ahead` of ``out``, started before the site was opened.
+    ``workers``: processes that render once a build has many documents to render (each opens
+    the site from its config, index and ledger, and reads the clock itself).
     """
     started = time.monotonic()
     out = check_target(site.config, site.state_dir, out)
@@ -719,13 +751,13 @@ def build(
                 steps = _steps(update, _Plan(site, code).always())
                 known = with_records(out, ours, [*steps.jobs, *steps.taken])
                 writer = _Writer(site, out, tmp, known, foreign, mark, updating=True)
-                _update(writer, steps, ours)
+                _update(writer, steps, ours, workers)
             else:
                 mark = rebuild.mark_data(rebuild.start(site), code)
                 tmp.mkdir(mode=0o700)
                 (tmp / MARKER).write_bytes(MARKER_BYTES)
                 writer = _Writer(site, out, tmp, None if full else ours, foreign, mark)
-                _write_all(writer, _Plan(site, code).jobs())
+                _write_all(writer, _Plan(site, code).jobs(), workers=workers)
             writer.manifest.close()
             _carry(out, tmp, foreign, writer.made)
             tmp.chmod(0o755)

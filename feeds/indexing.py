@@ -9,23 +9,20 @@ costs a read, never a wrong answer.
 
 from __future__ import annotations
 
-import ctypes
 import itertools
 import logging
-import multiprocessing
 import os
 import queue
 import re
-import signal
 import threading
 import time
-from collections.abc import Callable, Collection, Iterable, Iterator
-from concurrent.futures import ProcessPoolExecutor
+from collections.abc import Collection, Iterable, Iterator
 from concurrent.futures.process import BrokenProcessPool
 from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import unquote
 
+from . import spawning
 from .articles import read_body
 from .config import SiteConfig
 from .parsing import teaser
@@ -40,19 +37,7 @@ PARALLEL_FROM = 5000  # a cold start with fewer files to parse stays in one proc
 CHUNK = 2000
 LEAD = 10  # chunks the read-ahead may be ahead of the parsers (20,000 files: tens of MB of page cache)
 SUMMARIZED = 5_000  # entries of summary-only feeds whose summary a cold start works out (0.5 ms each)
-PR_SET_PDEATHSIG = 1  # linux/prctl.h
 _MISSING = re.compile(r"^(?:image: |picture )(?P<rel>.+): no such file")  # as parsing reports it
-
-
-def _die_with_parent() -> None:
-    """A parser process must not outlive the worker that started it (killed mid cold start)."""
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-    except (OSError, AttributeError):  # not Linux: the pool's own shutdown has to do
-        pass
-    if os.getppid() == 1:  # the parent died before prctl took effect
-        os._exit(1)
 
 
 def _parse_chunk(config: SiteConfig, rels: list[str]) -> list[tuple[str, Record | None]]:
@@ -72,40 +57,15 @@ def _parse_into(config: SiteConfig, db_path: str, rels: list[str]) -> int:
     return len(rows)
 
 
-def refuse_in_bootstrap() -> None:
-    """Raise where a process being started to parse is running the main script again.
-
-    The processes start by "spawn", which imports the main script anew; a script that opens the
-    site without an ``if __name__ == "__main__":`` guard would then wait in every parser process
-    for the index its parent is building, and both would hang. Raised instead, the parser
-    process ends, and the parent parses alone (:func:`load`).
-    """
-    if getattr(multiprocessing.current_process(), "_inheriting", False):  # as multiprocessing.spawn asks
-        raise RuntimeError(
-            "a new process is running the main script again while it starts: put the script's "
-            "work under if __name__ == '__main__': (see Python's multiprocessing documentation)"
-        )
-
-
-def _cores() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-
-
-def _pool(processes: int, initializer: Callable[[], None] = _die_with_parent) -> ProcessPoolExecutor:
-    # "spawn": the server may already run threads (granian's runtime), which fork would copy.
-    context = multiprocessing.get_context("spawn")
-    return ProcessPoolExecutor(processes, mp_context=context, initializer=initializer)
-
-
 def parse_all(config: SiteConfig, rels: list[str]) -> Iterator[tuple[str, Record | None]]:
     """Parse many files, on every core when there are enough to pay for the processes."""
-    if len(rels) < PARALLEL_FROM or _cores() < 2:
+    if len(rels) < PARALLEL_FROM or spawning.cores() < 2:
         yield from _parse_chunk(config, rels)
         return
     chunks = [rels[i : i + CHUNK] for i in range(0, len(rels), CHUNK)]
     results: list[list[tuple[str, Record | None]]] = []
     try:
-        with _pool(_cores()) as pool:
+        with spawning.pool(spawning.cores()) as pool:
             results = list(pool.map(_parse_chunk, [config] * len(chunks), chunks))
     except (BrokenProcessPool, OSError, RuntimeError) as exc:  # e.g. a script without a main guard
         log.warning("parallel parsing unavailable (%s); parsing in this process", exc)
@@ -127,10 +87,10 @@ def load(config: SiteConfig, db: IndexStore, first_seen: FirstSeen) -> None:
     listing = _Listing(scan(config.articles_dir))
     head = list(itertools.islice(listing, PARALLEL_FROM))
     names: Iterable[str] = itertools.chain(head, listing)  # what is left to parse here
-    if db.path is not None and len(head) == PARALLEL_FROM and _cores() >= 2:
+    if db.path is not None and len(head) == PARALLEL_FROM and spawning.cores() >= 2:
         ahead = _ReadAhead(config.articles_dir)
         try:
-            with _pool(_cores() + 1) as pool:
+            with spawning.pool(spawning.cores() + 1) as pool:
                 chunks = ahead.handed(_batched(names, CHUNK))
                 for _ in pool.map(
                     _parse_into, itertools.repeat(config), itertools.repeat(str(db.file)), chunks
@@ -292,7 +252,7 @@ def stale_paths(config: SiteConfig, known: Iterable[tuple[str, int, int, bool]])
 
 
 def _niced() -> None:
-    _die_with_parent()
+    spawning.die_with_parent()
     os.nice(10)
 
 
@@ -378,7 +338,7 @@ def malformed_aside(store: IndexStore) -> list[str]:
     if store.path is None:
         return [path for path, size, _, _ in store.stamps() if size < 0]
     try:
-        with _pool(1, _niced) as pool:
+        with spawning.pool(1, _niced) as pool:
             return pool.submit(_malformed_in_child, str(store.file)).result()
     except (BrokenProcessPool, OSError, RuntimeError) as exc:
         log.warning("checking the index's rows in a separate process failed (%s); checking here", exc)
@@ -393,7 +353,7 @@ def stale_paths_aside(config: SiteConfig, db_path: Path, validate: bool = True) 
     while a niced process only takes what the cores leave over.
     """
     try:
-        with _pool(1, _niced) as pool:
+        with spawning.pool(1, _niced) as pool:
             return pool.submit(_stale_in_child, config, str(db_path), validate).result()
     except (BrokenProcessPool, OSError, RuntimeError) as exc:
         log.warning("checking the files in a separate process failed (%s); checking here", exc)

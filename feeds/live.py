@@ -32,7 +32,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TypeVar
 
-from . import indexing
+from . import indexing, spawning
 from .articles import SUFFIXES, Meta
 from .config import SiteConfig, load_config
 from .errors import ConfigError, Problem
@@ -130,7 +130,7 @@ def open_store(
 
     Of workers starting together, one builds the index while the others wait for it.
     """
-    indexing.refuse_in_bootstrap()
+    spawning.refuse_in_bootstrap()
     store, reason = IndexStore.open(state_dir / index_name(config) if state_dir else None)
     try:
         with store.exclusive():

@@ -33,7 +33,7 @@ from feeds.outfolder import (
 )
 from feeds.renames import exchange
 from feeds.site import FORMATS, Site, open_site
-from feeds.store import IndexStore
+from feeds.store import IndexStore, Reader
 
 from conftest import DEMO_CONFIG, NOW, MakeSite
 
@@ -893,10 +893,13 @@ def test_export_with_a_version_1_manifest_is_rebuilt(make_site: MakeSite, out: P
 def test_keys_are_not_recorded_while_another_process_writes_the_index(
     make_site: MakeSite, out: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A page rendered after the index moved may show a newer state than its key describes."""
+    """A page rendered after the index's rows changed may show a newer state than its key
+    describes."""
     path = make_site(many_articles(5), config=ARCHIVED)
     versions = iter(range(1_000_000))
+    changes = iter(range(1_000_000))
     monkeypatch.setattr(IndexStore, "data_version", lambda self: next(versions))
+    monkeypatch.setattr(Reader, "journal_last", lambda self: next(changes))
     build(load(path), out)
     records = json.loads((out / MANIFEST).read_text())["documents"]
     assert records and all(key == "" for _, key, *_ in records)
@@ -904,6 +907,23 @@ def test_keys_are_not_recorded_while_another_process_writes_the_index(
     done = build(load(path), out)  # renders them all again, then links the same bytes
     assert done.rendered == done.documents and done.written == 0
     assert build(load(path), out).rendered == 5
+
+
+def test_keys_are_recorded_while_other_processes_only_open_the_site(
+    make_site: MakeSite, out: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A process opening the site notes in the index that it compared the files (the file
+    moves, no row does): a server's worker starting during a long build does, and the keys stay."""
+    path = make_site(many_articles(5), config=ARCHIVED)
+    site = load(path)
+    versions = iter(range(1_000_000))
+    monkeypatch.setattr(IndexStore, "data_version", lambda self: next(versions))
+    build(site, out)
+    records = json.loads((out / MANIFEST).read_text())["documents"]
+    pages = [key for rel, key, *_ in records if rel.startswith("articles/")]
+    assert len(pages) == 5 and all(pages)
+    monkeypatch.undo()
+    assert build(load(path), out).rendered == 5  # the rest linked by their keys
 
 
 @pytest.mark.parametrize("fail_after", [0, 3])

@@ -132,6 +132,12 @@ class Ledger:
                     reason,
                 )
 
+    @property
+    def shared(self) -> Path | None:
+        """The file other processes share these dates through; None while they are in memory."""
+        with self._lock:
+            return self._path if self._db is not None else None
+
     def _fresh(self) -> None:
         """A worker forked from a preloaded app opens its own connection (under ``_lock``)."""
         if self._pid == os.getpid():
