@@ -344,35 +344,6 @@ cli(sys.argv[1:])
 """
 
 
-def _descendants(pid: int) -> list[int]:
-    """``pid`` and every process under it (a build's rendering processes)."""
-    parents: dict[int, list[int]] = {}
-    for stat_file in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat_file.read_text().rpartition(")")[2].split()
-        except OSError:
-            continue
-        parents.setdefault(int(fields[1]), []).append(int(stat_file.parent.name))
-    found, todo = [], [pid]
-    while todo:
-        one = todo.pop()
-        found.append(one)
-        todo += parents.get(one, [])
-    return found
-
-
-def _rss_mb(pids: list[int]) -> float:
-    total = 0
-    for pid in pids:
-        try:
-            status = Path(f"/proc/{pid}/status").read_text()
-        except OSError:
-            continue
-        found = re.search(r"^VmRSS:\s+(\d+) kB", status, re.M)
-        total += int(found.group(1)) if found else 0
-    return total / 1024
-
-
 def _build(
     config: Path, out: Path, *extra: str, seeded: bool = False
 ) -> tuple[float, float, dict[str, int], float]:
@@ -390,7 +361,8 @@ def _build(
 
     def sample() -> None:
         while not done.wait(0.5):
-            peaks.append(_rss_mb(_descendants(process.pid)))
+            tree = [process.pid, *harness.descendants(process.pid)]
+            peaks.append(sum(harness.memory(pid).rss_mb for pid in tree))
 
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()

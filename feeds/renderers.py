@@ -1,18 +1,19 @@
 """A build's documents rendered on more than one core.
 
 A first build renders every document: at a million articles, a million article pages and
-120,000 archive documents, about two hours of pure Python on one core. ``feeds build --jobs N``
-hands them in batches to N processes, each holding the site opened as a server's worker opens
-it (the same config and state folder: the same index and the same ledger, so the same bytes
-and dates), and takes the results back in the order it asked for them. Writing stays in the
-build's process, which plans the next documents meanwhile, so the export and its manifest are
-those of a build on one core.
+180,000 archive documents, about two hours of pure Python on one core. ``feeds build --jobs N``
+hands them in batches to N processes and takes the results back in the order it asked for them.
+Each process holds a site of its own over the build's config (not the file, which an operator
+may edit during the build), its index (only read: never checked, never written) and its ledger,
+so the bytes and dates are those the build's process would make. Writing stays in the build's
+process, which plans the next documents meanwhile, so the export and its manifest are those of a
+build on one core.
 
 The processes start only once a build has rendered :data:`ALONE` documents itself: a build
-over an earlier export renders a handful, which would never pay for opening the site again
-(seconds, and about 200 MB a process, at a million articles). A process that cannot open the
-site (the config broken since) or dies leaves its documents to the build's process, with a
-warning: the build goes on, on one core.
+over an earlier export renders a handful, which would never pay for starting them (about
+130 MB a process). A process that cannot open the site (the index no longer one of the build's
+config) or dies leaves its documents to the build's process, with a warning: the build goes
+on, on one core.
 
 The one piece of module state, :data:`_opened`, is set once in each rendering process by its
 initializer and never in the process that builds.
@@ -26,7 +27,7 @@ from collections import deque
 from collections.abc import Callable, Generator, Iterable, Iterator
 from concurrent.futures import CancelledError, Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from itertools import islice
+from itertools import chain, islice
 from pathlib import Path
 from typing import TypeVar
 
@@ -79,20 +80,18 @@ def render_all(
     They read the clock themselves."""
     jobs = iter(jobs)
     ledger = site.ledger.shared
-    alone = jobs if workers < 2 or ledger is None or site.view().store.path is None else islice(jobs, ALONE)
-    for job in alone:
+    if workers < 2 or ledger is None or site.view().store.path is None:
+        for job in jobs:
+            yield job, render(site, *ask(job))
+        return
+    for job in islice(jobs, ALONE):
         yield job, render(site, *ask(job))
     first = next(jobs, None)  # None: every job was rendered above (jobs are never None)
-    if first is None or ledger is None:
+    if first is None:
         return
     log.info("rendering the export on %d processes", workers)
     with _Pool(site, workers, ledger) as pool:
-        yield from pool.render(_chained(first, jobs), ask)
-
-
-def _chained(first: J, rest: Iterator[J]) -> Iterator[J]:
-    yield first
-    yield from rest
+        yield from pool.render(chain([first], jobs), ask)
 
 
 class _Pool:
@@ -131,10 +130,7 @@ class _Pool:
     ) -> Future[list[Rendered]] | None:
         if self._pool is None:
             return None
-        asked: list[Asked] = []
-        for job in batch:
-            kind, params = ask(job)
-            asked.append((kind.place.kind, params))
+        asked: list[Asked] = [(kind.place.kind, params) for kind, params in map(ask, batch)]
         try:
             return self._pool.submit(_render_batch, asked)
         except (BrokenProcessPool, RuntimeError) as exc:
